@@ -1,0 +1,272 @@
+//! Wiring: `run(config, shutdown)` starts the pollers and the publisher and shuts them down in
+//! order — stop polling, finish in-flight cycles, drain the outbox, flush the producer, flush sled —
+//! within `shutdown_timeout`. Also the `demo` and `schemas` commands.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::avro::{schema_text, STREAMS};
+use crate::config::{Config, OutputKind, PollConfig, SourceConfig, WolkvoxConfig};
+use crate::event::Stream;
+use crate::poller::InteractionPoller;
+use crate::publisher::Publisher;
+use crate::registry::{resolve_id, subject_for_topic, Compatibility, HttpRegistry, SchemaRegistry};
+use crate::sink::{AvroEncoder, EventSink, JsonEncoder, RecordEncoder, StdoutSink, Topics};
+use crate::sources::wolkvox::WolkvoxSource;
+use crate::store::{SledStore, Store};
+
+fn topics(config: &Config) -> Topics {
+    Topics { interactions: config.topics.interactions.clone() }
+}
+
+pub fn registry_client(config: &Config) -> anyhow::Result<HttpRegistry> {
+    let r = config.schema_registry.as_ref().context("schema_registry is not configured")?;
+    let auth = match (&r.username, r.resolved_password()?) {
+        (Some(u), Some(p)) => Some((u.clone(), p)),
+        _ => None,
+    };
+    Ok(HttpRegistry::new(&r.url, auth, r.timeout)?)
+}
+
+/// Resolve every stream's schema id, retrying while the registry is unavailable; a refusal is fatal.
+async fn resolve_schema_ids(config: &Config, stop: &CancellationToken) -> anyhow::Result<Option<Vec<(Stream, u32)>>> {
+    let reg = registry_client(config)?;
+    let auto = config.schema_registry.as_ref().is_none_or(|r| r.auto_register);
+    let topics = topics(config);
+    let mut ids = Vec::new();
+    for stream in STREAMS {
+        let subject = subject_for_topic(topics.for_stream(*stream));
+        let mut failures = 0;
+        loop {
+            match resolve_id(&reg, &subject, schema_text(*stream), auto).await {
+                Ok(id) => {
+                    tracing::info!(subject = %subject, schema_id = id, "schema resolved");
+                    ids.push((*stream, id));
+                    break;
+                }
+                Err(e) if e.is_retryable() => {
+                    failures += 1;
+                    metrics::counter!("ccdc_registry_errors_total", "kind" => "unavailable").increment(1);
+                    let wait = crate::backoff::jittered(failures, Duration::from_secs(1), Duration::from_secs(30));
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "schema registry unavailable; events wait in the outbox");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.cancelled() => return Ok(None),
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!("ccdc_registry_errors_total", "kind" => "rejected").increment(1);
+                    return Err(anyhow::Error::new(e).context("schema registration failed"));
+                }
+            }
+        }
+    }
+    Ok(Some(ids))
+}
+
+/// Create topics, retrying while the cluster is unreachable.
+async fn ensure_topics(config: &Config, stop: &CancellationToken) -> anyhow::Result<bool> {
+    let Some(k) = config.kafka.as_ref().filter(|k| k.create_topics) else { return Ok(true) };
+    let t = topics(config);
+    let names: Vec<&str> = STREAMS.iter().map(|s| t.for_stream(*s)).collect();
+    let mut failures = 0;
+    loop {
+        match crate::kafka::ensure_topics(k, &names).await {
+            Ok(()) => return Ok(true),
+            Err(e) => {
+                failures += 1;
+                let wait = crate::backoff::jittered(failures, Duration::from_secs(1), Duration::from_secs(30));
+                tracing::warn!(error = %format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "cannot create topics yet");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => return Ok(false),
+                }
+            }
+        }
+    }
+}
+
+/// Run the service until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.state_dir)?);
+    let notify = Arc::new(Notify::new());
+    tracing::info!(state_dir = %config.state_dir.display(), outbox = store.outbox_len(), sources = config.sources.len(), "ccdc starting");
+    metrics::gauge!("ccdc_outbox_depth").set(store.outbox_len() as f64);
+
+    let sink: Arc<dyn EventSink> = match config.output {
+        OutputKind::Stdout => Arc::new(StdoutSink),
+        OutputKind::Kafka => Arc::new(crate::kafka::KafkaSink::new(config.kafka.as_ref().context("kafka is not configured")?)?),
+    };
+
+    // Pollers first (they only need the vendor and the store); a corrupt stored snapshot fails start-up.
+    let poll_stop = shutdown.child_token();
+    let mut pollers = JoinSet::new();
+    for src in &config.sources {
+        match src {
+            SourceConfig::Wolkvox(w) if w.interactions.enabled => {
+                let source = WolkvoxSource::new(w)?;
+                let p = &w.interactions;
+                let mut poller = InteractionPoller::new(source, store.clone(), notify.clone(), p.interval, p.max_backoff, p.confirm_empty_polls);
+                poller.load().with_context(|| format!("source `{}`", w.name))?;
+                let stop = poll_stop.clone();
+                pollers.spawn(async move { poller.run(stop).await });
+            }
+            SourceConfig::Wolkvox(_) => {}
+        }
+    }
+
+    // The publisher starts once topics and schema ids are settled; events wait in the outbox meanwhile.
+    let publish_stop = CancellationToken::new();
+    let publish_abort = CancellationToken::new();
+    let mut publisher = {
+        let (config, store, sink, notify) = (config.clone(), store.clone(), sink.clone(), notify.clone());
+        let (stop, abort, shutdown) = (publish_stop.clone(), publish_abort.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let encoder: Arc<dyn RecordEncoder> = match config.output {
+                OutputKind::Stdout => Arc::new(JsonEncoder { topics: topics(&config) }),
+                OutputKind::Kafka => {
+                    if !ensure_topics(&config, &shutdown).await? {
+                        return Ok(None);
+                    }
+                    let Some(ids) = resolve_schema_ids(&config, &shutdown).await? else { return Ok(None) };
+                    Arc::new(AvroEncoder::new(topics(&config), &ids)?)
+                }
+            };
+            let p = Publisher { store, encoder, sink, notify, max_in_flight: config.publisher.max_in_flight, max_backoff: Duration::from_secs(30) };
+            anyhow::Ok(Some(p.run(stop, abort).await?))
+        })
+    };
+
+    let early = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        r = &mut publisher => Some(r),
+    };
+    let deadline = Instant::now() + config.shutdown_timeout;
+    tracing::info!(timeout_ms = config.shutdown_timeout.as_millis() as u64, "shutting down: stopping pollers");
+    poll_stop.cancel();
+    if tokio::time::timeout_at(deadline.into(), async { while pollers.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!("pollers did not finish their cycle before the deadline; aborted (nothing partial was committed)");
+        pollers.abort_all();
+    }
+
+    let outcome = match early {
+        Some(r) => r.context("publisher task panicked")?,
+        None => {
+            publish_stop.cancel();
+            match tokio::time::timeout_at(deadline.into(), &mut publisher).await {
+                Ok(r) => r.context("publisher task panicked")?,
+                Err(_) => {
+                    publish_abort.cancel();
+                    publisher.await.context("publisher task panicked")?
+                }
+            }
+        }
+    };
+    let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500));
+    if let Err(e) = sink.flush(remaining) {
+        tracing::warn!(error = %e, "producer flush incomplete; unacknowledged events stay in the outbox");
+    }
+    store.flush()?;
+    match outcome {
+        Ok(Some(report)) => {
+            tracing::info!(delivered = report.delivered, left_in_outbox = report.left_in_outbox, "ccdc stopped");
+            Ok(())
+        }
+        Ok(None) => {
+            tracing::info!(left_in_outbox = store.outbox_len(), "ccdc stopped before publishing started");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `ccdc demo`: the built-in simulator on loopback, polled at a short interval, events on stdout.
+pub async fn demo(interval: Duration, agents: usize, seed: u64, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use crate::simulator::{SimMode, SimServer, SimState};
+    let dir = tempfile_dir()?;
+    let token_file = dir.join("token");
+    write_private(&token_file, "demo-token")?;
+    let sim = SimServer::start("127.0.0.1:0".parse()?, SimState::new("demo-token", SimMode::Random { seed, agents })).await?;
+    tracing::info!(base_url = %sim.base_url(), "demo: simulator started; events follow on stdout as JSON lines (Ctrl-C to stop)");
+    let config = Config {
+        state_dir: dir.join("state"),
+        shutdown_timeout: Duration::from_secs(5),
+        output: OutputKind::Stdout,
+        kafka: None,
+        schema_registry: None,
+        topics: Default::default(),
+        publisher: Default::default(),
+        sources: vec![SourceConfig::Wolkvox(WolkvoxConfig {
+            name: "demo".into(),
+            base_url: sim.base_url(),
+            token: crate::secret::SecretRef::File(token_file),
+            time_zone: "America/Bogota".into(),
+            max_concurrent_requests: 1,
+            request_timeout: Duration::from_secs(10),
+            max_response_bytes: crate::config::limits::WOLKVOX_MAX_RESPONSE_BYTES,
+            allow_insecure_http: true,
+            interactions: PollConfig { interval, ..Default::default() },
+        })],
+    };
+    config.validate()?;
+    let res = run(config, shutdown).await;
+    sim.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    res
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ccdc-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)?.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// `ccdc schemas register`: register every schema under its topic's subject.
+pub async fn schemas_register(config: &Config) -> anyhow::Result<()> {
+    let reg = registry_client(config)?;
+    let t = topics(config);
+    for stream in STREAMS {
+        let subject = subject_for_topic(t.for_stream(*stream));
+        let id = reg.register(&subject, schema_text(*stream)).await?;
+        println!("{subject}\tregistered\tid={id}");
+    }
+    Ok(())
+}
+
+/// `ccdc schemas check`: would registration succeed? Err (non-zero exit) if any would be refused.
+pub async fn schemas_check(config: &Config) -> anyhow::Result<()> {
+    let reg = registry_client(config)?;
+    let t = topics(config);
+    let mut refused = Vec::new();
+    for stream in STREAMS {
+        let subject = subject_for_topic(t.for_stream(*stream));
+        match reg.check(&subject, schema_text(*stream)).await? {
+            Compatibility::Compatible => println!("{subject}\tcompatible"),
+            Compatibility::NewSubject => println!("{subject}\tnew subject (registration would create it)"),
+            Compatibility::Incompatible(reasons) => {
+                println!("{subject}\tINCOMPATIBLE\t{}", reasons.join("; "));
+                refused.push(subject);
+            }
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("registration would be refused for: {}", refused.join(", "))
+    }
+}

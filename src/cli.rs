@@ -1,0 +1,86 @@
+//! Command line (clap).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "ccdc", version, about = "Contact-center vendor APIs to Kafka event streams (Confluent-framed Avro)")]
+pub struct Cli {
+    /// Log filter (e.g. `info`, `ccdc=debug`). Also from CCDC_LOG or RUST_LOG.
+    #[arg(long, global = true, env = "CCDC_LOG", default_value = "info")]
+    pub log_level: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the service: poll the configured sources and publish to Kafka.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// No Kafka needed: start the built-in simulator, poll it, print events as JSON lines on stdout.
+    Demo {
+        /// Poll interval.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Stop after this long (default: run until Ctrl-C).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// Simulated agents.
+        #[arg(long, default_value_t = 5)]
+        agents: usize,
+        /// Seed of the simulated world.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Serve only the simulated vendor API (Wolkvox real-time interactions) for consumer development.
+    Simulate {
+        #[arg(long, default_value = "127.0.0.1:8089")]
+        listen: SocketAddr,
+        /// The `wolkvox-token` the simulator accepts (it is not a real secret).
+        #[arg(long, default_value = "sim-token")]
+        token: String,
+        #[arg(long, default_value_t = 8)]
+        agents: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Schema Registry operations.
+    Schemas {
+        #[command(subcommand)]
+        action: SchemasAction,
+    },
+    /// Validate a configuration file and exit.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SchemasAction {
+    /// Register every schema under `<topic>-value`.
+    Register {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check whether registration would succeed under each subject's compatibility; non-zero exit if not.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}

@@ -1,0 +1,539 @@
+//! Configuration: one TOML file plus `CCDC_`-prefixed environment overrides (`__` separates levels,
+//! e.g. `CCDC_KAFKA__BOOTSTRAP_SERVERS`). Everything is validated at start-up; errors name the key.
+//! Secrets are references ([`SecretRef`]) resolved during validation.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+use crate::secret::{Secret, SecretRef};
+
+/// The vendor's documented ceilings (see ../shared/vendor-notes.md).
+pub mod limits {
+    use std::time::Duration;
+    /// Wolkvox: at most 2 simultaneous requests with the same token.
+    pub const WOLKVOX_MAX_CONCURRENT_PER_TOKEN: usize = 2;
+    /// Wolkvox: a call may take at most 60 s.
+    pub const WOLKVOX_MAX_CALL_TIME: Duration = Duration::from_secs(60);
+    /// Wolkvox: a response weighs at most 256 MB.
+    pub const WOLKVOX_MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(String),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// Avro records to Kafka, schemas in the registry (production).
+    #[default]
+    Kafka,
+    /// JSON lines on stdout (demo, debugging); no Kafka or registry needed.
+    Stdout,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory of the sled database (snapshots, outbox). Created with mode 0700.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// How long shutdown may take to finish cycles, drain the outbox and flush.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    #[serde(default)]
+    pub output: OutputKind,
+    pub kafka: Option<KafkaConfig>,
+    pub schema_registry: Option<RegistryConfig>,
+    #[serde(default)]
+    pub topics: TopicsConfig,
+    #[serde(default)]
+    pub publisher: PublisherConfig,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsConfig {
+    #[serde(default = "default_interactions_topic")]
+    pub interactions: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig { interactions: default_interactions_topic() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublisherConfig {
+    /// Records handed to the producer and not yet acknowledged, at most.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+impl Default for PublisherConfig {
+    fn default() -> Self {
+        PublisherConfig { max_in_flight: default_max_in_flight() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    /// none | gzip | snappy | lz4 | zstd
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Create missing topics at start-up.
+    #[serde(default = "yes")]
+    pub create_topics: bool,
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    /// Replication factor for created topics; -1 = the broker's default.
+    #[serde(default = "default_replication")]
+    pub replication_factor: i32,
+    /// librdkafka `message.timeout.ms`: how long one record may be retried before it is reported failed
+    /// (it then stays in the outbox and is re-sent).
+    #[serde(default = "default_message_timeout", with = "humantime_serde")]
+    pub message_timeout: Duration,
+    /// Any librdkafka property (security.protocol, ssl.*, sasl.mechanism, ...).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties whose values are secrets (e.g. `sasl.password`), by reference.
+    #[serde(default)]
+    pub secret_properties: BTreeMap<String, SecretRef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<SecretRef>,
+    /// Register the schemas at start-up (otherwise they must already be registered).
+    #[serde(default = "yes")]
+    pub auto_register: bool,
+    #[serde(default = "default_registry_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "vendor", rename_all = "lowercase")]
+pub enum SourceConfig {
+    Wolkvox(WolkvoxConfig),
+}
+
+impl SourceConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Wolkvox(w) => &w.name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WolkvoxConfig {
+    /// Unique name of this source; part of every event, key and event id.
+    pub name: String,
+    /// e.g. `https://wv0123.wolkvox.com/api/v2`
+    pub base_url: String,
+    pub token: SecretRef,
+    /// IANA zone of the operation (Wolkvox dates are local and carry no offset).
+    pub time_zone: String,
+    /// Simultaneous requests with this token (vendor maximum 2).
+    #[serde(default = "one")]
+    pub max_concurrent_requests: usize,
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+    /// Plain `http://` is refused unless this is set (the simulator needs it).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    #[serde(default)]
+    pub interactions: PollConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Ceiling of the jittered back-off after failed polls (never longer than `interval`).
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// An empty snapshot after a non-empty one is only believed after this many consecutive empty
+    /// polls (guards against a vendor glitch ending every interaction).
+    #[serde(default = "default_confirm_empty")]
+    pub confirm_empty_polls: u32,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        PollConfig {
+            enabled: true,
+            interval: default_interval(),
+            max_backoff: default_max_backoff(),
+            confirm_empty_polls: default_confirm_empty(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> usize {
+    1
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("./ccdc-state")
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_interactions_topic() -> String {
+    "ccdc.interactions".into()
+}
+fn default_max_in_flight() -> usize {
+    10_000
+}
+fn default_compression() -> String {
+    "zstd".into()
+}
+fn default_partitions() -> i32 {
+    6
+}
+fn default_replication() -> i32 {
+    -1
+}
+fn default_message_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_registry_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_request_timeout() -> Duration {
+    limits::WOLKVOX_MAX_CALL_TIME
+}
+fn default_max_response_bytes() -> u64 {
+    limits::WOLKVOX_MAX_RESPONSE_BYTES
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_confirm_empty() -> u32 {
+    2
+}
+
+/// librdkafka properties ccdc sets itself for its delivery guarantee; weakening them is refused.
+const GUARANTEE_PROPERTIES: &[&str] = &[
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "max.in.flight.requests.per.connection",
+    "max.in.flight",
+    "bootstrap.servers",
+    "compression.type",
+    "compression.codec",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+];
+
+impl Config {
+    /// Load `path` (if given) and `CCDC_*` environment overrides, then validate.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::new();
+        if let Some(p) = path {
+            if !p.exists() {
+                return Err(ConfigError::Load(format!("file `{}` does not exist", p.display())));
+            }
+            fig = fig.merge(Toml::file(p));
+        }
+        fig = fig.merge(Env::prefixed("CCDC_").split("__").ignore(&["log", "failpoint"]));
+        let cfg: Config = fig.extract().map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parse TOML text (no environment), then validate. Used by tests and `config check`.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check every key; resolve every secret reference once so a missing one fails now.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.sources.is_empty() {
+            return Err(invalid("sources", "at least one source is required"));
+        }
+        if self.shutdown_timeout.is_zero() {
+            return Err(invalid("shutdown_timeout", "must be greater than zero"));
+        }
+        if self.publisher.max_in_flight == 0 {
+            return Err(invalid("publisher.max_in_flight", "must be at least 1"));
+        }
+        validate_topic("topics.interactions", &self.topics.interactions)?;
+        if self.output == OutputKind::Kafka {
+            let k = self
+                .kafka
+                .as_ref()
+                .ok_or_else(|| invalid("kafka", "required when output = \"kafka\""))?;
+            k.validate()?;
+            let r = self
+                .schema_registry
+                .as_ref()
+                .ok_or_else(|| invalid("schema_registry", "required when output = \"kafka\""))?;
+            r.validate()?;
+        }
+        let mut names = HashSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            if !names.insert(s.name().to_string()) {
+                return Err(invalid(format!("sources[{i}].name"), format!("duplicate source name `{}`", s.name())));
+            }
+            match s {
+                SourceConfig::Wolkvox(w) => w.validate(&format!("sources[{i}]"))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_topic(key: &str, topic: &str) -> Result<(), ConfigError> {
+    let ok = !topic.is_empty()
+        && topic.len() <= 249
+        && topic != "."
+        && topic != ".."
+        && topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("`{topic}` is not a legal Kafka topic name")))
+    }
+}
+
+impl KafkaConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err(invalid("kafka.bootstrap_servers", "must not be empty"));
+        }
+        if !matches!(self.compression.as_str(), "none" | "gzip" | "snappy" | "lz4" | "zstd") {
+            return Err(invalid("kafka.compression", "one of none, gzip, snappy, lz4, zstd"));
+        }
+        if self.partitions < 1 {
+            return Err(invalid("kafka.partitions", "must be at least 1"));
+        }
+        if self.replication_factor == 0 || self.replication_factor < -1 {
+            return Err(invalid("kafka.replication_factor", "must be -1 (broker default) or at least 1"));
+        }
+        if self.message_timeout.is_zero() {
+            return Err(invalid("kafka.message_timeout", "must be greater than zero"));
+        }
+        for key in self.properties.keys().chain(self.secret_properties.keys()) {
+            if GUARANTEE_PROPERTIES.contains(&key.as_str()) {
+                return Err(invalid(
+                    format!("kafka.properties.{key}"),
+                    "is set by ccdc for its delivery guarantee (use the dedicated key if there is one)",
+                ));
+            }
+            if self.properties.contains_key(key) && self.secret_properties.contains_key(key) {
+                return Err(invalid(format!("kafka.secret_properties.{key}"), "also set in kafka.properties"));
+            }
+        }
+        for (key, r) in &self.secret_properties {
+            r.resolve()
+                .map_err(|e| invalid(format!("kafka.secret_properties.{key}"), e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Secret librdkafka properties, resolved.
+    pub fn resolved_secret_properties(&self) -> Result<Vec<(String, Secret)>, ConfigError> {
+        self.secret_properties
+            .iter()
+            .map(|(k, r)| {
+                r.resolve()
+                    .map(|s| (k.clone(), s))
+                    .map_err(|e| invalid(format!("kafka.secret_properties.{k}"), e.to_string()))
+            })
+            .collect()
+    }
+}
+
+impl RegistryConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| invalid("schema_registry.url", format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("schema_registry.url", "scheme must be http or https"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "schema_registry.url",
+                "credentials in the URL are refused: use username/password (by reference)",
+            ));
+        }
+        if self.password.is_some() != self.username.is_some() {
+            return Err(invalid("schema_registry.password", "username and password go together"));
+        }
+        if let Some(p) = &self.password {
+            p.resolve().map_err(|e| invalid("schema_registry.password", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    pub fn resolved_password(&self) -> Result<Option<Secret>, ConfigError> {
+        self.password
+            .as_ref()
+            .map(|p| p.resolve().map_err(|e| invalid("schema_registry.password", e.to_string())))
+            .transpose()
+    }
+}
+
+impl WolkvoxConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 100
+            && self.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            return Err(invalid(format!("{at}.name"), "1-100 characters of [A-Za-z0-9._-]"));
+        }
+        let url = reqwest::Url::parse(&self.base_url)
+            .map_err(|e| invalid(format!("{at}.base_url"), format!("not a URL: {e}")))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_insecure_http => {}
+            "http" => {
+                return Err(invalid(
+                    format!("{at}.base_url"),
+                    "plain http is refused (the token would travel in clear); set allow_insecure_http = true only for a local simulator",
+                ))
+            }
+            other => return Err(invalid(format!("{at}.base_url"), format!("unsupported scheme `{other}`"))),
+        }
+        self.token.resolve().map_err(|e| invalid(format!("{at}.token"), e.to_string()))?;
+        self.tz().map_err(|m| invalid(format!("{at}.time_zone"), m))?;
+        if self.max_concurrent_requests == 0 || self.max_concurrent_requests > limits::WOLKVOX_MAX_CONCURRENT_PER_TOKEN {
+            return Err(invalid(
+                format!("{at}.max_concurrent_requests"),
+                format!("must be 1..={} (Wolkvox allows 2 simultaneous requests per token)", limits::WOLKVOX_MAX_CONCURRENT_PER_TOKEN),
+            ));
+        }
+        if self.request_timeout.is_zero() || self.request_timeout > limits::WOLKVOX_MAX_CALL_TIME {
+            return Err(invalid(format!("{at}.request_timeout"), "must be > 0 and at most 60s (the vendor's call limit)"));
+        }
+        if self.max_response_bytes == 0 || self.max_response_bytes > limits::WOLKVOX_MAX_RESPONSE_BYTES {
+            return Err(invalid(format!("{at}.max_response_bytes"), "must be > 0 and at most 268435456 (256 MB)"));
+        }
+        let p = &self.interactions;
+        if p.interval < Duration::from_millis(100) {
+            return Err(invalid(format!("{at}.interactions.interval"), "must be at least 100ms"));
+        }
+        if p.max_backoff.is_zero() {
+            return Err(invalid(format!("{at}.interactions.max_backoff"), "must be greater than zero"));
+        }
+        if p.confirm_empty_polls == 0 {
+            return Err(invalid(format!("{at}.interactions.confirm_empty_polls"), "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub fn tz(&self) -> Result<chrono_tz::Tz, String> {
+        self.time_zone
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| format!("`{}` is not an IANA time zone (e.g. America/Bogota)", self.time_zone))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(extra_source: &str) -> String {
+        std::env::set_var("CCDC_TEST_CFG_TOKEN", "tok");
+        format!(
+            r#"
+output = "stdout"
+[[sources]]
+vendor = "wolkvox"
+name = "ops-a"
+base_url = "https://wv001.wolkvox.com/api/v2"
+token = {{ env = "CCDC_TEST_CFG_TOKEN" }}
+time_zone = "America/Bogota"
+{extra_source}
+"#
+        )
+    }
+
+    fn err_of(text: &str) -> String {
+        Config::from_toml_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_stdout_config_is_valid_with_documented_defaults() {
+        let c = Config::from_toml_str(&base("")).unwrap();
+        let SourceConfig::Wolkvox(w) = &c.sources[0];
+        assert_eq!(w.interactions.interval, Duration::from_secs(300));
+        assert_eq!(w.max_concurrent_requests, 1);
+        assert_eq!(w.request_timeout, Duration::from_secs(60));
+        assert_eq!(c.topics.interactions, "ccdc.interactions");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(err_of(&base("max_concurrent_requests = 3")).contains("sources[0].max_concurrent_requests"));
+        assert!(err_of(&base("request_timeout = \"61s\"")).contains("sources[0].request_timeout"));
+        assert!(err_of(&base("").replace("America/Bogota", "Mars/Olympus")).contains("sources[0].time_zone"));
+        assert!(err_of(&base("").replace("CCDC_TEST_CFG_TOKEN\"", "CCDC_NOPE_TOKEN\"")).contains("CCDC_NOPE_TOKEN"));
+        assert!(err_of(&base("").replace("https://", "http://")).contains("allow_insecure_http"));
+        assert!(err_of(&base("").replace("output = \"stdout\"", "")).contains("`kafka`"));
+    }
+
+    #[test]
+    fn unknown_keys_and_duplicate_names_are_rejected() {
+        assert!(err_of(&base("colour = \"blue\"")).contains("colour"));
+        let twice = format!("{}\n{}", base(""), base("").replace("output = \"stdout\"", ""));
+        assert!(err_of(&twice).contains("duplicate source name `ops-a`"));
+    }
+
+    #[test]
+    fn weakening_the_delivery_guarantee_is_refused() {
+        let text = format!(
+            "{}\n[kafka]\nbootstrap_servers = \"k:9092\"\n[kafka.properties]\n\"enable.idempotence\" = \"false\"\n[schema_registry]\nurl = \"http://r:8081\"\n",
+            base("").replace("output = \"stdout\"", "")
+        );
+        assert!(err_of(&text).contains("kafka.properties.enable.idempotence"));
+    }
+
+    #[test]
+    fn inline_secrets_are_not_accepted() {
+        let e = err_of(&base("").replace("{ env = \"CCDC_TEST_CFG_TOKEN\" }", "\"plain-token\""));
+        assert!(e.contains("inline secret values are refused") && e.contains("sources"), "{e}");
+        assert!(!e.contains("plain-token"), "the value must not be echoed: {e}");
+    }
+}

@@ -1,0 +1,232 @@
+//! The pure diff: `(previous snapshot, current snapshot) → events`. No IO, no clock.
+//!
+//! Snapshots are keyed by `(interaction_id, agent_id)`. A pair that appears → `STARTED`, a pair that
+//! disappears → `ENDED`. When, in one window, an interaction disappears from some agent(s) and appears
+//! at other(s), both sides are marked `transfer` and name the counterpart agent. Events are ordered by
+//! interaction id, `ENDED` before `STARTED` within one interaction, so a consumer reading one key sees
+//! the old agent's end before the new agent's start.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{event_id, InteractionEvent, InteractionEventType};
+
+/// One active interaction as last seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ActiveInteraction {
+    pub subject: Option<String>,
+    pub from_name: Option<String>,
+    pub vendor_timestamp: Option<i64>,
+    pub vendor_timestamp_raw: Option<String>,
+}
+
+/// Key of a snapshot entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct InteractionKey {
+    pub interaction_id: String,
+    pub agent_id: String,
+}
+
+/// A complete, successfully fetched view of a source's active interactions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct InteractionSnapshot {
+    /// When the poll was made (UTC ms).
+    pub observed_at: i64,
+    #[serde(with = "entries")]
+    pub interactions: BTreeMap<InteractionKey, ActiveInteraction>,
+}
+
+/// Serialize the map as a list (JSON object keys must be strings).
+mod entries {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        m: &BTreeMap<InteractionKey, ActiveInteraction>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<InteractionKey, ActiveInteraction>, D::Error> {
+        let v: Vec<(InteractionKey, ActiveInteraction)> = Vec::deserialize(d)?;
+        Ok(v.into_iter().collect())
+    }
+}
+
+/// Identity of the source, copied into every event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMeta {
+    pub name: String,
+    pub vendor: String,
+}
+
+/// Derive the events that lead from `previous` to `current`. `previous = None` means this is the
+/// first snapshot of the source: every interaction yields an `initial` `STARTED` event.
+pub fn diff_interactions(
+    meta: &SourceMeta,
+    previous: Option<&InteractionSnapshot>,
+    current: &InteractionSnapshot,
+) -> Vec<InteractionEvent> {
+    let empty = BTreeMap::new();
+    let prev_map = previous.map(|p| &p.interactions).unwrap_or(&empty);
+    let prev_at = previous.map(|p| p.observed_at);
+    // The transition is identified by the state it left: the previous observation (or "initial").
+    let window = prev_at.map_or_else(|| "initial".to_string(), |t| t.to_string());
+
+    let ended: Vec<&InteractionKey> = prev_map.keys().filter(|k| !current.interactions.contains_key(k)).collect();
+    let started: Vec<&InteractionKey> = current.interactions.keys().filter(|k| !prev_map.contains_key(k)).collect();
+
+    // Interactions that lost and gained agents in this window are transfers.
+    let ended_ids: BTreeSet<&str> = ended.iter().map(|k| k.interaction_id.as_str()).collect();
+    let started_ids: BTreeSet<&str> = started.iter().map(|k| k.interaction_id.as_str()).collect();
+    let first_agent = |keys: &[&InteractionKey], id: &str| {
+        keys.iter().find(|k| k.interaction_id == id).map(|k| k.agent_id.clone())
+    };
+
+    let mut events = Vec::with_capacity(ended.len() + started.len());
+    let make = |ty: InteractionEventType, key: &InteractionKey, seen: &ActiveInteraction, counterpart: Option<String>| {
+        let id = event_id(&[&meta.name, ty.as_str(), &key.agent_id, &key.interaction_id, &window]);
+        InteractionEvent {
+            event_id: id.to_string(),
+            event_type: ty,
+            source: meta.name.clone(),
+            vendor: meta.vendor.clone(),
+            agent_id: key.agent_id.clone(),
+            interaction_id: key.interaction_id.clone(),
+            initial: previous.is_none(),
+            transfer: counterpart.is_some(),
+            transfer_agent_id: counterpart,
+            observed_at: current.observed_at,
+            previous_observed_at: prev_at,
+            vendor_timestamp: seen.vendor_timestamp,
+            vendor_timestamp_raw: seen.vendor_timestamp_raw.clone(),
+            subject: seen.subject.clone(),
+            from_name: seen.from_name.clone(),
+        }
+    };
+    for key in &ended {
+        let counterpart = started_ids
+            .contains(key.interaction_id.as_str())
+            .then(|| first_agent(&started, &key.interaction_id))
+            .flatten();
+        events.push(make(InteractionEventType::Ended, key, &prev_map[*key], counterpart));
+    }
+    for key in &started {
+        let counterpart = ended_ids
+            .contains(key.interaction_id.as_str())
+            .then(|| first_agent(&ended, &key.interaction_id))
+            .flatten();
+        events.push(make(InteractionEventType::Started, key, &current.interactions[*key], counterpart));
+    }
+    // Stable order: by interaction, ENDED before STARTED, then by agent.
+    events.sort_by(|a, b| {
+        (&a.interaction_id, a.event_type == InteractionEventType::Started, &a.agent_id).cmp(&(
+            &b.interaction_id,
+            b.event_type == InteractionEventType::Started,
+            &b.agent_id,
+        ))
+    });
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use InteractionEventType::*;
+
+    fn meta() -> SourceMeta {
+        SourceMeta { name: "ops".into(), vendor: "wolkvox".into() }
+    }
+
+    fn snap(at: i64, pairs: &[(&str, &str)]) -> InteractionSnapshot {
+        InteractionSnapshot {
+            observed_at: at,
+            interactions: pairs
+                .iter()
+                .map(|(agent, conn)| {
+                    (
+                        InteractionKey { interaction_id: conn.to_string(), agent_id: agent.to_string() },
+                        ActiveInteraction { subject: Some(format!("subj-{conn}")), ..Default::default() },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn brief(ev: &[InteractionEvent]) -> Vec<(InteractionEventType, &str, &str, bool, Option<&str>)> {
+        ev.iter()
+            .map(|e| (e.event_type, e.agent_id.as_str(), e.interaction_id.as_str(), e.transfer, e.transfer_agent_id.as_deref()))
+            .collect()
+    }
+
+    #[test]
+    fn initial_snapshot_starts_everything_marked_initial() {
+        let cur = snap(1000, &[("a1", "c2"), ("a1", "c1"), ("a2", "c3")]);
+        let ev = diff_interactions(&meta(), None, &cur);
+        assert_eq!(
+            brief(&ev),
+            vec![(Started, "a1", "c1", false, None), (Started, "a1", "c2", false, None), (Started, "a2", "c3", false, None)]
+        );
+        assert!(ev.iter().all(|e| e.initial && e.previous_observed_at.is_none() && e.observed_at == 1000));
+        assert_eq!(ev[0].subject.as_deref(), Some("subj-c1"));
+    }
+
+    #[test]
+    fn appear_and_disappear() {
+        let prev = snap(1000, &[("a1", "c1"), ("a2", "c3")]);
+        let cur = snap(2000, &[("a1", "c1"), ("a2", "c4")]);
+        let ev = diff_interactions(&meta(), Some(&prev), &cur);
+        assert_eq!(brief(&ev), vec![(Ended, "a2", "c3", false, None), (Started, "a2", "c4", false, None)]);
+        assert!(ev.iter().all(|e| !e.initial && e.previous_observed_at == Some(1000) && e.observed_at == 2000));
+        // The ended event carries what was last seen of the interaction.
+        assert_eq!(ev[0].subject.as_deref(), Some("subj-c3"));
+    }
+
+    #[test]
+    fn transfer_ends_old_agent_then_starts_new_agent() {
+        let prev = snap(1000, &[("a1", "c1")]);
+        let cur = snap(2000, &[("a2", "c1")]);
+        let ev = diff_interactions(&meta(), Some(&prev), &cur);
+        assert_eq!(brief(&ev), vec![(Ended, "a1", "c1", true, Some("a2")), (Started, "a2", "c1", true, Some("a1"))]);
+    }
+
+    #[test]
+    fn identical_and_empty_snapshots_yield_nothing() {
+        let prev = snap(1000, &[("a1", "c1")]);
+        assert!(diff_interactions(&meta(), Some(&prev), &snap(2000, &[("a1", "c1")])).is_empty());
+        assert!(diff_interactions(&meta(), Some(&snap(1, &[])), &snap(2, &[])).is_empty());
+        assert!(diff_interactions(&meta(), None, &snap(2, &[])).is_empty());
+    }
+
+    #[test]
+    fn everything_ending_is_reported_when_the_snapshot_says_so() {
+        let prev = snap(1000, &[("a1", "c1"), ("a2", "c2")]);
+        let ev = diff_interactions(&meta(), Some(&prev), &snap(2000, &[]));
+        assert_eq!(brief(&ev), vec![(Ended, "a1", "c1", false, None), (Ended, "a2", "c2", false, None)]);
+    }
+
+    #[test]
+    fn ids_are_stable_for_the_same_transition_and_differ_for_a_later_one() {
+        let prev = snap(1000, &[]);
+        let cur = snap(2000, &[("a1", "c1")]);
+        let first = diff_interactions(&meta(), Some(&prev), &cur);
+        // Re-deriving from the same base (e.g. after a crash before commit) gives the same id,
+        // even if the re-poll happened at another time.
+        let again = diff_interactions(&meta(), Some(&prev), &snap(2500, &[("a1", "c1")]));
+        assert_eq!(first[0].event_id, again[0].event_id);
+        // The same interaction starting again at the same agent later is a different transition.
+        let later = diff_interactions(&meta(), Some(&snap(3000, &[])), &snap(4000, &[("a1", "c1")]));
+        assert_ne!(first[0].event_id, later[0].event_id);
+    }
+
+    #[test]
+    fn snapshot_round_trips_through_json() {
+        let s = snap(5, &[("a1", "c1"), ("a2", "c1")]);
+        let back: InteractionSnapshot = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(s, back);
+    }
+}

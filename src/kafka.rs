@@ -1,0 +1,118 @@
+//! Kafka via rdkafka (bundled librdkafka): the idempotent producer behind [`EventSink`] and topic
+//! creation at start-up.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use crate::config::KafkaConfig;
+use crate::sink::{Delivery, EventSink, OutRecord, SendError, SinkError};
+
+/// The librdkafka configuration for `cfg`, with ccdc's delivery guarantee settings.
+pub fn client_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.bootstrap_servers);
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    for (k, v) in cfg.resolved_secret_properties()? {
+        c.set(k, v.expose());
+    }
+    Ok(c)
+}
+
+fn producer_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
+    let mut c = client_config(cfg)?;
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "5")
+        .set("compression.type", &cfg.compression)
+        .set("message.timeout.ms", cfg.message_timeout.as_millis().to_string())
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "100000");
+    Ok(c)
+}
+
+pub struct KafkaSink {
+    producer: FutureProducer,
+}
+
+impl KafkaSink {
+    pub fn new(cfg: &KafkaConfig) -> anyhow::Result<Self> {
+        let producer: FutureProducer = producer_config(cfg)?
+            .create()
+            .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
+        Ok(KafkaSink { producer })
+    }
+}
+
+fn classify(e: &KafkaError) -> SinkError {
+    let fatal = match e {
+        KafkaError::MessageProduction(code) => matches!(
+            code,
+            RDKafkaErrorCode::Fatal
+                | RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+        ),
+        _ => false,
+    };
+    if fatal {
+        SinkError::Fatal(e.to_string())
+    } else {
+        SinkError::Retryable(e.to_string())
+    }
+}
+
+impl EventSink for KafkaSink {
+    fn send(&self, record: OutRecord) -> Result<Delivery, SendError> {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (k, v) in &record.headers {
+            headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+        }
+        let fr = FutureRecord::to(&record.topic).key(record.key.as_bytes()).payload(&record.payload).headers(headers);
+        match self.producer.send_result(fr) {
+            Ok(fut) => Ok(fut
+                .map(|r| match r {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _msg))) => Err(classify(&e)),
+                    Err(_canceled) => Err(SinkError::Retryable("producer dropped the delivery".into())),
+                })
+                .boxed()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(SendError::QueueFull(record)),
+            Err((e, _)) => Err(SendError::Failed(classify(&e))),
+        }
+    }
+
+    fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
+        self.producer.flush(timeout).map_err(|e| SinkError::Retryable(e.to_string()))
+    }
+}
+
+/// Create the topics that do not exist yet. An existing topic is fine.
+pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[&str]) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(cfg)?
+        .create()
+        .map_err(|e| anyhow::anyhow!("cannot create the Kafka admin client: {e}"))?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))).request_timeout(Some(Duration::from_secs(30)));
+    let results = admin.create_topics(new.iter(), &opts).await.map_err(|e| anyhow::anyhow!("creating topics: {e}"))?;
+    for r in results {
+        match r {
+            Ok(t) => tracing::info!(topic = %t, partitions = cfg.partitions, "created topic"),
+            Err((t, RDKafkaErrorCode::TopicAlreadyExists)) => tracing::debug!(topic = %t, "topic exists"),
+            Err((t, code)) => anyhow::bail!("cannot create topic `{t}`: {code}"),
+        }
+    }
+    Ok(())
+}

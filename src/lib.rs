@@ -1,0 +1,37 @@
+//! # ccdc — contact-center vendor APIs to Kafka event streams
+//!
+//! Module map (data flows top to bottom):
+//!
+//! | module | role |
+//! |---|---|
+//! | [`cli`], [`config`], [`secret`] | command line; TOML + `CCDC_*` env config, validated at start; secrets by reference |
+//! | [`sources`] | one module per vendor ([`sources::wolkvox`]); shared HTTP (timeouts, size cap, per-token limiter) in [`sources::http`]; the [`sources::InteractionSource`] trait |
+//! | [`vendor_time`] | vendor local times → UTC with the configured zone (DST rules) |
+//! | [`diff`] | the pure diff `(previous, current) → events` |
+//! | [`event`] | the published events and their stable ids |
+//! | [`poller`] | poll loop: fetch → diff → atomic commit of snapshot + outbox |
+//! | [`store`] | the [`store::Store`] trait: sled (snapshots + outbox in one batch) and in-memory |
+//! | [`publisher`] | drains the outbox into a sink; deletes only on ack; resends on failure |
+//! | [`avro`], [`registry`] | Avro serde-path encoding, Confluent wire format; Schema Registry trait, HTTP and in-memory |
+//! | [`sink`], [`kafka`] | the [`sink::EventSink`] trait: Kafka (rdkafka, idempotent), stdout, in-memory; record encoders |
+//! | [`simulator`] | the built-in vendor simulator (`ccdc simulate`, `ccdc demo`, tests) |
+//! | [`app`] | wiring, start-up, ordered shutdown; the demo and schema commands |
+//! | [`backoff`] | jittered exponential back-off |
+
+pub mod app;
+pub mod avro;
+pub mod backoff;
+pub mod cli;
+pub mod config;
+pub mod diff;
+pub mod event;
+pub mod kafka;
+pub mod poller;
+pub mod publisher;
+pub mod registry;
+pub mod secret;
+pub mod simulator;
+pub mod sink;
+pub mod sources;
+pub mod store;
+pub mod vendor_time;

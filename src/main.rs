@@ -1,0 +1,92 @@
+//! Thin entry point: parse the CLI, load and validate config, init tracing, run.
+
+use std::process::ExitCode;
+
+use ccdc::cli::{Cli, Command, LogFormat, SchemasAction};
+use ccdc::config::Config;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+fn init_tracing(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Cancel `token` on SIGINT or SIGTERM.
+fn on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        token.cancel();
+    });
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    on_signals(shutdown.clone());
+    match cli.command {
+        Command::Run { config } => ccdc::app::run(Config::load(Some(&config))?, shutdown).await,
+        Command::Demo { interval, duration, agents, seed } => {
+            if let Some(d) = duration {
+                let t = shutdown.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    t.cancel();
+                });
+            }
+            ccdc::app::demo(interval, agents, seed, shutdown).await
+        }
+        Command::Simulate { listen, token, agents, seed } => {
+            use ccdc::simulator::{SimMode, SimServer, SimState};
+            let sim = SimServer::start(listen, SimState::new(&token, SimMode::Random { seed, agents })).await?;
+            eprintln!("simulator: Wolkvox API at {}  (header wolkvox-token: {token})", sim.base_url());
+            eprintln!("  try: curl -H 'wolkvox-token: {token}' '{}/real_time.php?api=interactions'", sim.base_url());
+            shutdown.cancelled().await;
+            sim.stop().await;
+            Ok(())
+        }
+        Command::Schemas { action: SchemasAction::Register { config } } => ccdc::app::schemas_register(&Config::load(Some(&config))?).await,
+        Command::Schemas { action: SchemasAction::Check { config } } => ccdc::app::schemas_check(&Config::load(Some(&config))?).await,
+        Command::CheckConfig { config } => {
+            Config::load(Some(&config))?;
+            println!("{}: ok", config.display());
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ccdc: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "ccdc failed");
+            eprintln!("ccdc: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Confluent-compatible Schema Registry: the [`SchemaRegistry`] trait, the HTTP client and an
+//! in-memory implementation. Subjects follow TopicNameStrategy (`<topic>-value`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::secret::Secret;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry refused the schema (HTTP 409 incompatible, 422 invalid): retrying will not help.
+    #[error("schema registry refused subject `{subject}` (HTTP {status}, code {code}): {message}")]
+    Rejected { subject: String, status: u16, code: i64, message: String },
+    /// Authentication or authorisation failed: fix the credentials.
+    #[error("schema registry: HTTP {status} for `{subject}`: {message}")]
+    Auth { subject: String, status: u16, message: String },
+    /// The registry is down or failing; retry later.
+    #[error("schema registry unavailable ({context}): {message}")]
+    Unavailable { context: String, message: String },
+    #[error("schema registry: subject `{0}` does not hold this schema")]
+    NotRegistered(String),
+}
+
+impl RegistryError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, RegistryError::Unavailable { .. })
+    }
+}
+
+/// Result of a compatibility check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compatibility {
+    /// The subject exists and the schema is compatible with it.
+    Compatible,
+    /// The subject does not exist yet: registration would create it.
+    NewSubject,
+    /// Registration would be refused, with the registry's reasons.
+    Incompatible(Vec<String>),
+}
+
+pub fn subject_for_topic(topic: &str) -> String {
+    format!("{topic}-value")
+}
+
+#[async_trait]
+pub trait SchemaRegistry: Send + Sync {
+    /// Register (idempotently) and return the schema id.
+    async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError>;
+    /// The id of `schema` under `subject`, if registered.
+    async fn lookup(&self, subject: &str, schema: &str) -> Result<Option<u32>, RegistryError>;
+    /// Would registering `schema` under `subject` succeed?
+    async fn check(&self, subject: &str, schema: &str) -> Result<Compatibility, RegistryError>;
+}
+
+/// Register or look up every schema a publisher needs, returning the id.
+pub async fn resolve_id(reg: &dyn SchemaRegistry, subject: &str, schema: &str, auto_register: bool) -> Result<u32, RegistryError> {
+    if auto_register {
+        reg.register(subject, schema).await
+    } else {
+        reg.lookup(subject, schema).await?.ok_or_else(|| RegistryError::NotRegistered(subject.into()))
+    }
+}
+
+pub struct HttpRegistry {
+    client: reqwest::Client,
+    base: String,
+    auth: Option<(String, Secret)>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error_code: i64,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct IdBody {
+    id: u32,
+}
+
+#[derive(Deserialize)]
+struct VersionBody {
+    id: u32,
+    schema: String,
+}
+
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+impl HttpRegistry {
+    pub fn new(url: &str, auth: Option<(String, Secret)>, timeout: Duration) -> Result<Self, RegistryError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| RegistryError::Unavailable { context: "client".into(), message: e.to_string() })?;
+        Ok(HttpRegistry { client, base: url.trim_end_matches('/').to_string(), auth })
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut r = self.client.request(method, format!("{}{}", self.base, path)).header("Accept", CONTENT_TYPE);
+        if let Some((user, pass)) = &self.auth {
+            r = r.basic_auth(user, Some(pass.expose()));
+        }
+        r
+    }
+
+    /// Send; return (status, body text). Transport failures are `Unavailable`.
+    async fn send(&self, subject: &str, r: reqwest::RequestBuilder) -> Result<(u16, String), RegistryError> {
+        let resp = r.send().await.map_err(|e| RegistryError::Unavailable {
+            context: subject.into(),
+            message: e.without_url().to_string(),
+        })?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.map_err(|e| RegistryError::Unavailable { context: subject.into(), message: e.to_string() })?;
+        Ok((status, body))
+    }
+
+    fn error(subject: &str, status: u16, body: &str) -> RegistryError {
+        let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
+        let (code, message) = match parsed {
+            Some(b) => (b.error_code, b.message),
+            None => (0, body.chars().take(300).collect()),
+        };
+        match status {
+            401 | 403 => RegistryError::Auth { subject: subject.into(), status, message },
+            409 | 422 => RegistryError::Rejected { subject: subject.into(), status, code, message },
+            _ => RegistryError::Unavailable { context: format!("{subject}: HTTP {status}"), message },
+        }
+    }
+
+    fn parse<T: for<'de> Deserialize<'de>>(subject: &str, body: &str) -> Result<T, RegistryError> {
+        serde_json::from_str(body).map_err(|e| RegistryError::Unavailable {
+            context: subject.into(),
+            message: format!("unexpected response: {e}"),
+        })
+    }
+
+    /// Set a subject's compatibility level (used by tests and operators' tooling).
+    pub async fn set_compatibility(&self, subject: &str, level: &str) -> Result<(), RegistryError> {
+        let r = self
+            .req(reqwest::Method::PUT, &format!("/config/{subject}"))
+            .header("Content-Type", CONTENT_TYPE)
+            .body(json!({ "compatibility": level }).to_string());
+        match self.send(subject, r).await? {
+            (200, _) => Ok(()),
+            (s, b) => Err(Self::error(subject, s, &b)),
+        }
+    }
+
+    /// The schema text registered under `id`.
+    pub async fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
+        #[derive(Deserialize)]
+        struct S {
+            schema: String,
+        }
+        let ctx = format!("schema id {id}");
+        match self.send(&ctx, self.req(reqwest::Method::GET, &format!("/schemas/ids/{id}"))).await? {
+            (200, b) => Ok(Self::parse::<S>(&ctx, &b)?.schema),
+            (s, b) => Err(Self::error(&ctx, s, &b)),
+        }
+    }
+}
+
+fn same_schema(a: &str, b: &str) -> bool {
+    match (apache_avro::Schema::parse_str(a), apache_avro::Schema::parse_str(b)) {
+        (Ok(x), Ok(y)) => x.canonical_form() == y.canonical_form(),
+        _ => a == b,
+    }
+}
+
+#[async_trait]
+impl SchemaRegistry for HttpRegistry {
+    async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        let r = self
+            .req(reqwest::Method::POST, &format!("/subjects/{subject}/versions"))
+            .header("Content-Type", CONTENT_TYPE)
+            .body(json!({ "schema": schema }).to_string());
+        match self.send(subject, r).await? {
+            (200, b) => Ok(Self::parse::<IdBody>(subject, &b)?.id),
+            (s, b) => Err(Self::error(subject, s, &b)),
+        }
+    }
+
+    async fn lookup(&self, subject: &str, schema: &str) -> Result<Option<u32>, RegistryError> {
+        // The standard lookup; some registries do not serve it, so fall back to listing versions.
+        let r = self
+            .req(reqwest::Method::POST, &format!("/subjects/{subject}"))
+            .header("Content-Type", CONTENT_TYPE)
+            .body(json!({ "schema": schema }).to_string());
+        if let (200, b) = self.send(subject, r).await? {
+            if let Ok(v) = serde_json::from_str::<IdBody>(&b) {
+                return Ok(Some(v.id));
+            }
+        }
+        let versions: Vec<i64> = match self.send(subject, self.req(reqwest::Method::GET, &format!("/subjects/{subject}/versions"))).await? {
+            (200, b) => Self::parse(subject, &b)?,
+            (404, _) => return Ok(None),
+            (s, b) => return Err(Self::error(subject, s, &b)),
+        };
+        for v in versions.iter().rev().take(100) {
+            if let (200, b) = self.send(subject, self.req(reqwest::Method::GET, &format!("/subjects/{subject}/versions/{v}"))).await? {
+                let vb: VersionBody = Self::parse(subject, &b)?;
+                if same_schema(&vb.schema, schema) {
+                    return Ok(Some(vb.id));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn check(&self, subject: &str, schema: &str) -> Result<Compatibility, RegistryError> {
+        #[derive(Deserialize)]
+        struct C {
+            is_compatible: bool,
+            #[serde(default)]
+            messages: Vec<String>,
+        }
+        let r = self
+            .req(reqwest::Method::POST, &format!("/compatibility/subjects/{subject}/versions/latest?verbose=true"))
+            .header("Content-Type", CONTENT_TYPE)
+            .body(json!({ "schema": schema }).to_string());
+        match self.send(subject, r).await? {
+            (200, b) => {
+                let c: C = Self::parse(subject, &b)?;
+                Ok(if c.is_compatible { Compatibility::Compatible } else { Compatibility::Incompatible(c.messages) })
+            }
+            (404, _) => Ok(Compatibility::NewSubject),
+            (422, b) => Ok(Compatibility::Incompatible(vec![Self::error(subject, 422, &b).to_string()])),
+            (s, b) => Err(Self::error(subject, s, &b)),
+        }
+    }
+}
+
+/// In-memory registry for tests: ids are assigned in order; `reject` makes a subject refuse.
+#[derive(Default)]
+pub struct MemoryRegistry {
+    inner: Mutex<MemInner>,
+}
+
+#[derive(Default)]
+struct MemInner {
+    next_id: u32,
+    subjects: HashMap<String, Vec<(u32, String)>>,
+    rejecting: HashMap<String, String>,
+    unavailable: bool,
+}
+
+impl MemoryRegistry {
+    pub fn reject(&self, subject: &str, message: &str) {
+        self.lock().rejecting.insert(subject.into(), message.into());
+    }
+    pub fn set_unavailable(&self, down: bool) {
+        self.lock().unavailable = down;
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl SchemaRegistry for MemoryRegistry {
+    async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        let mut g = self.lock();
+        if g.unavailable {
+            return Err(RegistryError::Unavailable { context: subject.into(), message: "down".into() });
+        }
+        if let Some(m) = g.rejecting.get(subject) {
+            return Err(RegistryError::Rejected { subject: subject.into(), status: 409, code: 409, message: m.clone() });
+        }
+        if let Some((id, _)) = g.subjects.get(subject).and_then(|v| v.iter().find(|(_, s)| same_schema(s, schema))) {
+            return Ok(*id);
+        }
+        g.next_id += 1;
+        let id = g.next_id;
+        g.subjects.entry(subject.into()).or_default().push((id, schema.into()));
+        Ok(id)
+    }
+    async fn lookup(&self, subject: &str, schema: &str) -> Result<Option<u32>, RegistryError> {
+        let g = self.lock();
+        Ok(g.subjects.get(subject).and_then(|v| v.iter().find(|(_, s)| same_schema(s, schema))).map(|(id, _)| *id))
+    }
+    async fn check(&self, subject: &str, _schema: &str) -> Result<Compatibility, RegistryError> {
+        let g = self.lock();
+        if let Some(m) = g.rejecting.get(subject) {
+            return Ok(Compatibility::Incompatible(vec![m.clone()]));
+        }
+        Ok(if g.subjects.contains_key(subject) { Compatibility::Compatible } else { Compatibility::NewSubject })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_registry_is_idempotent_and_can_refuse() {
+        let r = MemoryRegistry::default();
+        let s = crate::avro::schema_text(crate::event::Stream::Interactions);
+        assert_eq!(r.check("t-value", s).await.unwrap(), Compatibility::NewSubject);
+        let id = resolve_id(&r, "t-value", s, true).await.unwrap();
+        assert_eq!(resolve_id(&r, "t-value", s, true).await.unwrap(), id);
+        assert_eq!(resolve_id(&r, "t-value", s, false).await.unwrap(), id);
+        assert!(matches!(resolve_id(&r, "u-value", s, false).await, Err(RegistryError::NotRegistered(_))));
+        r.reject("v-value", "incompatible: field removed");
+        let e = resolve_id(&r, "v-value", s, true).await.unwrap_err();
+        assert!(!e.is_retryable() && e.to_string().contains("field removed"));
+        r.set_unavailable(true);
+        assert!(resolve_id(&r, "w-value", s, true).await.unwrap_err().is_retryable());
+    }
+}

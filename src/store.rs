@@ -1,0 +1,260 @@
+//! Durable state: per-stream snapshots and the outbox of events not yet acknowledged by the broker.
+//!
+//! [`Store::commit`] writes a new snapshot *and* the events derived from it in one atomic batch and
+//! makes it durable before returning, so a crash leaves either the old snapshot and no events, or the
+//! new snapshot and all its events. The publisher removes outbox entries only after the broker's ack.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("state store at `{path}`: {reason}")]
+    Open { path: String, reason: String },
+    #[error("state store: corrupt entry {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// An outbox entry: its sequence number (strictly increasing in commit order) and its payload.
+pub type OutboxEntry = (u64, Vec<u8>);
+
+pub trait Store: Send + Sync + 'static {
+    /// The stored snapshot for `key`, if any.
+    fn load_snapshot(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Atomically replace the snapshot `key` and append `events` to the outbox; durable on return.
+    fn commit(&self, key: &str, snapshot: &[u8], events: &[Vec<u8>]) -> Result<(), StoreError>;
+    /// Up to `limit` outbox entries with a sequence number greater than `after`, in order.
+    fn outbox_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Remove acknowledged entries (idempotent).
+    fn outbox_remove(&self, seqs: &[u64]) -> Result<(), StoreError>;
+    /// Entries currently in the outbox.
+    fn outbox_len(&self) -> usize;
+    /// Make everything durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+const SNAPSHOT_PREFIX: u8 = b's';
+const OUTBOX_PREFIX: u8 = b'o';
+
+fn outbox_key(seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = OUTBOX_PREFIX;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn snapshot_key(key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(SNAPSHOT_PREFIX);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// The sled implementation. Snapshots and outbox share one tree so that one `apply_batch` covers both.
+pub struct SledStore {
+    db: sled::Db,
+    tree: sled::Tree,
+    outbox_len: AtomicUsize,
+}
+
+impl SledStore {
+    /// Open (or create) the store in `dir`, created owner-only (0700).
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        let shown = dir.display().to_string();
+        create_private_dir(dir).map_err(|e| StoreError::Open { path: shown.clone(), reason: e.to_string() })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| StoreError::Open { path: shown, reason: e.to_string() })?;
+        let tree = db.open_tree("state")?;
+        let mut n = 0;
+        for item in tree.scan_prefix([OUTBOX_PREFIX]) {
+            item?;
+            n += 1;
+        }
+        Ok(SledStore { db, tree, outbox_len: AtomicUsize::new(n) })
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+impl Store for SledStore {
+    fn load_snapshot(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(snapshot_key(key))?.map(|v| v.to_vec()))
+    }
+
+    fn commit(&self, key: &str, snapshot: &[u8], events: &[Vec<u8>]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(snapshot_key(key), snapshot);
+        for ev in events {
+            // generate_id is monotonic across restarts (it may skip numbers after a crash).
+            let seq = self.db.generate_id()?;
+            batch.insert(&outbox_key(seq)[..], ev.as_slice());
+        }
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        self.outbox_len.fetch_add(events.len(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn outbox_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let start = match after {
+            Some(s) if s == u64::MAX => return Ok(Vec::new()),
+            Some(s) => outbox_key(s + 1),
+            None => outbox_key(0),
+        };
+        let end = [OUTBOX_PREFIX + 1; 1];
+        let mut out = Vec::new();
+        for item in self.tree.range(&start[..]..&end[..]).take(limit) {
+            let (k, v) = item?;
+            let seq_bytes: [u8; 8] = k.get(1..9).and_then(|b| b.try_into().ok()).ok_or_else(|| StoreError::Corrupt {
+                key: format!("{k:?}"),
+                reason: "outbox key is not 9 bytes".into(),
+            })?;
+            out.push((u64::from_be_bytes(seq_bytes), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn outbox_remove(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        for seq in seqs {
+            if self.tree.remove(outbox_key(*seq))?.is_some() {
+                self.outbox_len.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    fn outbox_len(&self) -> usize {
+        self.outbox_len.load(Ordering::Relaxed)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// In-memory store with the same semantics, for tests.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<MemoryInner>,
+}
+
+#[derive(Default)]
+struct MemoryInner {
+    snapshots: BTreeMap<String, Vec<u8>>,
+    outbox: BTreeMap<u64, Vec<u8>>,
+    next_seq: u64,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        // A panic while holding the lock can only come from a test; keep going with the data.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn load_snapshot(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().snapshots.get(key).cloned())
+    }
+    fn commit(&self, key: &str, snapshot: &[u8], events: &[Vec<u8>]) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        g.snapshots.insert(key.to_string(), snapshot.to_vec());
+        for ev in events {
+            let seq = g.next_seq;
+            g.next_seq += 1;
+            g.outbox.insert(seq, ev.clone());
+        }
+        Ok(())
+    }
+    fn outbox_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let g = self.lock();
+        let it: Box<dyn Iterator<Item = (&u64, &Vec<u8>)>> = match after {
+            Some(a) => Box::new(g.outbox.range(a.saturating_add(1)..).filter(move |(k, _)| **k > a)),
+            None => Box::new(g.outbox.iter()),
+        };
+        Ok(it.take(limit).map(|(k, v)| (*k, v.clone())).collect())
+    }
+    fn outbox_remove(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        for s in seqs {
+            g.outbox.remove(s);
+        }
+        Ok(())
+    }
+    fn outbox_len(&self) -> usize {
+        self.lock().outbox.len()
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise(store: &dyn Store) {
+        assert_eq!(store.load_snapshot("a").unwrap(), None);
+        store.commit("a", b"snap1", &[b"e1".to_vec(), b"e2".to_vec()]).unwrap();
+        store.commit("b", b"snapB", &[]).unwrap();
+        store.commit("a", b"snap2", &[b"e3".to_vec()]).unwrap();
+        assert_eq!(store.load_snapshot("a").unwrap().as_deref(), Some(&b"snap2"[..]));
+        assert_eq!(store.load_snapshot("b").unwrap().as_deref(), Some(&b"snapB"[..]));
+        let all = store.outbox_after(None, 100).unwrap();
+        assert_eq!(all.iter().map(|(_, v)| v.as_slice()).collect::<Vec<_>>(), vec![&b"e1"[..], b"e2", b"e3"]);
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "sequence numbers increase");
+        assert_eq!(store.outbox_len(), 3);
+        let tail = store.outbox_after(Some(all[0].0), 1).unwrap();
+        assert_eq!(tail, vec![all[1].clone()]);
+        store.outbox_remove(&[all[1].0, all[1].0]).unwrap();
+        assert_eq!(store.outbox_len(), 2);
+        let rest: Vec<_> = store.outbox_after(None, 100).unwrap().into_iter().map(|(_, v)| v).collect();
+        assert_eq!(rest, vec![b"e1".to_vec(), b"e3".to_vec()]);
+    }
+
+    #[test]
+    fn memory_store_semantics() {
+        exercise(&MemoryStore::default());
+    }
+
+    #[test]
+    fn sled_store_semantics_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        {
+            let s = SledStore::open(&path).unwrap();
+            exercise(&s);
+        }
+        let s = SledStore::open(&path).unwrap();
+        assert_eq!(s.outbox_len(), 2, "outbox survives reopen");
+        assert_eq!(s.load_snapshot("a").unwrap().as_deref(), Some(&b"snap2"[..]));
+        let before = s.outbox_after(None, 10).unwrap();
+        s.commit("a", b"snap3", &[b"e4".to_vec()]).unwrap();
+        let after = s.outbox_after(None, 10).unwrap();
+        assert!(after.last().unwrap().0 > before.last().unwrap().0, "sequence keeps increasing after reopen");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700);
+        }
+    }
+}
