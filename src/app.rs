@@ -21,11 +21,16 @@ use crate::sources::wolkvox::WolkvoxSource;
 use crate::store::{SledStore, Store};
 
 fn topics(config: &Config) -> Topics {
-    Topics { interactions: config.topics.interactions.clone() }
+    Topics {
+        interactions: config.topics.interactions.clone(),
+    }
 }
 
 pub fn registry_client(config: &Config) -> anyhow::Result<HttpRegistry> {
-    let r = config.schema_registry.as_ref().context("schema_registry is not configured")?;
+    let r = config
+        .schema_registry
+        .as_ref()
+        .context("schema_registry is not configured")?;
     let auth = match (&r.username, r.resolved_password()?) {
         (Some(u), Some(p)) => Some((u.clone(), p)),
         _ => None,
@@ -34,9 +39,15 @@ pub fn registry_client(config: &Config) -> anyhow::Result<HttpRegistry> {
 }
 
 /// Resolve every stream's schema id, retrying while the registry is unavailable; a refusal is fatal.
-async fn resolve_schema_ids(config: &Config, stop: &CancellationToken) -> anyhow::Result<Option<Vec<(Stream, u32)>>> {
+async fn resolve_schema_ids(
+    config: &Config,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Vec<(Stream, u32)>>> {
     let reg = registry_client(config)?;
-    let auto = config.schema_registry.as_ref().is_none_or(|r| r.auto_register);
+    let auto = config
+        .schema_registry
+        .as_ref()
+        .is_none_or(|r| r.auto_register);
     let topics = topics(config);
     let mut ids = Vec::new();
     for stream in STREAMS {
@@ -51,8 +62,13 @@ async fn resolve_schema_ids(config: &Config, stop: &CancellationToken) -> anyhow
                 }
                 Err(e) if e.is_retryable() => {
                     failures += 1;
-                    metrics::counter!("ccdc_registry_errors_total", "kind" => "unavailable").increment(1);
-                    let wait = crate::backoff::jittered(failures, Duration::from_secs(1), Duration::from_secs(30));
+                    metrics::counter!("ccdc_registry_errors_total", "kind" => "unavailable")
+                        .increment(1);
+                    let wait = crate::backoff::jittered(
+                        failures,
+                        Duration::from_secs(1),
+                        Duration::from_secs(30),
+                    );
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "schema registry unavailable; events wait in the outbox");
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
@@ -60,7 +76,8 @@ async fn resolve_schema_ids(config: &Config, stop: &CancellationToken) -> anyhow
                     }
                 }
                 Err(e) => {
-                    metrics::counter!("ccdc_registry_errors_total", "kind" => "rejected").increment(1);
+                    metrics::counter!("ccdc_registry_errors_total", "kind" => "rejected")
+                        .increment(1);
                     return Err(anyhow::Error::new(e).context("schema registration failed"));
                 }
             }
@@ -71,7 +88,9 @@ async fn resolve_schema_ids(config: &Config, stop: &CancellationToken) -> anyhow
 
 /// Create topics, retrying while the cluster is unreachable.
 async fn ensure_topics(config: &Config, stop: &CancellationToken) -> anyhow::Result<bool> {
-    let Some(k) = config.kafka.as_ref().filter(|k| k.create_topics) else { return Ok(true) };
+    let Some(k) = config.kafka.as_ref().filter(|k| k.create_topics) else {
+        return Ok(true);
+    };
     let t = topics(config);
     let names: Vec<&str> = STREAMS.iter().map(|s| t.for_stream(*s)).collect();
     let mut failures = 0;
@@ -80,7 +99,11 @@ async fn ensure_topics(config: &Config, stop: &CancellationToken) -> anyhow::Res
             Ok(()) => return Ok(true),
             Err(e) => {
                 failures += 1;
-                let wait = crate::backoff::jittered(failures, Duration::from_secs(1), Duration::from_secs(30));
+                let wait = crate::backoff::jittered(
+                    failures,
+                    Duration::from_secs(1),
+                    Duration::from_secs(30),
+                );
                 tracing::warn!(error = %format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "cannot create topics yet");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -100,7 +123,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let sink: Arc<dyn EventSink> = match config.output {
         OutputKind::Stdout => Arc::new(StdoutSink),
-        OutputKind::Kafka => Arc::new(crate::kafka::KafkaSink::new(config.kafka.as_ref().context("kafka is not configured")?)?),
+        OutputKind::Kafka => Arc::new(crate::kafka::KafkaSink::new(
+            config.kafka.as_ref().context("kafka is not configured")?,
+        )?),
     };
 
     // Pollers first (they only need the vendor and the store); a corrupt stored snapshot fails start-up.
@@ -111,8 +136,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             SourceConfig::Wolkvox(w) if w.interactions.enabled => {
                 let source = WolkvoxSource::new(w)?;
                 let p = &w.interactions;
-                let mut poller = InteractionPoller::new(source, store.clone(), notify.clone(), p.interval, p.max_backoff, p.confirm_empty_polls);
-                poller.load().with_context(|| format!("source `{}`", w.name))?;
+                let mut poller = InteractionPoller::new(
+                    source,
+                    store.clone(),
+                    notify.clone(),
+                    p.interval,
+                    p.max_backoff,
+                    p.confirm_empty_polls,
+                );
+                poller
+                    .load()
+                    .with_context(|| format!("source `{}`", w.name))?;
                 let stop = poll_stop.clone();
                 pollers.spawn(async move { poller.run(stop).await });
             }
@@ -124,20 +158,36 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let publish_stop = CancellationToken::new();
     let publish_abort = CancellationToken::new();
     let mut publisher = {
-        let (config, store, sink, notify) = (config.clone(), store.clone(), sink.clone(), notify.clone());
-        let (stop, abort, shutdown) = (publish_stop.clone(), publish_abort.clone(), shutdown.clone());
+        let (config, store, sink, notify) =
+            (config.clone(), store.clone(), sink.clone(), notify.clone());
+        let (stop, abort, shutdown) = (
+            publish_stop.clone(),
+            publish_abort.clone(),
+            shutdown.clone(),
+        );
         tokio::spawn(async move {
             let encoder: Arc<dyn RecordEncoder> = match config.output {
-                OutputKind::Stdout => Arc::new(JsonEncoder { topics: topics(&config) }),
+                OutputKind::Stdout => Arc::new(JsonEncoder {
+                    topics: topics(&config),
+                }),
                 OutputKind::Kafka => {
                     if !ensure_topics(&config, &shutdown).await? {
                         return Ok(None);
                     }
-                    let Some(ids) = resolve_schema_ids(&config, &shutdown).await? else { return Ok(None) };
+                    let Some(ids) = resolve_schema_ids(&config, &shutdown).await? else {
+                        return Ok(None);
+                    };
                     Arc::new(AvroEncoder::new(topics(&config), &ids)?)
                 }
             };
-            let p = Publisher { store, encoder, sink, notify, max_in_flight: config.publisher.max_in_flight, max_backoff: Duration::from_secs(30) };
+            let p = Publisher {
+                store,
+                encoder,
+                sink,
+                notify,
+                max_in_flight: config.publisher.max_in_flight,
+                max_backoff: Duration::from_secs(30),
+            };
             anyhow::Ok(Some(p.run(stop, abort).await?))
         })
     };
@@ -147,9 +197,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         r = &mut publisher => Some(r),
     };
     let deadline = Instant::now() + config.shutdown_timeout;
-    tracing::info!(timeout_ms = config.shutdown_timeout.as_millis() as u64, "shutting down: stopping pollers");
+    tracing::info!(
+        timeout_ms = config.shutdown_timeout.as_millis() as u64,
+        "shutting down: stopping pollers"
+    );
     poll_stop.cancel();
-    if tokio::time::timeout_at(deadline.into(), async { while pollers.join_next().await.is_some() {} }).await.is_err() {
+    if tokio::time::timeout_at(deadline.into(), async {
+        while pollers.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
         tracing::warn!("pollers did not finish their cycle before the deadline; aborted (nothing partial was committed)");
         pollers.abort_all();
     }
@@ -167,18 +225,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             }
         }
     };
-    let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500));
+    let remaining = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(500));
     if let Err(e) = sink.flush(remaining) {
         tracing::warn!(error = %e, "producer flush incomplete; unacknowledged events stay in the outbox");
     }
     store.flush()?;
     match outcome {
         Ok(Some(report)) => {
-            tracing::info!(delivered = report.delivered, left_in_outbox = report.left_in_outbox, "ccdc stopped");
+            tracing::info!(
+                delivered = report.delivered,
+                left_in_outbox = report.left_in_outbox,
+                "ccdc stopped"
+            );
             Ok(())
         }
         Ok(None) => {
-            tracing::info!(left_in_outbox = store.outbox_len(), "ccdc stopped before publishing started");
+            tracing::info!(
+                left_in_outbox = store.outbox_len(),
+                "ccdc stopped before publishing started"
+            );
             Ok(())
         }
         Err(e) => Err(e),
@@ -186,12 +253,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 /// `ccdc demo`: the built-in simulator on loopback, polled at a short interval, events on stdout.
-pub async fn demo(interval: Duration, agents: usize, seed: u64, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn demo(
+    interval: Duration,
+    agents: usize,
+    seed: u64,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     use crate::simulator::{SimMode, SimServer, SimState};
     let dir = tempfile_dir()?;
     let token_file = dir.join("token");
     write_private(&token_file, "demo-token")?;
-    let sim = SimServer::start("127.0.0.1:0".parse()?, SimState::new("demo-token", SimMode::Random { seed, agents })).await?;
+    let sim = SimServer::start(
+        "127.0.0.1:0".parse()?,
+        SimState::new("demo-token", SimMode::Random { seed, agents }),
+    )
+    .await?;
     tracing::info!(base_url = %sim.base_url(), "demo: simulator started; events follow on stdout as JSON lines (Ctrl-C to stop)");
     let config = Config {
         state_dir: dir.join("state"),
@@ -210,7 +286,10 @@ pub async fn demo(interval: Duration, agents: usize, seed: u64, shutdown: Cancel
             request_timeout: Duration::from_secs(10),
             max_response_bytes: crate::config::limits::WOLKVOX_MAX_RESPONSE_BYTES,
             allow_insecure_http: true,
-            interactions: PollConfig { interval, ..Default::default() },
+            interactions: PollConfig {
+                interval,
+                ..Default::default()
+            },
         })],
     };
     config.validate()?;
@@ -257,7 +336,9 @@ pub async fn schemas_check(config: &Config) -> anyhow::Result<()> {
         let subject = subject_for_topic(t.for_stream(*stream));
         match reg.check(&subject, schema_text(*stream)).await? {
             Compatibility::Compatible => println!("{subject}\tcompatible"),
-            Compatibility::NewSubject => println!("{subject}\tnew subject (registration would create it)"),
+            Compatibility::NewSubject => {
+                println!("{subject}\tnew subject (registration would create it)")
+            }
             Compatibility::Incompatible(reasons) => {
                 println!("{subject}\tINCOMPATIBLE\t{}", reasons.join("; "));
                 refused.push(subject);

@@ -22,12 +22,19 @@ pub enum AvroError {
     #[error("schema for {stream:?} does not parse: {reason}")]
     Schema { stream: Stream, reason: String },
     #[error("cannot encode event {event_id} with the {stream:?} schema: {reason}")]
-    Encode { stream: Stream, event_id: String, reason: String },
+    Encode {
+        stream: Stream,
+        event_id: String,
+        reason: String,
+    },
 }
 
 /// Parse a stream's schema.
 pub fn parse_schema(stream: Stream) -> Result<Schema, AvroError> {
-    Schema::parse_str(schema_text(stream)).map_err(|e| AvroError::Schema { stream, reason: e.to_string() })
+    Schema::parse_str(schema_text(stream)).map_err(|e| AvroError::Schema {
+        stream,
+        reason: e.to_string(),
+    })
 }
 
 /// Prefix of the Confluent wire format.
@@ -46,7 +53,11 @@ pub struct StreamEncoder {
 
 impl StreamEncoder {
     pub fn new(stream: Stream, schema_id: u32) -> Result<Self, AvroError> {
-        Ok(StreamEncoder { stream, schema: parse_schema(stream)?, schema_id })
+        Ok(StreamEncoder {
+            stream,
+            schema: parse_schema(stream)?,
+            schema_id,
+        })
     }
 
     pub fn schema_id(&self) -> u32 {
@@ -55,14 +66,20 @@ impl StreamEncoder {
 
     /// Encode `value` (whose serde shape matches the schema) into a Confluent-framed payload.
     pub fn encode<T: Serialize>(&self, event_id: &str, value: &T) -> Result<Vec<u8>, AvroError> {
-        let err = |reason: String| AvroError::Encode { stream: self.stream, event_id: event_id.into(), reason };
+        let err = |reason: String| AvroError::Encode {
+            stream: self.stream,
+            event_id: event_id.into(),
+            reason,
+        };
         let writer = GenericDatumWriter::builder(&self.schema)
             .human_readable(false)
             .build()
             .map_err(|e| err(e.to_string()))?;
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(&wire_header(self.schema_id));
-        writer.write_ser(&mut out, value).map_err(|e| err(e.to_string()))?;
+        writer
+            .write_ser(&mut out, value)
+            .map_err(|e| err(e.to_string()))?;
         Ok(out)
     }
 

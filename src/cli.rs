@@ -7,7 +7,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "ccdc", version, about = "Contact-center vendor APIs to Kafka event streams (Confluent-framed Avro)")]
+#[command(
+    name = "ccdc",
+    version,
+    about = "Contact-center vendor APIs to Kafka event streams (Confluent-framed Avro)"
+)]
 pub struct Cli {
     /// Log filter (e.g. `info`, `ccdc=debug`). Also from CCDC_LOG or RUST_LOG.
     #[arg(long, global = true, env = "CCDC_LOG", default_value = "info")]

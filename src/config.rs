@@ -32,7 +32,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), message: message.into() }
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -75,7 +78,9 @@ pub struct TopicsConfig {
 
 impl Default for TopicsConfig {
     fn default() -> Self {
-        TopicsConfig { interactions: default_interactions_topic() }
+        TopicsConfig {
+            interactions: default_interactions_topic(),
+        }
     }
 }
 
@@ -89,7 +94,9 @@ pub struct PublisherConfig {
 
 impl Default for PublisherConfig {
     fn default() -> Self {
-        PublisherConfig { max_in_flight: default_max_in_flight() }
+        PublisherConfig {
+            max_in_flight: default_max_in_flight(),
+        }
     }
 }
 
@@ -261,18 +268,47 @@ const GUARANTEE_PROPERTIES: &[&str] = &[
     "delivery.timeout.ms",
 ];
 
+/// Top-level keys that `CCDC_*` variables may override. Other `CCDC_*` variables (`CCDC_LOG`, a
+/// token kept in `CCDC_WOLKVOX_TOKEN`, ...) are not configuration keys and are left alone.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "state_dir",
+    "shutdown_timeout",
+    "output",
+    "kafka",
+    "schema_registry",
+    "topics",
+    "publisher",
+    "sources",
+];
+
+fn env_overrides() -> Env {
+    Env::prefixed("CCDC_")
+        .filter(|k| {
+            let k = k.as_str().to_ascii_lowercase();
+            TOP_LEVEL_KEYS
+                .iter()
+                .any(|t| k == *t || k.starts_with(&format!("{t}__")))
+        })
+        .split("__")
+}
+
 impl Config {
     /// Load `path` (if given) and `CCDC_*` environment overrides, then validate.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let mut fig = Figment::new();
         if let Some(p) = path {
             if !p.exists() {
-                return Err(ConfigError::Load(format!("file `{}` does not exist", p.display())));
+                return Err(ConfigError::Load(format!(
+                    "file `{}` does not exist",
+                    p.display()
+                )));
             }
             fig = fig.merge(Toml::file(p));
         }
-        fig = fig.merge(Env::prefixed("CCDC_").split("__").ignore(&["log", "failpoint"]));
-        let cfg: Config = fig.extract().map_err(|e| ConfigError::Load(e.to_string()))?;
+        fig = fig.merge(env_overrides());
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -314,7 +350,10 @@ impl Config {
         let mut names = HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             if !names.insert(s.name().to_string()) {
-                return Err(invalid(format!("sources[{i}].name"), format!("duplicate source name `{}`", s.name())));
+                return Err(invalid(
+                    format!("sources[{i}].name"),
+                    format!("duplicate source name `{}`", s.name()),
+                ));
             }
             match s {
                 SourceConfig::Wolkvox(w) => w.validate(&format!("sources[{i}]"))?,
@@ -329,11 +368,16 @@ fn validate_topic(key: &str, topic: &str) -> Result<(), ConfigError> {
         && topic.len() <= 249
         && topic != "."
         && topic != ".."
-        && topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
-        Err(invalid(key, format!("`{topic}` is not a legal Kafka topic name")))
+        Err(invalid(
+            key,
+            format!("`{topic}` is not a legal Kafka topic name"),
+        ))
     }
 }
 
@@ -342,17 +386,29 @@ impl KafkaConfig {
         if self.bootstrap_servers.trim().is_empty() {
             return Err(invalid("kafka.bootstrap_servers", "must not be empty"));
         }
-        if !matches!(self.compression.as_str(), "none" | "gzip" | "snappy" | "lz4" | "zstd") {
-            return Err(invalid("kafka.compression", "one of none, gzip, snappy, lz4, zstd"));
+        if !matches!(
+            self.compression.as_str(),
+            "none" | "gzip" | "snappy" | "lz4" | "zstd"
+        ) {
+            return Err(invalid(
+                "kafka.compression",
+                "one of none, gzip, snappy, lz4, zstd",
+            ));
         }
         if self.partitions < 1 {
             return Err(invalid("kafka.partitions", "must be at least 1"));
         }
         if self.replication_factor == 0 || self.replication_factor < -1 {
-            return Err(invalid("kafka.replication_factor", "must be -1 (broker default) or at least 1"));
+            return Err(invalid(
+                "kafka.replication_factor",
+                "must be -1 (broker default) or at least 1",
+            ));
         }
         if self.message_timeout.is_zero() {
-            return Err(invalid("kafka.message_timeout", "must be greater than zero"));
+            return Err(invalid(
+                "kafka.message_timeout",
+                "must be greater than zero",
+            ));
         }
         for key in self.properties.keys().chain(self.secret_properties.keys()) {
             if GUARANTEE_PROPERTIES.contains(&key.as_str()) {
@@ -362,7 +418,10 @@ impl KafkaConfig {
                 ));
             }
             if self.properties.contains_key(key) && self.secret_properties.contains_key(key) {
-                return Err(invalid(format!("kafka.secret_properties.{key}"), "also set in kafka.properties"));
+                return Err(invalid(
+                    format!("kafka.secret_properties.{key}"),
+                    "also set in kafka.properties",
+                ));
             }
         }
         for (key, r) in &self.secret_properties {
@@ -390,7 +449,10 @@ impl RegistryConfig {
         let url = reqwest::Url::parse(&self.url)
             .map_err(|e| invalid("schema_registry.url", format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("schema_registry.url", "scheme must be http or https"));
+            return Err(invalid(
+                "schema_registry.url",
+                "scheme must be http or https",
+            ));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(invalid(
@@ -399,10 +461,14 @@ impl RegistryConfig {
             ));
         }
         if self.password.is_some() != self.username.is_some() {
-            return Err(invalid("schema_registry.password", "username and password go together"));
+            return Err(invalid(
+                "schema_registry.password",
+                "username and password go together",
+            ));
         }
         if let Some(p) = &self.password {
-            p.resolve().map_err(|e| invalid("schema_registry.password", e.to_string()))?;
+            p.resolve()
+                .map_err(|e| invalid("schema_registry.password", e.to_string()))?;
         }
         Ok(())
     }
@@ -410,7 +476,10 @@ impl RegistryConfig {
     pub fn resolved_password(&self) -> Result<Option<Secret>, ConfigError> {
         self.password
             .as_ref()
-            .map(|p| p.resolve().map_err(|e| invalid("schema_registry.password", e.to_string())))
+            .map(|p| {
+                p.resolve()
+                    .map_err(|e| invalid("schema_registry.password", e.to_string()))
+            })
             .transpose()
     }
 }
@@ -419,9 +488,15 @@ impl WolkvoxConfig {
     fn validate(&self, at: &str) -> Result<(), ConfigError> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 100
-            && self.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !name_ok {
-            return Err(invalid(format!("{at}.name"), "1-100 characters of [A-Za-z0-9._-]"));
+            return Err(invalid(
+                format!("{at}.name"),
+                "1-100 characters of [A-Za-z0-9._-]",
+            ));
         }
         let url = reqwest::Url::parse(&self.base_url)
             .map_err(|e| invalid(format!("{at}.base_url"), format!("not a URL: {e}")))?;
@@ -436,37 +511,65 @@ impl WolkvoxConfig {
             }
             other => return Err(invalid(format!("{at}.base_url"), format!("unsupported scheme `{other}`"))),
         }
-        self.token.resolve().map_err(|e| invalid(format!("{at}.token"), e.to_string()))?;
-        self.tz().map_err(|m| invalid(format!("{at}.time_zone"), m))?;
-        if self.max_concurrent_requests == 0 || self.max_concurrent_requests > limits::WOLKVOX_MAX_CONCURRENT_PER_TOKEN {
+        self.token
+            .resolve()
+            .map_err(|e| invalid(format!("{at}.token"), e.to_string()))?;
+        self.tz()
+            .map_err(|m| invalid(format!("{at}.time_zone"), m))?;
+        if self.max_concurrent_requests == 0
+            || self.max_concurrent_requests > limits::WOLKVOX_MAX_CONCURRENT_PER_TOKEN
+        {
             return Err(invalid(
                 format!("{at}.max_concurrent_requests"),
-                format!("must be 1..={} (Wolkvox allows 2 simultaneous requests per token)", limits::WOLKVOX_MAX_CONCURRENT_PER_TOKEN),
+                format!(
+                    "must be 1..={} (Wolkvox allows 2 simultaneous requests per token)",
+                    limits::WOLKVOX_MAX_CONCURRENT_PER_TOKEN
+                ),
             ));
         }
         if self.request_timeout.is_zero() || self.request_timeout > limits::WOLKVOX_MAX_CALL_TIME {
-            return Err(invalid(format!("{at}.request_timeout"), "must be > 0 and at most 60s (the vendor's call limit)"));
+            return Err(invalid(
+                format!("{at}.request_timeout"),
+                "must be > 0 and at most 60s (the vendor's call limit)",
+            ));
         }
-        if self.max_response_bytes == 0 || self.max_response_bytes > limits::WOLKVOX_MAX_RESPONSE_BYTES {
-            return Err(invalid(format!("{at}.max_response_bytes"), "must be > 0 and at most 268435456 (256 MB)"));
+        if self.max_response_bytes == 0
+            || self.max_response_bytes > limits::WOLKVOX_MAX_RESPONSE_BYTES
+        {
+            return Err(invalid(
+                format!("{at}.max_response_bytes"),
+                "must be > 0 and at most 268435456 (256 MB)",
+            ));
         }
         let p = &self.interactions;
         if p.interval < Duration::from_millis(100) {
-            return Err(invalid(format!("{at}.interactions.interval"), "must be at least 100ms"));
+            return Err(invalid(
+                format!("{at}.interactions.interval"),
+                "must be at least 100ms",
+            ));
         }
         if p.max_backoff.is_zero() {
-            return Err(invalid(format!("{at}.interactions.max_backoff"), "must be greater than zero"));
+            return Err(invalid(
+                format!("{at}.interactions.max_backoff"),
+                "must be greater than zero",
+            ));
         }
         if p.confirm_empty_polls == 0 {
-            return Err(invalid(format!("{at}.interactions.confirm_empty_polls"), "must be at least 1"));
+            return Err(invalid(
+                format!("{at}.interactions.confirm_empty_polls"),
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
 
     pub fn tz(&self) -> Result<chrono_tz::Tz, String> {
-        self.time_zone
-            .parse::<chrono_tz::Tz>()
-            .map_err(|_| format!("`{}` is not an IANA time zone (e.g. America/Bogota)", self.time_zone))
+        self.time_zone.parse::<chrono_tz::Tz>().map_err(|_| {
+            format!(
+                "`{}` is not an IANA time zone (e.g. America/Bogota)",
+                self.time_zone
+            )
+        })
     }
 }
 
@@ -506,10 +609,15 @@ time_zone = "America/Bogota"
 
     #[test]
     fn errors_name_the_key() {
-        assert!(err_of(&base("max_concurrent_requests = 3")).contains("sources[0].max_concurrent_requests"));
+        assert!(err_of(&base("max_concurrent_requests = 3"))
+            .contains("sources[0].max_concurrent_requests"));
         assert!(err_of(&base("request_timeout = \"61s\"")).contains("sources[0].request_timeout"));
-        assert!(err_of(&base("").replace("America/Bogota", "Mars/Olympus")).contains("sources[0].time_zone"));
-        assert!(err_of(&base("").replace("CCDC_TEST_CFG_TOKEN\"", "CCDC_NOPE_TOKEN\"")).contains("CCDC_NOPE_TOKEN"));
+        assert!(err_of(&base("").replace("America/Bogota", "Mars/Olympus"))
+            .contains("sources[0].time_zone"));
+        assert!(
+            err_of(&base("").replace("CCDC_TEST_CFG_TOKEN\"", "CCDC_NOPE_TOKEN\""))
+                .contains("CCDC_NOPE_TOKEN")
+        );
         assert!(err_of(&base("").replace("https://", "http://")).contains("allow_insecure_http"));
         assert!(err_of(&base("").replace("output = \"stdout\"", "")).contains("`kafka`"));
     }
@@ -517,7 +625,11 @@ time_zone = "America/Bogota"
     #[test]
     fn unknown_keys_and_duplicate_names_are_rejected() {
         assert!(err_of(&base("colour = \"blue\"")).contains("colour"));
-        let twice = format!("{}\n{}", base(""), base("").replace("output = \"stdout\"", ""));
+        let twice = format!(
+            "{}\n{}",
+            base(""),
+            base("").replace("output = \"stdout\"", "")
+        );
         assert!(err_of(&twice).contains("duplicate source name `ops-a`"));
     }
 
@@ -531,9 +643,31 @@ time_zone = "America/Bogota"
     }
 
     #[test]
+    fn environment_overrides_keys_and_ignores_unrelated_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, base("")).unwrap();
+        std::env::set_var("CCDC_STATE_DIR", "/tmp/from-env");
+        std::env::set_var("CCDC_SOME_TOKEN_FOR_TESTS", "not-a-key");
+        let c = Config::load(Some(&p)).unwrap();
+        std::env::remove_var("CCDC_STATE_DIR");
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/from-env"));
+        assert!(Config::load(Some(&dir.path().join("missing.toml")))
+            .unwrap_err()
+            .to_string()
+            .contains("does not exist"));
+    }
+
+    #[test]
     fn inline_secrets_are_not_accepted() {
         let e = err_of(&base("").replace("{ env = \"CCDC_TEST_CFG_TOKEN\" }", "\"plain-token\""));
-        assert!(e.contains("inline secret values are refused") && e.contains("sources"), "{e}");
-        assert!(!e.contains("plain-token"), "the value must not be echoed: {e}");
+        assert!(
+            e.contains("inline secret values are refused") && e.contains("sources"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("plain-token"),
+            "the value must not be echoed: {e}"
+        );
     }
 }

@@ -77,19 +77,37 @@ pub fn diff_interactions(
     // The transition is identified by the state it left: the previous observation (or "initial").
     let window = prev_at.map_or_else(|| "initial".to_string(), |t| t.to_string());
 
-    let ended: Vec<&InteractionKey> = prev_map.keys().filter(|k| !current.interactions.contains_key(k)).collect();
-    let started: Vec<&InteractionKey> = current.interactions.keys().filter(|k| !prev_map.contains_key(k)).collect();
+    let ended: Vec<&InteractionKey> = prev_map
+        .keys()
+        .filter(|k| !current.interactions.contains_key(k))
+        .collect();
+    let started: Vec<&InteractionKey> = current
+        .interactions
+        .keys()
+        .filter(|k| !prev_map.contains_key(k))
+        .collect();
 
     // Interactions that lost and gained agents in this window are transfers.
     let ended_ids: BTreeSet<&str> = ended.iter().map(|k| k.interaction_id.as_str()).collect();
     let started_ids: BTreeSet<&str> = started.iter().map(|k| k.interaction_id.as_str()).collect();
     let first_agent = |keys: &[&InteractionKey], id: &str| {
-        keys.iter().find(|k| k.interaction_id == id).map(|k| k.agent_id.clone())
+        keys.iter()
+            .find(|k| k.interaction_id == id)
+            .map(|k| k.agent_id.clone())
     };
 
     let mut events = Vec::with_capacity(ended.len() + started.len());
-    let make = |ty: InteractionEventType, key: &InteractionKey, seen: &ActiveInteraction, counterpart: Option<String>| {
-        let id = event_id(&[&meta.name, ty.as_str(), &key.agent_id, &key.interaction_id, &window]);
+    let make = |ty: InteractionEventType,
+                key: &InteractionKey,
+                seen: &ActiveInteraction,
+                counterpart: Option<String>| {
+        let id = event_id(&[
+            &meta.name,
+            ty.as_str(),
+            &key.agent_id,
+            &key.interaction_id,
+            &window,
+        ]);
         InteractionEvent {
             event_id: id.to_string(),
             event_type: ty,
@@ -113,22 +131,37 @@ pub fn diff_interactions(
             .contains(key.interaction_id.as_str())
             .then(|| first_agent(&started, &key.interaction_id))
             .flatten();
-        events.push(make(InteractionEventType::Ended, key, &prev_map[*key], counterpart));
+        events.push(make(
+            InteractionEventType::Ended,
+            key,
+            &prev_map[*key],
+            counterpart,
+        ));
     }
     for key in &started {
         let counterpart = ended_ids
             .contains(key.interaction_id.as_str())
             .then(|| first_agent(&ended, &key.interaction_id))
             .flatten();
-        events.push(make(InteractionEventType::Started, key, &current.interactions[*key], counterpart));
+        events.push(make(
+            InteractionEventType::Started,
+            key,
+            &current.interactions[*key],
+            counterpart,
+        ));
     }
     // Stable order: by interaction, ENDED before STARTED, then by agent.
     events.sort_by(|a, b| {
-        (&a.interaction_id, a.event_type == InteractionEventType::Started, &a.agent_id).cmp(&(
-            &b.interaction_id,
-            b.event_type == InteractionEventType::Started,
-            &b.agent_id,
-        ))
+        (
+            &a.interaction_id,
+            a.event_type == InteractionEventType::Started,
+            &a.agent_id,
+        )
+            .cmp(&(
+                &b.interaction_id,
+                b.event_type == InteractionEventType::Started,
+                &b.agent_id,
+            ))
     });
     events
 }
@@ -139,7 +172,10 @@ mod tests {
     use InteractionEventType::*;
 
     fn meta() -> SourceMeta {
-        SourceMeta { name: "ops".into(), vendor: "wolkvox".into() }
+        SourceMeta {
+            name: "ops".into(),
+            vendor: "wolkvox".into(),
+        }
     }
 
     fn snap(at: i64, pairs: &[(&str, &str)]) -> InteractionSnapshot {
@@ -149,17 +185,33 @@ mod tests {
                 .iter()
                 .map(|(agent, conn)| {
                     (
-                        InteractionKey { interaction_id: conn.to_string(), agent_id: agent.to_string() },
-                        ActiveInteraction { subject: Some(format!("subj-{conn}")), ..Default::default() },
+                        InteractionKey {
+                            interaction_id: conn.to_string(),
+                            agent_id: agent.to_string(),
+                        },
+                        ActiveInteraction {
+                            subject: Some(format!("subj-{conn}")),
+                            ..Default::default()
+                        },
                     )
                 })
                 .collect(),
         }
     }
 
-    fn brief(ev: &[InteractionEvent]) -> Vec<(InteractionEventType, &str, &str, bool, Option<&str>)> {
+    fn brief(
+        ev: &[InteractionEvent],
+    ) -> Vec<(InteractionEventType, &str, &str, bool, Option<&str>)> {
         ev.iter()
-            .map(|e| (e.event_type, e.agent_id.as_str(), e.interaction_id.as_str(), e.transfer, e.transfer_agent_id.as_deref()))
+            .map(|e| {
+                (
+                    e.event_type,
+                    e.agent_id.as_str(),
+                    e.interaction_id.as_str(),
+                    e.transfer,
+                    e.transfer_agent_id.as_deref(),
+                )
+            })
             .collect()
     }
 
@@ -169,9 +221,15 @@ mod tests {
         let ev = diff_interactions(&meta(), None, &cur);
         assert_eq!(
             brief(&ev),
-            vec![(Started, "a1", "c1", false, None), (Started, "a1", "c2", false, None), (Started, "a2", "c3", false, None)]
+            vec![
+                (Started, "a1", "c1", false, None),
+                (Started, "a1", "c2", false, None),
+                (Started, "a2", "c3", false, None)
+            ]
         );
-        assert!(ev.iter().all(|e| e.initial && e.previous_observed_at.is_none() && e.observed_at == 1000));
+        assert!(ev
+            .iter()
+            .all(|e| e.initial && e.previous_observed_at.is_none() && e.observed_at == 1000));
         assert_eq!(ev[0].subject.as_deref(), Some("subj-c1"));
     }
 
@@ -180,8 +238,16 @@ mod tests {
         let prev = snap(1000, &[("a1", "c1"), ("a2", "c3")]);
         let cur = snap(2000, &[("a1", "c1"), ("a2", "c4")]);
         let ev = diff_interactions(&meta(), Some(&prev), &cur);
-        assert_eq!(brief(&ev), vec![(Ended, "a2", "c3", false, None), (Started, "a2", "c4", false, None)]);
-        assert!(ev.iter().all(|e| !e.initial && e.previous_observed_at == Some(1000) && e.observed_at == 2000));
+        assert_eq!(
+            brief(&ev),
+            vec![
+                (Ended, "a2", "c3", false, None),
+                (Started, "a2", "c4", false, None)
+            ]
+        );
+        assert!(ev
+            .iter()
+            .all(|e| !e.initial && e.previous_observed_at == Some(1000) && e.observed_at == 2000));
         // The ended event carries what was last seen of the interaction.
         assert_eq!(ev[0].subject.as_deref(), Some("subj-c3"));
     }
@@ -191,7 +257,13 @@ mod tests {
         let prev = snap(1000, &[("a1", "c1")]);
         let cur = snap(2000, &[("a2", "c1")]);
         let ev = diff_interactions(&meta(), Some(&prev), &cur);
-        assert_eq!(brief(&ev), vec![(Ended, "a1", "c1", true, Some("a2")), (Started, "a2", "c1", true, Some("a1"))]);
+        assert_eq!(
+            brief(&ev),
+            vec![
+                (Ended, "a1", "c1", true, Some("a2")),
+                (Started, "a2", "c1", true, Some("a1"))
+            ]
+        );
     }
 
     #[test]
@@ -206,7 +278,13 @@ mod tests {
     fn everything_ending_is_reported_when_the_snapshot_says_so() {
         let prev = snap(1000, &[("a1", "c1"), ("a2", "c2")]);
         let ev = diff_interactions(&meta(), Some(&prev), &snap(2000, &[]));
-        assert_eq!(brief(&ev), vec![(Ended, "a1", "c1", false, None), (Ended, "a2", "c2", false, None)]);
+        assert_eq!(
+            brief(&ev),
+            vec![
+                (Ended, "a1", "c1", false, None),
+                (Ended, "a2", "c2", false, None)
+            ]
+        );
     }
 
     #[test]
@@ -219,14 +297,19 @@ mod tests {
         let again = diff_interactions(&meta(), Some(&prev), &snap(2500, &[("a1", "c1")]));
         assert_eq!(first[0].event_id, again[0].event_id);
         // The same interaction starting again at the same agent later is a different transition.
-        let later = diff_interactions(&meta(), Some(&snap(3000, &[])), &snap(4000, &[("a1", "c1")]));
+        let later = diff_interactions(
+            &meta(),
+            Some(&snap(3000, &[])),
+            &snap(4000, &[("a1", "c1")]),
+        );
         assert_ne!(first[0].event_id, later[0].event_id);
     }
 
     #[test]
     fn snapshot_round_trips_through_json() {
         let s = snap(5, &[("a1", "c1"), ("a2", "c1")]);
-        let back: InteractionSnapshot = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        let back: InteractionSnapshot =
+            serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(s, back);
     }
 }

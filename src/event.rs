@@ -13,7 +13,7 @@ pub fn event_id(parts: &[&str]) -> Uuid {
     Uuid::new_v5(&EVENT_ID_NAMESPACE, parts.join("\u{1f}").as_bytes())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum InteractionEventType {
     Started,

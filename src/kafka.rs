@@ -33,7 +33,10 @@ fn producer_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
         .set("acks", "all")
         .set("max.in.flight.requests.per.connection", "5")
         .set("compression.type", &cfg.compression)
-        .set("message.timeout.ms", cfg.message_timeout.as_millis().to_string())
+        .set(
+            "message.timeout.ms",
+            cfg.message_timeout.as_millis().to_string(),
+        )
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "100000");
     Ok(c)
@@ -75,24 +78,36 @@ impl EventSink for KafkaSink {
     fn send(&self, record: OutRecord) -> Result<Delivery, SendError> {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (k, v) in &record.headers {
-            headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
         }
-        let fr = FutureRecord::to(&record.topic).key(record.key.as_bytes()).payload(&record.payload).headers(headers);
+        let fr = FutureRecord::to(&record.topic)
+            .key(record.key.as_bytes())
+            .payload(&record.payload)
+            .headers(headers);
         match self.producer.send_result(fr) {
             Ok(fut) => Ok(fut
                 .map(|r| match r {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err((e, _msg))) => Err(classify(&e)),
-                    Err(_canceled) => Err(SinkError::Retryable("producer dropped the delivery".into())),
+                    Err(_canceled) => {
+                        Err(SinkError::Retryable("producer dropped the delivery".into()))
+                    }
                 })
                 .boxed()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(SendError::QueueFull(record)),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err(SendError::QueueFull(record))
+            }
             Err((e, _)) => Err(SendError::Failed(classify(&e))),
         }
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
-        self.producer.flush(timeout).map_err(|e| SinkError::Retryable(e.to_string()))
+        self.producer
+            .flush(timeout)
+            .map_err(|e| SinkError::Retryable(e.to_string()))
     }
 }
 
@@ -103,14 +118,27 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[&str]) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("cannot create the Kafka admin client: {e}"))?;
     let new: Vec<NewTopic> = topics
         .iter()
-        .map(|t| NewTopic::new(t, cfg.partitions, TopicReplication::Fixed(cfg.replication_factor)))
+        .map(|t| {
+            NewTopic::new(
+                t,
+                cfg.partitions,
+                TopicReplication::Fixed(cfg.replication_factor),
+            )
+        })
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))).request_timeout(Some(Duration::from_secs(30)));
-    let results = admin.create_topics(new.iter(), &opts).await.map_err(|e| anyhow::anyhow!("creating topics: {e}"))?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(new.iter(), &opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating topics: {e}"))?;
     for r in results {
         match r {
             Ok(t) => tracing::info!(topic = %t, partitions = cfg.partitions, "created topic"),
-            Err((t, RDKafkaErrorCode::TopicAlreadyExists)) => tracing::debug!(topic = %t, "topic exists"),
+            Err((t, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(topic = %t, "topic exists")
+            }
             Err((t, code)) => anyhow::bail!("cannot create topic `{t}`: {code}"),
         }
     }

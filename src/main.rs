@@ -8,10 +8,17 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 fn init_tracing(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }
@@ -22,7 +29,10 @@ fn on_signals(token: CancellationToken) {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 tracing::error!("cannot install signal handlers");
                 return;
             };
@@ -42,7 +52,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     on_signals(shutdown.clone());
     match cli.command {
         Command::Run { config } => ccdc::app::run(Config::load(Some(&config))?, shutdown).await,
-        Command::Demo { interval, duration, agents, seed } => {
+        Command::Demo {
+            interval,
+            duration,
+            agents,
+            seed,
+        } => {
             if let Some(d) = duration {
                 let t = shutdown.clone();
                 tokio::spawn(async move {
@@ -52,17 +67,36 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             ccdc::app::demo(interval, agents, seed, shutdown).await
         }
-        Command::Simulate { listen, token, agents, seed } => {
+        Command::Simulate {
+            listen,
+            token,
+            agents,
+            seed,
+        } => {
             use ccdc::simulator::{SimMode, SimServer, SimState};
-            let sim = SimServer::start(listen, SimState::new(&token, SimMode::Random { seed, agents })).await?;
-            eprintln!("simulator: Wolkvox API at {}  (header wolkvox-token: {token})", sim.base_url());
-            eprintln!("  try: curl -H 'wolkvox-token: {token}' '{}/real_time.php?api=interactions'", sim.base_url());
+            let sim = SimServer::start(
+                listen,
+                SimState::new(&token, SimMode::Random { seed, agents }),
+            )
+            .await?;
+            eprintln!(
+                "simulator: Wolkvox API at {}  (header wolkvox-token: {token})",
+                sim.base_url()
+            );
+            eprintln!(
+                "  try: curl -H 'wolkvox-token: {token}' '{}/real_time.php?api=interactions'",
+                sim.base_url()
+            );
             shutdown.cancelled().await;
             sim.stop().await;
             Ok(())
         }
-        Command::Schemas { action: SchemasAction::Register { config } } => ccdc::app::schemas_register(&Config::load(Some(&config))?).await,
-        Command::Schemas { action: SchemasAction::Check { config } } => ccdc::app::schemas_check(&Config::load(Some(&config))?).await,
+        Command::Schemas {
+            action: SchemasAction::Register { config },
+        } => ccdc::app::schemas_register(&Config::load(Some(&config))?).await,
+        Command::Schemas {
+            action: SchemasAction::Check { config },
+        } => ccdc::app::schemas_check(&Config::load(Some(&config))?).await,
         Command::CheckConfig { config } => {
             Config::load(Some(&config))?;
             println!("{}: ok", config.display());
@@ -74,7 +108,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ccdc: cannot start the runtime: {e}");

@@ -28,7 +28,11 @@ pub enum CycleError {
 /// What one successful cycle did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CycleOutcome {
-    Committed { interactions: usize, started: usize, ended: usize },
+    Committed {
+        interactions: usize,
+        started: usize,
+        ended: usize,
+    },
     /// An empty snapshot after a non-empty one, not yet confirmed by enough polls.
     AwaitingEmptyConfirmation { seen: u32, needed: u32 },
 }
@@ -50,7 +54,10 @@ pub struct InteractionPoller {
 fn failpoint_after_commit(commits: u64) {
     static TARGET: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     let target = TARGET.get_or_init(|| {
-        std::env::var("CCDC_FAILPOINT").ok().and_then(|v| v.strip_prefix("kill-after-commit:").and_then(|n| n.parse().ok()))
+        std::env::var("CCDC_FAILPOINT").ok().and_then(|v| {
+            v.strip_prefix("kill-after-commit:")
+                .and_then(|n| n.parse().ok())
+        })
     });
     if *target == Some(commits) {
         tracing::warn!(commits, "failpoint kill-after-commit reached: SIGKILL");
@@ -64,8 +71,25 @@ fn failpoint_after_commit(commits: u64) {
 }
 
 impl InteractionPoller {
-    pub fn new(source: Arc<dyn InteractionSource>, store: Arc<dyn Store>, notify: Arc<Notify>, interval: Duration, max_backoff: Duration, confirm_empty_polls: u32) -> Self {
-        InteractionPoller { source, store, notify, interval, max_backoff, confirm_empty_polls, previous: None, empty_polls: 0, cycles: 0 }
+    pub fn new(
+        source: Arc<dyn InteractionSource>,
+        store: Arc<dyn Store>,
+        notify: Arc<Notify>,
+        interval: Duration,
+        max_backoff: Duration,
+        confirm_empty_polls: u32,
+    ) -> Self {
+        InteractionPoller {
+            source,
+            store,
+            notify,
+            interval,
+            max_backoff,
+            confirm_empty_polls,
+            previous: None,
+            empty_polls: 0,
+            cycles: 0,
+        }
     }
 
     fn key(&self) -> String {
@@ -76,7 +100,11 @@ impl InteractionPoller {
     pub fn load(&mut self) -> Result<(), CycleError> {
         let key = self.key();
         if let Some(bytes) = self.store.load_snapshot(&key)? {
-            let snap: InteractionSnapshot = serde_json::from_slice(&bytes).map_err(|e| CycleError::Snapshot { key, reason: e.to_string() })?;
+            let snap: InteractionSnapshot =
+                serde_json::from_slice(&bytes).map_err(|e| CycleError::Snapshot {
+                    key,
+                    reason: e.to_string(),
+                })?;
             self.previous = Some(snap);
         }
         Ok(())
@@ -86,30 +114,52 @@ impl InteractionPoller {
     pub async fn cycle(&mut self, now_ms: i64) -> Result<CycleOutcome, CycleError> {
         let current = self.source.fetch_interactions(now_ms).await?;
         let prev_len = self.previous.as_ref().map_or(0, |p| p.interactions.len());
-        if current.interactions.is_empty() && prev_len > 0 && self.empty_polls + 1 < self.confirm_empty_polls {
+        if current.interactions.is_empty()
+            && prev_len > 0
+            && self.empty_polls + 1 < self.confirm_empty_polls
+        {
             self.empty_polls += 1;
-            return Ok(CycleOutcome::AwaitingEmptyConfirmation { seen: self.empty_polls, needed: self.confirm_empty_polls });
+            return Ok(CycleOutcome::AwaitingEmptyConfirmation {
+                seen: self.empty_polls,
+                needed: self.confirm_empty_polls,
+            });
         }
         self.empty_polls = 0;
         let events = diff_interactions(self.source.meta(), self.previous.as_ref(), &current);
-        let started = events.iter().filter(|e| e.event_type == crate::event::InteractionEventType::Started).count();
+        let started = events
+            .iter()
+            .filter(|e| e.event_type == crate::event::InteractionEventType::Started)
+            .count();
         let ended = events.len() - started;
         let encoded: Vec<Vec<u8>> = events
             .into_iter()
             .map(|e| serde_json::to_vec(&Event::Interaction(e)))
             .collect::<Result<_, _>>()
-            .map_err(|e| CycleError::Snapshot { key: self.key(), reason: e.to_string() })?;
-        let snapshot = serde_json::to_vec(&current).map_err(|e| CycleError::Snapshot { key: self.key(), reason: e.to_string() })?;
+            .map_err(|e| CycleError::Snapshot {
+                key: self.key(),
+                reason: e.to_string(),
+            })?;
+        let snapshot = serde_json::to_vec(&current).map_err(|e| CycleError::Snapshot {
+            key: self.key(),
+            reason: e.to_string(),
+        })?;
         let (store, key) = (self.store.clone(), self.key());
         tokio::task::spawn_blocking(move || store.commit(&key, &snapshot, &encoded))
             .await
-            .map_err(|e| StoreError::Open { path: "commit task".into(), reason: e.to_string() })??;
+            .map_err(|e| StoreError::Open {
+                path: "commit task".into(),
+                reason: e.to_string(),
+            })??;
         self.cycles += 1;
         failpoint_after_commit(self.cycles);
         let interactions = current.interactions.len();
         self.previous = Some(current);
         self.notify.notify_one();
-        Ok(CycleOutcome::Committed { interactions, started, ended })
+        Ok(CycleOutcome::Committed {
+            interactions,
+            started,
+            ended,
+        })
     }
 
     /// Poll until `shutdown`; an in-flight cycle is finished before returning.
@@ -146,7 +196,11 @@ impl InteractionPoller {
                 Err(CycleError::Source(e)) => {
                     failures += 1;
                     metrics::counter!("ccdc_poll_failures_total", "source" => name.clone(), "endpoint" => endpoint.clone(), "kind" => e.kind()).increment(1);
-                    let backoff = crate::backoff::jittered(failures, Duration::from_secs(1), self.max_backoff.min(self.interval));
+                    let backoff = crate::backoff::jittered(
+                        failures,
+                        Duration::from_secs(1),
+                        self.max_backoff.min(self.interval),
+                    );
                     let wait = e.retry_after().map_or(backoff, |ra| ra.max(backoff));
                     span.in_scope(|| tracing::warn!(error = %e, kind = e.kind(), failures, retry_in_ms = wait.as_millis() as u64, "poll failed; no events, snapshot unchanged"));
                     wait
@@ -156,7 +210,11 @@ impl InteractionPoller {
                     failures += 1;
                     metrics::counter!("ccdc_poll_failures_total", "source" => name.clone(), "endpoint" => endpoint.clone(), "kind" => "store").increment(1);
                     span.in_scope(|| tracing::error!(error = %e, "poll could not be committed"));
-                    crate::backoff::jittered(failures, Duration::from_secs(1), self.max_backoff.min(self.interval))
+                    crate::backoff::jittered(
+                        failures,
+                        Duration::from_secs(1),
+                        self.max_backoff.min(self.interval),
+                    )
                 }
             };
             tokio::select! {
@@ -182,7 +240,15 @@ mod tests {
             observed_at: 0,
             interactions: pairs
                 .iter()
-                .map(|(a, c)| (InteractionKey { interaction_id: c.to_string(), agent_id: a.to_string() }, ActiveInteraction::default()))
+                .map(|(a, c)| {
+                    (
+                        InteractionKey {
+                            interaction_id: c.to_string(),
+                            agent_id: a.to_string(),
+                        },
+                        ActiveInteraction::default(),
+                    )
+                })
                 .collect(),
         }
     }
@@ -192,43 +258,91 @@ mod tests {
             .outbox_after(None, 1000)
             .unwrap()
             .into_iter()
-            .map(|(_, b)| match serde_json::from_slice::<Event>(&b).unwrap() {
-                Event::Interaction(e) => (e.event_type, e.interaction_id),
-            })
+            .map(
+                |(_, b)| match serde_json::from_slice::<Event>(&b).unwrap() {
+                    Event::Interaction(e) => (e.event_type, e.interaction_id),
+                },
+            )
             .collect()
     }
 
-    fn poller(script: Vec<Result<InteractionSnapshot, String>>, store: Arc<MemoryStore>) -> InteractionPoller {
-        let meta = SourceMeta { name: "s".into(), vendor: "wolkvox".into() };
-        InteractionPoller::new(Arc::new(ScriptedSource::new(meta, script)), store, Arc::new(Notify::new()), Duration::from_secs(1), Duration::from_secs(1), 2)
+    fn poller(
+        script: Vec<Result<InteractionSnapshot, String>>,
+        store: Arc<MemoryStore>,
+    ) -> InteractionPoller {
+        let meta = SourceMeta {
+            name: "s".into(),
+            vendor: "wolkvox".into(),
+        };
+        InteractionPoller::new(
+            Arc::new(ScriptedSource::new(meta, script)),
+            store,
+            Arc::new(Notify::new()),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            2,
+        )
     }
 
     #[tokio::test]
     async fn failed_poll_commits_nothing_and_next_poll_diffs_against_last_good() {
         let store = Arc::new(MemoryStore::default());
-        let mut p = poller(vec![Ok(snap(&[("a", "c1"), ("a", "c2")])), Err("boom".into()), Ok(snap(&[("a", "c2")]))], store.clone());
+        let mut p = poller(
+            vec![
+                Ok(snap(&[("a", "c1"), ("a", "c2")])),
+                Err("boom".into()),
+                Ok(snap(&[("a", "c2")])),
+            ],
+            store.clone(),
+        );
         p.cycle(1).await.unwrap();
         let stored_before = store.load_snapshot("s/interactions").unwrap();
         assert!(matches!(p.cycle(2).await, Err(CycleError::Source(_))));
-        assert_eq!(store.load_snapshot("s/interactions").unwrap(), stored_before, "snapshot untouched");
+        assert_eq!(
+            store.load_snapshot("s/interactions").unwrap(),
+            stored_before,
+            "snapshot untouched"
+        );
         assert_eq!(outbox(&store).len(), 2, "no events from the failed poll");
         p.cycle(3).await.unwrap();
-        assert_eq!(outbox(&store), vec![(Started, "c1".into()), (Started, "c2".into()), (Ended, "c1".into())]);
+        assert_eq!(
+            outbox(&store),
+            vec![
+                (Started, "c1".into()),
+                (Started, "c2".into()),
+                (Ended, "c1".into())
+            ]
+        );
     }
 
     #[tokio::test]
     async fn empty_snapshot_must_be_confirmed_before_ending_everything() {
         let store = Arc::new(MemoryStore::default());
-        let mut p = poller(vec![Ok(snap(&[("a", "c1")])), Ok(snap(&[])), Ok(snap(&[("a", "c1")])), Ok(snap(&[])), Ok(snap(&[]))], store.clone());
+        let mut p = poller(
+            vec![
+                Ok(snap(&[("a", "c1")])),
+                Ok(snap(&[])),
+                Ok(snap(&[("a", "c1")])),
+                Ok(snap(&[])),
+                Ok(snap(&[])),
+            ],
+            store.clone(),
+        );
         p.cycle(1).await.unwrap();
-        assert_eq!(p.cycle(2).await.unwrap(), CycleOutcome::AwaitingEmptyConfirmation { seen: 1, needed: 2 });
+        assert_eq!(
+            p.cycle(2).await.unwrap(),
+            CycleOutcome::AwaitingEmptyConfirmation { seen: 1, needed: 2 }
+        );
         // The glitch healed: nothing happened.
         p.cycle(3).await.unwrap();
         assert_eq!(outbox(&store).len(), 1);
         // Two empty polls in a row: believed.
         p.cycle(4).await.unwrap();
         p.cycle(5).await.unwrap();
-        assert_eq!(outbox(&store), vec![(Started, "c1".into()), (Ended, "c1".into())]);
+        assert_eq!(
+            outbox(&store),
+            vec![(Started, "c1".into()), (Ended, "c1".into())]
+        );
     }
 
     #[tokio::test]
@@ -239,9 +353,21 @@ mod tests {
         let mut p2 = poller(vec![Ok(snap(&[("a", "c1"), ("b", "c9")]))], store.clone());
         p2.load().unwrap();
         p2.cycle(2).await.unwrap();
-        let evs: Vec<Event> = store.outbox_after(None, 10).unwrap().into_iter().map(|(_, b)| serde_json::from_slice(&b).unwrap()).collect();
+        let evs: Vec<Event> = store
+            .outbox_after(None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, b)| serde_json::from_slice(&b).unwrap())
+            .collect();
         assert_eq!(evs.len(), 2);
         let Event::Interaction(last) = &evs[1];
-        assert_eq!((last.interaction_id.as_str(), last.initial, last.previous_observed_at), ("c9", false, Some(1)));
+        assert_eq!(
+            (
+                last.interaction_id.as_str(),
+                last.initial,
+                last.previous_observed_at
+            ),
+            ("c9", false, Some(1))
+        );
     }
 }

@@ -37,7 +37,11 @@ const READ_BATCH: usize = 1000;
 
 impl Publisher {
     /// Run until `stop` is cancelled *and* the outbox is empty (drain), or until `abort` is cancelled.
-    pub async fn run(self, stop: CancellationToken, abort: CancellationToken) -> Result<PublisherReport, StoreError> {
+    pub async fn run(
+        self,
+        stop: CancellationToken,
+        abort: CancellationToken,
+    ) -> Result<PublisherReport, StoreError> {
         let mut inflight = FuturesUnordered::new();
         let mut last_sent: Option<u64> = None;
         let mut failed: Option<SinkError> = None;
@@ -61,7 +65,8 @@ impl Publisher {
                         Err(reason) => {
                             // Cannot happen for entries this version wrote; never silently skip.
                             tracing::error!(seq, %reason, "outbox entry cannot be encoded; publishing paused");
-                            metrics::counter!("ccdc_publish_errors_total", "kind" => "encode").increment(1);
+                            metrics::counter!("ccdc_publish_errors_total", "kind" => "encode")
+                                .increment(1);
                             failed = Some(SinkError::Fatal(reason));
                             break;
                         }
@@ -87,7 +92,11 @@ impl Publisher {
             if inflight.is_empty() {
                 if let Some(e) = failed.take() {
                     failures_in_a_row += 1;
-                    let wait = crate::backoff::jittered(failures_in_a_row, Duration::from_millis(200), self.max_backoff);
+                    let wait = crate::backoff::jittered(
+                        failures_in_a_row,
+                        Duration::from_millis(200),
+                        self.max_backoff,
+                    );
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "publishing failed; resending from the oldest unacknowledged event");
                     metrics::counter!("ccdc_publish_errors_total", "kind" => if matches!(e, SinkError::Fatal(_)) { "fatal" } else { "retryable" }).increment(1);
                     last_sent = None;
@@ -102,7 +111,9 @@ impl Publisher {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
-                if self.store.outbox_len() == 0 || last_sent.is_some() && self.store.outbox_after(last_sent, 1)?.is_empty() {
+                if self.store.outbox_len() == 0
+                    || last_sent.is_some() && self.store.outbox_after(last_sent, 1)?.is_empty()
+                {
                     if stop.is_cancelled() {
                         break;
                     }
@@ -123,7 +134,9 @@ impl Publisher {
                 _ = abort.cancelled() => break,
             };
             let mut acked = Vec::new();
-            let mut settle = |(seq, res): (u64, Result<(), SinkError>), failed: &mut Option<SinkError>| match res {
+            let mut settle = |(seq, res): (u64, Result<(), SinkError>),
+                              failed: &mut Option<SinkError>| match res
+            {
                 Ok(()) => acked.push(seq),
                 Err(e) => {
                     if failed.is_none() {
@@ -147,12 +160,18 @@ impl Publisher {
                 queue_full = false;
             }
         }
-        Ok(PublisherReport { delivered, left_in_outbox: self.store.outbox_len() })
+        Ok(PublisherReport {
+            delivered,
+            left_in_outbox: self.store.outbox_len(),
+        })
     }
 }
 
 /// Drain what is left within `deadline`; used at shutdown.
-pub async fn wait_with_deadline<T>(deadline: Instant, fut: impl std::future::Future<Output = T>) -> Option<T> {
+pub async fn wait_with_deadline<T>(
+    deadline: Instant,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
     tokio::time::timeout_at(deadline.into(), fut).await.ok()
 }
 
@@ -186,11 +205,17 @@ mod tests {
 
     fn setup(n: usize) -> (Arc<MemoryStore>, MemorySink, Publisher) {
         let store = Arc::new(MemoryStore::default());
-        store.commit("k", b"{}", &(0..n).map(ev).collect::<Vec<_>>()).unwrap();
+        store
+            .commit("k", b"{}", &(0..n).map(ev).collect::<Vec<_>>())
+            .unwrap();
         let sink = MemorySink::default();
         let p = Publisher {
             store: store.clone(),
-            encoder: Arc::new(JsonEncoder { topics: Topics { interactions: "t".into() } }),
+            encoder: Arc::new(JsonEncoder {
+                topics: Topics {
+                    interactions: "t".into(),
+                },
+            }),
             sink: Arc::new(sink.clone()),
             notify: Arc::new(Notify::new()),
             max_in_flight: 7,
@@ -200,21 +225,39 @@ mod tests {
     }
 
     fn ids(sink: &MemorySink) -> Vec<String> {
-        sink.delivered().iter().map(|r| r.headers[0].1.clone()).collect()
+        sink.delivered()
+            .iter()
+            .map(|r| r.headers[0].1.clone())
+            .collect()
     }
 
     async fn drain(p: Publisher) -> PublisherReport {
         let stop = CancellationToken::new();
         stop.cancel();
-        tokio::time::timeout(Duration::from_secs(10), p.run(stop, CancellationToken::new())).await.unwrap().unwrap()
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            p.run(stop, CancellationToken::new()),
+        )
+        .await
+        .unwrap()
+        .unwrap()
     }
 
     #[tokio::test]
     async fn delivers_everything_in_order_and_empties_the_outbox() {
         let (store, sink, p) = setup(50);
         let report = drain(p).await;
-        assert_eq!(report, PublisherReport { delivered: 50, left_in_outbox: 0 });
-        assert_eq!(ids(&sink), (0..50).map(|i| format!("id-{i}")).collect::<Vec<_>>());
+        assert_eq!(
+            report,
+            PublisherReport {
+                delivered: 50,
+                left_in_outbox: 0
+            }
+        );
+        assert_eq!(
+            ids(&sink),
+            (0..50).map(|i| format!("id-{i}")).collect::<Vec<_>>()
+        );
         assert_eq!(store.outbox_len(), 0);
     }
 
@@ -231,7 +274,11 @@ mod tests {
         uniq.sort();
         uniq.dedup();
         assert_eq!(uniq.len(), 20);
-        assert_eq!(got.len(), 20, "failed sends were not delivered, so no duplicates here");
+        assert_eq!(
+            got.len(),
+            20,
+            "failed sends were not delivered, so no duplicates here"
+        );
         // The first three failed: they come after the rest of the first batch.
         assert_eq!(got[0], "id-3");
     }
@@ -242,8 +289,15 @@ mod tests {
         sink.queue_full_next(5);
         let report = drain(p).await;
         assert_eq!(report.delivered, 30);
-        assert_eq!(ids(&sink), (0..30).map(|i| format!("id-{i}")).collect::<Vec<_>>());
-        assert_eq!(sink.sends(), 35, "each QueueFull was retried with the same record");
+        assert_eq!(
+            ids(&sink),
+            (0..30).map(|i| format!("id-{i}")).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            sink.sends(),
+            35,
+            "each QueueFull was retried with the same record"
+        );
     }
 
     #[tokio::test]
@@ -252,7 +306,13 @@ mod tests {
         let abort = CancellationToken::new();
         abort.cancel();
         let r = p.run(CancellationToken::new(), abort).await.unwrap();
-        assert_eq!(r, PublisherReport { delivered: 0, left_in_outbox: 5 });
+        assert_eq!(
+            r,
+            PublisherReport {
+                delivered: 0,
+                left_in_outbox: 5
+            }
+        );
         assert_eq!(store.outbox_len(), 5);
     }
 }

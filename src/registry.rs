@@ -15,10 +15,19 @@ use crate::secret::Secret;
 pub enum RegistryError {
     /// The registry refused the schema (HTTP 409 incompatible, 422 invalid): retrying will not help.
     #[error("schema registry refused subject `{subject}` (HTTP {status}, code {code}): {message}")]
-    Rejected { subject: String, status: u16, code: i64, message: String },
+    Rejected {
+        subject: String,
+        status: u16,
+        code: i64,
+        message: String,
+    },
     /// Authentication or authorisation failed: fix the credentials.
     #[error("schema registry: HTTP {status} for `{subject}`: {message}")]
-    Auth { subject: String, status: u16, message: String },
+    Auth {
+        subject: String,
+        status: u16,
+        message: String,
+    },
     /// The registry is down or failing; retry later.
     #[error("schema registry unavailable ({context}): {message}")]
     Unavailable { context: String, message: String },
@@ -58,11 +67,18 @@ pub trait SchemaRegistry: Send + Sync {
 }
 
 /// Register or look up every schema a publisher needs, returning the id.
-pub async fn resolve_id(reg: &dyn SchemaRegistry, subject: &str, schema: &str, auto_register: bool) -> Result<u32, RegistryError> {
+pub async fn resolve_id(
+    reg: &dyn SchemaRegistry,
+    subject: &str,
+    schema: &str,
+    auto_register: bool,
+) -> Result<u32, RegistryError> {
     if auto_register {
         reg.register(subject, schema).await
     } else {
-        reg.lookup(subject, schema).await?.ok_or_else(|| RegistryError::NotRegistered(subject.into()))
+        reg.lookup(subject, schema)
+            .await?
+            .ok_or_else(|| RegistryError::NotRegistered(subject.into()))
     }
 }
 
@@ -94,16 +110,30 @@ struct VersionBody {
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 impl HttpRegistry {
-    pub fn new(url: &str, auth: Option<(String, Secret)>, timeout: Duration) -> Result<Self, RegistryError> {
+    pub fn new(
+        url: &str,
+        auth: Option<(String, Secret)>,
+        timeout: Duration,
+    ) -> Result<Self, RegistryError> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()
-            .map_err(|e| RegistryError::Unavailable { context: "client".into(), message: e.to_string() })?;
-        Ok(HttpRegistry { client, base: url.trim_end_matches('/').to_string(), auth })
+            .map_err(|e| RegistryError::Unavailable {
+                context: "client".into(),
+                message: e.to_string(),
+            })?;
+        Ok(HttpRegistry {
+            client,
+            base: url.trim_end_matches('/').to_string(),
+            auth,
+        })
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut r = self.client.request(method, format!("{}{}", self.base, path)).header("Accept", CONTENT_TYPE);
+        let mut r = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .header("Accept", CONTENT_TYPE);
         if let Some((user, pass)) = &self.auth {
             r = r.basic_auth(user, Some(pass.expose()));
         }
@@ -111,13 +141,20 @@ impl HttpRegistry {
     }
 
     /// Send; return (status, body text). Transport failures are `Unavailable`.
-    async fn send(&self, subject: &str, r: reqwest::RequestBuilder) -> Result<(u16, String), RegistryError> {
+    async fn send(
+        &self,
+        subject: &str,
+        r: reqwest::RequestBuilder,
+    ) -> Result<(u16, String), RegistryError> {
         let resp = r.send().await.map_err(|e| RegistryError::Unavailable {
             context: subject.into(),
             message: e.without_url().to_string(),
         })?;
         let status = resp.status().as_u16();
-        let body = resp.text().await.map_err(|e| RegistryError::Unavailable { context: subject.into(), message: e.to_string() })?;
+        let body = resp.text().await.map_err(|e| RegistryError::Unavailable {
+            context: subject.into(),
+            message: e.to_string(),
+        })?;
         Ok((status, body))
     }
 
@@ -128,9 +165,21 @@ impl HttpRegistry {
             None => (0, body.chars().take(300).collect()),
         };
         match status {
-            401 | 403 => RegistryError::Auth { subject: subject.into(), status, message },
-            409 | 422 => RegistryError::Rejected { subject: subject.into(), status, code, message },
-            _ => RegistryError::Unavailable { context: format!("{subject}: HTTP {status}"), message },
+            401 | 403 => RegistryError::Auth {
+                subject: subject.into(),
+                status,
+                message,
+            },
+            409 | 422 => RegistryError::Rejected {
+                subject: subject.into(),
+                status,
+                code,
+                message,
+            },
+            _ => RegistryError::Unavailable {
+                context: format!("{subject}: HTTP {status}"),
+                message,
+            },
         }
     }
 
@@ -160,7 +209,13 @@ impl HttpRegistry {
             schema: String,
         }
         let ctx = format!("schema id {id}");
-        match self.send(&ctx, self.req(reqwest::Method::GET, &format!("/schemas/ids/{id}"))).await? {
+        match self
+            .send(
+                &ctx,
+                self.req(reqwest::Method::GET, &format!("/schemas/ids/{id}")),
+            )
+            .await?
+        {
             (200, b) => Ok(Self::parse::<S>(&ctx, &b)?.schema),
             (s, b) => Err(Self::error(&ctx, s, &b)),
         }
@@ -168,7 +223,10 @@ impl HttpRegistry {
 }
 
 fn same_schema(a: &str, b: &str) -> bool {
-    match (apache_avro::Schema::parse_str(a), apache_avro::Schema::parse_str(b)) {
+    match (
+        apache_avro::Schema::parse_str(a),
+        apache_avro::Schema::parse_str(b),
+    ) {
         (Ok(x), Ok(y)) => x.canonical_form() == y.canonical_form(),
         _ => a == b,
     }
@@ -178,7 +236,10 @@ fn same_schema(a: &str, b: &str) -> bool {
 impl SchemaRegistry for HttpRegistry {
     async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
         let r = self
-            .req(reqwest::Method::POST, &format!("/subjects/{subject}/versions"))
+            .req(
+                reqwest::Method::POST,
+                &format!("/subjects/{subject}/versions"),
+            )
             .header("Content-Type", CONTENT_TYPE)
             .body(json!({ "schema": schema }).to_string());
         match self.send(subject, r).await? {
@@ -198,13 +259,31 @@ impl SchemaRegistry for HttpRegistry {
                 return Ok(Some(v.id));
             }
         }
-        let versions: Vec<i64> = match self.send(subject, self.req(reqwest::Method::GET, &format!("/subjects/{subject}/versions"))).await? {
+        let versions: Vec<i64> = match self
+            .send(
+                subject,
+                self.req(
+                    reqwest::Method::GET,
+                    &format!("/subjects/{subject}/versions"),
+                ),
+            )
+            .await?
+        {
             (200, b) => Self::parse(subject, &b)?,
             (404, _) => return Ok(None),
             (s, b) => return Err(Self::error(subject, s, &b)),
         };
         for v in versions.iter().rev().take(100) {
-            if let (200, b) = self.send(subject, self.req(reqwest::Method::GET, &format!("/subjects/{subject}/versions/{v}"))).await? {
+            if let (200, b) = self
+                .send(
+                    subject,
+                    self.req(
+                        reqwest::Method::GET,
+                        &format!("/subjects/{subject}/versions/{v}"),
+                    ),
+                )
+                .await?
+            {
                 let vb: VersionBody = Self::parse(subject, &b)?;
                 if same_schema(&vb.schema, schema) {
                     return Ok(Some(vb.id));
@@ -222,16 +301,26 @@ impl SchemaRegistry for HttpRegistry {
             messages: Vec<String>,
         }
         let r = self
-            .req(reqwest::Method::POST, &format!("/compatibility/subjects/{subject}/versions/latest?verbose=true"))
+            .req(
+                reqwest::Method::POST,
+                &format!("/compatibility/subjects/{subject}/versions/latest?verbose=true"),
+            )
             .header("Content-Type", CONTENT_TYPE)
             .body(json!({ "schema": schema }).to_string());
         match self.send(subject, r).await? {
             (200, b) => {
                 let c: C = Self::parse(subject, &b)?;
-                Ok(if c.is_compatible { Compatibility::Compatible } else { Compatibility::Incompatible(c.messages) })
+                Ok(if c.is_compatible {
+                    Compatibility::Compatible
+                } else {
+                    Compatibility::Incompatible(c.messages)
+                })
             }
             (404, _) => Ok(Compatibility::NewSubject),
-            (422, b) => Ok(Compatibility::Incompatible(vec![Self::error(subject, 422, &b).to_string()])),
+            (422, b) => Ok(Compatibility::Incompatible(vec![Self::error(
+                subject, 422, &b,
+            )
+            .to_string()])),
             (s, b) => Err(Self::error(subject, s, &b)),
         }
     }
@@ -268,29 +357,51 @@ impl SchemaRegistry for MemoryRegistry {
     async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
         let mut g = self.lock();
         if g.unavailable {
-            return Err(RegistryError::Unavailable { context: subject.into(), message: "down".into() });
+            return Err(RegistryError::Unavailable {
+                context: subject.into(),
+                message: "down".into(),
+            });
         }
         if let Some(m) = g.rejecting.get(subject) {
-            return Err(RegistryError::Rejected { subject: subject.into(), status: 409, code: 409, message: m.clone() });
+            return Err(RegistryError::Rejected {
+                subject: subject.into(),
+                status: 409,
+                code: 409,
+                message: m.clone(),
+            });
         }
-        if let Some((id, _)) = g.subjects.get(subject).and_then(|v| v.iter().find(|(_, s)| same_schema(s, schema))) {
+        if let Some((id, _)) = g
+            .subjects
+            .get(subject)
+            .and_then(|v| v.iter().find(|(_, s)| same_schema(s, schema)))
+        {
             return Ok(*id);
         }
         g.next_id += 1;
         let id = g.next_id;
-        g.subjects.entry(subject.into()).or_default().push((id, schema.into()));
+        g.subjects
+            .entry(subject.into())
+            .or_default()
+            .push((id, schema.into()));
         Ok(id)
     }
     async fn lookup(&self, subject: &str, schema: &str) -> Result<Option<u32>, RegistryError> {
         let g = self.lock();
-        Ok(g.subjects.get(subject).and_then(|v| v.iter().find(|(_, s)| same_schema(s, schema))).map(|(id, _)| *id))
+        Ok(g.subjects
+            .get(subject)
+            .and_then(|v| v.iter().find(|(_, s)| same_schema(s, schema)))
+            .map(|(id, _)| *id))
     }
     async fn check(&self, subject: &str, _schema: &str) -> Result<Compatibility, RegistryError> {
         let g = self.lock();
         if let Some(m) = g.rejecting.get(subject) {
             return Ok(Compatibility::Incompatible(vec![m.clone()]));
         }
-        Ok(if g.subjects.contains_key(subject) { Compatibility::Compatible } else { Compatibility::NewSubject })
+        Ok(if g.subjects.contains_key(subject) {
+            Compatibility::Compatible
+        } else {
+            Compatibility::NewSubject
+        })
     }
 }
 
@@ -302,15 +413,24 @@ mod tests {
     async fn memory_registry_is_idempotent_and_can_refuse() {
         let r = MemoryRegistry::default();
         let s = crate::avro::schema_text(crate::event::Stream::Interactions);
-        assert_eq!(r.check("t-value", s).await.unwrap(), Compatibility::NewSubject);
+        assert_eq!(
+            r.check("t-value", s).await.unwrap(),
+            Compatibility::NewSubject
+        );
         let id = resolve_id(&r, "t-value", s, true).await.unwrap();
         assert_eq!(resolve_id(&r, "t-value", s, true).await.unwrap(), id);
         assert_eq!(resolve_id(&r, "t-value", s, false).await.unwrap(), id);
-        assert!(matches!(resolve_id(&r, "u-value", s, false).await, Err(RegistryError::NotRegistered(_))));
+        assert!(matches!(
+            resolve_id(&r, "u-value", s, false).await,
+            Err(RegistryError::NotRegistered(_))
+        ));
         r.reject("v-value", "incompatible: field removed");
         let e = resolve_id(&r, "v-value", s, true).await.unwrap_err();
         assert!(!e.is_retryable() && e.to_string().contains("field removed"));
         r.set_unavailable(true);
-        assert!(resolve_id(&r, "w-value", s, true).await.unwrap_err().is_retryable());
+        assert!(resolve_id(&r, "w-value", s, true)
+            .await
+            .unwrap_err()
+            .is_retryable());
     }
 }

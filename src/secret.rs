@@ -156,8 +156,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("tok");
         std::fs::write(&p, "  tok-123\n").unwrap();
-        assert_eq!(SecretRef::File(p.clone()).resolve().unwrap().expose(), "tok-123");
+        assert_eq!(
+            SecretRef::File(p.clone()).resolve().unwrap().expose(),
+            "tok-123"
+        );
         std::fs::write(&p, "\n").unwrap();
-        assert!(matches!(SecretRef::File(p).resolve(), Err(SecretError::EmptyFile(_))));
+        assert!(matches!(
+            SecretRef::File(p).resolve(),
+            Err(SecretError::EmptyFile(_))
+        ));
     }
 }

@@ -76,13 +76,25 @@ impl SimState {
         let (steps, random) = match mode {
             SimMode::Scripted(steps) => (steps, None),
             SimMode::Random { seed, agents } => {
-                let rows = (0..agents).map(|i| SimAgent { agent_id: format!("{}", 1001 + i), active_interactions: vec![] }).collect();
+                let rows = (0..agents)
+                    .map(|i| SimAgent {
+                        agent_id: format!("{}", 1001 + i),
+                        active_interactions: vec![],
+                    })
+                    .collect();
                 (vec![], Some((StdRng::seed_from_u64(seed), rows, 0)))
             }
         };
         Arc::new(SimState {
             token: token.to_string(),
-            inner: Mutex::new(Inner { steps, step: 0, random, requests: 0, faults: VecDeque::new(), slow: Duration::from_secs(65) }),
+            inner: Mutex::new(Inner {
+                steps,
+                step: 0,
+                random,
+                requests: 0,
+                faults: VecDeque::new(),
+                slow: Duration::from_secs(65),
+            }),
         })
     }
 
@@ -134,7 +146,10 @@ impl SimState {
 
 fn local_now() -> String {
     let tz: chrono_tz::Tz = chrono_tz::America::Bogota;
-    chrono::Utc::now().with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string()
+    chrono::Utc::now()
+        .with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 /// One step of the demo world: interactions end, start and (rarely) move between agents.
@@ -155,7 +170,13 @@ fn random_walk(rng: &mut StdRng, agents: &mut [SimAgent], counter: &mut u64) {
             *counter += 1;
             a.active_interactions.push(SimInteraction {
                 conn_id: format!("{:08}", *counter),
-                subject: ["Billing", "Order status", "Technical support", "Cancellation"][rng.random_range(0..4)].into(),
+                subject: [
+                    "Billing",
+                    "Order status",
+                    "Technical support",
+                    "Cancellation",
+                ][rng.random_range(0..4)]
+                .into(),
                 fromname: ["Ana", "Luis", "Marta", "Jorge", "Sofía"][rng.random_range(0..5)].into(),
                 date: local_now(),
             });
@@ -178,25 +199,58 @@ fn envelope(code: &str, error: Option<&str>, data: serde_json::Value) -> serde_j
     json!({"code": code, "error": error, "msg": format!("{n} records were found"), "data": data})
 }
 
-async fn real_time(State(st): State<Arc<SimState>>, headers: HeaderMap, Query(q): Query<ApiQuery>) -> Response {
+async fn real_time(
+    State(st): State<Arc<SimState>>,
+    headers: HeaderMap,
+    Query(q): Query<ApiQuery>,
+) -> Response {
     if headers.get("wolkvox-token").and_then(|v| v.to_str().ok()) != Some(st.token.as_str()) {
-        return (StatusCode::UNAUTHORIZED, Json(envelope("401", Some("Invalid token"), json!([])))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(envelope("401", Some("Invalid token"), json!([]))),
+        )
+            .into_response();
     }
     if q.api.as_deref() != Some("interactions") {
-        return Json(envelope("400", Some("Unknown api"), serde_json::Value::Null)).into_response();
+        return Json(envelope(
+            "400",
+            Some("Unknown api"),
+            serde_json::Value::Null,
+        ))
+        .into_response();
     }
     let (fault, step, slow) = st.next_response();
     let body = serde_json::to_value(&step).unwrap_or_default();
     match fault {
         None => Json(envelope("200", None, body)).into_response(),
-        Some(Fault::Http500) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response(),
-        Some(Fault::Http429) => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "slow down").into_response(),
-        Some(Fault::Malformed) => ([("content-type", "application/json")], "{\"code\":\"200\",\"data\":[{\"agent_id\":").into_response(),
+        Some(Fault::Http500) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+        }
+        Some(Fault::Http429) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            "slow down",
+        )
+            .into_response(),
+        Some(Fault::Malformed) => (
+            [("content-type", "application/json")],
+            "{\"code\":\"200\",\"data\":[{\"agent_id\":",
+        )
+            .into_response(),
         Some(Fault::Truncated) => {
             let full = envelope("200", None, body).to_string();
-            ([("content-type", "application/json")], full[..full.len() / 2].to_string()).into_response()
+            (
+                [("content-type", "application/json")],
+                full[..full.len() / 2].to_string(),
+            )
+                .into_response()
         }
-        Some(Fault::VendorError) => Json(envelope("500", Some("Internal error, try again later"), serde_json::Value::Null)).into_response(),
+        Some(Fault::VendorError) => Json(envelope(
+            "500",
+            Some("Internal error, try again later"),
+            serde_json::Value::Null,
+        ))
+        .into_response(),
         Some(Fault::Empty) => Json(envelope("200", None, json!([]))).into_response(),
         Some(Fault::Slow) => {
             tokio::time::sleep(slow).await;
@@ -249,12 +303,19 @@ impl SimServer {
         let c = cancel.clone();
         let app = router(state.clone());
         let task = tokio::spawn(async move {
-            let res = axum::serve(listener, app).with_graceful_shutdown(async move { c.cancelled().await }).await;
+            let res = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { c.cancelled().await })
+                .await;
             if let Err(e) = res {
                 tracing::error!(error = %e, "simulator server failed");
             }
         });
-        Ok(SimServer { addr, state, cancel, task })
+        Ok(SimServer {
+            addr,
+            state,
+            cancel,
+            task,
+        })
     }
 
     /// The `base_url` to configure a Wolkvox source with.
@@ -276,7 +337,19 @@ mod tests {
     fn random_walk_is_reproducible_and_moves() {
         let a = SimState::new("t", SimMode::Random { seed: 7, agents: 4 });
         let b = SimState::new("t", SimMode::Random { seed: 7, agents: 4 });
-        let strip = |s: Step| s.into_iter().map(|a| (a.agent_id, a.active_interactions.into_iter().map(|i| i.conn_id).collect::<Vec<_>>())).collect::<Vec<_>>();
+        let strip = |s: Step| {
+            s.into_iter()
+                .map(|a| {
+                    (
+                        a.agent_id,
+                        a.active_interactions
+                            .into_iter()
+                            .map(|i| i.conn_id)
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
         let mut changed = false;
         let mut last = None;
         for _ in 0..20 {
@@ -292,7 +365,16 @@ mod tests {
 
     #[test]
     fn scripted_steps_advance_only_on_request_and_faults_are_consumed() {
-        let st = SimState::new("t", SimMode::Scripted(vec![vec![], vec![SimAgent { agent_id: "1".into(), active_interactions: vec![] }]]));
+        let st = SimState::new(
+            "t",
+            SimMode::Scripted(vec![
+                vec![],
+                vec![SimAgent {
+                    agent_id: "1".into(),
+                    active_interactions: vec![],
+                }],
+            ]),
+        );
         st.inject(Fault::Http500, 1);
         assert_eq!(st.next_response().0, Some(Fault::Http500));
         assert_eq!(st.next_response().0, None);

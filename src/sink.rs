@@ -54,7 +54,10 @@ pub trait RecordEncoder: Send + Sync {
 }
 
 fn headers(event: &Event) -> Vec<(&'static str, String)> {
-    vec![("ccdc.event_id", event.event_id().to_string()), ("ccdc.event_type", event.type_name().to_string())]
+    vec![
+        ("ccdc.event_id", event.event_id().to_string()),
+        ("ccdc.event_type", event.type_name().to_string()),
+    ]
 }
 
 /// Topic of each stream.
@@ -90,11 +93,14 @@ impl AvroEncoder {
 impl RecordEncoder for AvroEncoder {
     fn encode(&self, event: &Event) -> Result<OutRecord, AvroError> {
         let stream = event.stream();
-        let enc = self.encoders.get(&stream).ok_or_else(|| AvroError::Encode {
-            stream,
-            event_id: event.event_id().into(),
-            reason: "no schema id resolved for this stream".into(),
-        })?;
+        let enc = self
+            .encoders
+            .get(&stream)
+            .ok_or_else(|| AvroError::Encode {
+                stream,
+                event_id: event.event_id().into(),
+                reason: "no schema id resolved for this stream".into(),
+            })?;
         Ok(OutRecord {
             topic: self.topics.for_stream(stream).to_string(),
             key: event.key(),
@@ -114,8 +120,17 @@ impl RecordEncoder for JsonEncoder {
         let payload = match event {
             Event::Interaction(e) => serde_json::to_vec(e),
         }
-        .map_err(|e| AvroError::Encode { stream: event.stream(), event_id: event.event_id().into(), reason: e.to_string() })?;
-        Ok(OutRecord { topic: self.topics.for_stream(event.stream()).to_string(), key: event.key(), payload, headers: headers(event) })
+        .map_err(|e| AvroError::Encode {
+            stream: event.stream(),
+            event_id: event.event_id().into(),
+            reason: e.to_string(),
+        })?;
+        Ok(OutRecord {
+            topic: self.topics.for_stream(event.stream()).to_string(),
+            key: event.key(),
+            payload,
+            headers: headers(event),
+        })
     }
 }
 
@@ -133,7 +148,9 @@ impl EventSink for StdoutSink {
         Ok(futures::future::ready(res).boxed())
     }
     fn flush(&self, _timeout: Duration) -> Result<(), SinkError> {
-        std::io::stdout().flush().map_err(|e| SinkError::Retryable(e.to_string()))
+        std::io::stdout()
+            .flush()
+            .map_err(|e| SinkError::Retryable(e.to_string()))
     }
 }
 

@@ -28,7 +28,11 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically replace the snapshot `key` and append `events` to the outbox; durable on return.
     fn commit(&self, key: &str, snapshot: &[u8], events: &[Vec<u8>]) -> Result<(), StoreError>;
     /// Up to `limit` outbox entries with a sequence number greater than `after`, in order.
-    fn outbox_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+    fn outbox_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
     /// Remove acknowledged entries (idempotent).
     fn outbox_remove(&self, seqs: &[u64]) -> Result<(), StoreError>;
     /// Entries currently in the outbox.
@@ -65,26 +69,39 @@ impl SledStore {
     /// Open (or create) the store in `dir`, created owner-only (0700).
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         let shown = dir.display().to_string();
-        create_private_dir(dir).map_err(|e| StoreError::Open { path: shown.clone(), reason: e.to_string() })?;
+        create_private_dir(dir).map_err(|e| StoreError::Open {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
             .open()
-            .map_err(|e| StoreError::Open { path: shown, reason: e.to_string() })?;
+            .map_err(|e| StoreError::Open {
+                path: shown,
+                reason: e.to_string(),
+            })?;
         let tree = db.open_tree("state")?;
         let mut n = 0;
         for item in tree.scan_prefix([OUTBOX_PREFIX]) {
             item?;
             n += 1;
         }
-        Ok(SledStore { db, tree, outbox_len: AtomicUsize::new(n) })
+        Ok(SledStore {
+            db,
+            tree,
+            outbox_len: AtomicUsize::new(n),
+        })
     }
 }
 
 #[cfg(unix)]
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
@@ -112,7 +129,11 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn outbox_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+    fn outbox_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         let start = match after {
             Some(s) if s == u64::MAX => return Ok(Vec::new()),
             Some(s) => outbox_key(s + 1),
@@ -122,10 +143,13 @@ impl Store for SledStore {
         let mut out = Vec::new();
         for item in self.tree.range(&start[..]..&end[..]).take(limit) {
             let (k, v) = item?;
-            let seq_bytes: [u8; 8] = k.get(1..9).and_then(|b| b.try_into().ok()).ok_or_else(|| StoreError::Corrupt {
-                key: format!("{k:?}"),
-                reason: "outbox key is not 9 bytes".into(),
-            })?;
+            let seq_bytes: [u8; 8] =
+                k.get(1..9)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        key: format!("{k:?}"),
+                        reason: "outbox key is not 9 bytes".into(),
+                    })?;
             out.push((u64::from_be_bytes(seq_bytes), v.to_vec()));
         }
         Ok(out)
@@ -184,10 +208,18 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
-    fn outbox_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+    fn outbox_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         let g = self.lock();
         let it: Box<dyn Iterator<Item = (&u64, &Vec<u8>)>> = match after {
-            Some(a) => Box::new(g.outbox.range(a.saturating_add(1)..).filter(move |(k, _)| **k > a)),
+            Some(a) => Box::new(
+                g.outbox
+                    .range(a.saturating_add(1)..)
+                    .filter(move |(k, _)| **k > a),
+            ),
             None => Box::new(g.outbox.iter()),
         };
         Ok(it.take(limit).map(|(k, v)| (*k, v.clone())).collect())
@@ -213,20 +245,39 @@ mod tests {
 
     fn exercise(store: &dyn Store) {
         assert_eq!(store.load_snapshot("a").unwrap(), None);
-        store.commit("a", b"snap1", &[b"e1".to_vec(), b"e2".to_vec()]).unwrap();
+        store
+            .commit("a", b"snap1", &[b"e1".to_vec(), b"e2".to_vec()])
+            .unwrap();
         store.commit("b", b"snapB", &[]).unwrap();
         store.commit("a", b"snap2", &[b"e3".to_vec()]).unwrap();
-        assert_eq!(store.load_snapshot("a").unwrap().as_deref(), Some(&b"snap2"[..]));
-        assert_eq!(store.load_snapshot("b").unwrap().as_deref(), Some(&b"snapB"[..]));
+        assert_eq!(
+            store.load_snapshot("a").unwrap().as_deref(),
+            Some(&b"snap2"[..])
+        );
+        assert_eq!(
+            store.load_snapshot("b").unwrap().as_deref(),
+            Some(&b"snapB"[..])
+        );
         let all = store.outbox_after(None, 100).unwrap();
-        assert_eq!(all.iter().map(|(_, v)| v.as_slice()).collect::<Vec<_>>(), vec![&b"e1"[..], b"e2", b"e3"]);
-        assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "sequence numbers increase");
+        assert_eq!(
+            all.iter().map(|(_, v)| v.as_slice()).collect::<Vec<_>>(),
+            vec![&b"e1"[..], b"e2", b"e3"]
+        );
+        assert!(
+            all.windows(2).all(|w| w[0].0 < w[1].0),
+            "sequence numbers increase"
+        );
         assert_eq!(store.outbox_len(), 3);
         let tail = store.outbox_after(Some(all[0].0), 1).unwrap();
         assert_eq!(tail, vec![all[1].clone()]);
         store.outbox_remove(&[all[1].0, all[1].0]).unwrap();
         assert_eq!(store.outbox_len(), 2);
-        let rest: Vec<_> = store.outbox_after(None, 100).unwrap().into_iter().map(|(_, v)| v).collect();
+        let rest: Vec<_> = store
+            .outbox_after(None, 100)
+            .unwrap()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
         assert_eq!(rest, vec![b"e1".to_vec(), b"e3".to_vec()]);
     }
 
@@ -245,11 +296,17 @@ mod tests {
         }
         let s = SledStore::open(&path).unwrap();
         assert_eq!(s.outbox_len(), 2, "outbox survives reopen");
-        assert_eq!(s.load_snapshot("a").unwrap().as_deref(), Some(&b"snap2"[..]));
+        assert_eq!(
+            s.load_snapshot("a").unwrap().as_deref(),
+            Some(&b"snap2"[..])
+        );
         let before = s.outbox_after(None, 10).unwrap();
         s.commit("a", b"snap3", &[b"e4".to_vec()]).unwrap();
         let after = s.outbox_after(None, 10).unwrap();
-        assert!(after.last().unwrap().0 > before.last().unwrap().0, "sequence keeps increasing after reopen");
+        assert!(
+            after.last().unwrap().0 > before.last().unwrap().0,
+            "sequence keeps increasing after reopen"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -21,7 +21,9 @@ pub fn parse_local(raw: &str) -> Option<NaiveDateTime> {
     if t.is_empty() {
         return None;
     }
-    FORMATS.iter().find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+    FORMATS
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
 }
 
 /// Local wall-clock time in `tz` → UTC epoch milliseconds.
@@ -34,8 +36,8 @@ pub fn local_to_utc_millis(local: NaiveDateTime, tz: Tz) -> i64 {
             // after the jump (e.g. 02:30 in a 02:00→03:00 gap becomes 03:30 local).
             let before = local - Duration::hours(3);
             let offset = match tz.from_local_datetime(&before) {
-                LocalResult::Single(t) => t.offset().clone(),
-                LocalResult::Ambiguous(t, _) => t.offset().clone(),
+                LocalResult::Single(t) => *t.offset(),
+                LocalResult::Ambiguous(t, _) => *t.offset(),
                 LocalResult::None => return local.and_utc().timestamp_millis(),
             };
             use chrono::Offset;
@@ -54,14 +56,22 @@ mod tests {
     use super::*;
 
     fn ms(s: &str) -> i64 {
-        chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
     }
 
     #[test]
     fn bogota_has_no_dst() {
         let tz: Tz = "America/Bogota".parse().unwrap();
-        assert_eq!(vendor_local_to_utc("2026-11-21 10:15:00", tz), Some(ms("2026-11-21T15:15:00Z")));
-        assert_eq!(vendor_local_to_utc("20261121101500", tz), Some(ms("2026-11-21T15:15:00Z")));
+        assert_eq!(
+            vendor_local_to_utc("2026-11-21 10:15:00", tz),
+            Some(ms("2026-11-21T15:15:00Z"))
+        );
+        assert_eq!(
+            vendor_local_to_utc("20261121101500", tz),
+            Some(ms("2026-11-21T15:15:00Z"))
+        );
     }
 
     #[test]
@@ -75,14 +85,20 @@ mod tests {
     fn dst_overlap_takes_the_earlier_instant() {
         // New York, 2026-11-01 01:30 happens twice (EDT then EST).
         let tz: Tz = "America/New_York".parse().unwrap();
-        assert_eq!(vendor_local_to_utc("2026-11-01 01:30:00", tz), Some(ms("2026-11-01T05:30:00Z")));
+        assert_eq!(
+            vendor_local_to_utc("2026-11-01 01:30:00", tz),
+            Some(ms("2026-11-01T05:30:00Z"))
+        );
     }
 
     #[test]
     fn dst_gap_is_read_after_the_jump() {
         // New York, 2026-03-08 02:30 does not exist; read with EST (-5) → 07:30Z (= 03:30 EDT).
         let tz: Tz = "America/New_York".parse().unwrap();
-        assert_eq!(vendor_local_to_utc("2026-03-08 02:30:00", tz), Some(ms("2026-03-08T07:30:00Z")));
+        assert_eq!(
+            vendor_local_to_utc("2026-03-08 02:30:00", tz),
+            Some(ms("2026-03-08T07:30:00Z"))
+        );
         // And no two distinct gap minutes collapse onto one instant.
         assert_ne!(
             vendor_local_to_utc("2026-03-08 02:10:00", tz),

@@ -19,7 +19,9 @@ pub fn token_limiter(token: &Secret, permits: usize) -> Arc<Semaphore> {
     static LIMITERS: OnceLock<Mutex<HashMap<u64, Arc<Semaphore>>>> = OnceLock::new();
     let map = LIMITERS.get_or_init(Default::default);
     let mut g = map.lock().unwrap_or_else(|p| p.into_inner());
-    g.entry(token.fingerprint()).or_insert_with(|| Arc::new(Semaphore::new(permits))).clone()
+    g.entry(token.fingerprint())
+        .or_insert_with(|| Arc::new(Semaphore::new(permits)))
+        .clone()
 }
 
 /// An HTTP client bound to one source.
@@ -32,13 +34,23 @@ pub struct SourceHttp {
 }
 
 impl SourceHttp {
-    pub fn new(source_name: &str, timeout: Duration, limiter: Arc<Semaphore>, max_body: u64) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        source_name: &str,
+        timeout: Duration,
+        limiter: Arc<Semaphore>,
+        max_body: u64,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("ccdc/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(SourceHttp { client, source_name: source_name.to_string(), limiter, max_body })
+        Ok(SourceHttp {
+            client,
+            source_name: source_name.to_string(),
+            limiter,
+            max_body,
+        })
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -50,30 +62,49 @@ impl SourceHttp {
         // but strip it anyway to keep messages short and uniform.
         let e2 = e.to_string();
         let detail = match e.url() {
-            Some(u) => e2.replace(&format!(" ({u})"), "").replace(u.as_str(), "<url>"),
+            Some(u) => e2
+                .replace(&format!(" ({u})"), "")
+                .replace(u.as_str(), "<url>"),
             None => e2,
         };
         let detail = match std::error::Error::source(e) {
             Some(src) => format!("{detail}: {src}"),
             None => detail,
         };
-        SourceError::Transport { source_name: self.source_name.clone(), endpoint: endpoint.into(), detail, timeout: e.is_timeout() }
+        SourceError::Transport {
+            source_name: self.source_name.clone(),
+            endpoint: endpoint.into(),
+            detail,
+            timeout: e.is_timeout(),
+        }
     }
 
     /// Send `request`, check the status, then stream the body (up to the size limit) through `parse`
     /// on a blocking thread. The token's concurrency permit is held until the body is consumed.
-    pub async fn fetch<T, F>(&self, endpoint: &str, request: reqwest::RequestBuilder, parse: F) -> Result<T, SourceError>
+    pub async fn fetch<T, F>(
+        &self,
+        endpoint: &str,
+        request: reqwest::RequestBuilder,
+        parse: F,
+    ) -> Result<T, SourceError>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
     {
-        let _permit = self.limiter.acquire().await.map_err(|_| SourceError::Transport {
-            source_name: self.source_name.clone(),
-            endpoint: endpoint.into(),
-            detail: "shutting down".into(),
-            timeout: false,
-        })?;
-        let resp = request.send().await.map_err(|e| self.transport(endpoint, &e))?;
+        let _permit = self
+            .limiter
+            .acquire()
+            .await
+            .map_err(|_| SourceError::Transport {
+                source_name: self.source_name.clone(),
+                endpoint: endpoint.into(),
+                detail: "shutting down".into(),
+                timeout: false,
+            })?;
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| self.transport(endpoint, &e))?;
         let status = resp.status();
         if status.as_u16() == 429 {
             let retry_after = resp
@@ -82,11 +113,20 @@ impl SourceHttp {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            return Err(SourceError::RateLimited { source_name: self.source_name.clone(), endpoint: endpoint.into(), retry_after });
+            return Err(SourceError::RateLimited {
+                source_name: self.source_name.clone(),
+                endpoint: endpoint.into(),
+                retry_after,
+            });
         }
         if !status.is_success() {
             let body = read_snippet(resp).await;
-            return Err(SourceError::Http { source_name: self.source_name.clone(), endpoint: endpoint.into(), status: status.as_u16(), detail: body });
+            return Err(SourceError::Http {
+                source_name: self.source_name.clone(),
+                endpoint: endpoint.into(),
+                status: status.as_u16(),
+                detail: body,
+            });
         }
         if resp.content_length().is_some_and(|n| n > self.max_body) {
             return Err(self.too_large(endpoint));
@@ -95,14 +135,21 @@ impl SourceHttp {
         let exceeded = Arc::new(AtomicBool::new(false));
         let (limit, flag) = (self.max_body, exceeded.clone());
         let mut seen: u64 = 0;
-        let stream = resp.bytes_stream().map_err(std::io::Error::other).and_then(move |chunk| {
-            seen += chunk.len() as u64;
-            let over = seen > limit;
-            if over {
-                flag.store(true, Ordering::SeqCst);
-            }
-            futures::future::ready(if over { Err(std::io::Error::other("response size limit exceeded")) } else { Ok(chunk) })
-        });
+        let stream = resp
+            .bytes_stream()
+            .map_err(std::io::Error::other)
+            .and_then(move |chunk| {
+                seen += chunk.len() as u64;
+                let over = seen > limit;
+                if over {
+                    flag.store(true, Ordering::SeqCst);
+                }
+                futures::future::ready(if over {
+                    Err(std::io::Error::other("response size limit exceeded"))
+                } else {
+                    Ok(chunk)
+                })
+            });
         let reader = tokio_util::io::StreamReader::new(stream);
         let mut bridge = tokio_util::io::SyncIoBridge::new(reader);
         let result = tokio::task::spawn_blocking(move || {
@@ -123,7 +170,11 @@ impl SourceHttp {
     }
 
     fn too_large(&self, endpoint: &str) -> SourceError {
-        SourceError::TooLarge { source_name: self.source_name.clone(), endpoint: endpoint.into(), limit: self.max_body }
+        SourceError::TooLarge {
+            source_name: self.source_name.clone(),
+            endpoint: endpoint.into(),
+            limit: self.max_body,
+        }
     }
 }
 

@@ -14,17 +14,45 @@ use crate::diff::{InteractionSnapshot, SourceMeta};
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("{source_name} {endpoint}: request failed: {detail}")]
-    Transport { source_name: String, endpoint: String, detail: String, timeout: bool },
+    Transport {
+        source_name: String,
+        endpoint: String,
+        detail: String,
+        timeout: bool,
+    },
     #[error("{source_name} {endpoint}: HTTP {status}: {detail}")]
-    Http { source_name: String, endpoint: String, status: u16, detail: String },
+    Http {
+        source_name: String,
+        endpoint: String,
+        status: u16,
+        detail: String,
+    },
     #[error("{source_name} {endpoint}: rate limited (HTTP 429){}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
-    RateLimited { source_name: String, endpoint: String, retry_after: Option<Duration> },
+    RateLimited {
+        source_name: String,
+        endpoint: String,
+        retry_after: Option<Duration>,
+    },
     #[error("{source_name} {endpoint}: response exceeds {limit} bytes; refused")]
-    TooLarge { source_name: String, endpoint: String, limit: u64 },
+    TooLarge {
+        source_name: String,
+        endpoint: String,
+        limit: u64,
+    },
     #[error("{source_name} {endpoint}: vendor error code {code}: {message}")]
-    Vendor { source_name: String, endpoint: String, code: String, message: String },
+    Vendor {
+        source_name: String,
+        endpoint: String,
+        code: String,
+        message: String,
+    },
     #[error("{source_name} {endpoint}: bad response at `{field}`: {detail}")]
-    Parse { source_name: String, endpoint: String, field: String, detail: String },
+    Parse {
+        source_name: String,
+        endpoint: String,
+        field: String,
+        detail: String,
+    },
 }
 
 impl SourceError {
@@ -34,7 +62,9 @@ impl SourceError {
             SourceError::Transport { timeout: true, .. } => "timeout",
             SourceError::Transport { .. } => "transport",
             SourceError::Http { status, .. } if *status >= 500 => "http_5xx",
-            SourceError::Http { status: 401 | 403, .. } => "auth",
+            SourceError::Http {
+                status: 401 | 403, ..
+            } => "auth",
             SourceError::Http { .. } => "http_4xx",
             SourceError::RateLimited { .. } => "rate_limited",
             SourceError::TooLarge { .. } => "too_large",
@@ -59,7 +89,10 @@ pub trait InteractionSource: Send + Sync {
     /// The endpoint label used in logs and metrics.
     fn endpoint(&self) -> &str;
     /// Fetch one complete snapshot, or fail as a whole.
-    async fn fetch_interactions(&self, observed_at: i64) -> Result<InteractionSnapshot, SourceError>;
+    async fn fetch_interactions(
+        &self,
+        observed_at: i64,
+    ) -> Result<InteractionSnapshot, SourceError>;
 }
 
 /// Scripted in-memory source for tests: returns the queued results in order, then repeats the last.
@@ -71,7 +104,11 @@ pub struct ScriptedSource {
 
 impl ScriptedSource {
     pub fn new(meta: SourceMeta, script: Vec<Result<InteractionSnapshot, String>>) -> Self {
-        ScriptedSource { meta, script: Mutex::new(script.into()), last: Mutex::new(None) }
+        ScriptedSource {
+            meta,
+            script: Mutex::new(script.into()),
+            last: Mutex::new(None),
+        }
     }
 }
 
@@ -83,8 +120,15 @@ impl InteractionSource for ScriptedSource {
     fn endpoint(&self) -> &str {
         "scripted"
     }
-    async fn fetch_interactions(&self, observed_at: i64) -> Result<InteractionSnapshot, SourceError> {
-        let next = self.script.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+    async fn fetch_interactions(
+        &self,
+        observed_at: i64,
+    ) -> Result<InteractionSnapshot, SourceError> {
+        let next = self
+            .script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let snap = match next {
             Some(Ok(s)) => s,
@@ -99,6 +143,9 @@ impl InteractionSource for ScriptedSource {
             None => last.clone().unwrap_or_default(),
         };
         *last = Some(snap.clone());
-        Ok(InteractionSnapshot { observed_at, ..snap })
+        Ok(InteractionSnapshot {
+            observed_at,
+            ..snap
+        })
     }
 }

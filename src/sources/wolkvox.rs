@@ -37,9 +37,17 @@ impl WolkvoxSource {
         let token = cfg.token.resolve()?;
         let tz = cfg.tz().map_err(anyhow::Error::msg)?;
         let limiter = token_limiter(&token, cfg.max_concurrent_requests);
-        let http = SourceHttp::new(&cfg.name, cfg.request_timeout, limiter, cfg.max_response_bytes)?;
+        let http = SourceHttp::new(
+            &cfg.name,
+            cfg.request_timeout,
+            limiter,
+            cfg.max_response_bytes,
+        )?;
         Ok(Arc::new(WolkvoxSource {
-            meta: SourceMeta { name: cfg.name.clone(), vendor: VENDOR.into() },
+            meta: SourceMeta {
+                name: cfg.name.clone(),
+                vendor: VENDOR.into(),
+            },
             http,
             base_url: cfg.base_url.trim_end_matches('/').to_string(),
             token,
@@ -56,13 +64,19 @@ impl InteractionSource for WolkvoxSource {
     fn endpoint(&self) -> &str {
         INTERACTIONS_ENDPOINT
     }
-    async fn fetch_interactions(&self, observed_at: i64) -> Result<InteractionSnapshot, SourceError> {
-        let mut token = reqwest::header::HeaderValue::from_str(self.token.expose()).map_err(|_| SourceError::Parse {
-            source_name: self.meta.name.clone(),
-            endpoint: INTERACTIONS_ENDPOINT.into(),
-            field: "token".into(),
-            detail: "the configured token is not a valid HTTP header value".into(),
-        })?;
+    async fn fetch_interactions(
+        &self,
+        observed_at: i64,
+    ) -> Result<InteractionSnapshot, SourceError> {
+        let mut token =
+            reqwest::header::HeaderValue::from_str(self.token.expose()).map_err(|_| {
+                SourceError::Parse {
+                    source_name: self.meta.name.clone(),
+                    endpoint: INTERACTIONS_ENDPOINT.into(),
+                    field: "token".into(),
+                    detail: "the configured token is not a valid HTTP header value".into(),
+                }
+            })?;
         token.set_sensitive(true);
         let req = self
             .http
@@ -72,13 +86,20 @@ impl InteractionSource for WolkvoxSource {
             .header("wolkvox-token", token);
         let (name, tz) = (self.meta.name.clone(), self.tz);
         self.http
-            .fetch(INTERACTIONS_ENDPOINT, req, move |r| parse_interactions(&name, tz, observed_at, r))
+            .fetch(INTERACTIONS_ENDPOINT, req, move |r| {
+                parse_interactions(&name, tz, observed_at, r)
+            })
             .await
     }
 }
 
 /// Outcome of decoding one interactions response (exposed for tests and benchmarks).
-pub fn parse_interactions(source: &str, tz: Tz, observed_at: i64, body: &mut dyn Read) -> Result<InteractionSnapshot, SourceError> {
+pub fn parse_interactions(
+    source: &str,
+    tz: Tz,
+    observed_at: i64,
+    body: &mut dyn Read,
+) -> Result<InteractionSnapshot, SourceError> {
     let err = |field: String, detail: String| SourceError::Parse {
         source_name: source.into(),
         endpoint: INTERACTIONS_ENDPOINT.into(),
@@ -105,7 +126,10 @@ pub fn parse_interactions(source: &str, tz: Tz, observed_at: i64, body: &mut dyn
     };
     let data = env.into_data(source, INTERACTIONS_ENDPOINT)?;
 
-    let mut snap = InteractionSnapshot { observed_at, interactions: BTreeMap::new() };
+    let mut snap = InteractionSnapshot {
+        observed_at,
+        interactions: BTreeMap::new(),
+    };
     let mut bad_dates = 0usize;
     let mut duplicates = 0usize;
     for (i, agent) in data.into_iter().enumerate() {
@@ -114,13 +138,19 @@ pub fn parse_interactions(source: &str, tz: Tz, observed_at: i64, body: &mut dyn
         }
         for (j, it) in agent.active_interactions.into_iter().enumerate() {
             if it.conn_id.is_empty() {
-                return Err(err(format!("data[{i}].active_interactions[{j}].conn_id"), "empty conn_id".into()));
+                return Err(err(
+                    format!("data[{i}].active_interactions[{j}].conn_id"),
+                    "empty conn_id".into(),
+                ));
             }
             let vendor_timestamp = it.date.as_deref().and_then(|d| vendor_local_to_utc(d, tz));
             if it.date.is_some() && vendor_timestamp.is_none() {
                 bad_dates += 1;
             }
-            let key = InteractionKey { interaction_id: it.conn_id, agent_id: agent.agent_id.clone() };
+            let key = InteractionKey {
+                interaction_id: it.conn_id,
+                agent_id: agent.agent_id.clone(),
+            };
             match snap.interactions.entry(key) {
                 Entry::Vacant(v) => {
                     v.insert(ActiveInteraction {
@@ -135,13 +165,24 @@ pub fn parse_interactions(source: &str, tz: Tz, observed_at: i64, body: &mut dyn
         }
     }
     if bad_dates > 0 {
-        tracing::warn!(source = source, endpoint = INTERACTIONS_ENDPOINT, field = "date", count = bad_dates,
-            "dates in no known format; vendor_timestamp left null, raw text kept");
+        tracing::warn!(
+            source = source,
+            endpoint = INTERACTIONS_ENDPOINT,
+            field = "date",
+            count = bad_dates,
+            "dates in no known format; vendor_timestamp left null, raw text kept"
+        );
         metrics::counter!("ccdc_field_parse_failures_total", "source" => source.to_string(), "field" => "date").increment(bad_dates as u64);
     }
     if duplicates > 0 {
-        tracing::warn!(source = source, endpoint = INTERACTIONS_ENDPOINT, count = duplicates, "duplicate (agent_id, conn_id) pairs in one response; kept the first");
-        metrics::counter!("ccdc_duplicate_rows_total", "source" => source.to_string()).increment(duplicates as u64);
+        tracing::warn!(
+            source = source,
+            endpoint = INTERACTIONS_ENDPOINT,
+            count = duplicates,
+            "duplicate (agent_id, conn_id) pairs in one response; kept the first"
+        );
+        metrics::counter!("ccdc_duplicate_rows_total", "source" => source.to_string())
+            .increment(duplicates as u64);
     }
     Ok(snap)
 }
@@ -182,7 +223,12 @@ impl<T> Envelope<T> {
                 message.push_str(&m);
             }
             message.truncate(300);
-            return Err(SourceError::Vendor { source_name: source.into(), endpoint: endpoint.into(), code, message });
+            return Err(SourceError::Vendor {
+                source_name: source.into(),
+                endpoint: endpoint.into(),
+                code,
+                message,
+            });
         }
         self.data.ok_or_else(|| SourceError::Parse {
             source_name: source.into(),
@@ -259,7 +305,12 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<InteractionSnapshot, SourceError> {
-        parse_interactions("ops", "America/Bogota".parse().unwrap(), 42, &mut body.as_bytes())
+        parse_interactions(
+            "ops",
+            "America/Bogota".parse().unwrap(),
+            42,
+            &mut body.as_bytes(),
+        )
     }
 
     #[test]
@@ -272,11 +323,20 @@ mod tests {
         let s = parse(body).unwrap();
         assert_eq!(s.observed_at, 42);
         assert_eq!(s.interactions.len(), 2);
-        let c1 = &s.interactions[&InteractionKey { interaction_id: "c1".into(), agent_id: "1001".into() }];
+        let c1 = &s.interactions[&InteractionKey {
+            interaction_id: "c1".into(),
+            agent_id: "1001".into(),
+        }];
         assert_eq!(c1.subject.as_deref(), Some("Hola"));
-        assert_eq!(c1.vendor_timestamp_raw.as_deref(), Some("2026-11-21 10:15:00"));
+        assert_eq!(
+            c1.vendor_timestamp_raw.as_deref(),
+            Some("2026-11-21 10:15:00")
+        );
         assert_eq!(c1.vendor_timestamp, Some(1_795_274_100_000)); // 15:15:00Z
-        let c2 = &s.interactions[&InteractionKey { interaction_id: "c2".into(), agent_id: "1001".into() }];
+        let c2 = &s.interactions[&InteractionKey {
+            interaction_id: "c2".into(),
+            agent_id: "1001".into(),
+        }];
         assert_eq!((c2.subject.as_deref(), c2.vendor_timestamp), (None, None));
     }
 
@@ -290,21 +350,35 @@ mod tests {
 
     #[test]
     fn vendor_error_code_is_an_error_with_the_vendors_message() {
-        let e = parse(r#"{"code":401,"error":"invalid token","msg":"0 records were found","data":null}"#).unwrap_err();
+        let e = parse(
+            r#"{"code":401,"error":"invalid token","msg":"0 records were found","data":null}"#,
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), "vendor_code");
         let text = e.to_string();
-        assert!(text.contains("ops") && text.contains(INTERACTIONS_ENDPOINT) && text.contains("401") && text.contains("invalid token"), "{text}");
+        assert!(
+            text.contains("ops")
+                && text.contains(INTERACTIONS_ENDPOINT)
+                && text.contains("401")
+                && text.contains("invalid token"),
+            "{text}"
+        );
     }
 
     #[test]
     fn wrong_types_and_missing_fields_name_the_field() {
-        let e = parse(r#"{"code":200,"data":[{"agent_id":"1","active_interactions":"none"}]}"#).unwrap_err();
+        let e = parse(r#"{"code":200,"data":[{"agent_id":"1","active_interactions":"none"}]}"#)
+            .unwrap_err();
         assert!(e.to_string().contains("data[0].active_interactions"), "{e}");
         let e = parse(r#"{"code":200,"data":[{"agent_id":"1"}]}"#).unwrap_err();
         assert!(e.to_string().contains("active_interactions"), "{e}");
-        let e = parse(r#"{"code":200,"data":[{"agent_id":"1","active_interactions":[{"subject":"x"}]}]}"#).unwrap_err();
+        let e = parse(
+            r#"{"code":200,"data":[{"agent_id":"1","active_interactions":[{"subject":"x"}]}]}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("conn_id"), "{e}");
-        let e = parse(r#"{"code":200,"data":[{"agent_id":"","active_interactions":[]}]}"#).unwrap_err();
+        let e =
+            parse(r#"{"code":200,"data":[{"agent_id":"","active_interactions":[]}]}"#).unwrap_err();
         assert!(e.to_string().contains("data[0].agent_id"), "{e}");
         let e = parse(r#"{"code":200}"#).unwrap_err();
         assert!(e.to_string().contains("`data`"), "{e}");
@@ -314,8 +388,16 @@ mod tests {
 
     #[test]
     fn truncated_or_malformed_json_is_a_parse_error() {
-        assert_eq!(parse(r#"{"code":200,"data":[{"agent_id":"1","active_inter"#).unwrap_err().kind(), "parse");
-        assert_eq!(parse("<html>502 Bad Gateway</html>").unwrap_err().kind(), "parse");
+        assert_eq!(
+            parse(r#"{"code":200,"data":[{"agent_id":"1","active_inter"#)
+                .unwrap_err()
+                .kind(),
+            "parse"
+        );
+        assert_eq!(
+            parse("<html>502 Bad Gateway</html>").unwrap_err().kind(),
+            "parse"
+        );
     }
 
     #[test]

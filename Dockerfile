@@ -1,0 +1,17 @@
+# Build: docker build -t ccdc .
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+RUN apt-get update && apt-get install -y --no-install-recommends libssl-dev pkg-config make perl && rm -rf /var/lib/apt/lists/*
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY schemas ./schemas
+RUN cargo build --release --locked --bin ccdc
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --home /var/lib/ccdc --create-home ccdc
+COPY --from=build /src/target/release/ccdc /usr/local/bin/ccdc
+USER ccdc
+WORKDIR /var/lib/ccdc
+ENTRYPOINT ["/usr/local/bin/ccdc"]
+CMD ["run", "--config", "/etc/ccdc/ccdc.toml"]

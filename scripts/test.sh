@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The full test suite, from a fresh Debian machine: installs what the tests need (Debian packages,
+# tansu, rivven-schema, the Python consumer), checks formatting and lints, validates
+# docker-compose.yml, then runs every test: unit, integration against tansu + rivven-schema + the
+# simulator (each test starts its own broker and registry on free loopback ports), restart/crash
+# tests and the Python confluent-kafka interop check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TANSU_VERSION=0.6.0
+RIVVEN_SCHEMA_VERSION=0.0.22
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+need_apt=()
+command -v curl >/dev/null || need_apt+=(curl)
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+command -v make >/dev/null || need_apt+=(make)
+command -v perl >/dev/null || need_apt+=(perl)
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
+dpkg -s pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  step "apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+installed() { "$1" --version 2>/dev/null | grep -q "$2"; }
+# tansu takes 6-9 minutes to build: build it in the background while the rest installs.
+tansu_pid=""
+if ! installed tansu "$TANSU_VERSION"; then
+  step "cargo install tansu $TANSU_VERSION (background)"
+  cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore >target-tansu-install.log 2>&1 &
+  tansu_pid=$!
+fi
+if ! installed rivven-schema "$RIVVEN_SCHEMA_VERSION"; then
+  step "cargo install rivven-schema $RIVVEN_SCHEMA_VERSION"
+  cargo install rivven-schema --locked --version "$RIVVEN_SCHEMA_VERSION"
+fi
+
+step "pip install the interop consumer"
+python3 -m pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
+
+step "validate docker-compose.yml"
+docker-compose -f docker-compose.yml config -q
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "build tests"
+cargo test --locked --no-run
+
+if [ -n "$tansu_pid" ]; then
+  step "waiting for the tansu build"
+  if ! wait "$tansu_pid"; then tail -50 target-tansu-install.log; exit 1; fi
+fi
+installed tansu "$TANSU_VERSION" || { echo "tansu $TANSU_VERSION missing"; exit 1; }
+
+step "cargo test"
+cargo test --locked -- --test-threads 2
