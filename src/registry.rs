@@ -300,6 +300,20 @@ impl SchemaRegistry for HttpRegistry {
             #[serde(default)]
             messages: Vec<String>,
         }
+        // Ask whether the subject exists first: not every registry answers the check with 404 for a
+        // missing subject (rivven-schema says "compatible").
+        let versions = self.req(
+            reqwest::Method::GET,
+            &format!("/subjects/{subject}/versions"),
+        );
+        match self.send(subject, versions).await? {
+            (404, _) => return Ok(Compatibility::NewSubject),
+            (200, b) if Self::parse::<Vec<i64>>(subject, &b)?.is_empty() => {
+                return Ok(Compatibility::NewSubject)
+            }
+            (200, _) => {}
+            (s, b) => return Err(Self::error(subject, s, &b)),
+        }
         let r = self
             .req(
                 reqwest::Method::POST,
