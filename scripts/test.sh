@@ -53,7 +53,7 @@ step "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
 step "build tests"
-cargo test --locked --no-run
+cargo test --locked --all-targets --no-run
 
 if [ -n "$tansu_pid" ]; then
   step "waiting for the tansu build"
@@ -62,4 +62,14 @@ fi
 installed tansu "$TANSU_VERSION" || { echo "tansu $TANSU_VERSION missing"; exit 1; }
 
 step "cargo test"
-cargo test --locked -- --test-threads 2
+log=$(mktemp)
+set +e
+cargo test --locked --all-targets -- --test-threads 2 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+rm -f "$log"
+echo
+echo "tests: ${passed} passed, ${failed} failed"
+exit "$status"
