@@ -3,11 +3,12 @@
 //!
 //! Modes: **scripted** (a list of steps; the current step is served until advanced through
 //! `POST /_sim/advance`) and **random** (a seeded random walk that changes on every request).
-//! Faults for the next requests: `POST /_sim/fault?kind=http500|http429|malformed|truncated|vendor_error|empty|slow&count=N`.
+//! Faults for the next requests: `POST /_sim/fault?kind=http500|http429|malformed|truncated|vendor_error|empty|slow|chunked&count=N`.
 //! `GET /_sim/state` returns `{step, requests}`.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,6 +51,8 @@ pub enum Fault {
     VendorError,
     Empty,
     Slow,
+    /// The normal body, streamed in chunks without a Content-Length.
+    Chunked,
 }
 
 pub enum SimMode {
@@ -69,6 +72,25 @@ struct Inner {
 pub struct SimState {
     token: String,
     inner: Mutex<Inner>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// Counts a request as in flight while alive.
+struct InFlight<'a>(&'a SimState);
+
+impl<'a> InFlight<'a> {
+    fn enter(st: &'a SimState) -> Self {
+        let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        st.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(st)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl SimState {
@@ -95,6 +117,8 @@ impl SimState {
                 faults: VecDeque::new(),
                 slow: Duration::from_secs(65),
             }),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         })
     }
 
@@ -109,6 +133,11 @@ impl SimState {
             g.step += 1;
         }
         g.step
+    }
+
+    /// The most requests ever served at the same time (the vendor allows 2 per token).
+    pub fn max_concurrent_requests(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> u64 {
@@ -211,6 +240,7 @@ async fn real_time(
         )
             .into_response();
     }
+    let _in_flight = InFlight::enter(&st);
     if q.api.as_deref() != Some("interactions") {
         return Json(envelope(
             "400",
@@ -252,6 +282,18 @@ async fn real_time(
         ))
         .into_response(),
         Some(Fault::Empty) => Json(envelope("200", None, json!([]))).into_response(),
+        Some(Fault::Chunked) => {
+            let text = envelope("200", None, body).to_string().into_bytes();
+            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = text
+                .chunks(8 * 1024)
+                .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                .collect();
+            (
+                [("content-type", "application/json")],
+                axum::body::Body::from_stream(futures::stream::iter(chunks)),
+            )
+                .into_response()
+        }
         Some(Fault::Slow) => {
             tokio::time::sleep(slow).await;
             Json(envelope("200", None, body)).into_response()
