@@ -13,17 +13,83 @@ use tokio_util::sync::CancellationToken;
 use crate::avro::{schema_text, STREAMS};
 use crate::config::{Config, OutputKind, PollConfig, SourceConfig, WolkvoxConfig};
 use crate::event::Stream;
-use crate::poller::InteractionPoller;
+use crate::feed::{Feed, SnapshotFeed, SnapshotSource};
+use crate::poller::Poller;
 use crate::publisher::Publisher;
 use crate::registry::{resolve_id, subject_for_topic, Compatibility, HttpRegistry, SchemaRegistry};
 use crate::sink::{AvroEncoder, EventSink, JsonEncoder, RecordEncoder, StdoutSink, Topics};
-use crate::sources::wolkvox::WolkvoxSource;
+use crate::sources::comm100::{Comm100Agents, Comm100Client, Comm100Metrics, MetricsEndpoint};
+use crate::sources::vonage::{VonageInteractions, VonageSource};
+use crate::sources::wolkvox::agents::WolkvoxAgents;
+use crate::sources::wolkvox::interactions::WolkvoxInteractions;
+use crate::sources::wolkvox::WolkvoxClient;
 use crate::store::{SledStore, Store};
 
 fn topics(config: &Config) -> Topics {
-    Topics {
-        interactions: config.topics.interactions.clone(),
+    config.topics.clone()
+}
+
+/// Every feed the configuration enables, with how to poll it.
+pub fn feeds(config: &Config) -> anyhow::Result<Vec<(Box<dyn Feed>, PollConfig)>> {
+    fn add<S: SnapshotSource>(
+        out: &mut Vec<(Box<dyn Feed>, PollConfig)>,
+        source: S,
+        poll: &PollConfig,
+        confirm_empty: bool,
+    ) {
+        if poll.enabled {
+            let confirm = if confirm_empty {
+                poll.confirm_empty_polls
+            } else {
+                1
+            };
+            out.push((
+                Box::new(SnapshotFeed::new(Arc::new(source), confirm)),
+                poll.clone(),
+            ));
+        }
     }
+    let mut out = Vec::new();
+    for src in &config.sources {
+        match src {
+            SourceConfig::Wolkvox(w) => {
+                let client = WolkvoxClient::new(w)?;
+                add(
+                    &mut out,
+                    WolkvoxInteractions(client.clone()),
+                    &w.interactions,
+                    true,
+                );
+                add(&mut out, WolkvoxAgents(client), &w.agents, true);
+            }
+            SourceConfig::Comm100(c) => {
+                let client = Comm100Client::new(c)?;
+                add(&mut out, Comm100Agents(client.clone()), &c.agents, true);
+                for (endpoint, poll) in [
+                    (MetricsEndpoint::Queue, &c.queue),
+                    (MetricsEndpoint::Today, &c.today),
+                    (MetricsEndpoint::RightNow, &c.right_now),
+                ] {
+                    add(
+                        &mut out,
+                        Comm100Metrics {
+                            client: client.clone(),
+                            endpoint,
+                        },
+                        poll,
+                        false,
+                    );
+                }
+            }
+            SourceConfig::Vonage(v) => add(
+                &mut out,
+                VonageInteractions(VonageSource::new(v)?),
+                &v.interactions,
+                true,
+            ),
+        }
+    }
+    Ok(out)
 }
 
 pub fn registry_client(config: &Config) -> anyhow::Result<HttpRegistry> {
@@ -128,30 +194,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         )?),
     };
 
-    // Pollers first (they only need the vendor and the store); a corrupt stored snapshot fails start-up.
+    // Pollers first (they only need the vendor and the store); a corrupt stored state fails start-up.
     let poll_stop = shutdown.child_token();
     let mut pollers = JoinSet::new();
-    for src in &config.sources {
-        match src {
-            SourceConfig::Wolkvox(w) if w.interactions.enabled => {
-                let source = WolkvoxSource::new(w)?;
-                let p = &w.interactions;
-                let mut poller = InteractionPoller::new(
-                    source,
-                    store.clone(),
-                    notify.clone(),
-                    p.interval,
-                    p.max_backoff,
-                    p.confirm_empty_polls,
-                );
-                poller
-                    .load()
-                    .with_context(|| format!("source `{}`", w.name))?;
-                let stop = poll_stop.clone();
-                pollers.spawn(async move { poller.run(stop).await });
-            }
-            SourceConfig::Wolkvox(_) => {}
-        }
+    for (feed, poll) in feeds(&config)? {
+        let what = format!("source `{}` endpoint `{}`", feed.source(), feed.endpoint());
+        let mut poller = Poller::new(
+            feed,
+            store.clone(),
+            notify.clone(),
+            poll.interval,
+            poll.max_backoff,
+        );
+        poller.load().with_context(|| what)?;
+        pollers.spawn(poller.run(poll_stop.clone()));
     }
 
     // The publisher starts once topics and schema ids are settled; events wait in the outbox meanwhile.
@@ -287,6 +343,10 @@ pub async fn demo(
             max_response_bytes: crate::config::limits::WOLKVOX_MAX_RESPONSE_BYTES,
             allow_insecure_http: true,
             interactions: PollConfig {
+                interval,
+                ..Default::default()
+            },
+            agents: PollConfig {
                 interval,
                 ..Default::default()
             },

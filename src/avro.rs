@@ -5,17 +5,49 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use serde::Serialize;
 
-use crate::event::{Event, Stream};
+use crate::event::{Event, MetricsRecord, MetricsValues, Stream};
 
 /// The schema text of each stream, exactly as registered.
 pub fn schema_text(stream: Stream) -> &'static str {
     match stream {
         Stream::Interactions => include_str!("../schemas/interaction-event.avsc"),
+        Stream::AgentStatus => include_str!("../schemas/agent-status-event.avsc"),
+        Stream::Comm100Queue => include_str!("../schemas/comm100-queue.avsc"),
+        Stream::Comm100Today => include_str!("../schemas/comm100-today.avsc"),
+        Stream::Comm100RightNow => include_str!("../schemas/comm100-right-now.avsc"),
     }
 }
 
 /// Every stream with a schema.
-pub const STREAMS: &[Stream] = &[Stream::Interactions];
+pub const STREAMS: &[Stream] = &[
+    Stream::Interactions,
+    Stream::AgentStatus,
+    Stream::Comm100Queue,
+    Stream::Comm100Today,
+    Stream::Comm100RightNow,
+];
+
+/// The Avro shape of a metrics record: the common header and the endpoint's values under `metrics`.
+#[derive(Serialize)]
+struct MetricsOut<'a, T: Serialize> {
+    event_id: &'a str,
+    source: &'a str,
+    vendor: &'a str,
+    observed_at: i64,
+    department_id: Option<&'a str>,
+    metrics: &'a T,
+}
+
+fn metrics_out<'a, T: Serialize>(m: &'a MetricsRecord, metrics: &'a T) -> MetricsOut<'a, T> {
+    MetricsOut {
+        event_id: &m.event_id,
+        source: &m.source,
+        vendor: &m.vendor,
+        observed_at: m.observed_at,
+        department_id: m.department_id.as_deref(),
+        metrics,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AvroError {
@@ -86,6 +118,12 @@ impl StreamEncoder {
     pub fn encode_event(&self, event: &Event) -> Result<Vec<u8>, AvroError> {
         match event {
             Event::Interaction(e) => self.encode(&e.event_id, e),
+            Event::AgentStatus(e) => self.encode(&e.event_id, e),
+            Event::Metrics(m) => match &m.values {
+                MetricsValues::Comm100Queue(v) => self.encode(&m.event_id, &metrics_out(m, v)),
+                MetricsValues::Comm100Today(v) => self.encode(&m.event_id, &metrics_out(m, v)),
+                MetricsValues::Comm100RightNow(v) => self.encode(&m.event_id, &metrics_out(m, v)),
+            },
         }
     }
 }
@@ -112,6 +150,7 @@ mod tests {
             vendor_timestamp_raw: Some("2026-11-21 10:15:00".into()),
             subject: Some("Hola".into()),
             from_name: None,
+            latest_only: false,
         }
     }
 

@@ -55,6 +55,86 @@ pub struct InteractionEvent {
     pub vendor_timestamp_raw: Option<String>,
     pub subject: Option<String>,
     pub from_name: Option<String>,
+    /// The vendor only shows each agent's latest interaction (Vonage): an interaction that starts and
+    /// ends between two polls is never seen, and one seen already ended gets both events at once.
+    #[serde(default)]
+    pub latest_only: bool,
+}
+
+/// Status of an agent that is no longer listed by the vendor (logged out).
+pub const ABSENT: &str = "ABSENT";
+
+/// `agent-status-changed`, as in `schemas/agent-status-event.avsc`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentStatusEvent {
+    pub event_id: String,
+    pub source: String,
+    pub vendor: String,
+    pub agent_id: String,
+    pub agent_name: Option<String>,
+    /// The vendor's status (Wolkvox: status text; Comm100: status id), or `ABSENT`.
+    pub status: String,
+    pub status_name: Option<String>,
+    pub previous_status: Option<String>,
+    pub previous_status_name: Option<String>,
+    /// First observation of this agent (its status was not seen change).
+    pub initial: bool,
+    pub observed_at: i64,
+    pub previous_observed_at: Option<i64>,
+    pub wolkvox: Option<WolkvoxAgentDetails>,
+    pub comm100: Option<Comm100AgentDetails>,
+}
+
+/// Wolkvox `real_time.php?api=agents` counters; durations in seconds, raw text alongside.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WolkvoxAgentDetails {
+    pub calls: Option<i64>,
+    pub inbound: Option<i64>,
+    pub outbound: Option<i64>,
+    pub internal: Option<i64>,
+    pub time_state_now_s: Option<i64>,
+    pub ready_time_s: Option<i64>,
+    pub inbound_time_s: Option<i64>,
+    pub outbound_time_s: Option<i64>,
+    pub acw_time_s: Option<i64>,
+    pub ring_time_s: Option<i64>,
+    pub login_time_s: Option<i64>,
+    pub aht_time_s: Option<i64>,
+    pub aux_time_s: Option<i64>,
+    pub ocupation: Option<String>,
+    /// The vendor's row as sent (every field a string).
+    pub raw: String,
+}
+
+/// Comm100 `livechat/realTime/Agents` fields.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Comm100AgentDetails {
+    pub display_name: Option<String>,
+    pub ongoing_chats: Option<i64>,
+    pub max_concurrent_chats: Option<i64>,
+    pub intraday_chats: Option<i64>,
+    pub intraday_linear_chat_time_ms: Option<i64>,
+    pub intraday_linear_chat_time_raw: Option<String>,
+}
+
+/// One Comm100 real-time metrics record (Queue per department, Today, RightNow).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsRecord {
+    pub event_id: String,
+    pub source: String,
+    pub vendor: String,
+    pub observed_at: i64,
+    /// Queue only: the department the queue routes to.
+    pub department_id: Option<String>,
+    pub values: MetricsValues,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "endpoint", rename_all = "snake_case")]
+pub enum MetricsValues {
+    Comm100Queue(crate::sources::comm100::QueueMetrics),
+    Comm100Today(crate::sources::comm100::TodayMetrics),
+    Comm100RightNow(crate::sources::comm100::RightNowMetrics),
 }
 
 /// Everything that goes through the outbox.
@@ -62,37 +142,63 @@ pub struct InteractionEvent {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     Interaction(InteractionEvent),
+    AgentStatus(AgentStatusEvent),
+    Metrics(MetricsRecord),
 }
 
 /// The stream (and therefore topic and schema) an event belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {
     Interactions,
+    AgentStatus,
+    Comm100Queue,
+    Comm100Today,
+    Comm100RightNow,
 }
 
 impl Event {
     pub fn stream(&self) -> Stream {
         match self {
             Event::Interaction(_) => Stream::Interactions,
+            Event::AgentStatus(_) => Stream::AgentStatus,
+            Event::Metrics(m) => match m.values {
+                MetricsValues::Comm100Queue(_) => Stream::Comm100Queue,
+                MetricsValues::Comm100Today(_) => Stream::Comm100Today,
+                MetricsValues::Comm100RightNow(_) => Stream::Comm100RightNow,
+            },
         }
     }
 
     pub fn event_id(&self) -> &str {
         match self {
             Event::Interaction(e) => &e.event_id,
+            Event::AgentStatus(e) => &e.event_id,
+            Event::Metrics(m) => &m.event_id,
         }
     }
 
     pub fn type_name(&self) -> &'static str {
         match self {
             Event::Interaction(e) => e.event_type.as_str(),
+            Event::AgentStatus(_) => "agent-status-changed",
+            Event::Metrics(m) => match m.values {
+                MetricsValues::Comm100Queue(_) => "comm100-queue",
+                MetricsValues::Comm100Today(_) => "comm100-today",
+                MetricsValues::Comm100RightNow(_) => "comm100-right-now",
+            },
         }
     }
 
-    /// Kafka key: all events of one interaction share a key (hence a partition and an order).
+    /// Kafka key: all events of one interaction (or one agent) share a key, hence a partition and an
+    /// order. Metrics are keyed by source (and department for queues).
     pub fn key(&self) -> String {
         match self {
             Event::Interaction(e) => format!("{}/{}", e.source, e.interaction_id),
+            Event::AgentStatus(e) => format!("{}/{}", e.source, e.agent_id),
+            Event::Metrics(m) => match &m.department_id {
+                Some(d) => format!("{}/{}", m.source, d),
+                None => m.source.clone(),
+            },
         }
     }
 }

@@ -5,11 +5,12 @@
 //! | module | role |
 //! |---|---|
 //! | [`cli`], [`config`], [`secret`] | command line; TOML + `CCDC_*` env config, validated at start; secrets by reference |
-//! | [`sources`] | one module per vendor ([`sources::wolkvox`]); shared HTTP (timeouts, size cap, per-token limiter) in [`sources::http`]; the [`sources::InteractionSource`] trait |
-//! | [`vendor_time`] | vendor local times → UTC with the configured zone (DST rules) |
-//! | [`diff`] | the pure diff `(previous, current) → events` |
+//! | [`sources`] | one module per vendor ([`sources::wolkvox`], [`sources::comm100`], [`sources::vonage`]); shared HTTP (timeouts, size cap, per-token limiter) in [`sources::http`] |
+//! | [`vendor_time`] | vendor local times → UTC with the configured zone (DST rules); vendor durations |
+//! | [`diff`] | the pure diffs `(previous, current) → events`: interactions, agents ([`diff::agents`]), latest-only ([`diff::latest`]) |
 //! | [`event`] | the published events and their stable ids |
-//! | [`poller`] | poll loop: fetch → diff → atomic commit of snapshot + outbox |
+//! | [`feed`] | the [`feed::Feed`] / [`feed::SnapshotSource`] traits: one polled endpoint = fetch + pure diff |
+//! | [`poller`] | poll loop per feed: poll → atomic commit of state + outbox → wake the publisher |
 //! | [`store`] | the [`store::Store`] trait: sled (snapshots + outbox in one batch) and in-memory |
 //! | [`publisher`] | drains the outbox into a sink; deletes only on ack; resends on failure |
 //! | [`avro`], [`registry`] | Avro serde-path encoding, Confluent wire format; Schema Registry trait, HTTP and in-memory |
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod diff;
 pub mod event;
+pub mod feed;
 pub mod kafka;
 pub mod poller;
 pub mod publisher;

@@ -79,9 +79,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 SimState::new(&token, SimMode::Random { seed, agents }),
             )
             .await?;
+            let (vonage, vonage_token) = sim.vonage_urls();
             eprintln!(
-                "simulator: Wolkvox API at {}  (header wolkvox-token: {token})",
+                "simulator listening on {}; the token for every vendor is `{token}`",
+                sim.addr
+            );
+            eprintln!(
+                "  wolkvox  base_url = {}   (header wolkvox-token)",
                 sim.base_url()
+            );
+            eprintln!(
+                "  comm100  base_url = {}   (bearer token)",
+                sim.comm100_base_url()
+            );
+            eprintln!(
+                "  vonage   base_url = {vonage}   token_url = {vonage_token}   client_id = {}",
+                ccdc::simulator::vonage::CLIENT_ID
             );
             eprintln!(
                 "  try: curl -H 'wolkvox-token: {token}' '{}/real_time.php?api=interactions'",

@@ -1,7 +1,6 @@
-//! One poll loop per (source, stream): fetch a complete snapshot, diff it against the stored one,
-//! commit the new snapshot together with the derived events (outbox), wake the publisher.
-//! A failed poll commits nothing and emits nothing; the next good poll diffs against the last good
-//! snapshot.
+//! One poll loop per feed: fetch a complete observation, derive its events, commit the new state
+//! together with the events (outbox), wake the publisher. A failed poll commits nothing and emits
+//! nothing; the next good poll diffs against the last good state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +9,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::diff::{diff_interactions, InteractionSnapshot};
 use crate::event::Event;
-use crate::sources::{InteractionSource, SourceError};
+use crate::feed::{encode_state, Feed, PollOutcome};
+use crate::sources::SourceError;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,46 +20,45 @@ pub enum CycleError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("stored snapshot `{key}` cannot be read: {reason}")]
-    Snapshot { key: String, reason: String },
+    #[error("stored state `{key}` cannot be read: {reason}")]
+    State { key: String, reason: String },
 }
 
 /// What one successful cycle did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CycleOutcome {
-    Committed {
-        interactions: usize,
-        started: usize,
-        ended: usize,
-    },
-    /// An empty snapshot after a non-empty one, not yet confirmed by enough polls.
-    AwaitingEmptyConfirmation { seen: u32, needed: u32 },
+    Committed { size: usize, events: usize },
+    Held { reason: String },
 }
 
-pub struct InteractionPoller {
-    pub source: Arc<dyn InteractionSource>,
+pub struct Poller {
+    pub feed: Box<dyn Feed>,
     pub store: Arc<dyn Store>,
     pub notify: Arc<Notify>,
     pub interval: Duration,
     pub max_backoff: Duration,
-    pub confirm_empty_polls: u32,
-    previous: Option<InteractionSnapshot>,
-    empty_polls: u32,
-    cycles: u64,
+    commits: u64,
 }
 
-/// Test-only crash point: `CCDC_FAILPOINT=kill-after-commit:N` SIGKILLs the process right after the
-/// N-th commit (snapshot + events durable, nothing published yet).
-fn failpoint_after_commit(commits: u64) {
-    static TARGET: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+/// Test-only crash point: `CCDC_FAILPOINT=kill-after-commit:<state key>:N` SIGKILLs the process right
+/// after the N-th commit of the feed with that state key (e.g. `ops/interactions`): its state and
+/// events are durable, nothing of them is published yet.
+fn failpoint_after_commit(state_key: &str, commits: u64) {
+    static TARGET: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
     let target = TARGET.get_or_init(|| {
-        std::env::var("CCDC_FAILPOINT").ok().and_then(|v| {
-            v.strip_prefix("kill-after-commit:")
-                .and_then(|n| n.parse().ok())
-        })
+        let v = std::env::var("CCDC_FAILPOINT").ok()?;
+        let (key, n) = v.strip_prefix("kill-after-commit:")?.rsplit_once(':')?;
+        Some((key.to_string(), n.parse().ok()?))
     });
-    if *target == Some(commits) {
-        tracing::warn!(commits, "failpoint kill-after-commit reached: SIGKILL");
+    if target
+        .as_ref()
+        .is_some_and(|(k, n)| k == state_key && *n == commits)
+    {
+        tracing::warn!(
+            state_key,
+            commits,
+            "failpoint kill-after-commit reached: SIGKILL"
+        );
         #[cfg(unix)]
         // SAFETY: kill(2) on our own pid with SIGKILL has no memory-safety preconditions.
         unsafe {
@@ -70,169 +68,161 @@ fn failpoint_after_commit(commits: u64) {
     }
 }
 
-impl InteractionPoller {
+fn type_counts(events: &[Event]) -> Vec<(&'static str, u64)> {
+    let mut out: Vec<(&'static str, u64)> = Vec::new();
+    for e in events {
+        match out.iter_mut().find(|(t, _)| *t == e.type_name()) {
+            Some((_, n)) => *n += 1,
+            None => out.push((e.type_name(), 1)),
+        }
+    }
+    out
+}
+
+impl Poller {
     pub fn new(
-        source: Arc<dyn InteractionSource>,
+        feed: Box<dyn Feed>,
         store: Arc<dyn Store>,
         notify: Arc<Notify>,
         interval: Duration,
         max_backoff: Duration,
-        confirm_empty_polls: u32,
     ) -> Self {
-        InteractionPoller {
-            source,
+        Poller {
+            feed,
             store,
             notify,
             interval,
             max_backoff,
-            confirm_empty_polls,
-            previous: None,
-            empty_polls: 0,
-            cycles: 0,
+            commits: 0,
         }
     }
 
-    fn key(&self) -> String {
-        format!("{}/interactions", self.source.meta().name)
-    }
-
-    /// Load the stored snapshot (after a restart it is the previous one).
+    /// Restore the stored state (after a restart it is the previous observation).
     pub fn load(&mut self) -> Result<(), CycleError> {
-        let key = self.key();
+        let key = self.feed.state_key();
         if let Some(bytes) = self.store.load_snapshot(&key)? {
-            let snap: InteractionSnapshot =
-                serde_json::from_slice(&bytes).map_err(|e| CycleError::Snapshot {
-                    key,
-                    reason: e.to_string(),
-                })?;
-            self.previous = Some(snap);
+            self.feed
+                .restore(&bytes)
+                .map_err(|reason| CycleError::State { key, reason })?;
         }
         Ok(())
     }
 
     /// One cycle. `now_ms` is the observation time.
     pub async fn cycle(&mut self, now_ms: i64) -> Result<CycleOutcome, CycleError> {
-        let current = self.source.fetch_interactions(now_ms).await?;
-        let prev_len = self.previous.as_ref().map_or(0, |p| p.interactions.len());
-        if current.interactions.is_empty()
-            && prev_len > 0
-            && self.empty_polls + 1 < self.confirm_empty_polls
-        {
-            self.empty_polls += 1;
-            return Ok(CycleOutcome::AwaitingEmptyConfirmation {
-                seen: self.empty_polls,
-                needed: self.confirm_empty_polls,
-            });
-        }
-        self.empty_polls = 0;
-        let events = diff_interactions(self.source.meta(), self.previous.as_ref(), &current);
-        let started = events
-            .iter()
-            .filter(|e| e.event_type == crate::event::InteractionEventType::Started)
-            .count();
-        let ended = events.len() - started;
-        let encoded: Vec<Vec<u8>> = events
-            .into_iter()
-            .map(|e| serde_json::to_vec(&Event::Interaction(e)))
-            .collect::<Result<_, _>>()
-            .map_err(|e| CycleError::Snapshot {
-                key: self.key(),
-                reason: e.to_string(),
-            })?;
-        let snapshot = serde_json::to_vec(&current).map_err(|e| CycleError::Snapshot {
-            key: self.key(),
-            reason: e.to_string(),
-        })?;
-        let (store, key) = (self.store.clone(), self.key());
-        tokio::task::spawn_blocking(move || store.commit(&key, &snapshot, &encoded))
+        let (state, events, size) = match self.feed.poll(now_ms).await? {
+            PollOutcome::Hold { reason } => return Ok(CycleOutcome::Held { reason }),
+            PollOutcome::Commit {
+                state,
+                events,
+                size,
+            } => (state, events, size),
+        };
+        let encoded: Vec<Vec<u8>> = events.iter().map(encode_state).collect();
+        let (store, key) = (self.store.clone(), self.feed.state_key());
+        tokio::task::spawn_blocking(move || store.commit(&key, &state, &encoded))
             .await
             .map_err(|e| StoreError::Open {
                 path: "commit task".into(),
                 reason: e.to_string(),
             })??;
-        self.cycles += 1;
-        failpoint_after_commit(self.cycles);
-        let interactions = current.interactions.len();
-        self.previous = Some(current);
+        self.feed.committed();
+        self.commits += 1;
+        failpoint_after_commit(&self.feed.state_key(), self.commits);
         self.notify.notify_one();
+        let source = self.feed.source().to_string();
+        for (ty, n) in type_counts(&events) {
+            metrics::counter!("ccdc_events_total", "source" => source.clone(), "type" => ty)
+                .increment(n);
+        }
+        metrics::gauge!("ccdc_snapshot_size", "source" => source, "endpoint" => self.feed.endpoint().to_string()).set(size as f64);
         Ok(CycleOutcome::Committed {
-            interactions,
-            started,
-            ended,
+            size,
+            events: events.len(),
         })
     }
 
     /// Poll until `shutdown`; an in-flight cycle is finished before returning.
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), CycleError> {
-        self.load()?;
-        let name = self.source.meta().name.clone();
-        let endpoint = self.source.endpoint().to_string();
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let name = self.feed.source().to_string();
+        let endpoint = self.feed.endpoint().to_string();
         let mut failures: u32 = 0;
+        let mut cycle_no: u64 = 0;
         loop {
+            cycle_no += 1;
             let started = std::time::Instant::now();
             let now_ms = chrono::Utc::now().timestamp_millis();
-            let span = tracing::info_span!("poll", source = %name, endpoint = %endpoint, cycle = self.cycles + 1);
+            let span =
+                tracing::info_span!("poll", source = %name, endpoint = %endpoint, cycle = cycle_no);
             let result = self.cycle(now_ms).instrument(span.clone()).await;
             let elapsed = started.elapsed();
-            metrics::histogram!("ccdc_poll_duration_seconds", "source" => name.clone(), "endpoint" => endpoint.clone()).record(elapsed.as_secs_f64());
+            let labels = [("source", name.clone()), ("endpoint", endpoint.clone())];
+            metrics::histogram!("ccdc_poll_duration_seconds", &labels)
+                .record(elapsed.as_secs_f64());
+            let _enter = span.enter();
             let wait = match result {
                 Ok(outcome) => {
                     failures = 0;
-                    metrics::counter!("ccdc_polls_total", "source" => name.clone(), "endpoint" => endpoint.clone(), "result" => "ok").increment(1);
-                    span.in_scope(|| match &outcome {
-                        CycleOutcome::Committed { interactions, started, ended } => {
-                            metrics::gauge!("ccdc_snapshot_size", "source" => name.clone(), "endpoint" => endpoint.clone()).set(*interactions as f64);
-                            metrics::counter!("ccdc_events_total", "source" => name.clone(), "type" => "interaction-started").increment(*started as u64);
-                            metrics::counter!("ccdc_events_total", "source" => name.clone(), "type" => "interaction-ended").increment(*ended as u64);
-                            tracing::info!(interactions, started, ended, ms = elapsed.as_millis() as u64, "poll committed");
+                    metrics::counter!("ccdc_polls_total", &labels).increment(1);
+                    metrics::gauge!("ccdc_last_success_timestamp_seconds", &labels)
+                        .set(chrono::Utc::now().timestamp() as f64);
+                    match outcome {
+                        CycleOutcome::Committed { size, events } => {
+                            tracing::info!(
+                                size,
+                                events,
+                                ms = elapsed.as_millis() as u64,
+                                "poll committed"
+                            )
                         }
-                        CycleOutcome::AwaitingEmptyConfirmation { seen, needed } => {
-                            metrics::counter!("ccdc_empty_snapshots_unconfirmed_total", "source" => name.clone()).increment(1);
-                            tracing::warn!(seen, needed, "vendor returned an empty snapshot while interactions were active; not believed until confirmed");
+                        CycleOutcome::Held { reason } => {
+                            metrics::counter!("ccdc_polls_held_total", &labels).increment(1);
+                            tracing::warn!(%reason, "observation not believed yet; nothing committed")
                         }
-                    });
-                    self.interval
+                    }
+                    self.interval.saturating_sub(elapsed)
                 }
-                Err(CycleError::Source(e)) => {
+                Err(e) => {
                     failures += 1;
-                    metrics::counter!("ccdc_poll_failures_total", "source" => name.clone(), "endpoint" => endpoint.clone(), "kind" => e.kind()).increment(1);
+                    let kind = match &e {
+                        CycleError::Source(s) => s.kind(),
+                        _ => "store",
+                    };
+                    metrics::counter!("ccdc_poll_failures_total", "source" => name.clone(), "endpoint" => endpoint.clone(), "kind" => kind).increment(1);
                     let backoff = crate::backoff::jittered(
                         failures,
                         Duration::from_secs(1),
                         self.max_backoff.min(self.interval),
                     );
-                    let wait = e.retry_after().map_or(backoff, |ra| ra.max(backoff));
-                    span.in_scope(|| tracing::warn!(error = %e, kind = e.kind(), failures, retry_in_ms = wait.as_millis() as u64, "poll failed; no events, snapshot unchanged"));
+                    let wait = match &e {
+                        CycleError::Source(s) => {
+                            s.retry_after().map_or(backoff, |ra| ra.max(backoff))
+                        }
+                        _ => backoff,
+                    };
+                    tracing::warn!(error = %e, kind, failures, retry_in_ms = wait.as_millis() as u64, "poll failed; no events, state unchanged");
                     wait
                 }
-                Err(e) => {
-                    // The store failed: nothing was committed. Keep trying; the operator sees errors.
-                    failures += 1;
-                    metrics::counter!("ccdc_poll_failures_total", "source" => name.clone(), "endpoint" => endpoint.clone(), "kind" => "store").increment(1);
-                    span.in_scope(|| tracing::error!(error = %e, "poll could not be committed"));
-                    crate::backoff::jittered(
-                        failures,
-                        Duration::from_secs(1),
-                        self.max_backoff.min(self.interval),
-                    )
-                }
             };
+            drop(_enter);
             tokio::select! {
-                _ = tokio::time::sleep(wait.saturating_sub(if failures == 0 { elapsed } else { Duration::ZERO })) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => break,
             }
         }
         tracing::info!(source = %name, endpoint = %endpoint, "poller stopped");
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diff::{ActiveInteraction, InteractionKey, SourceMeta};
-    use crate::event::InteractionEventType::*;
-    use crate::sources::ScriptedSource;
+    use crate::diff::{
+        diff_interactions_events, ActiveInteraction, InteractionKey, InteractionSnapshot,
+        SourceMeta,
+    };
+    use crate::event::InteractionEventType::{self, *};
+    use crate::feed::{Scripted, SnapshotFeed};
     use crate::store::MemoryStore;
 
     fn snap(pairs: &[(&str, &str)]) -> InteractionSnapshot {
@@ -253,7 +243,7 @@ mod tests {
         }
     }
 
-    fn outbox(store: &MemoryStore) -> Vec<(crate::event::InteractionEventType, String)> {
+    fn outbox(store: &MemoryStore) -> Vec<(InteractionEventType, String)> {
         store
             .outbox_after(None, 1000)
             .unwrap()
@@ -261,26 +251,30 @@ mod tests {
             .map(
                 |(_, b)| match serde_json::from_slice::<Event>(&b).unwrap() {
                     Event::Interaction(e) => (e.event_type, e.interaction_id),
+                    other => panic!("unexpected {other:?}"),
                 },
             )
             .collect()
     }
 
-    fn poller(
-        script: Vec<Result<InteractionSnapshot, String>>,
-        store: Arc<MemoryStore>,
-    ) -> InteractionPoller {
+    fn poller(script: Vec<Result<InteractionSnapshot, String>>, store: Arc<MemoryStore>) -> Poller {
         let meta = SourceMeta {
             name: "s".into(),
             vendor: "wolkvox".into(),
         };
-        InteractionPoller::new(
-            Arc::new(ScriptedSource::new(meta, script)),
+        let source = Scripted::new(
+            meta,
+            script,
+            diff_interactions_events,
+            |s: &InteractionSnapshot| s.interactions.len(),
+        );
+        let feed = SnapshotFeed::new(Arc::new(source), 2);
+        Poller::new(
+            Box::new(feed),
             store,
             Arc::new(Notify::new()),
             Duration::from_secs(1),
             Duration::from_secs(1),
-            2,
         )
     }
 
@@ -296,12 +290,13 @@ mod tests {
             store.clone(),
         );
         p.cycle(1).await.unwrap();
-        let stored_before = store.load_snapshot("s/interactions").unwrap();
+        let stored_before = store.load_snapshot("s/scripted").unwrap();
+        assert!(stored_before.is_some());
         assert!(matches!(p.cycle(2).await, Err(CycleError::Source(_))));
         assert_eq!(
-            store.load_snapshot("s/interactions").unwrap(),
+            store.load_snapshot("s/scripted").unwrap(),
             stored_before,
-            "snapshot untouched"
+            "state untouched"
         );
         assert_eq!(outbox(&store).len(), 2, "no events from the failed poll");
         p.cycle(3).await.unwrap();
@@ -329,16 +324,22 @@ mod tests {
             store.clone(),
         );
         p.cycle(1).await.unwrap();
-        assert_eq!(
+        assert!(matches!(
             p.cycle(2).await.unwrap(),
-            CycleOutcome::AwaitingEmptyConfirmation { seen: 1, needed: 2 }
-        );
+            CycleOutcome::Held { .. }
+        ));
         // The glitch healed: nothing happened.
         p.cycle(3).await.unwrap();
         assert_eq!(outbox(&store).len(), 1);
         // Two empty polls in a row: believed.
-        p.cycle(4).await.unwrap();
-        p.cycle(5).await.unwrap();
+        assert!(matches!(
+            p.cycle(4).await.unwrap(),
+            CycleOutcome::Held { .. }
+        ));
+        assert_eq!(
+            p.cycle(5).await.unwrap(),
+            CycleOutcome::Committed { size: 0, events: 1 }
+        );
         assert_eq!(
             outbox(&store),
             vec![(Started, "c1".into()), (Ended, "c1".into())]
@@ -346,7 +347,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn restart_resumes_from_the_stored_snapshot() {
+    async fn restart_resumes_from_the_stored_state() {
         let store = Arc::new(MemoryStore::default());
         let mut p = poller(vec![Ok(snap(&[("a", "c1")]))], store.clone());
         p.cycle(1).await.unwrap();
@@ -360,7 +361,9 @@ mod tests {
             .map(|(_, b)| serde_json::from_slice(&b).unwrap())
             .collect();
         assert_eq!(evs.len(), 2);
-        let Event::Interaction(last) = &evs[1];
+        let Event::Interaction(last) = &evs[1] else {
+            panic!("{:?}", evs[1])
+        };
         assert_eq!(
             (
                 last.interaction_id.as_str(),

@@ -199,6 +199,7 @@ mod tests {
             vendor_timestamp_raw: None,
             subject: None,
             from_name: None,
+            latest_only: false,
         }))
         .unwrap()
     }
@@ -212,9 +213,7 @@ mod tests {
         let p = Publisher {
             store: store.clone(),
             encoder: Arc::new(JsonEncoder {
-                topics: Topics {
-                    interactions: "t".into(),
-                },
+                topics: Topics::default(),
             }),
             sink: Arc::new(sink.clone()),
             notify: Arc::new(Notify::new()),

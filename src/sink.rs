@@ -60,16 +60,17 @@ fn headers(event: &Event) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Topic of each stream.
-#[derive(Debug, Clone)]
-pub struct Topics {
-    pub interactions: String,
-}
+/// Topic of each stream (the configuration's `[topics]`).
+pub type Topics = crate::config::TopicsConfig;
 
 impl Topics {
     pub fn for_stream(&self, s: Stream) -> &str {
         match s {
             Stream::Interactions => &self.interactions,
+            Stream::AgentStatus => &self.agent_status,
+            Stream::Comm100Queue => &self.comm100_queue,
+            Stream::Comm100Today => &self.comm100_today,
+            Stream::Comm100RightNow => &self.comm100_right_now,
         }
     }
 }
@@ -119,6 +120,8 @@ impl RecordEncoder for JsonEncoder {
     fn encode(&self, event: &Event) -> Result<OutRecord, AvroError> {
         let payload = match event {
             Event::Interaction(e) => serde_json::to_vec(e),
+            Event::AgentStatus(e) => serde_json::to_vec(e),
+            Event::Metrics(m) => serde_json::to_vec(m),
         }
         .map_err(|e| AvroError::Encode {
             stream: event.stream(),

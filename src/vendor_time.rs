@@ -51,9 +51,80 @@ pub fn vendor_local_to_utc(raw: &str, tz: Tz) -> Option<i64> {
     parse_local(raw).map(|l| local_to_utc_millis(l, tz))
 }
 
+/// A vendor duration → milliseconds. Accepts plain seconds (`"95"`, `"95.5"`) and clock forms
+/// `HH:MM:SS`, `HH:MM:SS.fffffff` and .NET's `d.HH:MM:SS[.fffffff]` (Comm100). `None` when empty or
+/// in no known form.
+pub fn parse_duration_ms(raw: &str) -> Option<i64> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return None;
+    }
+    if !t.contains(':') {
+        let secs: f64 = t.parse().ok()?;
+        return (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0).round() as i64);
+    }
+    let parts: Vec<&str> = t.split(':').collect();
+    let [h, m, s] = parts.as_slice() else {
+        return None;
+    };
+    let (days, hours) = match h.split_once('.') {
+        Some((d, h)) => (d.parse::<i64>().ok()?, h.parse::<i64>().ok()?),
+        None => (0, h.parse::<i64>().ok()?),
+    };
+    let minutes: i64 = m.parse().ok()?;
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let seconds: i64 = whole.parse().ok()?;
+    if days < 0 || hours < 0 || !(0..60).contains(&minutes) || !(0..60).contains(&seconds) {
+        return None;
+    }
+    let millis = if frac.is_empty() {
+        0
+    } else {
+        if !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let padded = format!("{frac:0<3}");
+        padded[..3].parse::<i64>().ok()?
+    };
+    Some((((days * 24 + hours) * 60 + minutes) * 60 + seconds) * 1000 + millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_in_every_vendor_form() {
+        assert_eq!(
+            parse_duration_ms("06:53:57.0500000"),
+            Some(((6 * 60 + 53) * 60 + 57) * 1000 + 50)
+        );
+        assert_eq!(
+            parse_duration_ms("00:20:38.2649999"),
+            Some((20 * 60 + 38) * 1000 + 264)
+        );
+        assert_eq!(parse_duration_ms("00:00:00"), Some(0));
+        assert_eq!(parse_duration_ms("1.02:00:00"), Some(26 * 3_600_000));
+        assert_eq!(parse_duration_ms("95"), Some(95_000));
+        assert_eq!(parse_duration_ms("1.5"), Some(1_500));
+        assert_eq!(
+            parse_duration_ms("125:00:01"),
+            Some((125 * 3600 + 1) * 1000),
+            "hours past a day in HH form"
+        );
+        for bad in [
+            "",
+            "  ",
+            "abc",
+            "1:2",
+            "00:61:00",
+            "-5",
+            "00:00:0x",
+            "00:00:00.5a",
+        ] {
+            assert_eq!(parse_duration_ms(bad), None, "{bad:?}");
+        }
+    }
 
     fn ms(s: &str) -> i64 {
         chrono::DateTime::parse_from_rfc3339(s)

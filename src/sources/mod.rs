@@ -1,14 +1,11 @@
 //! Vendor sources. One module per vendor; shared HTTP concerns live in [`http`].
 
+pub mod comm100;
 pub mod http;
+pub mod vonage;
 pub mod wolkvox;
 
-use std::sync::Mutex;
 use std::time::Duration;
-
-use async_trait::async_trait;
-
-use crate::diff::{InteractionSnapshot, SourceMeta};
 
 /// Why a poll failed. Every variant names the source and the endpoint; none carries a secret.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +50,13 @@ pub enum SourceError {
         field: String,
         detail: String,
     },
+    /// The vendor says the request itself is wrong (e.g. HTTP 400): fix the configuration.
+    #[error("{source_name} {endpoint}: configuration error, the vendor says: {message}")]
+    Config {
+        source_name: String,
+        endpoint: String,
+        message: String,
+    },
 }
 
 impl SourceError {
@@ -70,6 +74,7 @@ impl SourceError {
             SourceError::TooLarge { .. } => "too_large",
             SourceError::Vendor { .. } => "vendor_code",
             SourceError::Parse { .. } => "parse",
+            SourceError::Config { .. } => "config",
         }
     }
 
@@ -79,73 +84,5 @@ impl SourceError {
             SourceError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         }
-    }
-}
-
-/// A source of active-interaction snapshots. The snapshot's `observed_at` is set by the caller.
-#[async_trait]
-pub trait InteractionSource: Send + Sync {
-    fn meta(&self) -> &SourceMeta;
-    /// The endpoint label used in logs and metrics.
-    fn endpoint(&self) -> &str;
-    /// Fetch one complete snapshot, or fail as a whole.
-    async fn fetch_interactions(
-        &self,
-        observed_at: i64,
-    ) -> Result<InteractionSnapshot, SourceError>;
-}
-
-/// Scripted in-memory source for tests: returns the queued results in order, then repeats the last.
-pub struct ScriptedSource {
-    meta: SourceMeta,
-    script: Mutex<std::collections::VecDeque<Result<InteractionSnapshot, String>>>,
-    last: Mutex<Option<InteractionSnapshot>>,
-}
-
-impl ScriptedSource {
-    pub fn new(meta: SourceMeta, script: Vec<Result<InteractionSnapshot, String>>) -> Self {
-        ScriptedSource {
-            meta,
-            script: Mutex::new(script.into()),
-            last: Mutex::new(None),
-        }
-    }
-}
-
-#[async_trait]
-impl InteractionSource for ScriptedSource {
-    fn meta(&self) -> &SourceMeta {
-        &self.meta
-    }
-    fn endpoint(&self) -> &str {
-        "scripted"
-    }
-    async fn fetch_interactions(
-        &self,
-        observed_at: i64,
-    ) -> Result<InteractionSnapshot, SourceError> {
-        let next = self
-            .script
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front();
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let snap = match next {
-            Some(Ok(s)) => s,
-            Some(Err(detail)) => {
-                return Err(SourceError::Http {
-                    source_name: self.meta.name.clone(),
-                    endpoint: "scripted".into(),
-                    status: 500,
-                    detail,
-                })
-            }
-            None => last.clone().unwrap_or_default(),
-        };
-        *last = Some(snap.clone());
-        Ok(InteractionSnapshot {
-            observed_at,
-            ..snap
-        })
     }
 }

@@ -1,8 +1,5 @@
-//! Wolkvox (seed 000 and ../shared/vendor-notes.md).
-//!
-//! `GET {base_url}/real_time.php?api=interactions` with header `wolkvox-token`. Envelope
-//! `{code, error, msg, data}`: `code` is a number on some endpoints and a string on others; 200, 201
-//! and 202 mean success. Every field in `data` is a string (numbers tolerated); `""` means no value.
+//! `real_time.php?api=interactions` (seed 000): `data[]` of `{agent_id, active_interactions:
+//! [{conn_id, subject, fromname, date}]}` → [`InteractionSnapshot`].
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -11,85 +8,55 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono_tz::Tz;
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use super::http::{token_limiter, SourceHttp};
-use super::{InteractionSource, SourceError};
-use crate::config::WolkvoxConfig;
-use crate::diff::{ActiveInteraction, InteractionKey, InteractionSnapshot, SourceMeta};
-use crate::secret::Secret;
+use super::{decode_envelope, lenient_string, opt_lenient_string, WolkvoxClient};
+use crate::diff::{
+    diff_interactions_events, ActiveInteraction, InteractionKey, InteractionSnapshot, SourceMeta,
+};
+use crate::event::Event;
+use crate::feed::SnapshotSource;
+use crate::sources::SourceError;
 use crate::vendor_time::vendor_local_to_utc;
 
-pub const VENDOR: &str = "wolkvox";
 pub const INTERACTIONS_ENDPOINT: &str = "real_time.php?api=interactions";
 
-pub struct WolkvoxSource {
-    meta: SourceMeta,
-    http: SourceHttp,
-    base_url: String,
-    token: Secret,
-    tz: Tz,
-}
-
-impl WolkvoxSource {
-    pub fn new(cfg: &WolkvoxConfig) -> anyhow::Result<Arc<Self>> {
-        let token = cfg.token.resolve()?;
-        let tz = cfg.tz().map_err(anyhow::Error::msg)?;
-        let limiter = token_limiter(&token, cfg.max_concurrent_requests);
-        let http = SourceHttp::new(
-            &cfg.name,
-            cfg.request_timeout,
-            limiter,
-            cfg.max_response_bytes,
-        )?;
-        Ok(Arc::new(WolkvoxSource {
-            meta: SourceMeta {
-                name: cfg.name.clone(),
-                vendor: VENDOR.into(),
-            },
-            http,
-            base_url: cfg.base_url.trim_end_matches('/').to_string(),
-            token,
-            tz,
-        }))
-    }
-}
+/// The active-interactions feed of one Wolkvox operation.
+pub struct WolkvoxInteractions(pub Arc<WolkvoxClient>);
 
 #[async_trait]
-impl InteractionSource for WolkvoxSource {
+impl SnapshotSource for WolkvoxInteractions {
+    type Snapshot = InteractionSnapshot;
     fn meta(&self) -> &SourceMeta {
-        &self.meta
+        &self.0.meta
     }
     fn endpoint(&self) -> &str {
         INTERACTIONS_ENDPOINT
     }
-    async fn fetch_interactions(
+    fn stream(&self) -> &str {
+        "interactions"
+    }
+    async fn fetch(
         &self,
         observed_at: i64,
+        _previous: Option<&InteractionSnapshot>,
     ) -> Result<InteractionSnapshot, SourceError> {
-        let mut token =
-            reqwest::header::HeaderValue::from_str(self.token.expose()).map_err(|_| {
-                SourceError::Parse {
-                    source_name: self.meta.name.clone(),
-                    endpoint: INTERACTIONS_ENDPOINT.into(),
-                    field: "token".into(),
-                    detail: "the configured token is not a valid HTTP header value".into(),
-                }
-            })?;
-        token.set_sensitive(true);
-        let req = self
-            .http
-            .client()
-            .get(format!("{}/real_time.php", self.base_url))
-            .query(&[("api", "interactions")])
-            .header("wolkvox-token", token);
-        let (name, tz) = (self.meta.name.clone(), self.tz);
-        self.http
-            .fetch(INTERACTIONS_ENDPOINT, req, move |r| {
+        let (name, tz) = (self.0.meta.name.clone(), self.0.tz);
+        self.0
+            .real_time("interactions", INTERACTIONS_ENDPOINT, move |r| {
                 parse_interactions(&name, tz, observed_at, r)
             })
             .await
+    }
+    fn diff(
+        &self,
+        previous: Option<&InteractionSnapshot>,
+        current: &InteractionSnapshot,
+    ) -> Vec<Event> {
+        diff_interactions_events(&self.0.meta, previous, current)
+    }
+    fn size(&self, s: &InteractionSnapshot) -> usize {
+        s.interactions.len()
     }
 }
 
@@ -106,25 +73,7 @@ pub fn parse_interactions(
         field,
         detail,
     };
-    let mut de = serde_json::Deserializer::from_reader(body);
-    let env: Envelope<AgentRow> = match serde_path_to_error::deserialize(&mut de) {
-        Ok(e) => e,
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if inner.is_io() {
-                return Err(SourceError::Transport {
-                    source_name: source.into(),
-                    endpoint: INTERACTIONS_ENDPOINT.into(),
-                    timeout: inner.to_string().contains("timed out"),
-                    detail: format!("reading the body: {inner}"),
-                });
-            }
-            let field = if path == "." { "<body>".into() } else { path };
-            return Err(err(field, inner.to_string()));
-        }
-    };
-    let data = env.into_data(source, INTERACTIONS_ENDPOINT)?;
+    let data: Vec<AgentRow> = decode_envelope(source, INTERACTIONS_ENDPOINT, body)?;
 
     let mut snap = InteractionSnapshot {
         observed_at,
@@ -187,58 +136,6 @@ pub fn parse_interactions(
     Ok(snap)
 }
 
-/// The Wolkvox response envelope.
-#[derive(Debug, Deserialize)]
-#[serde(bound(deserialize = "T: Deserialize<'de>"))]
-pub struct Envelope<T> {
-    #[serde(default, deserialize_with = "opt_lenient_string")]
-    pub code: Option<String>,
-    #[serde(default)]
-    pub error: Option<serde_json::Value>,
-    #[serde(default, deserialize_with = "opt_lenient_string")]
-    pub msg: Option<String>,
-    #[serde(default)]
-    pub data: Option<Vec<T>>,
-}
-
-impl<T> Envelope<T> {
-    /// `code` 200/201/202 (number or string) → the `data` rows; anything else → a vendor error.
-    pub fn into_data(self, source: &str, endpoint: &str) -> Result<Vec<T>, SourceError> {
-        let code = self.code.ok_or_else(|| SourceError::Parse {
-            source_name: source.into(),
-            endpoint: endpoint.into(),
-            field: "code".into(),
-            detail: "missing".into(),
-        })?;
-        if !matches!(code.trim(), "200" | "201" | "202") {
-            let mut message = match self.error {
-                Some(serde_json::Value::String(s)) => s,
-                Some(serde_json::Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
-            };
-            if let Some(m) = self.msg {
-                if !message.is_empty() {
-                    message.push_str("; ");
-                }
-                message.push_str(&m);
-            }
-            message.truncate(300);
-            return Err(SourceError::Vendor {
-                source_name: source.into(),
-                endpoint: endpoint.into(),
-                code,
-                message,
-            });
-        }
-        self.data.ok_or_else(|| SourceError::Parse {
-            source_name: source.into(),
-            endpoint: endpoint.into(),
-            field: "data".into(),
-            detail: "missing or null in a successful response".into(),
-        })
-    }
-}
-
 #[derive(Debug, Deserialize)]
 struct AgentRow {
     #[serde(deserialize_with = "lenient_string")]
@@ -256,48 +153,6 @@ struct RawInteraction {
     fromname: Option<String>,
     #[serde(default, deserialize_with = "opt_lenient_string")]
     date: Option<String>,
-}
-
-/// A string field that may arrive as a number (trimmed).
-pub fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(opt_lenient_string(d)?.unwrap_or_default())
-}
-
-/// Like [`lenient_string`]; `null` and `""` are `None`.
-pub fn opt_lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    struct V;
-    impl<'de> de::Visitor<'de> for V {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a string or a number")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            let t = v.trim();
-            Ok((!t.is_empty()).then(|| t.to_string()))
-        }
-        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-            self.visit_str(&v)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_any(V)
-        }
-    }
-    d.deserialize_any(V)
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{event_id, InteractionEvent, InteractionEventType};
+use crate::event::{event_id, Event, InteractionEvent, InteractionEventType};
+
+pub mod agents;
+pub mod latest;
 
 /// One active interaction as last seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -57,6 +60,29 @@ mod entries {
     }
 }
 
+impl crate::feed::Stamped for InteractionSnapshot {
+    fn stamp(&mut self, observed_at: i64) {
+        self.observed_at = observed_at;
+    }
+}
+
+/// [`diff_interactions`] as outbox events.
+pub fn diff_interactions_events(
+    meta: &SourceMeta,
+    previous: Option<&InteractionSnapshot>,
+    current: &InteractionSnapshot,
+) -> Vec<Event> {
+    diff_interactions(meta, previous, current)
+        .into_iter()
+        .map(Event::Interaction)
+        .collect()
+}
+
+/// The transition window of a diff: the previous observation's time, or `initial`.
+pub fn window(previous_observed_at: Option<i64>) -> String {
+    previous_observed_at.map_or_else(|| "initial".to_string(), |t| t.to_string())
+}
+
 /// Identity of the source, copied into every event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceMeta {
@@ -75,7 +101,7 @@ pub fn diff_interactions(
     let prev_map = previous.map(|p| &p.interactions).unwrap_or(&empty);
     let prev_at = previous.map(|p| p.observed_at);
     // The transition is identified by the state it left: the previous observation (or "initial").
-    let window = prev_at.map_or_else(|| "initial".to_string(), |t| t.to_string());
+    let window = window(prev_at);
 
     let ended: Vec<&InteractionKey> = prev_map
         .keys()
@@ -124,6 +150,7 @@ pub fn diff_interactions(
             vendor_timestamp_raw: seen.vendor_timestamp_raw.clone(),
             subject: seen.subject.clone(),
             from_name: seen.from_name.clone(),
+            latest_only: false,
         }
     };
     for key in &ended {

@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 use crate::secret::{Secret, SecretRef};
 
+mod sources;
+pub use sources::*;
+
 /// The vendor's documented ceilings (see ../shared/vendor-notes.md).
 pub mod limits {
     use std::time::Duration;
@@ -31,7 +34,7 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         message: message.into(),
@@ -70,16 +73,25 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct TopicsConfig {
-    #[serde(default = "default_interactions_topic")]
+    /// interaction-started / interaction-ended, every vendor.
     pub interactions: String,
+    /// agent-status-changed, every vendor.
+    pub agent_status: String,
+    pub comm100_queue: String,
+    pub comm100_today: String,
+    pub comm100_right_now: String,
 }
 
 impl Default for TopicsConfig {
     fn default() -> Self {
         TopicsConfig {
-            interactions: default_interactions_topic(),
+            interactions: "ccdc.interactions".into(),
+            agent_status: "ccdc.agent-status".into(),
+            comm100_queue: "ccdc.comm100.queue".into(),
+            comm100_today: "ccdc.comm100.today".into(),
+            comm100_right_now: "ccdc.comm100.right-now".into(),
         }
     }
 }
@@ -140,85 +152,14 @@ pub struct RegistryConfig {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "vendor", rename_all = "lowercase")]
-pub enum SourceConfig {
-    Wolkvox(WolkvoxConfig),
-}
-
-impl SourceConfig {
-    pub fn name(&self) -> &str {
-        match self {
-            SourceConfig::Wolkvox(w) => &w.name,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WolkvoxConfig {
-    /// Unique name of this source; part of every event, key and event id.
-    pub name: String,
-    /// e.g. `https://wv0123.wolkvox.com/api/v2`
-    pub base_url: String,
-    pub token: SecretRef,
-    /// IANA zone of the operation (Wolkvox dates are local and carry no offset).
-    pub time_zone: String,
-    /// Simultaneous requests with this token (vendor maximum 2).
-    #[serde(default = "one")]
-    pub max_concurrent_requests: usize,
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
-    pub request_timeout: Duration,
-    #[serde(default = "default_max_response_bytes")]
-    pub max_response_bytes: u64,
-    /// Plain `http://` is refused unless this is set (the simulator needs it).
-    #[serde(default)]
-    pub allow_insecure_http: bool,
-    #[serde(default)]
-    pub interactions: PollConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PollConfig {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default = "default_interval", with = "humantime_serde")]
-    pub interval: Duration,
-    /// Ceiling of the jittered back-off after failed polls (never longer than `interval`).
-    #[serde(default = "default_max_backoff", with = "humantime_serde")]
-    pub max_backoff: Duration,
-    /// An empty snapshot after a non-empty one is only believed after this many consecutive empty
-    /// polls (guards against a vendor glitch ending every interaction).
-    #[serde(default = "default_confirm_empty")]
-    pub confirm_empty_polls: u32,
-}
-
-impl Default for PollConfig {
-    fn default() -> Self {
-        PollConfig {
-            enabled: true,
-            interval: default_interval(),
-            max_backoff: default_max_backoff(),
-            confirm_empty_polls: default_confirm_empty(),
-        }
-    }
-}
-
-fn yes() -> bool {
+pub(crate) fn yes() -> bool {
     true
-}
-fn one() -> usize {
-    1
 }
 fn default_state_dir() -> PathBuf {
     PathBuf::from("./ccdc-state")
 }
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(30)
-}
-fn default_interactions_topic() -> String {
-    "ccdc.interactions".into()
 }
 fn default_max_in_flight() -> usize {
     10_000
@@ -237,21 +178,6 @@ fn default_message_timeout() -> Duration {
 }
 fn default_registry_timeout() -> Duration {
     Duration::from_secs(10)
-}
-fn default_request_timeout() -> Duration {
-    limits::WOLKVOX_MAX_CALL_TIME
-}
-fn default_max_response_bytes() -> u64 {
-    limits::WOLKVOX_MAX_RESPONSE_BYTES
-}
-fn default_interval() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(120)
-}
-fn default_confirm_empty() -> u32 {
-    2
 }
 
 /// librdkafka properties ccdc sets itself for its delivery guarantee; weakening them is refused.
@@ -334,7 +260,23 @@ impl Config {
         if self.publisher.max_in_flight == 0 {
             return Err(invalid("publisher.max_in_flight", "must be at least 1"));
         }
-        validate_topic("topics.interactions", &self.topics.interactions)?;
+        let t = &self.topics;
+        let topics = [
+            ("topics.interactions", &t.interactions),
+            ("topics.agent_status", &t.agent_status),
+            ("topics.comm100_queue", &t.comm100_queue),
+            ("topics.comm100_today", &t.comm100_today),
+            ("topics.comm100_right_now", &t.comm100_right_now),
+        ];
+        for (i, (key, topic)) in topics.iter().enumerate() {
+            validate_topic(key, topic)?;
+            if topics[..i].iter().any(|(_, other)| other == topic) {
+                return Err(invalid(
+                    *key,
+                    format!("`{topic}` is used by another stream (each stream has its own schema)"),
+                ));
+            }
+        }
         if self.output == OutputKind::Kafka {
             let k = self
                 .kafka
@@ -355,9 +297,7 @@ impl Config {
                     format!("duplicate source name `{}`", s.name()),
                 ));
             }
-            match s {
-                SourceConfig::Wolkvox(w) => w.validate(&format!("sources[{i}]"))?,
-            }
+            s.validate(&format!("sources[{i}]"))?;
         }
         Ok(())
     }
@@ -484,95 +424,6 @@ impl RegistryConfig {
     }
 }
 
-impl WolkvoxConfig {
-    fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 100
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !name_ok {
-            return Err(invalid(
-                format!("{at}.name"),
-                "1-100 characters of [A-Za-z0-9._-]",
-            ));
-        }
-        let url = reqwest::Url::parse(&self.base_url)
-            .map_err(|e| invalid(format!("{at}.base_url"), format!("not a URL: {e}")))?;
-        match url.scheme() {
-            "https" => {}
-            "http" if self.allow_insecure_http => {}
-            "http" => {
-                return Err(invalid(
-                    format!("{at}.base_url"),
-                    "plain http is refused (the token would travel in clear); set allow_insecure_http = true only for a local simulator",
-                ))
-            }
-            other => return Err(invalid(format!("{at}.base_url"), format!("unsupported scheme `{other}`"))),
-        }
-        self.token
-            .resolve()
-            .map_err(|e| invalid(format!("{at}.token"), e.to_string()))?;
-        self.tz()
-            .map_err(|m| invalid(format!("{at}.time_zone"), m))?;
-        if self.max_concurrent_requests == 0
-            || self.max_concurrent_requests > limits::WOLKVOX_MAX_CONCURRENT_PER_TOKEN
-        {
-            return Err(invalid(
-                format!("{at}.max_concurrent_requests"),
-                format!(
-                    "must be 1..={} (Wolkvox allows 2 simultaneous requests per token)",
-                    limits::WOLKVOX_MAX_CONCURRENT_PER_TOKEN
-                ),
-            ));
-        }
-        if self.request_timeout.is_zero() || self.request_timeout > limits::WOLKVOX_MAX_CALL_TIME {
-            return Err(invalid(
-                format!("{at}.request_timeout"),
-                "must be > 0 and at most 60s (the vendor's call limit)",
-            ));
-        }
-        if self.max_response_bytes == 0
-            || self.max_response_bytes > limits::WOLKVOX_MAX_RESPONSE_BYTES
-        {
-            return Err(invalid(
-                format!("{at}.max_response_bytes"),
-                "must be > 0 and at most 268435456 (256 MB)",
-            ));
-        }
-        let p = &self.interactions;
-        if p.interval < Duration::from_millis(100) {
-            return Err(invalid(
-                format!("{at}.interactions.interval"),
-                "must be at least 100ms",
-            ));
-        }
-        if p.max_backoff.is_zero() {
-            return Err(invalid(
-                format!("{at}.interactions.max_backoff"),
-                "must be greater than zero",
-            ));
-        }
-        if p.confirm_empty_polls == 0 {
-            return Err(invalid(
-                format!("{at}.interactions.confirm_empty_polls"),
-                "must be at least 1",
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn tz(&self) -> Result<chrono_tz::Tz, String> {
-        self.time_zone.parse::<chrono_tz::Tz>().map_err(|_| {
-            format!(
-                "`{}` is not an IANA time zone (e.g. America/Bogota)",
-                self.time_zone
-            )
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,7 +451,9 @@ time_zone = "America/Bogota"
     #[test]
     fn minimal_stdout_config_is_valid_with_documented_defaults() {
         let c = Config::from_toml_str(&base("")).unwrap();
-        let SourceConfig::Wolkvox(w) = &c.sources[0];
+        let SourceConfig::Wolkvox(w) = &c.sources[0] else {
+            panic!("wolkvox expected")
+        };
         assert_eq!(w.interactions.interval, Duration::from_secs(300));
         assert_eq!(w.max_concurrent_requests, 1);
         assert_eq!(w.request_timeout, Duration::from_secs(60));

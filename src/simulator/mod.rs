@@ -1,0 +1,386 @@
+//! A faithful simulator of the three vendors' APIs, used by `ccdc simulate`, `ccdc demo` and the
+//! integration tests. Each vendor lives under its own prefix:
+//!
+//! | vendor | base_url to configure | endpoints |
+//! |---|---|---|
+//! | Wolkvox | `http://ADDR/api/v2` | `real_time.php?api=interactions|agents` (header `wolkvox-token`) |
+//! | Comm100 | `http://ADDR/comm100/v4` | `livechat/realTime/Agents` (paged), `Queue`, `Today`, `RightNow`, `agentAwayStatuses` (bearer) |
+//! | Vonage | `http://ADDR/vonage` (token: `http://ADDR/vonage/Auth/connect/token`) | `v{n}/{account}/agents/{id}/latestInteractions` (OAuth2 client credentials, client id `ccdc-sim`, secret = the token) |
+//!
+//! Modes: **scripted** (a [`Scenario`] of steps, served until advanced with `POST /_sim/advance`) and
+//! **random** (a seeded random walk that changes on every Wolkvox interactions request).
+//! Faults for the next requests of a route: `POST /_sim/fault?kind=...&count=N[&route=...]`.
+
+pub mod comm100;
+pub mod vonage;
+pub mod wolkvox;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+pub use comm100::C100Agent;
+pub use vonage::VonageLatest;
+pub use wolkvox::{SimAgent, SimInteraction, Step};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    Http500,
+    Http429,
+    Http401,
+    Http400,
+    Malformed,
+    Truncated,
+    /// Wolkvox: `code` 500 in the envelope; others: HTTP 500.
+    VendorError,
+    Empty,
+    Slow,
+    /// The normal body, streamed in chunks without a Content-Length.
+    Chunked,
+}
+
+/// Which endpoint a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    #[default]
+    WolkvoxInteractions,
+    WolkvoxAgents,
+    Comm100Agents,
+    Comm100Queue,
+    Comm100Today,
+    Comm100RightNow,
+    VonageToken,
+    VonageLatest,
+}
+
+/// A scripted timeline; all vendors share the step index.
+#[derive(Debug, Clone, Default)]
+pub struct Scenario {
+    pub wolkvox: Vec<Step>,
+    pub comm100: Vec<Vec<C100Agent>>,
+    pub vonage: Vec<BTreeMap<String, Option<VonageLatest>>>,
+}
+
+pub enum SimMode {
+    /// Wolkvox steps only (shorthand for a [`Scenario`] with just `wolkvox`).
+    Scripted(Vec<Step>),
+    Scenario(Scenario),
+    Random {
+        seed: u64,
+        agents: usize,
+    },
+}
+
+pub(crate) struct Inner {
+    pub scenario: Scenario,
+    pub step: usize,
+    pub random: Option<wolkvox::RandomWorld>,
+    pub requests: HashMap<Route, u64>,
+    pub faults: HashMap<Route, VecDeque<Option<Fault>>>,
+    pub slow: Duration,
+    pub comm100_page_size: usize,
+    pub comm100_shift_once: bool,
+    pub vonage: vonage::TokenIssuer,
+}
+
+pub struct SimState {
+    pub(crate) token: String,
+    pub(crate) inner: Mutex<Inner>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+/// Counts a request as in flight while alive.
+pub(crate) struct InFlight<'a>(&'a SimState);
+
+impl<'a> InFlight<'a> {
+    pub(crate) fn enter(st: &'a SimState) -> Self {
+        let now = st.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        st.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(st)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl SimState {
+    /// `token` is Wolkvox's `wolkvox-token`, Comm100's bearer token and Vonage's client secret.
+    pub fn new(token: &str, mode: SimMode) -> Arc<Self> {
+        let (scenario, random) = match mode {
+            SimMode::Scripted(steps) => (
+                Scenario {
+                    wolkvox: steps,
+                    ..Default::default()
+                },
+                None,
+            ),
+            SimMode::Scenario(s) => (s, None),
+            SimMode::Random { seed, agents } => (
+                Scenario::default(),
+                Some(wolkvox::RandomWorld::new(seed, agents)),
+            ),
+        };
+        Arc::new(SimState {
+            token: token.to_string(),
+            inner: Mutex::new(Inner {
+                scenario,
+                step: 0,
+                random,
+                requests: HashMap::new(),
+                faults: HashMap::new(),
+                slow: Duration::from_secs(65),
+                comm100_page_size: 5,
+                comm100_shift_once: false,
+                vonage: vonage::TokenIssuer::default(),
+            }),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serve the next scripted step from now on. Returns the new step index.
+    pub fn advance(&self) -> usize {
+        let mut g = self.lock();
+        let len = g
+            .scenario
+            .wolkvox
+            .len()
+            .max(g.scenario.comm100.len())
+            .max(g.scenario.vonage.len());
+        if g.step + 1 < len {
+            g.step += 1;
+        }
+        g.step
+    }
+
+    pub fn step(&self) -> usize {
+        self.lock().step
+    }
+
+    /// Requests served on the Wolkvox interactions route.
+    pub fn requests(&self) -> u64 {
+        self.requests_on(Route::WolkvoxInteractions)
+    }
+
+    pub fn requests_on(&self, route: Route) -> u64 {
+        self.lock().requests.get(&route).copied().unwrap_or(0)
+    }
+
+    /// The most requests ever served at the same time.
+    pub fn max_concurrent_requests(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Inject `fault` into the next `count` Wolkvox interactions requests.
+    pub fn inject(&self, fault: Fault, count: usize) {
+        self.inject_at(Route::WolkvoxInteractions, fault, count);
+    }
+
+    pub fn inject_at(&self, route: Route, fault: Fault, count: usize) {
+        self.inject_sequence(route, std::iter::repeat_n(Some(fault), count).collect());
+    }
+
+    /// The next requests of `route` get these outcomes in order (`None` = normal answer).
+    pub fn inject_sequence(&self, route: Route, seq: Vec<Option<Fault>>) {
+        self.lock().faults.entry(route).or_default().extend(seq);
+    }
+
+    /// How long a `slow` fault stalls (default 65 s, past the vendor's 60 s limit).
+    pub fn set_slow(&self, d: Duration) {
+        self.lock().slow = d;
+    }
+
+    /// Comm100 `Agents` page size (default 5, as in the seed's example).
+    pub fn set_comm100_page_size(&self, n: usize) {
+        self.lock().comm100_page_size = n.max(1);
+    }
+
+    /// The next paged Comm100 poll sees the list shift by one between page 1 and the following pages.
+    pub fn shift_comm100_list_once(&self) {
+        self.lock().comm100_shift_once = true;
+    }
+
+    /// Vonage tokens' lifetime in seconds (default 3600).
+    pub fn set_vonage_token_lifetime(&self, secs: u64) {
+        self.lock().vonage.lifetime = secs;
+    }
+
+    /// Invalidate every Vonage token issued so far (the next call gets a 401).
+    pub fn revoke_vonage_tokens(&self) {
+        self.lock().vonage.revoke_all();
+    }
+
+    /// Vonage tokens issued so far.
+    pub fn vonage_tokens_issued(&self) -> u64 {
+        self.lock().vonage.issued
+    }
+
+    /// Count a request on `route` and take its fault, if any.
+    pub(crate) fn begin(&self, route: Route) -> (Option<Fault>, Duration) {
+        let mut g = self.lock();
+        *g.requests.entry(route).or_default() += 1;
+        let fault = g
+            .faults
+            .get_mut(&route)
+            .and_then(|q| q.pop_front())
+            .flatten();
+        (fault, g.slow)
+    }
+}
+
+/// The answer for `fault`, given the normal JSON body; `None` when the fault does not apply.
+pub(crate) async fn fault_response(
+    fault: Fault,
+    body: &serde_json::Value,
+    slow: Duration,
+) -> Option<Response> {
+    let json_text = |t: String| ([("content-type", "application/json")], t).into_response();
+    Some(match fault {
+        Fault::Http500 | Fault::VendorError => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response()
+        }
+        Fault::Http429 => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            "slow down",
+        )
+            .into_response(),
+        Fault::Http401 => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": "Unauthorized"})),
+        )
+            .into_response(),
+        Fault::Http400 => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": "The InteractionType field is required."})),
+        )
+            .into_response(),
+        Fault::Malformed => json_text("{\"data\":[{\"id\":".into()),
+        Fault::Truncated => {
+            let full = body.to_string();
+            json_text(full[..full.len() / 2].to_string())
+        }
+        Fault::Chunked => {
+            let text = body.to_string().into_bytes();
+            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = text
+                .chunks(8 * 1024)
+                .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                .collect();
+            (
+                [("content-type", "application/json")],
+                axum::body::Body::from_stream(futures::stream::iter(chunks)),
+            )
+                .into_response()
+        }
+        Fault::Slow => {
+            tokio::time::sleep(slow).await;
+            return None;
+        }
+        Fault::Empty => return None,
+    })
+}
+
+#[derive(Deserialize)]
+struct FaultQuery {
+    kind: Fault,
+    count: Option<usize>,
+    #[serde(default)]
+    route: Route,
+}
+
+pub fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .merge(wolkvox::routes())
+        .merge(comm100::routes())
+        .merge(vonage::routes())
+        .route("/_sim/advance", post(|State(st): State<Arc<SimState>>| async move { Json(json!({"step": st.advance()})) }))
+        .route(
+            "/_sim/state",
+            get(|State(st): State<Arc<SimState>>| async move { Json(json!({"step": st.step(), "requests": st.requests()})) }),
+        )
+        .route(
+            "/_sim/fault",
+            post(|State(st): State<Arc<SimState>>, Query(q): Query<FaultQuery>| async move {
+                st.inject_at(q.route, q.kind, q.count.unwrap_or(1));
+                StatusCode::NO_CONTENT
+            }),
+        )
+        .with_state(state)
+}
+
+/// A running simulator.
+pub struct SimServer {
+    pub addr: SocketAddr,
+    pub state: Arc<SimState>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SimServer {
+    /// Bind `addr` (use port 0 for a free port) and serve in the background.
+    pub async fn start(addr: SocketAddr, state: Arc<SimState>) -> std::io::Result<SimServer> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        let app = router(state.clone());
+        let task = tokio::spawn(async move {
+            let res = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { c.cancelled().await })
+                .await;
+            if let Err(e) = res {
+                tracing::error!(error = %e, "simulator server failed");
+            }
+        });
+        Ok(SimServer {
+            addr,
+            state,
+            cancel,
+            task,
+        })
+    }
+
+    /// The Wolkvox `base_url`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/api/v2", self.addr)
+    }
+
+    /// The Comm100 `base_url`.
+    pub fn comm100_base_url(&self) -> String {
+        format!("http://{}/comm100/v4", self.addr)
+    }
+
+    /// The Vonage `base_url` and `token_url`.
+    pub fn vonage_urls(&self) -> (String, String) {
+        (
+            format!("http://{}/vonage", self.addr),
+            format!("http://{}/vonage/Auth/connect/token", self.addr),
+        )
+    }
+
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}

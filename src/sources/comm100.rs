@@ -1,0 +1,409 @@
+//! Comm100 Live Chat real-time API (seed 004): `Agents` (paged) → agent-status events; `Queue`,
+//! `Today`, `RightNow` → one metrics record per poll (per department for `Queue`).
+//!
+//! Paging: every page of one poll is fetched (`pageIndex` from 1 to `pageCount`); any failed page
+//! fails the whole poll. The list can shift between pages: agents are deduplicated by `agentId`, and
+//! when fewer distinct agents than `total` were seen, agents missing from this poll keep their
+//! previous state (no "absent" event) — a logout that coincides with a shift is reported one poll late.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::http::{token_limiter, SourceHttp};
+use super::SourceError;
+use crate::config::Comm100Config;
+use crate::diff::agents::{diff_agents, AgentSnapshot, AgentState};
+use crate::diff::SourceMeta;
+use crate::event::{event_id, Comm100AgentDetails, Event, MetricsRecord, MetricsValues};
+use crate::feed::SnapshotSource;
+use crate::secret::Secret;
+use crate::vendor_time::parse_duration_ms;
+
+pub const VENDOR: &str = "comm100";
+pub const AGENTS_ENDPOINT: &str = "livechat/realTime/Agents";
+/// Upper bound on pages per poll, against a vendor that never stops paging.
+const MAX_PAGES: u32 = 10_000;
+
+pub struct Comm100Client {
+    meta: SourceMeta,
+    http: SourceHttp,
+    base_url: String,
+    token: Secret,
+    site_id: Option<String>,
+    tz: chrono_tz::Tz,
+    page_size: Option<u32>,
+    static_names: BTreeMap<String, String>,
+    away_statuses_url: Option<String>,
+    refresh: Duration,
+    fetched_names: Mutex<(Option<Instant>, BTreeMap<String, String>)>,
+}
+
+impl Comm100Client {
+    pub fn new(cfg: &Comm100Config) -> anyhow::Result<Arc<Self>> {
+        let token = cfg.token.resolve()?;
+        let limiter = token_limiter(&token, cfg.max_concurrent_requests);
+        Ok(Arc::new(Comm100Client {
+            meta: SourceMeta {
+                name: cfg.name.clone(),
+                vendor: VENDOR.into(),
+            },
+            http: SourceHttp::new(
+                &cfg.name,
+                cfg.request_timeout,
+                limiter,
+                cfg.max_response_bytes,
+            )?,
+            base_url: cfg.base_url.trim_end_matches('/').to_string(),
+            token,
+            site_id: cfg.site_id.clone(),
+            tz: cfg
+                .time_zone
+                .parse()
+                .map_err(|_| anyhow::anyhow!("bad time zone {}", cfg.time_zone))?,
+            page_size: cfg.page_size,
+            static_names: cfg.status_names.clone(),
+            away_statuses_url: cfg.away_statuses_url.clone(),
+            refresh: cfg.status_names_refresh,
+            fetched_names: Mutex::new((None, BTreeMap::new())),
+        }))
+    }
+
+    /// GET `url` with the bearer token; decode JSON of type `T`, naming the path of any problem.
+    async fn get<T: DeserializeOwned + Send + 'static>(
+        &self,
+        endpoint: &'static str,
+        url: String,
+        query: Vec<(&'static str, String)>,
+    ) -> Result<T, SourceError> {
+        let mut q = query;
+        if let Some(site) = &self.site_id {
+            q.push(("siteId", site.clone()));
+        }
+        let req = self
+            .http
+            .client()
+            .get(url)
+            .query(&q)
+            .bearer_auth(self.token.expose())
+            .header("Accept", "application/json");
+        let name = self.meta.name.clone();
+        self.http
+            .fetch(endpoint, req, move |r| decode_json(&name, endpoint, r))
+            .await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base_url)
+    }
+
+    /// The status-name mapping: static names over names fetched from the away-status list.
+    async fn status_names(&self) -> BTreeMap<String, String> {
+        let stale = {
+            let g = self.fetched_names.lock().unwrap_or_else(|p| p.into_inner());
+            g.0.is_none_or(|t| t.elapsed() >= self.refresh)
+        };
+        if let (true, Some(url)) = (stale, self.away_statuses_url.clone()) {
+            #[derive(Deserialize)]
+            struct Away {
+                id: String,
+                name: String,
+            }
+            match self
+                .get::<Vec<Away>>("agentAwayStatuses", url, vec![])
+                .await
+            {
+                Ok(list) => {
+                    let mut g = self.fetched_names.lock().unwrap_or_else(|p| p.into_inner());
+                    *g = (
+                        Some(Instant::now()),
+                        list.into_iter().map(|a| (a.id, a.name)).collect(),
+                    );
+                }
+                Err(e) => {
+                    metrics::counter!("ccdc_status_names_refresh_failures_total", "source" => self.meta.name.clone()).increment(1);
+                    tracing::warn!(error = %e, "cannot refresh the away-status names; keeping the previous ones");
+                }
+            }
+        }
+        let mut names = self
+            .fetched_names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone();
+        names.extend(self.static_names.clone());
+        names
+    }
+}
+
+fn decode_json<T: DeserializeOwned>(
+    source: &str,
+    endpoint: &str,
+    body: &mut dyn Read,
+) -> Result<T, SourceError> {
+    let mut de = serde_json::Deserializer::from_reader(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_io() {
+            return SourceError::Transport {
+                source_name: source.into(),
+                endpoint: endpoint.into(),
+                timeout: inner.to_string().contains("timed out"),
+                detail: format!("reading the body: {inner}"),
+            };
+        }
+        SourceError::Parse {
+            source_name: source.into(),
+            endpoint: endpoint.into(),
+            field: if path == "." { "<body>".into() } else { path },
+            detail: inner.to_string(),
+        }
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AgentsPage {
+    total: u64,
+    page_count: u32,
+    #[serde(default)]
+    list: Vec<AgentRow>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AgentRow {
+    agent_id: String,
+    display_name: Option<String>,
+    current_status_id: Option<String>,
+    ongoing_chats: Option<i64>,
+    max_concurrent_chats: Option<i64>,
+    intraday_chats: Option<i64>,
+    intraday_linear_chat_time: Option<String>,
+}
+
+/// The agent-status feed of one Comm100 site.
+pub struct Comm100Agents(pub Arc<Comm100Client>);
+
+#[async_trait]
+impl SnapshotSource for Comm100Agents {
+    type Snapshot = AgentSnapshot;
+    fn meta(&self) -> &SourceMeta {
+        &self.0.meta
+    }
+    fn endpoint(&self) -> &str {
+        AGENTS_ENDPOINT
+    }
+    fn stream(&self) -> &str {
+        "agents"
+    }
+    async fn fetch(
+        &self,
+        observed_at: i64,
+        previous: Option<&AgentSnapshot>,
+    ) -> Result<AgentSnapshot, SourceError> {
+        let c = &self.0;
+        let names = c.status_names().await;
+        let mut rows: BTreeMap<String, AgentRow> = BTreeMap::new();
+        let (mut total, mut page_count, mut page, mut duplicates) = (0u64, 1u32, 1u32, 0usize);
+        while page <= page_count {
+            let mut q = vec![("pageIndex", page.to_string())];
+            if let Some(size) = c.page_size {
+                q.push(("pageSize", size.to_string()));
+            }
+            let p: AgentsPage = c.get(AGENTS_ENDPOINT, c.url(AGENTS_ENDPOINT), q).await?;
+            if page == 1 {
+                total = p.total;
+                page_count = p.page_count.min(MAX_PAGES);
+            }
+            for row in p.list {
+                if rows.contains_key(&row.agent_id) {
+                    duplicates += 1;
+                } else {
+                    rows.insert(row.agent_id.clone(), row);
+                }
+            }
+            page += 1;
+        }
+        let complete = rows.len() as u64 >= total;
+        if duplicates > 0 || !complete {
+            metrics::counter!("ccdc_list_shifts_total", "source" => c.meta.name.clone(), "endpoint" => AGENTS_ENDPOINT).increment(1);
+            tracing::warn!(
+                duplicates,
+                seen = rows.len(),
+                total,
+                "the agent list shifted between pages; missing agents keep their previous state"
+            );
+        }
+        let mut snap = AgentSnapshot {
+            observed_at,
+            agents: BTreeMap::new(),
+        };
+        for (id, r) in rows {
+            let status = r.current_status_id.clone().unwrap_or_default();
+            snap.agents.insert(
+                id,
+                AgentState {
+                    name: r.display_name.clone(),
+                    status_name: names.get(&status).cloned(),
+                    status,
+                    wolkvox: None,
+                    comm100: Some(Comm100AgentDetails {
+                        display_name: r.display_name,
+                        ongoing_chats: r.ongoing_chats,
+                        max_concurrent_chats: r.max_concurrent_chats,
+                        intraday_chats: r.intraday_chats,
+                        intraday_linear_chat_time_ms: r
+                            .intraday_linear_chat_time
+                            .as_deref()
+                            .and_then(parse_duration_ms),
+                        intraday_linear_chat_time_raw: r.intraday_linear_chat_time,
+                    }),
+                },
+            );
+        }
+        if !complete {
+            if let Some(p) = previous {
+                for (id, a) in &p.agents {
+                    snap.agents.entry(id.clone()).or_insert_with(|| a.clone());
+                }
+            }
+        }
+        snap.carry_absent(previous);
+        Ok(snap)
+    }
+    fn diff(&self, previous: Option<&AgentSnapshot>, current: &AgentSnapshot) -> Vec<Event> {
+        diff_agents(&self.0.meta, previous, current)
+    }
+    fn size(&self, s: &AgentSnapshot) -> usize {
+        s.present()
+    }
+}
+
+mod metrics_types;
+pub use metrics_types::*;
+
+/// Which metrics endpoint a [`Comm100Metrics`] feed polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsEndpoint {
+    Queue,
+    Today,
+    RightNow,
+}
+
+impl MetricsEndpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            MetricsEndpoint::Queue => "livechat/realTime/Queue",
+            MetricsEndpoint::Today => "livechat/realTime/Today",
+            MetricsEndpoint::RightNow => "livechat/realTime/RightNow",
+        }
+    }
+    fn stream(self) -> &'static str {
+        match self {
+            MetricsEndpoint::Queue => "queue",
+            MetricsEndpoint::Today => "today",
+            MetricsEndpoint::RightNow => "right-now",
+        }
+    }
+}
+
+/// The last metrics records of one endpoint (the state of a metrics feed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct MetricsSnapshot {
+    pub observed_at: i64,
+    pub records: Vec<MetricsRecord>,
+}
+
+/// One metrics endpoint of one Comm100 site: every poll publishes what it read.
+pub struct Comm100Metrics {
+    pub client: Arc<Comm100Client>,
+    pub endpoint: MetricsEndpoint,
+}
+
+#[async_trait]
+impl SnapshotSource for Comm100Metrics {
+    type Snapshot = MetricsSnapshot;
+    fn meta(&self) -> &SourceMeta {
+        &self.client.meta
+    }
+    fn endpoint(&self) -> &str {
+        self.endpoint.path()
+    }
+    fn stream(&self) -> &str {
+        self.endpoint.stream()
+    }
+    async fn fetch(
+        &self,
+        observed_at: i64,
+        _previous: Option<&MetricsSnapshot>,
+    ) -> Result<MetricsSnapshot, SourceError> {
+        let c = &self.client;
+        let path = self.endpoint.path();
+        let url = c.url(path);
+        let values: Vec<(Option<String>, MetricsValues)> = match self.endpoint {
+            MetricsEndpoint::Queue => {
+                let rows: Vec<QueueRow> = c.get(path, url, vec![]).await?;
+                rows.into_iter()
+                    .map(|r| {
+                        (
+                            r.route_to_department_id.clone(),
+                            MetricsValues::Comm100Queue(r.into()),
+                        )
+                    })
+                    .collect()
+            }
+            MetricsEndpoint::Today => {
+                let midnight = chrono::Utc::now()
+                    .with_timezone(&c.tz)
+                    .format("%Y-%m-%dT00:00:00")
+                    .to_string();
+                let t: TodayMetrics = c.get(path, url, vec![("startTime", midnight)]).await?;
+                vec![(None, MetricsValues::Comm100Today(t))]
+            }
+            MetricsEndpoint::RightNow => {
+                let r: RightNowMetrics = c.get(path, url, vec![]).await?;
+                vec![(None, MetricsValues::Comm100RightNow(r))]
+            }
+        };
+        let records = values
+            .into_iter()
+            .map(|(department_id, values)| MetricsRecord {
+                event_id: event_id(&[
+                    &c.meta.name,
+                    path,
+                    department_id.as_deref().unwrap_or(""),
+                    &observed_at.to_string(),
+                ])
+                .to_string(),
+                source: c.meta.name.clone(),
+                vendor: VENDOR.into(),
+                observed_at,
+                department_id,
+                values,
+            })
+            .collect();
+        Ok(MetricsSnapshot {
+            observed_at,
+            records,
+        })
+    }
+    fn diff(&self, _previous: Option<&MetricsSnapshot>, current: &MetricsSnapshot) -> Vec<Event> {
+        current
+            .records
+            .iter()
+            .cloned()
+            .map(Event::Metrics)
+            .collect()
+    }
+    fn size(&self, s: &MetricsSnapshot) -> usize {
+        s.records.len()
+    }
+}

@@ -1,0 +1,367 @@
+//! Vonage Contact Center (seed 003): `GET v{n}/{accountKey}/agents/{agentId}/latestInteractions` with
+//! `Accept: application/json;version=1`, for each configured agent, with an OAuth2 client-credentials
+//! bearer token (cached, refreshed before expiry and once on 401, never logged).
+//!
+//! Limits: bounded concurrency and a per-account request rate (token bucket), paused by 429
+//! `Retry-After`. A 404 for one agent is reported (metric + warning) and that agent keeps its previous
+//! state; a 400 is a configuration error carrying the vendor's message.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::sync::{Mutex, Semaphore};
+
+use super::http::SourceHttp;
+use super::SourceError;
+use crate::config::VonageConfig;
+use crate::diff::latest::{diff_latest, LatestInteraction, LatestSnapshot};
+use crate::diff::SourceMeta;
+use crate::event::Event;
+use crate::feed::SnapshotSource;
+use crate::secret::Secret;
+
+pub const VENDOR: &str = "vonage";
+pub const ENDPOINT: &str = "agents/{agentId}/latestInteractions";
+const TOKEN_ENDPOINT: &str = "oauth token";
+const MAX_429_RETRIES: u32 = 3;
+
+/// Requests per second for one account, shared by every call; a 429 pauses everyone.
+pub struct RateLimiter {
+    interval: Duration,
+    next: Mutex<tokio::time::Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: f64) -> Self {
+        RateLimiter {
+            interval: Duration::from_secs_f64(1.0 / per_second),
+            next: Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+    /// Wait for the next slot.
+    pub async fn acquire(&self) {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let slot = (*next).max(tokio::time::Instant::now());
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+    /// Nobody calls before `d` from now.
+    pub async fn pause(&self, d: Duration) {
+        let mut next = self.next.lock().await;
+        *next = (*next).max(tokio::time::Instant::now() + d);
+    }
+}
+
+struct CachedToken {
+    token: Secret,
+    refresh_at: Instant,
+}
+
+pub struct VonageSource {
+    meta: SourceMeta,
+    http: SourceHttp,
+    base: String,
+    token_url: String,
+    client_id: String,
+    client_secret: Secret,
+    scope: Option<String>,
+    agent_ids: Vec<String>,
+    concurrency: usize,
+    rate: RateLimiter,
+    token: Mutex<Option<CachedToken>>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct LatestBody {
+    interactions: Vec<LatestRow>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LatestRow {
+    guid: String,
+    start: Option<String>,
+    #[serde(default)]
+    has_ended: bool,
+}
+
+/// What one agent's request yielded.
+enum AgentResult {
+    Seen(Option<LatestInteraction>),
+    NotFound,
+}
+
+impl VonageSource {
+    pub fn new(cfg: &VonageConfig) -> anyhow::Result<Arc<Self>> {
+        let limiter = Arc::new(Semaphore::new(cfg.max_concurrent_requests));
+        Ok(Arc::new(VonageSource {
+            meta: SourceMeta {
+                name: cfg.name.clone(),
+                vendor: VENDOR.into(),
+            },
+            http: SourceHttp::new(
+                &cfg.name,
+                cfg.request_timeout,
+                limiter,
+                cfg.max_response_bytes,
+            )?,
+            base: format!(
+                "{}/v{}/{}",
+                cfg.base_url.trim_end_matches('/'),
+                cfg.api_version,
+                cfg.account_key
+            ),
+            token_url: cfg.token_url.clone(),
+            client_id: cfg.client_id.clone(),
+            client_secret: cfg.client_secret.resolve()?,
+            scope: cfg.scope.clone(),
+            agent_ids: cfg.agent_ids.clone(),
+            concurrency: cfg.max_concurrent_requests,
+            rate: RateLimiter::new(cfg.requests_per_second),
+            token: Mutex::new(None),
+        }))
+    }
+
+    /// A valid bearer token, fetched when missing or about to expire.
+    async fn bearer(&self) -> Result<Secret, SourceError> {
+        let mut cached = self.token.lock().await;
+        if let Some(c) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
+            return Ok(c.token.clone());
+        }
+        let mut form = vec![("grant_type", "client_credentials".to_string())];
+        if let Some(s) = &self.scope {
+            form.push(("scope", s.clone()));
+        }
+        let req = self
+            .http
+            .client()
+            .post(&self.token_url)
+            .basic_auth(&self.client_id, Some(self.client_secret.expose()))
+            .form(&form);
+        let name = self.meta.name.clone();
+        let resp: TokenResponse = self
+            .http
+            .fetch(TOKEN_ENDPOINT, req, move |r| {
+                serde_json::from_reader(r).map_err(|e| SourceError::Parse {
+                    source_name: name,
+                    endpoint: TOKEN_ENDPOINT.into(),
+                    field: "access_token".into(),
+                    detail: e.to_string(),
+                })
+            })
+            .await?;
+        // Refresh a minute early (or at 80% of a short lifetime).
+        let life = Duration::from_secs(resp.expires_in.unwrap_or(3600));
+        let margin = Duration::from_secs(60).min(life / 5);
+        let token = Secret::new(resp.access_token);
+        *cached = Some(CachedToken {
+            token: token.clone(),
+            refresh_at: Instant::now() + life - margin,
+        });
+        metrics::counter!("ccdc_oauth_token_refreshes_total", "source" => self.meta.name.clone())
+            .increment(1);
+        tracing::debug!(expires_in_s = life.as_secs(), "obtained an access token");
+        Ok(token)
+    }
+
+    async fn invalidate(&self) {
+        *self.token.lock().await = None;
+    }
+
+    async fn latest(&self, agent: &str) -> Result<AgentResult, SourceError> {
+        let url = format!("{}/agents/{agent}/latestInteractions", self.base);
+        let (mut retried_401, mut retries_429) = (false, 0);
+        loop {
+            self.rate.acquire().await;
+            let token = self.bearer().await?;
+            let req = self
+                .http
+                .client()
+                .get(&url)
+                .bearer_auth(token.expose())
+                .header("Accept", "application/json;version=1");
+            let name = self.meta.name.clone();
+            let res = self
+                .http
+                .fetch(ENDPOINT, req, move |r| {
+                    let mut de = serde_json::Deserializer::from_reader(r);
+                    serde_path_to_error::deserialize::<_, LatestBody>(&mut de).map_err(|e| {
+                        SourceError::Parse {
+                            source_name: name,
+                            endpoint: ENDPOINT.into(),
+                            field: e.path().to_string(),
+                            detail: e.into_inner().to_string(),
+                        }
+                    })
+                })
+                .await;
+            match res {
+                Ok(body) => {
+                    return Ok(AgentResult::Seen(
+                        body.interactions.into_iter().next().map(to_latest),
+                    ))
+                }
+                Err(SourceError::Http { status: 401, .. }) if !retried_401 => {
+                    retried_401 = true;
+                    self.invalidate().await;
+                }
+                Err(SourceError::RateLimited { retry_after, .. })
+                    if retries_429 < MAX_429_RETRIES =>
+                {
+                    retries_429 += 1;
+                    let wait = retry_after
+                        .unwrap_or(Duration::from_secs(1))
+                        .min(Duration::from_secs(60));
+                    metrics::counter!("ccdc_rate_limited_total", "source" => self.meta.name.clone()).increment(1);
+                    tracing::warn!(
+                        agent,
+                        wait_ms = wait.as_millis() as u64,
+                        "rate limited (429); pausing the account's requests"
+                    );
+                    self.rate.pause(wait).await;
+                }
+                Err(SourceError::Http { status: 404, .. }) => return Ok(AgentResult::NotFound),
+                Err(SourceError::Http {
+                    status: 400,
+                    detail,
+                    source_name,
+                    ..
+                }) => {
+                    let message = serde_json::from_str::<serde_json::Value>(&detail)
+                        .ok()
+                        .and_then(|v| {
+                            v.get("message")
+                                .and_then(|m| m.as_str())
+                                .map(str::to_string)
+                        })
+                        .unwrap_or(detail);
+                    return Err(SourceError::Config {
+                        source_name,
+                        endpoint: ENDPOINT.into(),
+                        message: format!("agent {agent}: {message}"),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn to_latest(r: LatestRow) -> LatestInteraction {
+    let start = r
+        .start
+        .as_deref()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.timestamp_millis());
+    LatestInteraction {
+        guid: r.guid,
+        start,
+        start_raw: r.start,
+        has_ended: r.has_ended,
+    }
+}
+
+/// The interactions feed of one Vonage account.
+pub struct VonageInteractions(pub Arc<VonageSource>);
+
+#[async_trait]
+impl SnapshotSource for VonageInteractions {
+    type Snapshot = LatestSnapshot;
+    fn meta(&self) -> &SourceMeta {
+        &self.0.meta
+    }
+    fn endpoint(&self) -> &str {
+        ENDPOINT
+    }
+    fn stream(&self) -> &str {
+        "latest-interactions"
+    }
+    async fn fetch(
+        &self,
+        observed_at: i64,
+        previous: Option<&LatestSnapshot>,
+    ) -> Result<LatestSnapshot, SourceError> {
+        let src = &self.0;
+        let results: Vec<(String, Result<AgentResult, SourceError>)> =
+            futures::stream::iter(src.agent_ids.iter().cloned())
+                .map(|agent| async move {
+                    let r = src.latest(&agent).await;
+                    (agent, r)
+                })
+                .buffer_unordered(src.concurrency)
+                .collect()
+                .await;
+        let mut agents = BTreeMap::new();
+        let mut not_found = Vec::new();
+        for (agent, r) in results {
+            match r? {
+                AgentResult::Seen(latest) => {
+                    agents.insert(agent, latest);
+                }
+                AgentResult::NotFound => {
+                    // Unknown is not "no interaction": keep what we knew, emit nothing for it.
+                    if let Some(prev) = previous.and_then(|p| p.agents.get(&agent)) {
+                        agents.insert(agent.clone(), prev.clone());
+                    }
+                    not_found.push(agent);
+                }
+            }
+        }
+        if !not_found.is_empty() {
+            metrics::counter!("ccdc_agents_not_found_total", "source" => src.meta.name.clone())
+                .increment(not_found.len() as u64);
+            tracing::warn!(agents = ?not_found, "the vendor does not know these agents (HTTP 404); check agent_ids");
+        }
+        Ok(LatestSnapshot {
+            observed_at,
+            agents,
+        })
+    }
+    fn diff(&self, previous: Option<&LatestSnapshot>, current: &LatestSnapshot) -> Vec<Event> {
+        diff_latest(&self.0.meta, previous, current)
+    }
+    fn size(&self, s: &LatestSnapshot) -> usize {
+        s.agents.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiter_spaces_calls_and_429_pauses_everyone() {
+        let r = RateLimiter::new(4.0);
+        let t0 = tokio::time::Instant::now();
+        for _ in 0..5 {
+            r.acquire().await;
+        }
+        assert_eq!(
+            t0.elapsed(),
+            Duration::from_millis(1000),
+            "5 calls at 4/s: the 5th waits 1 s"
+        );
+        r.pause(Duration::from_secs(3)).await;
+        let t1 = tokio::time::Instant::now();
+        r.acquire().await;
+        assert!(
+            t1.elapsed() >= Duration::from_secs(3) - Duration::from_millis(10),
+            "{:?}",
+            t1.elapsed()
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! Wolkvox (seeds 000–002 and ../shared/vendor-notes.md).
+//!
+//! Every call: `GET {base_url}/<endpoint>.php?api=...` with header `wolkvox-token`. Envelope
+//! `{code, error, msg, data}`: `code` is a number on some endpoints and a string on others; 200, 201
+//! and 202 mean success. Every field in `data` is a string (numbers tolerated); `""` means no value.
+//! One client per source; every request of every source using the same token shares one limiter.
+
+pub mod agents;
+pub mod interactions;
+
+use std::io::Read;
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use serde::de::{self, DeserializeOwned, Deserializer};
+use serde::Deserialize;
+
+use super::http::{token_limiter, SourceHttp};
+use super::SourceError;
+use crate::config::WolkvoxConfig;
+use crate::diff::SourceMeta;
+use crate::secret::Secret;
+
+pub const VENDOR: &str = "wolkvox";
+
+pub struct WolkvoxClient {
+    pub meta: SourceMeta,
+    http: SourceHttp,
+    base_url: String,
+    token: Secret,
+    pub tz: Tz,
+}
+
+impl WolkvoxClient {
+    pub fn new(cfg: &WolkvoxConfig) -> anyhow::Result<Arc<Self>> {
+        let token = cfg.token.resolve()?;
+        let tz = cfg.tz().map_err(anyhow::Error::msg)?;
+        let limiter = token_limiter(&token, cfg.max_concurrent_requests);
+        let http = SourceHttp::new(
+            &cfg.name,
+            cfg.request_timeout,
+            limiter,
+            cfg.max_response_bytes,
+        )?;
+        Ok(Arc::new(WolkvoxClient {
+            meta: SourceMeta {
+                name: cfg.name.clone(),
+                vendor: VENDOR.into(),
+            },
+            http,
+            base_url: cfg.base_url.trim_end_matches('/').to_string(),
+            token,
+            tz,
+        }))
+    }
+
+    /// `GET {base_url}/real_time.php?api={api}`, the body streamed through `parse`.
+    pub async fn real_time<T, F>(
+        &self,
+        api: &'static str,
+        endpoint: &'static str,
+        parse: F,
+    ) -> Result<T, SourceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
+    {
+        let mut token =
+            reqwest::header::HeaderValue::from_str(self.token.expose()).map_err(|_| {
+                SourceError::Parse {
+                    source_name: self.meta.name.clone(),
+                    endpoint: endpoint.into(),
+                    field: "token".into(),
+                    detail: "the configured token is not a valid HTTP header value".into(),
+                }
+            })?;
+        token.set_sensitive(true);
+        let req = self
+            .http
+            .client()
+            .get(format!("{}/real_time.php", self.base_url))
+            .query(&[("api", api)])
+            .header("wolkvox-token", token);
+        self.http.fetch(endpoint, req, parse).await
+    }
+}
+
+/// Stream-decode a Wolkvox envelope whose rows are `T`; errors name the JSON path of the problem.
+pub fn decode_envelope<T: DeserializeOwned>(
+    source: &str,
+    endpoint: &str,
+    body: &mut dyn Read,
+) -> Result<Vec<T>, SourceError> {
+    let mut de = serde_json::Deserializer::from_reader(body);
+    let env: Envelope<T> = match serde_path_to_error::deserialize(&mut de) {
+        Ok(e) => e,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_io() {
+                return Err(SourceError::Transport {
+                    source_name: source.into(),
+                    endpoint: endpoint.into(),
+                    timeout: inner.to_string().contains("timed out"),
+                    detail: format!("reading the body: {inner}"),
+                });
+            }
+            let field = if path == "." { "<body>".into() } else { path };
+            return Err(SourceError::Parse {
+                source_name: source.into(),
+                endpoint: endpoint.into(),
+                field,
+                detail: inner.to_string(),
+            });
+        }
+    };
+    env.into_data(source, endpoint)
+}
+
+/// The Wolkvox response envelope.
+#[derive(Debug, Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+pub struct Envelope<T> {
+    #[serde(default, deserialize_with = "opt_lenient_string")]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub error: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "opt_lenient_string")]
+    pub msg: Option<String>,
+    #[serde(default)]
+    pub data: Option<Vec<T>>,
+}
+
+impl<T> Envelope<T> {
+    /// `code` 200/201/202 (number or string) → the `data` rows; anything else → a vendor error.
+    pub fn into_data(self, source: &str, endpoint: &str) -> Result<Vec<T>, SourceError> {
+        let code = self.code.ok_or_else(|| SourceError::Parse {
+            source_name: source.into(),
+            endpoint: endpoint.into(),
+            field: "code".into(),
+            detail: "missing".into(),
+        })?;
+        if !matches!(code.trim(), "200" | "201" | "202") {
+            let mut message = match self.error {
+                Some(serde_json::Value::String(s)) => s,
+                Some(serde_json::Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            if let Some(m) = self.msg {
+                if !message.is_empty() {
+                    message.push_str("; ");
+                }
+                message.push_str(&m);
+            }
+            let message: String = message.chars().take(300).collect();
+            return Err(SourceError::Vendor {
+                source_name: source.into(),
+                endpoint: endpoint.into(),
+                code,
+                message,
+            });
+        }
+        self.data.ok_or_else(|| SourceError::Parse {
+            source_name: source.into(),
+            endpoint: endpoint.into(),
+            field: "data".into(),
+            detail: "missing or null in a successful response".into(),
+        })
+    }
+}
+
+/// A string field that may arrive as a number (trimmed).
+pub fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(opt_lenient_string(d)?.unwrap_or_default())
+}
+
+/// Like [`lenient_string`]; `null` and `""` are `None`.
+pub fn opt_lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl<'de> de::Visitor<'de> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or a number")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            let t = v.trim();
+            Ok((!t.is_empty()).then(|| t.to_string()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            self.visit_str(&v)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_any(V)
+}
