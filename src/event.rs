@@ -142,7 +142,7 @@ pub enum MetricsValues {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     Interaction(InteractionEvent),
-    AgentStatus(AgentStatusEvent),
+    AgentStatus(Box<AgentStatusEvent>),
     Metrics(MetricsRecord),
 }
 

@@ -48,6 +48,7 @@ fn event(i: usize) -> Vec<u8> {
         vendor_timestamp_raw: None,
         subject: None,
         from_name: None,
+        latest_only: false,
     }))
     .unwrap()
 }
@@ -95,6 +96,7 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down_and_all_arrive_in_or
             AvroEncoder::new(
                 Topics {
                     interactions: "mock.t".into(),
+                    ..Topics::default()
                 },
                 &[(Stream::Interactions, 1)],
             )

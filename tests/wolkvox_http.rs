@@ -5,15 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ccdc::config::{PollConfig, WolkvoxConfig};
+use ccdc::feed::SnapshotSource;
 use ccdc::secret::SecretRef;
 use ccdc::simulator::{Fault, SimAgent, SimInteraction, SimMode, SimServer, SimState};
-use ccdc::sources::wolkvox::WolkvoxSource;
-use ccdc::sources::InteractionSource;
+use ccdc::sources::wolkvox::interactions::WolkvoxInteractions;
+use ccdc::sources::wolkvox::WolkvoxClient;
 
 fn big_step(agents: usize) -> Vec<SimAgent> {
     (0..agents)
         .map(|a| SimAgent {
             agent_id: format!("{}", 1000 + a),
+            status: "Busy".into(),
             active_interactions: (0..3)
                 .map(|i| SimInteraction {
                     conn_id: format!("c{a}-{i}"),
@@ -31,7 +33,7 @@ fn source(
     sim: &SimServer,
     token_env: &str,
     f: impl FnOnce(&mut WolkvoxConfig),
-) -> Arc<WolkvoxSource> {
+) -> Arc<WolkvoxInteractions> {
     let mut cfg = WolkvoxConfig {
         name: name.into(),
         base_url: sim.base_url(),
@@ -42,9 +44,10 @@ fn source(
         max_response_bytes: 256 * 1024 * 1024,
         allow_insecure_http: true,
         interactions: PollConfig::default(),
+        agents: PollConfig::default(),
     };
     f(&mut cfg);
-    WolkvoxSource::new(&cfg).unwrap()
+    Arc::new(WolkvoxInteractions(WolkvoxClient::new(&cfg).unwrap()))
 }
 
 async fn sim(token: &str, agents: usize) -> SimServer {
@@ -68,7 +71,7 @@ async fn sources_sharing_a_token_never_exceed_its_concurrency_limit() {
     let mut joins = Vec::new();
     for i in 0..6 {
         let s = if i % 2 == 0 { a.clone() } else { b.clone() };
-        joins.push(tokio::spawn(async move { s.fetch_interactions(1).await }));
+        joins.push(tokio::spawn(async move { s.fetch(1, None).await }));
     }
     for j in joins {
         assert_eq!(j.await.unwrap().unwrap().interactions.len(), 15);
@@ -93,7 +96,7 @@ async fn a_limit_of_two_allows_two_at_once_and_no_more() {
     let joins: Vec<_> = (0..6)
         .map(|_| {
             let s = a.clone();
-            tokio::spawn(async move { s.fetch_interactions(1).await })
+            tokio::spawn(async move { s.fetch(1, None).await })
         })
         .collect();
     for j in joins {
@@ -111,7 +114,7 @@ async fn oversized_responses_are_refused_with_and_without_content_length() {
         c.max_response_bytes = 50_000
     });
     // Content-Length announced: refused before reading.
-    let e = s.fetch_interactions(1).await.unwrap_err();
+    let e = s.fetch(1, None).await.unwrap_err();
     assert_eq!(e.kind(), "too_large", "{e}");
     assert!(
         e.to_string().contains("big") && e.to_string().contains("50000"),
@@ -119,15 +122,12 @@ async fn oversized_responses_are_refused_with_and_without_content_length() {
     );
     // Streamed without Content-Length: aborted once past the limit.
     sim.state.inject(Fault::Chunked, 1);
-    let e = s.fetch_interactions(1).await.unwrap_err();
+    let e = s.fetch(1, None).await.unwrap_err();
     assert_eq!(e.kind(), "too_large", "{e}");
     // Under the limit, the streamed body parses.
     let ok = source("big-ok", &sim, "WV_HTTP_TOKEN_C", |_| {});
     sim.state.inject(Fault::Chunked, 1);
-    assert_eq!(
-        ok.fetch_interactions(1).await.unwrap().interactions.len(),
-        6000
-    );
+    assert_eq!(ok.fetch(1, None).await.unwrap().interactions.len(), 6000);
     sim.stop().await;
 }
 
@@ -141,10 +141,10 @@ async fn a_call_past_the_timeout_fails_as_a_timeout_and_a_wrong_token_as_auth() 
     let s = source("slow", &sim, "WV_HTTP_TOKEN_D", |c| {
         c.request_timeout = Duration::from_secs(1)
     });
-    let e = s.fetch_interactions(1).await.unwrap_err();
+    let e = s.fetch(1, None).await.unwrap_err();
     assert_eq!(e.kind(), "timeout", "{e}");
     let wrong = source("wrong", &sim, "WV_HTTP_TOKEN_WRONG", |_| {});
-    let e = wrong.fetch_interactions(1).await.unwrap_err();
+    let e = wrong.fetch(1, None).await.unwrap_err();
     assert_eq!(e.kind(), "auth", "{e}");
     assert!(!e.to_string().contains("not-the-token"), "{e}");
     sim.stop().await;

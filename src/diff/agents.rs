@@ -79,7 +79,7 @@ pub fn diff_agents(
             continue;
         }
         let eid = event_id(&[&meta.name, "agent-status-changed", id, &win]);
-        events.push(Event::AgentStatus(AgentStatusEvent {
+        events.push(Event::AgentStatus(Box::new(AgentStatusEvent {
             event_id: eid.to_string(),
             source: meta.name.clone(),
             vendor: meta.vendor.clone(),
@@ -94,7 +94,7 @@ pub fn diff_agents(
             previous_observed_at: prev_at,
             wolkvox: cur.wolkvox.clone(),
             comm100: cur.comm100.clone(),
-        }));
+        })));
     }
     events
 }

@@ -15,7 +15,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use ccdc::event::InteractionEvent;
+use ccdc::simulator::{Route, SimMode, SimServer, SimState};
+use serde::de::DeserializeOwned;
 
 /// A child process killed (and reaped) on drop.
 pub struct Proc {
@@ -282,7 +283,7 @@ impl RegistryDecoder {
     }
 
     #[allow(deprecated)] // from_avro_datum: the plain generic reader, independent of ccdc's writer.
-    pub fn decode(&mut self, payload: &[u8]) -> InteractionEvent {
+    pub fn decode<T: DeserializeOwned>(&mut self, payload: &[u8]) -> T {
         assert!(payload.len() > 5, "payload too short for the wire format");
         assert_eq!(payload[0], 0, "magic byte");
         let id = u32::from_be_bytes(payload[1..5].try_into().expect("4 bytes"));
@@ -298,7 +299,7 @@ impl RegistryDecoder {
         let value =
             apache_avro::from_avro_datum(schema, &mut rest, None).expect("avro datum decodes");
         assert!(rest.is_empty(), "trailing bytes after the datum");
-        apache_avro::from_value(&value).expect("datum matches InteractionEvent")
+        apache_avro::from_value(&value).expect("datum matches the event type")
     }
 }
 
@@ -379,5 +380,115 @@ impl Drop for Ccdc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Infra + simulator + a ccdc configuration, ready to start `ccdc run`.
+pub struct Stack {
+    pub infra: Infra,
+    pub sim: SimServer,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub token: String,
+}
+
+impl Stack {
+    /// `sources` is the `[[sources]]` TOML with placeholders `{wolkvox}`, `{comm100}`, `{vonage}`,
+    /// `{vonage_token}` (URLs) and `{token_file}`; `topics` is the `[topics]` table body. Every topic's
+    /// subject is relaxed to NONE (see [`Infra::relax_compatibility`]).
+    pub async fn start(
+        token: &str,
+        mode: SimMode,
+        sources: &str,
+        topics: &[(&str, &str)],
+    ) -> Stack {
+        let infra = tokio::task::spawn_blocking(Infra::start)
+            .await
+            .expect("infra");
+        let sim = SimServer::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            SimState::new(token, mode),
+        )
+        .await
+        .expect("simulator");
+        let token_file = infra.dir.path().join("token");
+        std::fs::write(&token_file, token).expect("token file");
+        let (vonage, vonage_token) = sim.vonage_urls();
+        let sources = sources
+            .replace("{wolkvox}", &sim.base_url())
+            .replace("{comm100}", &sim.comm100_base_url())
+            .replace("{vonage}", &vonage)
+            .replace("{vonage_token}", &vonage_token)
+            .replace("{token_file}", &token_file.display().to_string());
+        let mut topic_table = String::new();
+        for (k, v) in topics {
+            infra.relax_compatibility(&format!("{v}-value"));
+            topic_table.push_str(&format!("{k} = \"{v}\"\n"));
+        }
+        let config = infra.dir.path().join("ccdc.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"{state}\"\nshutdown_timeout = \"20s\"\n[kafka]\nbootstrap_servers = \"{b}\"\npartitions = 3\nreplication_factor = 1\nmessage_timeout = \"30s\"\n[schema_registry]\nurl = \"{r}\"\n[topics]\n{topic_table}\n{sources}\n",
+                state = infra.dir.path().join("state").display(),
+                b = infra.bootstrap,
+                r = infra.registry_url,
+            ),
+        )
+        .expect("config");
+        let log = infra.dir.path().join("ccdc.log");
+        Stack {
+            infra,
+            sim,
+            config,
+            log,
+            token: token.to_string(),
+        }
+    }
+
+    pub fn ccdc(&self, env: &[(&str, &str)]) -> Ccdc {
+        Ccdc::start(&self.config, &self.log, env)
+    }
+
+    /// A reader of `topic` from offset 0 (waits for the topic to exist).
+    pub async fn reader(&self, topic: &str) -> TopicReader {
+        let (b, t) = (self.infra.bootstrap.clone(), topic.to_string());
+        tokio::task::spawn_blocking(move || TopicReader::new(&b, &t))
+            .await
+            .expect("reader")
+    }
+
+    /// Read until `n` records in total and decode them all (the ccdc log is printed on failure).
+    pub fn read<T: DeserializeOwned>(
+        &self,
+        reader: &mut TopicReader,
+        n: usize,
+    ) -> Vec<(Record, T)> {
+        let log = self.log.clone();
+        let recs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reader.read_at_least(n, Duration::from_secs(60)).to_vec()
+        }))
+        .unwrap_or_else(|_| panic!("ccdc log:\n{}", read_to_string(&log)));
+        let mut dec = RegistryDecoder::new(&self.infra.registry_url);
+        recs.into_iter()
+            .map(|r| {
+                let e = dec.decode(&r.payload);
+                (r, e)
+            })
+            .collect()
+    }
+
+    /// Wait until the simulator served `extra` more requests on `route`.
+    pub async fn wait_requests(&self, route: Route, extra: u64) {
+        let target = self.sim.state.requests_on(route) + extra;
+        let start = Instant::now();
+        while self.sim.state.requests_on(route) < target {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no requests on {route:?}\n{}",
+                read_to_string(&self.log)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
