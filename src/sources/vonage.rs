@@ -178,8 +178,12 @@ impl VonageSource {
         Ok(token)
     }
 
-    async fn invalidate(&self) {
-        *self.token.lock().await = None;
+    /// Drop the cached token if it is still `failed` (another request may have refreshed it already).
+    async fn invalidate(&self, failed: &Secret) {
+        let mut cached = self.token.lock().await;
+        if cached.as_ref().is_some_and(|c| &c.token == failed) {
+            *cached = None;
+        }
     }
 
     async fn latest(&self, agent: &str) -> Result<AgentResult, SourceError> {
@@ -217,7 +221,7 @@ impl VonageSource {
                 }
                 Err(SourceError::Http { status: 401, .. }) if !retried_401 => {
                     retried_401 = true;
-                    self.invalidate().await;
+                    self.invalidate(&token).await;
                 }
                 Err(SourceError::RateLimited { retry_after, .. })
                     if retries_429 < MAX_429_RETRIES =>
