@@ -1,6 +1,6 @@
 //! Wiring: `run(config, shutdown)` starts the pollers and the publisher and shuts them down in
 //! order — stop polling, finish in-flight cycles, drain the outbox, flush the producer, flush sled —
-//! within `shutdown_timeout`. Also the `demo` and `schemas` commands.
+//! within `shutdown_timeout`. The other commands are in [`crate::commands`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,12 +11,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::avro::{schema_text, STREAMS};
-use crate::config::{Config, OutputKind, PollConfig, SourceConfig, WolkvoxConfig};
+use crate::config::{Config, OutputKind, PollConfig, SourceConfig};
 use crate::event::Stream;
 use crate::feed::{Feed, SnapshotFeed, SnapshotSource};
 use crate::poller::Poller;
 use crate::publisher::Publisher;
-use crate::registry::{resolve_id, subject_for_topic, Compatibility, HttpRegistry, SchemaRegistry};
+use crate::registry::{resolve_id, subject_for_topic, HttpRegistry};
 use crate::sink::{AvroEncoder, EventSink, JsonEncoder, RecordEncoder, StdoutSink, Topics};
 use crate::sources::comm100::{Comm100Agents, Comm100Client, Comm100Metrics, MetricsEndpoint};
 use crate::sources::vonage::{VonageInteractions, VonageSource};
@@ -305,109 +305,5 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             Ok(())
         }
         Err(e) => Err(e),
-    }
-}
-
-/// `ccdc demo`: the built-in simulator on loopback, polled at a short interval, events on stdout.
-pub async fn demo(
-    interval: Duration,
-    agents: usize,
-    seed: u64,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    use crate::simulator::{SimMode, SimServer, SimState};
-    let dir = tempfile_dir()?;
-    let token_file = dir.join("token");
-    write_private(&token_file, "demo-token")?;
-    let sim = SimServer::start(
-        "127.0.0.1:0".parse()?,
-        SimState::new("demo-token", SimMode::Random { seed, agents }),
-    )
-    .await?;
-    tracing::info!(base_url = %sim.base_url(), "demo: simulator started; events follow on stdout as JSON lines (Ctrl-C to stop)");
-    let config = Config {
-        state_dir: dir.join("state"),
-        shutdown_timeout: Duration::from_secs(5),
-        output: OutputKind::Stdout,
-        kafka: None,
-        schema_registry: None,
-        topics: Default::default(),
-        publisher: Default::default(),
-        sources: vec![SourceConfig::Wolkvox(WolkvoxConfig {
-            name: "demo".into(),
-            base_url: sim.base_url(),
-            token: crate::secret::SecretRef::File(token_file),
-            time_zone: "America/Bogota".into(),
-            max_concurrent_requests: 1,
-            request_timeout: Duration::from_secs(10),
-            max_response_bytes: crate::config::limits::WOLKVOX_MAX_RESPONSE_BYTES,
-            allow_insecure_http: true,
-            interactions: PollConfig {
-                interval,
-                ..Default::default()
-            },
-            agents: PollConfig {
-                interval,
-                ..Default::default()
-            },
-        })],
-    };
-    config.validate()?;
-    let res = run(config, shutdown).await;
-    sim.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    res
-}
-
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("ccdc-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(path)?.write_all(text.as_bytes())?;
-    Ok(())
-}
-
-/// `ccdc schemas register`: register every schema under its topic's subject.
-pub async fn schemas_register(config: &Config) -> anyhow::Result<()> {
-    let reg = registry_client(config)?;
-    let t = topics(config);
-    for stream in STREAMS {
-        let subject = subject_for_topic(t.for_stream(*stream));
-        let id = reg.register(&subject, schema_text(*stream)).await?;
-        println!("{subject}\tregistered\tid={id}");
-    }
-    Ok(())
-}
-
-/// `ccdc schemas check`: would registration succeed? Err (non-zero exit) if any would be refused.
-pub async fn schemas_check(config: &Config) -> anyhow::Result<()> {
-    let reg = registry_client(config)?;
-    let t = topics(config);
-    let mut refused = Vec::new();
-    for stream in STREAMS {
-        let subject = subject_for_topic(t.for_stream(*stream));
-        match reg.check(&subject, schema_text(*stream)).await? {
-            Compatibility::Compatible => println!("{subject}\tcompatible"),
-            Compatibility::NewSubject => {
-                println!("{subject}\tnew subject (registration would create it)")
-            }
-            Compatibility::Incompatible(reasons) => {
-                println!("{subject}\tINCOMPATIBLE\t{}", reasons.join("; "));
-                refused.push(subject);
-            }
-        }
-    }
-    if refused.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!("registration would be refused for: {}", refused.join(", "))
     }
 }

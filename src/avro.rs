@@ -49,6 +49,23 @@ fn metrics_out<'a, T: Serialize>(m: &'a MetricsRecord, metrics: &'a T) -> Metric
     }
 }
 
+/// The published shape of an event: the same for Avro (via the stream's schema) and for JSON.
+pub struct WireView<'a>(pub &'a Event);
+
+impl Serialize for WireView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Event::Interaction(e) => e.serialize(s),
+            Event::AgentStatus(e) => e.serialize(s),
+            Event::Metrics(m) => match &m.values {
+                MetricsValues::Comm100Queue(v) => metrics_out(m, v).serialize(s),
+                MetricsValues::Comm100Today(v) => metrics_out(m, v).serialize(s),
+                MetricsValues::Comm100RightNow(v) => metrics_out(m, v).serialize(s),
+            },
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AvroError {
     #[error("schema for {stream:?} does not parse: {reason}")]
@@ -116,15 +133,7 @@ impl StreamEncoder {
     }
 
     pub fn encode_event(&self, event: &Event) -> Result<Vec<u8>, AvroError> {
-        match event {
-            Event::Interaction(e) => self.encode(&e.event_id, e),
-            Event::AgentStatus(e) => self.encode(&e.event_id, e),
-            Event::Metrics(m) => match &m.values {
-                MetricsValues::Comm100Queue(v) => self.encode(&m.event_id, &metrics_out(m, v)),
-                MetricsValues::Comm100Today(v) => self.encode(&m.event_id, &metrics_out(m, v)),
-                MetricsValues::Comm100RightNow(v) => self.encode(&m.event_id, &metrics_out(m, v)),
-            },
-        }
+        self.encode(event.event_id(), &WireView(event))
     }
 }
 

@@ -50,8 +50,11 @@ pub enum Command {
         /// Seed of the simulated world.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Vendors to simulate and poll (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "wolkvox,comm100,vonage", value_parser = clap::builder::PossibleValuesParser::new(["wolkvox", "comm100", "vonage"]))]
+        vendors: Vec<String>,
     },
-    /// Serve only the simulated vendor API (Wolkvox real-time interactions) for consumer development.
+    /// Serve only the simulated vendor APIs (Wolkvox, Comm100, Vonage) for consumer development.
     Simulate {
         #[arg(long, default_value = "127.0.0.1:8089")]
         listen: SocketAddr,

@@ -16,13 +16,15 @@
 //! | [`avro`], [`registry`] | Avro serde-path encoding, Confluent wire format; Schema Registry trait, HTTP and in-memory |
 //! | [`sink`], [`kafka`] | the [`sink::EventSink`] trait: Kafka (rdkafka, idempotent), stdout, in-memory; record encoders |
 //! | [`simulator`] | the built-in vendor simulator (`ccdc simulate`, `ccdc demo`, tests) |
-//! | [`app`] | wiring, start-up, ordered shutdown; the demo and schema commands |
+//! | [`app`] | wiring, start-up, ordered shutdown |
+//! | [`commands`] | `demo` (simulator + stdout) and `schemas register/check` |
 //! | [`backoff`] | jittered exponential back-off |
 
 pub mod app;
 pub mod avro;
 pub mod backoff;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod diff;
 pub mod event;

@@ -57,6 +57,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             duration,
             agents,
             seed,
+            vendors,
         } => {
             if let Some(d) = duration {
                 let t = shutdown.clone();
@@ -65,7 +66,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     t.cancel();
                 });
             }
-            ccdc::app::demo(interval, agents, seed, shutdown).await
+            ccdc::commands::demo(interval, &vendors, agents, seed, shutdown).await
         }
         Command::Simulate {
             listen,
@@ -106,10 +107,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Schemas {
             action: SchemasAction::Register { config },
-        } => ccdc::app::schemas_register(&Config::load(Some(&config))?).await,
+        } => ccdc::commands::schemas_register(&Config::load(Some(&config))?).await,
         Command::Schemas {
             action: SchemasAction::Check { config },
-        } => ccdc::app::schemas_check(&Config::load(Some(&config))?).await,
+        } => ccdc::commands::schemas_check(&Config::load(Some(&config))?).await,
         Command::CheckConfig { config } => {
             Config::load(Some(&config))?;
             println!("{}: ok", config.display());

@@ -118,16 +118,12 @@ pub struct JsonEncoder {
 
 impl RecordEncoder for JsonEncoder {
     fn encode(&self, event: &Event) -> Result<OutRecord, AvroError> {
-        let payload = match event {
-            Event::Interaction(e) => serde_json::to_vec(e),
-            Event::AgentStatus(e) => serde_json::to_vec(e),
-            Event::Metrics(m) => serde_json::to_vec(m),
-        }
-        .map_err(|e| AvroError::Encode {
-            stream: event.stream(),
-            event_id: event.event_id().into(),
-            reason: e.to_string(),
-        })?;
+        let payload =
+            serde_json::to_vec(&crate::avro::WireView(event)).map_err(|e| AvroError::Encode {
+                stream: event.stream(),
+                event_id: event.event_id().into(),
+                reason: e.to_string(),
+            })?;
         Ok(OutRecord {
             topic: self.topics.for_stream(event.stream()).to_string(),
             key: event.key(),

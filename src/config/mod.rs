@@ -512,6 +512,68 @@ time_zone = "America/Bogota"
     }
 
     #[test]
+    fn comm100_and_vonage_sources_validate_with_named_keys() {
+        std::env::set_var("CCDC_TEST_CFG_SECRET", "s");
+        let comm100 = r#"
+output = "stdout"
+[[sources]]
+vendor = "comm100"
+name = "c"
+base_url = "https://api11.comm100.io/v4"
+token = { env = "CCDC_TEST_CFG_SECRET" }
+"#;
+        let c = Config::from_toml_str(comm100).unwrap();
+        let SourceConfig::Comm100(cc) = &c.sources[0] else {
+            panic!("comm100 expected")
+        };
+        assert_eq!(
+            (cc.agents.interval, cc.queue.interval),
+            (Duration::from_secs(60), Duration::from_secs(60))
+        );
+        assert!(err_of(&comm100.replace("https://", "http://")).contains("sources[0].base_url"));
+        assert!(err_of(&format!("{comm100}page_size = 0\n")).contains("sources[0].page_size"));
+        assert!(
+            err_of(&format!("{comm100}[sources.queue]\ninterval = \"1ms\"\n"))
+                .contains("sources[0].queue.interval")
+        );
+
+        let vonage = r#"
+output = "stdout"
+[[sources]]
+vendor = "vonage"
+name = "v"
+base_url = "https://emea.newvoicemedia.com"
+account_key = "acc"
+token_url = "https://emea.newvoicemedia.com/Auth/connect/token"
+client_id = "id"
+client_secret = { env = "CCDC_TEST_CFG_SECRET" }
+agent_ids = ["1", "2"]
+"#;
+        Config::from_toml_str(vonage).unwrap();
+        assert!(
+            err_of(&vonage.replace(r#"agent_ids = ["1", "2"]"#, "agent_ids = []"))
+                .contains("sources[0].agent_ids")
+        );
+        assert!(err_of(&vonage.replace(r#"["1", "2"]"#, r#"["1", "../x"]"#))
+            .contains("sources[0].agent_ids"));
+        assert!(err_of(&format!("{vonage}requests_per_second = 0.0\n"))
+            .contains("sources[0].requests_per_second"));
+        assert!(
+            err_of(&vonage.replace("CCDC_TEST_CFG_SECRET", "CCDC_TEST_CFG_NOPE"))
+                .contains("sources[0].client_secret")
+        );
+    }
+
+    #[test]
+    fn two_streams_on_one_topic_are_refused() {
+        let text = format!(
+            "{}\n[topics]\nagent_status = \"ccdc.interactions\"\n",
+            base("")
+        );
+        assert!(err_of(&text).contains("topics.agent_status"));
+    }
+
+    #[test]
     fn inline_secrets_are_not_accepted() {
         let e = err_of(&base("").replace("{ env = \"CCDC_TEST_CFG_TOKEN\" }", "\"plain-token\""));
         assert!(
