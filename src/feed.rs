@@ -13,17 +13,22 @@ use serde::Serialize;
 use crate::diff::SourceMeta;
 use crate::event::Event;
 use crate::sources::SourceError;
+use crate::store::Write;
 
-/// The result of one successful fetch.
+/// The result of one successful poll.
 pub enum PollOutcome {
-    /// Commit `state` and `events` together.
+    /// Apply `writes` and append `events` in one atomic commit. `more`: the feed has more work in
+    /// this cycle (poll again at once instead of waiting for the interval).
     Commit {
-        state: Vec<u8>,
+        writes: Vec<Write>,
         events: Vec<Event>,
         size: usize,
+        more: bool,
     },
     /// The observation is not trusted yet (e.g. an unconfirmed empty snapshot): commit nothing.
     Hold { reason: String },
+    /// Nothing to commit; `more` as for `Commit`.
+    Idle { more: bool },
 }
 
 #[async_trait]
@@ -120,9 +125,10 @@ impl<S: SnapshotSource> Feed for SnapshotFeed<S> {
         let state = encode_state(&current);
         self.pending = Some(current);
         Ok(PollOutcome::Commit {
-            state,
+            writes: vec![Write::Put(self.state_key(), state)],
             events,
             size,
+            more: false,
         })
     }
     fn committed(&mut self) {

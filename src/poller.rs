@@ -27,8 +27,17 @@ pub enum CycleError {
 /// What one successful cycle did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CycleOutcome {
-    Committed { size: usize, events: usize },
-    Held { reason: String },
+    Committed {
+        size: usize,
+        events: usize,
+        more: bool,
+    },
+    Held {
+        reason: String,
+    },
+    Idle {
+        more: bool,
+    },
 }
 
 pub struct Poller {
@@ -100,7 +109,7 @@ impl Poller {
     /// Restore the stored state (after a restart it is the previous observation).
     pub fn load(&mut self) -> Result<(), CycleError> {
         let key = self.feed.state_key();
-        if let Some(bytes) = self.store.load_snapshot(&key)? {
+        if let Some(bytes) = self.store.get(&key)? {
             self.feed
                 .restore(&bytes)
                 .map_err(|reason| CycleError::State { key, reason })?;
@@ -110,17 +119,19 @@ impl Poller {
 
     /// One cycle. `now_ms` is the observation time.
     pub async fn cycle(&mut self, now_ms: i64) -> Result<CycleOutcome, CycleError> {
-        let (state, events, size) = match self.feed.poll(now_ms).await? {
+        let (writes, events, size, more) = match self.feed.poll(now_ms).await? {
             PollOutcome::Hold { reason } => return Ok(CycleOutcome::Held { reason }),
+            PollOutcome::Idle { more } => return Ok(CycleOutcome::Idle { more }),
             PollOutcome::Commit {
-                state,
+                writes,
                 events,
                 size,
-            } => (state, events, size),
+                more,
+            } => (writes, events, size, more),
         };
         let encoded: Vec<Vec<u8>> = events.iter().map(encode_state).collect();
-        let (store, key) = (self.store.clone(), self.feed.state_key());
-        tokio::task::spawn_blocking(move || store.commit(&key, &state, &encoded))
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.commit(&writes, &encoded))
             .await
             .map_err(|e| StoreError::Open {
                 path: "commit task".into(),
@@ -139,6 +150,7 @@ impl Poller {
         Ok(CycleOutcome::Committed {
             size,
             events: events.len(),
+            more,
         })
     }
 
@@ -166,21 +178,28 @@ impl Poller {
                     metrics::counter!("ccdc_polls_total", &labels).increment(1);
                     metrics::gauge!("ccdc_last_success_timestamp_seconds", &labels)
                         .set(chrono::Utc::now().timestamp() as f64);
-                    match outcome {
-                        CycleOutcome::Committed { size, events } => {
+                    let more = match outcome {
+                        CycleOutcome::Committed { size, events, more } => {
                             tracing::info!(
                                 size,
                                 events,
                                 ms = elapsed.as_millis() as u64,
                                 "poll committed"
-                            )
+                            );
+                            more
                         }
                         CycleOutcome::Held { reason } => {
                             metrics::counter!("ccdc_polls_held_total", &labels).increment(1);
-                            tracing::warn!(%reason, "observation not believed yet; nothing committed")
+                            tracing::warn!(%reason, "observation not believed yet; nothing committed");
+                            false
                         }
+                        CycleOutcome::Idle { more } => more,
+                    };
+                    if more {
+                        Duration::ZERO
+                    } else {
+                        self.interval.saturating_sub(elapsed)
                     }
-                    self.interval.saturating_sub(elapsed)
                 }
                 Err(e) => {
                     failures += 1;
@@ -290,11 +309,11 @@ mod tests {
             store.clone(),
         );
         p.cycle(1).await.unwrap();
-        let stored_before = store.load_snapshot("s/scripted").unwrap();
+        let stored_before = store.get("s/scripted").unwrap();
         assert!(stored_before.is_some());
         assert!(matches!(p.cycle(2).await, Err(CycleError::Source(_))));
         assert_eq!(
-            store.load_snapshot("s/scripted").unwrap(),
+            store.get("s/scripted").unwrap(),
             stored_before,
             "state untouched"
         );
@@ -338,7 +357,11 @@ mod tests {
         ));
         assert_eq!(
             p.cycle(5).await.unwrap(),
-            CycleOutcome::Committed { size: 0, events: 1 }
+            CycleOutcome::Committed {
+                size: 0,
+                events: 1,
+                more: false
+            }
         );
         assert_eq!(
             outbox(&store),

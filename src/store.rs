@@ -1,4 +1,5 @@
-//! Durable state: per-stream snapshots and the outbox of events not yet acknowledged by the broker.
+//! Durable state: feed states (snapshots, cursors, dedupe marks, counters) and the outbox of events
+//! not yet acknowledged by the broker.
 //!
 //! [`Store::commit`] writes a new snapshot *and* the events derived from it in one atomic batch and
 //! makes it durable before returning, so a crash leaves either the old snapshot and no events, or the
@@ -22,11 +23,22 @@ pub enum StoreError {
 /// An outbox entry: its sequence number (strictly increasing in commit order) and its payload.
 pub type OutboxEntry = (u64, Vec<u8>);
 
+/// One state change of a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    Put(String, Vec<u8>),
+    Delete(String),
+}
+
 pub trait Store: Send + Sync + 'static {
-    /// The stored snapshot for `key`, if any.
-    fn load_snapshot(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Atomically replace the snapshot `key` and append `events` to the outbox; durable on return.
-    fn commit(&self, key: &str, snapshot: &[u8], events: &[Vec<u8>]) -> Result<(), StoreError>;
+    /// The stored value of state `key`, if any.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Atomically apply `writes` and append `events` to the outbox; durable on return.
+    fn commit(&self, writes: &[Write], events: &[Vec<u8>]) -> Result<(), StoreError>;
+    /// Every state entry whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Add `by` to the counter `key` and return its new value (durable on return).
+    fn increment(&self, key: &str, by: u64) -> Result<u64, StoreError>;
     /// Up to `limit` outbox entries with a sequence number greater than `after`, in order.
     fn outbox_after(
         &self,
@@ -110,14 +122,25 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
 }
 
+fn counter_value(v: Option<&[u8]>) -> u64 {
+    v.and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
 impl Store for SledStore {
-    fn load_snapshot(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.tree.get(snapshot_key(key))?.map(|v| v.to_vec()))
     }
 
-    fn commit(&self, key: &str, snapshot: &[u8], events: &[Vec<u8>]) -> Result<(), StoreError> {
+    fn commit(&self, writes: &[Write], events: &[Vec<u8>]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        batch.insert(snapshot_key(key), snapshot);
+        for w in writes {
+            match w {
+                Write::Put(k, v) => batch.insert(snapshot_key(k), v.as_slice()),
+                Write::Delete(k) => batch.remove(snapshot_key(k)),
+            }
+        }
         for ev in events {
             // generate_id is monotonic across restarts (it may skip numbers after a crash).
             let seq = self.db.generate_id()?;
@@ -168,6 +191,23 @@ impl Store for SledStore {
         self.outbox_len.load(Ordering::Relaxed)
     }
 
+    fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(snapshot_key(prefix)) {
+            let (k, v) = item?;
+            out.push((String::from_utf8_lossy(&k[1..]).into_owned(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn increment(&self, key: &str, by: u64) -> Result<u64, StoreError> {
+        let new = self.tree.update_and_fetch(snapshot_key(key), |old| {
+            Some((counter_value(old) + by).to_be_bytes().to_vec())
+        })?;
+        self.db.flush()?;
+        Ok(counter_value(new.as_deref()))
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
@@ -182,7 +222,7 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct MemoryInner {
-    snapshots: BTreeMap<String, Vec<u8>>,
+    state: BTreeMap<String, Vec<u8>>,
     outbox: BTreeMap<u64, Vec<u8>>,
     next_seq: u64,
 }
@@ -195,12 +235,17 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn load_snapshot(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.lock().snapshots.get(key).cloned())
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().state.get(key).cloned())
     }
-    fn commit(&self, key: &str, snapshot: &[u8], events: &[Vec<u8>]) -> Result<(), StoreError> {
+    fn commit(&self, writes: &[Write], events: &[Vec<u8>]) -> Result<(), StoreError> {
         let mut g = self.lock();
-        g.snapshots.insert(key.to_string(), snapshot.to_vec());
+        for w in writes {
+            match w {
+                Write::Put(k, v) => g.state.insert(k.clone(), v.clone()),
+                Write::Delete(k) => g.state.remove(k),
+            };
+        }
         for ev in events {
             let seq = g.next_seq;
             g.next_seq += 1;
@@ -234,6 +279,20 @@ impl Store for MemoryStore {
     fn outbox_len(&self) -> usize {
         self.lock().outbox.len()
     }
+    fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let g = self.lock();
+        Ok(g.state
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+    fn increment(&self, key: &str, by: u64) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let new = counter_value(g.state.get(key).map(Vec::as_slice)) + by;
+        g.state.insert(key.to_string(), new.to_be_bytes().to_vec());
+        Ok(new)
+    }
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -243,20 +302,44 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
 
+    fn put(k: &str, v: &[u8]) -> Write {
+        Write::Put(k.into(), v.to_vec())
+    }
+
     fn exercise(store: &dyn Store) {
-        assert_eq!(store.load_snapshot("a").unwrap(), None);
+        assert_eq!(store.get("a").unwrap(), None);
         store
-            .commit("a", b"snap1", &[b"e1".to_vec(), b"e2".to_vec()])
+            .commit(&[put("a", b"snap1")], &[b"e1".to_vec(), b"e2".to_vec()])
             .unwrap();
-        store.commit("b", b"snapB", &[]).unwrap();
-        store.commit("a", b"snap2", &[b"e3".to_vec()]).unwrap();
+        store
+            .commit(
+                &[
+                    put("b", b"snapB"),
+                    put("seen/x/1", b"1"),
+                    put("seen/x/2", b"2"),
+                    put("seen/y", b"3"),
+                ],
+                &[],
+            )
+            .unwrap();
+        store
+            .commit(
+                &[put("a", b"snap2"), Write::Delete("seen/x/2".into())],
+                &[b"e3".to_vec()],
+            )
+            .unwrap();
+        assert_eq!(store.get("a").unwrap().as_deref(), Some(&b"snap2"[..]));
+        assert_eq!(store.get("b").unwrap().as_deref(), Some(&b"snapB"[..]));
         assert_eq!(
-            store.load_snapshot("a").unwrap().as_deref(),
-            Some(&b"snap2"[..])
+            store.scan_prefix("seen/x/").unwrap(),
+            vec![("seen/x/1".to_string(), b"1".to_vec())]
         );
         assert_eq!(
-            store.load_snapshot("b").unwrap().as_deref(),
-            Some(&b"snapB"[..])
+            (
+                store.increment("quota/t", 2).unwrap(),
+                store.increment("quota/t", 3).unwrap()
+            ),
+            (2, 5)
         );
         let all = store.outbox_after(None, 100).unwrap();
         assert_eq!(
@@ -296,12 +379,14 @@ mod tests {
         }
         let s = SledStore::open(&path).unwrap();
         assert_eq!(s.outbox_len(), 2, "outbox survives reopen");
+        assert_eq!(s.get("a").unwrap().as_deref(), Some(&b"snap2"[..]));
         assert_eq!(
-            s.load_snapshot("a").unwrap().as_deref(),
-            Some(&b"snap2"[..])
+            s.increment("quota/t", 1).unwrap(),
+            6,
+            "counters survive reopen"
         );
         let before = s.outbox_after(None, 10).unwrap();
-        s.commit("a", b"snap3", &[b"e4".to_vec()]).unwrap();
+        s.commit(&[put("a", b"snap3")], &[b"e4".to_vec()]).unwrap();
         let after = s.outbox_after(None, 10).unwrap();
         assert!(
             after.last().unwrap().0 > before.last().unwrap().0,

@@ -84,11 +84,7 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down_and_all_arrive_in_or
 
     let store = Arc::new(MemoryStore::default());
     store
-        .commit(
-            "s/interactions",
-            b"{}",
-            &(0..200).map(event).collect::<Vec<_>>(),
-        )
+        .commit(&[], &(0..200).map(event).collect::<Vec<_>>())
         .unwrap();
     let publisher = Publisher {
         store: store.clone(),
