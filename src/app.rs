@@ -16,6 +16,7 @@ use crate::event::Stream;
 use crate::feed::{Feed, SnapshotFeed, SnapshotSource};
 use crate::poller::Poller;
 use crate::publisher::Publisher;
+use crate::reports::{Mode, ReportFeed};
 use crate::registry::{resolve_id, subject_for_topic, HttpRegistry};
 use crate::sink::{AvroEncoder, EventSink, JsonEncoder, RecordEncoder, StdoutSink, Topics};
 use crate::sources::comm100::{Comm100Agents, Comm100Client, Comm100Metrics, MetricsEndpoint};
@@ -30,7 +31,7 @@ fn topics(config: &Config) -> Topics {
 }
 
 /// Every feed the configuration enables, with how to poll it.
-pub fn feeds(config: &Config) -> anyhow::Result<Vec<(Box<dyn Feed>, PollConfig)>> {
+pub fn feeds(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Vec<(Box<dyn Feed>, PollConfig)>> {
     fn add<S: SnapshotSource>(
         out: &mut Vec<(Box<dyn Feed>, PollConfig)>,
         source: S,
@@ -53,14 +54,14 @@ pub fn feeds(config: &Config) -> anyhow::Result<Vec<(Box<dyn Feed>, PollConfig)>
     for src in &config.sources {
         match src {
             SourceConfig::Wolkvox(w) => {
-                let client = WolkvoxClient::new(w)?;
-                add(
-                    &mut out,
-                    WolkvoxInteractions(client.clone()),
-                    &w.interactions,
-                    true,
-                );
-                add(&mut out, WolkvoxAgents(client), &w.agents, true);
+                let client = WolkvoxClient::with_quota(w, store.clone())?;
+                add(&mut out, WolkvoxInteractions(client.clone()), &w.interactions, true);
+                add(&mut out, WolkvoxAgents(client.clone()), &w.agents, true);
+                for r in w.reports.iter().filter(|r| r.enabled) {
+                    let feed = ReportFeed::new(client.clone(), store.clone(), r.plan()?, Mode::Live);
+                    let poll = PollConfig { enabled: true, interval: r.interval, max_backoff: r.max_backoff, confirm_empty_polls: 1 };
+                    out.push((Box::new(feed), poll));
+                }
             }
             SourceConfig::Comm100(c) => {
                 let client = Comm100Client::new(c)?;
@@ -197,7 +198,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // Pollers first (they only need the vendor and the store); a corrupt stored state fails start-up.
     let poll_stop = shutdown.child_token();
     let mut pollers = JoinSet::new();
-    for (feed, poll) in feeds(&config)? {
+    for (feed, poll) in feeds(&config, &store)? {
         let what = format!("source `{}` endpoint `{}`", feed.source(), feed.endpoint());
         let mut poller = Poller::new(
             feed,

@@ -5,7 +5,8 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use serde::Serialize;
 
-use crate::event::{Event, MetricsRecord, MetricsValues, Stream};
+use crate::event::{Event, MetricsRecord, MetricsValues, ReportRecord, Stream};
+use crate::reports::rows::ReportRow;
 
 /// The schema text of each stream, exactly as registered.
 pub fn schema_text(stream: Stream) -> &'static str {
@@ -15,6 +16,9 @@ pub fn schema_text(stream: Stream) -> &'static str {
         Stream::Comm100Queue => include_str!("../schemas/comm100-queue.avsc"),
         Stream::Comm100Today => include_str!("../schemas/comm100-today.avsc"),
         Stream::Comm100RightNow => include_str!("../schemas/comm100-right-now.avsc"),
+        Stream::WolkvoxChat1 => include_str!("../schemas/wolkvox-chat_1.avsc"),
+        Stream::WolkvoxDiagram9 => include_str!("../schemas/wolkvox-diagram_9.avsc"),
+        Stream::DeadLetter => include_str!("../schemas/dead-letter.avsc"),
     }
 }
 
@@ -25,6 +29,9 @@ pub const STREAMS: &[Stream] = &[
     Stream::Comm100Queue,
     Stream::Comm100Today,
     Stream::Comm100RightNow,
+    Stream::WolkvoxChat1,
+    Stream::WolkvoxDiagram9,
+    Stream::DeadLetter,
 ];
 
 /// The Avro shape of a metrics record: the common header and the endpoint's values under `metrics`.
@@ -49,6 +56,38 @@ fn metrics_out<'a, T: Serialize>(m: &'a MetricsRecord, metrics: &'a T) -> Metric
     }
 }
 
+/// The Avro shape of a report row: the pull's header and the typed row under `row`.
+#[derive(Serialize)]
+struct ReportOut<'a, T: Serialize> {
+    event_id: &'a str,
+    source: &'a str,
+    vendor: &'a str,
+    identity: &'a str,
+    row_hash: &'a str,
+    window_start: i64,
+    window_end: i64,
+    window_start_raw: &'a str,
+    window_end_raw: &'a str,
+    pulled_at: i64,
+    row: &'a T,
+}
+
+fn report_out<'a, T: Serialize>(r: &'a ReportRecord, row: &'a T) -> ReportOut<'a, T> {
+    ReportOut {
+        event_id: &r.event_id,
+        source: &r.source,
+        vendor: &r.vendor,
+        identity: &r.identity,
+        row_hash: &r.row_hash,
+        window_start: r.window_start,
+        window_end: r.window_end,
+        window_start_raw: &r.window_start_raw,
+        window_end_raw: &r.window_end_raw,
+        pulled_at: r.pulled_at,
+        row,
+    }
+}
+
 /// The published shape of an event: the same for Avro (via the stream's schema) and for JSON.
 pub struct WireView<'a>(pub &'a Event);
 
@@ -62,6 +101,11 @@ impl Serialize for WireView<'_> {
                 MetricsValues::Comm100Today(v) => metrics_out(m, v).serialize(s),
                 MetricsValues::Comm100RightNow(v) => metrics_out(m, v).serialize(s),
             },
+            Event::ReportRow(r) => match &r.row {
+                ReportRow::Chat1(row) => report_out(r, row).serialize(s),
+                ReportRow::Diagram9(row) => report_out(r, row).serialize(s),
+            },
+            Event::DeadLetter(d) => d.serialize(s),
         }
     }
 }

@@ -137,6 +137,41 @@ pub enum MetricsValues {
     Comm100RightNow(crate::sources::comm100::RightNowMetrics),
 }
 
+/// One report row (Wolkvox `reports_manager.php`), published once per identity and content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportRecord {
+    /// UUIDv5 of (source, report, identity, row hash): the same row content always has the same id.
+    pub event_id: String,
+    pub source: String,
+    pub vendor: String,
+    /// Row identity (chat_1: conn_id; diagram_9: session_id/conn_id): the Kafka key with the source.
+    pub identity: String,
+    /// Content hash of the raw row: a changed row gets a new hash (and a new event).
+    pub row_hash: String,
+    /// The pull window, converted to UTC, and as sent (local `YYYYmmddHHiiss`).
+    pub window_start: i64,
+    pub window_end: i64,
+    pub window_start_raw: String,
+    pub window_end_raw: String,
+    pub pulled_at: i64,
+    pub row: crate::reports::rows::ReportRow,
+}
+
+/// A report row that could not be coerced, with everything needed to look at it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub event_id: String,
+    pub source: String,
+    pub vendor: String,
+    pub report: String,
+    pub window_start_raw: String,
+    pub window_end_raw: String,
+    pub error: String,
+    /// The row exactly as received (JSON).
+    pub raw: String,
+    pub failed_at: i64,
+}
+
 /// Everything that goes through the outbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -144,6 +179,8 @@ pub enum Event {
     Interaction(InteractionEvent),
     AgentStatus(Box<AgentStatusEvent>),
     Metrics(MetricsRecord),
+    ReportRow(Box<ReportRecord>),
+    DeadLetter(DeadLetter),
 }
 
 /// The stream (and therefore topic and schema) an event belongs to.
@@ -154,6 +191,9 @@ pub enum Stream {
     Comm100Queue,
     Comm100Today,
     Comm100RightNow,
+    WolkvoxChat1,
+    WolkvoxDiagram9,
+    DeadLetter,
 }
 
 impl Event {
@@ -166,6 +206,11 @@ impl Event {
                 MetricsValues::Comm100Today(_) => Stream::Comm100Today,
                 MetricsValues::Comm100RightNow(_) => Stream::Comm100RightNow,
             },
+            Event::ReportRow(r) => match r.row {
+                crate::reports::rows::ReportRow::Chat1(_) => Stream::WolkvoxChat1,
+                crate::reports::rows::ReportRow::Diagram9(_) => Stream::WolkvoxDiagram9,
+            },
+            Event::DeadLetter(_) => Stream::DeadLetter,
         }
     }
 
@@ -174,6 +219,8 @@ impl Event {
             Event::Interaction(e) => &e.event_id,
             Event::AgentStatus(e) => &e.event_id,
             Event::Metrics(m) => &m.event_id,
+            Event::ReportRow(r) => &r.event_id,
+            Event::DeadLetter(d) => &d.event_id,
         }
     }
 
@@ -186,11 +233,17 @@ impl Event {
                 MetricsValues::Comm100Today(_) => "comm100-today",
                 MetricsValues::Comm100RightNow(_) => "comm100-right-now",
             },
+            Event::ReportRow(r) => match r.row {
+                crate::reports::rows::ReportRow::Chat1(_) => "wolkvox-chat_1-row",
+                crate::reports::rows::ReportRow::Diagram9(_) => "wolkvox-diagram_9-row",
+            },
+            Event::DeadLetter(_) => "dead-letter",
         }
     }
 
-    /// Kafka key: all events of one interaction (or one agent) share a key, hence a partition and an
-    /// order. Metrics are keyed by source (and department for queues).
+    /// Kafka key: all events of one interaction (or agent, or report row) share a key, hence a
+    /// partition and an order. Metrics are keyed by source (and department for queues), dead letters
+    /// by source and report.
     pub fn key(&self) -> String {
         match self {
             Event::Interaction(e) => format!("{}/{}", e.source, e.interaction_id),
@@ -199,6 +252,8 @@ impl Event {
                 Some(d) => format!("{}/{}", m.source, d),
                 None => m.source.clone(),
             },
+            Event::ReportRow(r) => format!("{}/{}", r.source, r.identity),
+            Event::DeadLetter(d) => format!("{}/{}", d.source, d.report),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | [`event`] | the published events and their stable ids |
 //! | [`feed`] | the [`feed::Feed`] / [`feed::SnapshotSource`] traits: one polled endpoint = fetch + pure diff |
 //! | [`poller`] | poll loop per feed: poll → atomic commit of state + outbox → wake the publisher |
+//! | [`reports`] | Wolkvox report pulls: window planning, truncation splits, cursors, de-duplication, dead letters |
 //! | [`store`] | the [`store::Store`] trait: sled (snapshots + outbox in one batch) and in-memory |
 //! | [`publisher`] | drains the outbox into a sink; deletes only on ack; resends on failure |
 //! | [`avro`], [`registry`] | Avro serde-path encoding, Confluent wire format; Schema Registry trait, HTTP and in-memory |
@@ -33,6 +34,7 @@ pub mod kafka;
 pub mod poller;
 pub mod publisher;
 pub mod registry;
+pub mod reports;
 pub mod secret;
 pub mod simulator;
 pub mod sink;

@@ -71,6 +71,9 @@ impl Topics {
             Stream::Comm100Queue => &self.comm100_queue,
             Stream::Comm100Today => &self.comm100_today,
             Stream::Comm100RightNow => &self.comm100_right_now,
+            Stream::WolkvoxChat1 => &self.wolkvox_chat_1,
+            Stream::WolkvoxDiagram9 => &self.wolkvox_diagram_9,
+            Stream::DeadLetter => &self.dead_letter,
         }
     }
 }

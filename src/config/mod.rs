@@ -24,6 +24,10 @@ pub mod limits {
     pub const WOLKVOX_MAX_CALL_TIME: Duration = Duration::from_secs(60);
     /// Wolkvox: a response weighs at most 256 MB.
     pub const WOLKVOX_MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
+    /// Wolkvox: at most 31 days per date range.
+    pub const WOLKVOX_MAX_RANGE: Duration = Duration::from_secs(31 * 86_400);
+    /// Wolkvox: at most 60,000 records per call.
+    pub const WOLKVOX_MAX_ROWS: u64 = 60_000;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +86,11 @@ pub struct TopicsConfig {
     pub comm100_queue: String,
     pub comm100_today: String,
     pub comm100_right_now: String,
+    /// Report rows, one topic per report.
+    pub wolkvox_chat_1: String,
+    pub wolkvox_diagram_9: String,
+    /// Report rows that could not be coerced.
+    pub dead_letter: String,
 }
 
 impl Default for TopicsConfig {
@@ -92,6 +101,9 @@ impl Default for TopicsConfig {
             comm100_queue: "ccdc.comm100.queue".into(),
             comm100_today: "ccdc.comm100.today".into(),
             comm100_right_now: "ccdc.comm100.right-now".into(),
+            wolkvox_chat_1: "ccdc.wolkvox.chat_1".into(),
+            wolkvox_diagram_9: "ccdc.wolkvox.diagram_9".into(),
+            dead_letter: "ccdc.dead-letter".into(),
         }
     }
 }
@@ -267,6 +279,9 @@ impl Config {
             ("topics.comm100_queue", &t.comm100_queue),
             ("topics.comm100_today", &t.comm100_today),
             ("topics.comm100_right_now", &t.comm100_right_now),
+            ("topics.wolkvox_chat_1", &t.wolkvox_chat_1),
+            ("topics.wolkvox_diagram_9", &t.wolkvox_diagram_9),
+            ("topics.dead_letter", &t.dead_letter),
         ];
         for (i, (key, topic)) in topics.iter().enumerate() {
             validate_topic(key, topic)?;

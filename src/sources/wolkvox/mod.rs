@@ -19,7 +19,9 @@ use super::http::{token_limiter, SourceHttp};
 use super::SourceError;
 use crate::config::WolkvoxConfig;
 use crate::diff::SourceMeta;
+use crate::reports::window::Window;
 use crate::secret::Secret;
+use crate::store::Store;
 
 pub const VENDOR: &str = "wolkvox";
 
@@ -29,6 +31,14 @@ pub struct WolkvoxClient {
     base_url: String,
     token: Secret,
     pub tz: Tz,
+    quota: Option<Quota>,
+}
+
+/// Calls per token per day (in the operation's zone), persisted in the store; the vendor allows
+/// licenses × 1000. Shared by every feed and source using the token.
+struct Quota {
+    store: Arc<dyn Store>,
+    limit: Option<u64>,
 }
 
 impl WolkvoxClient {
@@ -51,7 +61,73 @@ impl WolkvoxClient {
             base_url: cfg.base_url.trim_end_matches('/').to_string(),
             token,
             tz,
+            quota: None,
         }))
+    }
+
+    /// The same client, counting every call in `store` and refusing calls past `limit` a day.
+    pub fn with_quota(cfg: &WolkvoxConfig, store: Arc<dyn Store>) -> anyhow::Result<Arc<Self>> {
+        let mut c = Arc::try_unwrap(Self::new(cfg)?).map_err(|_| anyhow::anyhow!("client shared before configuration"))?;
+        c.quota = Some(Quota { store, limit: cfg.daily_call_limit });
+        Ok(Arc::new(c))
+    }
+
+    fn quota_key(&self) -> String {
+        let day = chrono::Utc::now().with_timezone(&self.tz).format("%Y-%m-%d");
+        format!("quota/{:016x}/{day}", self.token.fingerprint())
+    }
+
+    /// Calls made today with this client's token (0 without quota tracking).
+    pub fn calls_today(&self) -> u64 {
+        self.quota.as_ref().and_then(|q| q.store.get(&self.quota_key()).ok().flatten()).and_then(|v| v.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0)
+    }
+
+    /// Count one call, or refuse it when today's budget is spent.
+    fn charge(&self, endpoint: &str) -> Result<(), SourceError> {
+        let Some(q) = &self.quota else { return Ok(()) };
+        let used = self.calls_today();
+        if let Some(limit) = q.limit.filter(|l| used >= *l) {
+            return Err(SourceError::Quota { source_name: self.meta.name.clone(), endpoint: endpoint.into(), used, limit });
+        }
+        let used = q.store.increment(&self.quota_key(), 1).map_err(|e| SourceError::Parse {
+            source_name: self.meta.name.clone(),
+            endpoint: endpoint.into(),
+            field: "<state store>".into(),
+            detail: e.to_string(),
+        })?;
+        metrics::gauge!("ccdc_vendor_calls_today", "source" => self.meta.name.clone()).set(used as f64);
+        if let Some(limit) = q.limit {
+            metrics::gauge!("ccdc_vendor_calls_remaining_today", "source" => self.meta.name.clone()).set(limit.saturating_sub(used) as f64);
+        }
+        Ok(())
+    }
+
+    fn token_header(&self, endpoint: &str) -> Result<reqwest::header::HeaderValue, SourceError> {
+        let mut token = reqwest::header::HeaderValue::from_str(self.token.expose()).map_err(|_| SourceError::Parse {
+            source_name: self.meta.name.clone(),
+            endpoint: endpoint.into(),
+            field: "token".into(),
+            detail: "the configured token is not a valid HTTP header value".into(),
+        })?;
+        token.set_sensitive(true);
+        Ok(token)
+    }
+
+    /// `GET {base_url}/reports_manager.php?api={report}&date_ini=..&date_end=..`, streamed through `parse`.
+    pub async fn report<T, F>(&self, report: &str, endpoint: &str, w: &Window, parse: F) -> Result<T, SourceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
+    {
+        self.charge(endpoint)?;
+        let token = self.token_header(endpoint)?;
+        let req = self
+            .http
+            .client()
+            .get(format!("{}/reports_manager.php", self.base_url))
+            .query(&[("api", report), ("date_ini", &w.date_ini()), ("date_end", &w.date_end())])
+            .header("wolkvox-token", token);
+        self.http.fetch(endpoint, req, parse).await
     }
 
     /// `GET {base_url}/real_time.php?api={api}`, the body streamed through `parse`.
@@ -65,16 +141,8 @@ impl WolkvoxClient {
         T: Send + 'static,
         F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
     {
-        let mut token =
-            reqwest::header::HeaderValue::from_str(self.token.expose()).map_err(|_| {
-                SourceError::Parse {
-                    source_name: self.meta.name.clone(),
-                    endpoint: endpoint.into(),
-                    field: "token".into(),
-                    detail: "the configured token is not a valid HTTP header value".into(),
-                }
-            })?;
-        token.set_sensitive(true);
+        self.charge(endpoint)?;
+        let token = self.token_header(endpoint)?;
         let req = self
             .http
             .client()
