@@ -15,9 +15,9 @@ use crate::config::{Config, OutputKind, PollConfig, SourceConfig};
 use crate::event::Stream;
 use crate::feed::{Feed, SnapshotFeed, SnapshotSource};
 use crate::poller::Poller;
-use crate::publisher::Publisher;
-use crate::reports::{Mode, ReportFeed};
+use crate::publisher::{Publisher, PublisherReport};
 use crate::registry::{resolve_id, subject_for_topic, HttpRegistry};
+use crate::reports::{Mode, ReportFeed};
 use crate::sink::{AvroEncoder, EventSink, JsonEncoder, RecordEncoder, StdoutSink, Topics};
 use crate::sources::comm100::{Comm100Agents, Comm100Client, Comm100Metrics, MetricsEndpoint};
 use crate::sources::vonage::{VonageInteractions, VonageSource};
@@ -31,7 +31,10 @@ fn topics(config: &Config) -> Topics {
 }
 
 /// Every feed the configuration enables, with how to poll it.
-pub fn feeds(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Vec<(Box<dyn Feed>, PollConfig)>> {
+pub fn feeds(
+    config: &Config,
+    store: &Arc<dyn Store>,
+) -> anyhow::Result<Vec<(Box<dyn Feed>, PollConfig)>> {
     fn add<S: SnapshotSource>(
         out: &mut Vec<(Box<dyn Feed>, PollConfig)>,
         source: S,
@@ -55,11 +58,22 @@ pub fn feeds(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Vec<(Box
         match src {
             SourceConfig::Wolkvox(w) => {
                 let client = WolkvoxClient::with_quota(w, store.clone())?;
-                add(&mut out, WolkvoxInteractions(client.clone()), &w.interactions, true);
+                add(
+                    &mut out,
+                    WolkvoxInteractions(client.clone()),
+                    &w.interactions,
+                    true,
+                );
                 add(&mut out, WolkvoxAgents(client.clone()), &w.agents, true);
                 for r in w.reports.iter().filter(|r| r.enabled) {
-                    let feed = ReportFeed::new(client.clone(), store.clone(), r.plan()?, Mode::Live);
-                    let poll = PollConfig { enabled: true, interval: r.interval, max_backoff: r.max_backoff, confirm_empty_polls: 1 };
+                    let feed =
+                        ReportFeed::new(client.clone(), store.clone(), r.plan()?, Mode::Live);
+                    let poll = PollConfig {
+                        enabled: true,
+                        interval: r.interval,
+                        max_backoff: r.max_backoff,
+                        confirm_empty_polls: 1,
+                    };
                     out.push((Box::new(feed), poll));
                 }
             }
@@ -181,21 +195,132 @@ async fn ensure_topics(config: &Config, stop: &CancellationToken) -> anyhow::Res
     }
 }
 
+type PublisherTask = tokio::task::JoinHandle<anyhow::Result<Option<PublisherReport>>>;
+
+/// The durable half of ccdc, shared by `run` and `backfill`: the store, the sink and the publisher
+/// that drains the outbox into it.
+pub struct Pipeline {
+    pub store: Arc<dyn Store>,
+    pub notify: Arc<Notify>,
+    sink: Arc<dyn EventSink>,
+    publisher: PublisherTask,
+    publish_stop: CancellationToken,
+    publish_abort: CancellationToken,
+}
+
+impl Pipeline {
+    /// Open the store and start the publisher. It begins once topics and schema ids are settled
+    /// (retrying while Kafka or the registry are unreachable); events wait in the outbox meanwhile.
+    pub fn start(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Pipeline> {
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.state_dir)?);
+        metrics::gauge!("ccdc_outbox_depth").set(store.outbox_len() as f64);
+        let sink: Arc<dyn EventSink> = match config.output {
+            OutputKind::Stdout => Arc::new(StdoutSink),
+            OutputKind::Kafka => Arc::new(crate::kafka::KafkaSink::new(
+                config.kafka.as_ref().context("kafka is not configured")?,
+            )?),
+        };
+        let notify = Arc::new(Notify::new());
+        let (publish_stop, publish_abort) = (CancellationToken::new(), CancellationToken::new());
+        let publisher = {
+            let (config, store, sink, notify) =
+                (config.clone(), store.clone(), sink.clone(), notify.clone());
+            let (stop, abort, shutdown) = (
+                publish_stop.clone(),
+                publish_abort.clone(),
+                shutdown.clone(),
+            );
+            tokio::spawn(async move {
+                let encoder: Arc<dyn RecordEncoder> = match config.output {
+                    OutputKind::Stdout => Arc::new(JsonEncoder {
+                        topics: topics(&config),
+                    }),
+                    OutputKind::Kafka => {
+                        if !ensure_topics(&config, &shutdown).await? {
+                            return Ok(None);
+                        }
+                        let Some(ids) = resolve_schema_ids(&config, &shutdown).await? else {
+                            return Ok(None);
+                        };
+                        Arc::new(AvroEncoder::new(topics(&config), &ids)?)
+                    }
+                };
+                let p = Publisher {
+                    store,
+                    encoder,
+                    sink,
+                    notify,
+                    max_in_flight: config.publisher.max_in_flight,
+                    max_backoff: Duration::from_secs(30),
+                };
+                anyhow::Ok(Some(p.run(stop, abort).await?))
+            })
+        };
+        Ok(Pipeline {
+            store,
+            notify,
+            sink,
+            publisher,
+            publish_stop,
+            publish_abort,
+        })
+    }
+
+    /// Resolves only if the publisher stops by itself (a fatal error such as a refused schema).
+    pub async fn publisher_failed(&mut self) -> anyhow::Result<Option<PublisherReport>> {
+        (&mut self.publisher)
+            .await
+            .context("publisher task panicked")?
+    }
+
+    /// Drain the outbox (until `deadline`), flush the producer and the store.
+    pub async fn finish(
+        mut self,
+        early: Option<anyhow::Result<Option<PublisherReport>>>,
+        deadline: Instant,
+    ) -> anyhow::Result<()> {
+        let outcome = match early {
+            Some(r) => r,
+            None => {
+                self.publish_stop.cancel();
+                match tokio::time::timeout_at(deadline.into(), &mut self.publisher).await {
+                    Ok(r) => r.context("publisher task panicked")?,
+                    Err(_) => {
+                        self.publish_abort.cancel();
+                        self.publisher.await.context("publisher task panicked")?
+                    }
+                }
+            }
+        };
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(500));
+        if let Err(e) = self.sink.flush(remaining) {
+            tracing::warn!(error = %e, "producer flush incomplete; unacknowledged events stay in the outbox");
+        }
+        self.store.flush()?;
+        match outcome? {
+            Some(report) => tracing::info!(
+                delivered = report.delivered,
+                left_in_outbox = report.left_in_outbox,
+                "publisher stopped"
+            ),
+            None => tracing::info!(
+                left_in_outbox = self.store.outbox_len(),
+                "stopped before publishing started"
+            ),
+        }
+        Ok(())
+    }
+}
+
 /// Run the service until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.state_dir)?);
-    let notify = Arc::new(Notify::new());
+    let mut pipeline = Pipeline::start(&config, &shutdown)?;
+    let store = pipeline.store.clone();
     tracing::info!(state_dir = %config.state_dir.display(), outbox = store.outbox_len(), sources = config.sources.len(), "ccdc starting");
-    metrics::gauge!("ccdc_outbox_depth").set(store.outbox_len() as f64);
 
-    let sink: Arc<dyn EventSink> = match config.output {
-        OutputKind::Stdout => Arc::new(StdoutSink),
-        OutputKind::Kafka => Arc::new(crate::kafka::KafkaSink::new(
-            config.kafka.as_ref().context("kafka is not configured")?,
-        )?),
-    };
-
-    // Pollers first (they only need the vendor and the store); a corrupt stored state fails start-up.
+    // A corrupt stored state fails start-up.
     let poll_stop = shutdown.child_token();
     let mut pollers = JoinSet::new();
     for (feed, poll) in feeds(&config, &store)? {
@@ -203,7 +328,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let mut poller = Poller::new(
             feed,
             store.clone(),
-            notify.clone(),
+            pipeline.notify.clone(),
             poll.interval,
             poll.max_backoff,
         );
@@ -211,47 +336,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         pollers.spawn(poller.run(poll_stop.clone()));
     }
 
-    // The publisher starts once topics and schema ids are settled; events wait in the outbox meanwhile.
-    let publish_stop = CancellationToken::new();
-    let publish_abort = CancellationToken::new();
-    let mut publisher = {
-        let (config, store, sink, notify) =
-            (config.clone(), store.clone(), sink.clone(), notify.clone());
-        let (stop, abort, shutdown) = (
-            publish_stop.clone(),
-            publish_abort.clone(),
-            shutdown.clone(),
-        );
-        tokio::spawn(async move {
-            let encoder: Arc<dyn RecordEncoder> = match config.output {
-                OutputKind::Stdout => Arc::new(JsonEncoder {
-                    topics: topics(&config),
-                }),
-                OutputKind::Kafka => {
-                    if !ensure_topics(&config, &shutdown).await? {
-                        return Ok(None);
-                    }
-                    let Some(ids) = resolve_schema_ids(&config, &shutdown).await? else {
-                        return Ok(None);
-                    };
-                    Arc::new(AvroEncoder::new(topics(&config), &ids)?)
-                }
-            };
-            let p = Publisher {
-                store,
-                encoder,
-                sink,
-                notify,
-                max_in_flight: config.publisher.max_in_flight,
-                max_backoff: Duration::from_secs(30),
-            };
-            anyhow::Ok(Some(p.run(stop, abort).await?))
-        })
-    };
-
     let early = tokio::select! {
         _ = shutdown.cancelled() => None,
-        r = &mut publisher => Some(r),
+        r = pipeline.publisher_failed() => Some(r),
     };
     let deadline = Instant::now() + config.shutdown_timeout;
     tracing::info!(
@@ -268,43 +355,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tracing::warn!("pollers did not finish their cycle before the deadline; aborted (nothing partial was committed)");
         pollers.abort_all();
     }
-
-    let outcome = match early {
-        Some(r) => r.context("publisher task panicked")?,
-        None => {
-            publish_stop.cancel();
-            match tokio::time::timeout_at(deadline.into(), &mut publisher).await {
-                Ok(r) => r.context("publisher task panicked")?,
-                Err(_) => {
-                    publish_abort.cancel();
-                    publisher.await.context("publisher task panicked")?
-                }
-            }
-        }
-    };
-    let remaining = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(500));
-    if let Err(e) = sink.flush(remaining) {
-        tracing::warn!(error = %e, "producer flush incomplete; unacknowledged events stay in the outbox");
-    }
-    store.flush()?;
-    match outcome {
-        Ok(Some(report)) => {
-            tracing::info!(
-                delivered = report.delivered,
-                left_in_outbox = report.left_in_outbox,
-                "ccdc stopped"
-            );
-            Ok(())
-        }
-        Ok(None) => {
-            tracing::info!(
-                left_in_outbox = store.outbox_len(),
-                "ccdc stopped before publishing started"
-            );
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
+    pipeline.finish(early, deadline).await?;
+    tracing::info!("ccdc stopped");
+    Ok(())
 }

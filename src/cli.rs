@@ -71,6 +71,23 @@ pub enum Command {
         #[command(subcommand)]
         action: SchemasAction,
     },
+    /// Pull a fixed range of a Wolkvox report and publish it (resumable; the live cursor is untouched).
+    Backfill {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The Wolkvox source's `name`.
+        #[arg(long)]
+        source: String,
+        /// chat_1 or diagram_9.
+        #[arg(long)]
+        report: String,
+        /// Local start, `YYYY-MM-DD[ HH:MM:SS]` (inclusive).
+        #[arg(long)]
+        from: String,
+        /// Local end, `YYYY-MM-DD[ HH:MM:SS]` (exclusive).
+        #[arg(long)]
+        to: String,
+    },
     /// Validate a configuration file and exit.
     CheckConfig {
         #[arg(long, short)]

@@ -142,3 +142,131 @@ pub async fn schemas_check(config: &Config) -> anyhow::Result<()> {
         anyhow::bail!("registration would be refused for: {}", refused.join(", "))
     }
 }
+
+/// `ccdc backfill`: pull a fixed range of one report (split into legal windows) through the same
+/// outbox as the service, with a progress bar. Its cursor is its own (keyed by the range), so an
+/// interrupted backfill resumes where it stopped and the live cursor never moves.
+pub async fn backfill(
+    config: Config,
+    source: &str,
+    report: &str,
+    from: &str,
+    to: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use crate::config::{parse_local_start, ReportConfig, SourceConfig};
+    use crate::reports::{cursor_key, parse_cursor, Mode, ReportFeed};
+
+    let w = config
+        .sources
+        .iter()
+        .find_map(|s| match s {
+            SourceConfig::Wolkvox(w) if w.name == source => Some(w),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!("no Wolkvox source named `{source}` in the configuration")
+        })?;
+    let report_cfg = match w.reports.iter().find(|r| r.report == report) {
+        Some(r) => r.clone(),
+        None => serde_json::from_value::<ReportConfig>(serde_json::json!({ "report": report }))?,
+    };
+    let plan = report_cfg.plan()?;
+    let (from, to) = (
+        parse_local_start(from).map_err(anyhow::Error::msg)?,
+        parse_local_start(to).map_err(anyhow::Error::msg)?,
+    );
+    anyhow::ensure!(from < to, "--from must be before --to");
+    let mode = Mode::Backfill { from, to };
+
+    let pipeline = crate::app::Pipeline::start(&config, &shutdown)?;
+    let store = pipeline.store.clone();
+    let client = crate::sources::wolkvox::WolkvoxClient::with_quota(w, store.clone())?;
+    let key = cursor_key(&w.name, plan.kind, mode);
+    let feed = ReportFeed::new(client, store.clone(), plan.clone(), mode);
+    let mut poller = crate::poller::Poller::new(
+        Box::new(feed),
+        store.clone(),
+        pipeline.notify.clone(),
+        report_cfg.interval,
+        report_cfg.max_backoff,
+    );
+    poller.load()?;
+
+    let total = (to - from).num_seconds().max(1) as u64;
+    let covered = |store: &dyn crate::store::Store| {
+        store
+            .get(&key)
+            .ok()
+            .flatten()
+            .and_then(|b| parse_cursor(&b).ok())
+            .map_or(0, |c| {
+                (c - from).num_seconds().clamp(0, total as i64) as u64
+            })
+    };
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {prefix} [{bar:30}] {percent}% {msg} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(format!("{} {}", w.name, plan.kind.name()));
+    bar.set_position(covered(store.as_ref()));
+    let started = std::time::Instant::now();
+    let (mut windows, mut rows, mut failures) = (0u64, 0u64, 0u32);
+    let outcome: anyhow::Result<bool> = async {
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(false);
+            }
+            match poller.cycle(chrono::Utc::now().timestamp_millis()).await {
+                Ok(crate::poller::CycleOutcome::Committed { events, more, .. }) => {
+                    failures = 0;
+                    windows += 1;
+                    rows += events as u64;
+                    bar.set_position(covered(store.as_ref()));
+                    let rate = rows as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    bar.set_message(format!("{windows} windows, {rows} rows, {rate:.0} rows/s"));
+                    if !more {
+                        return Ok(true);
+                    }
+                }
+                Ok(crate::poller::CycleOutcome::Idle { more: false }) => return Ok(true),
+                Ok(_) => {}
+                Err(crate::poller::CycleError::Source(e)) if matches!(e.kind(), "overflow" | "quota" | "config" | "auth") => {
+                    return Err(anyhow::Error::new(e).context("backfill stopped; fix the cause and run the same command to resume"))
+                }
+                Err(e) => {
+                    failures += 1;
+                    let wait = crate::backoff::jittered(failures, Duration::from_secs(1), report_cfg.max_backoff);
+                    bar.suspend(|| tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "backfill window failed; retrying"));
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.cancelled() => return Ok(false),
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    bar.finish_and_clear();
+    let deadline = std::time::Instant::now() + config.shutdown_timeout;
+    pipeline.finish(None, deadline).await?;
+    let complete = outcome?;
+    eprintln!(
+        "backfill {} {} {}..{}: {windows} windows, {rows} rows published in {:.1}s — {}",
+        w.name,
+        plan.kind.name(),
+        from,
+        to,
+        started.elapsed().as_secs_f64(),
+        if complete {
+            "complete"
+        } else {
+            "interrupted; run the same command to resume"
+        }
+    );
+    anyhow::ensure!(complete, "backfill interrupted before completion");
+    Ok(())
+}

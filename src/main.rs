@@ -111,6 +111,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Schemas {
             action: SchemasAction::Check { config },
         } => ccdc::commands::schemas_check(&Config::load(Some(&config))?).await,
+        Command::Backfill {
+            config,
+            source,
+            report,
+            from,
+            to,
+        } => {
+            ccdc::commands::backfill(
+                Config::load(Some(&config))?,
+                &source,
+                &report,
+                &from,
+                &to,
+                shutdown,
+            )
+            .await
+        }
         Command::CheckConfig { config } => {
             Config::load(Some(&config))?;
             println!("{}: ok", config.display());

@@ -45,6 +45,8 @@ fn source(
         allow_insecure_http: true,
         interactions: PollConfig::default(),
         agents: PollConfig::default(),
+        reports: vec![],
+        daily_call_limit: None,
     };
     f(&mut cfg);
     Arc::new(WolkvoxInteractions(WolkvoxClient::new(&cfg).unwrap()))

@@ -242,26 +242,48 @@ fn week() -> Duration {
 
 impl ReportConfig {
     fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        let kind = ReportKind::parse(&self.report).ok_or_else(|| invalid(format!("{at}.report"), format!("`{}` is not a known report (chat_1, diagram_9)", self.report)))?;
+        let kind = ReportKind::parse(&self.report).ok_or_else(|| {
+            invalid(
+                format!("{at}.report"),
+                format!(
+                    "`{}` is not a known report (chat_1, diagram_9)",
+                    self.report
+                ),
+            )
+        })?;
         if self.interval < Duration::from_millis(100) {
             return Err(invalid(format!("{at}.interval"), "must be at least 100ms"));
         }
         if self.max_window > limits::WOLKVOX_MAX_RANGE || self.max_window < Duration::from_secs(1) {
-            return Err(invalid(format!("{at}.max_window"), "must be between 1s and 31 days (the vendor's limit)"));
+            return Err(invalid(
+                format!("{at}.max_window"),
+                "must be between 1s and 31 days (the vendor's limit)",
+            ));
         }
         if self.min_window < Duration::from_secs(1) || self.min_window > self.max_window {
-            return Err(invalid(format!("{at}.min_window"), "must be at least 1s and at most max_window"));
+            return Err(invalid(
+                format!("{at}.min_window"),
+                "must be at least 1s and at most max_window",
+            ));
         }
         match self.row_limit {
             Some(0) => return Err(invalid(format!("{at}.row_limit"), "must be at least 1")),
-            Some(n) if n > limits::WOLKVOX_MAX_ROWS => return Err(invalid(format!("{at}.row_limit"), "at most 60000 (the vendor's limit per call)")),
+            Some(n) if n > limits::WOLKVOX_MAX_ROWS => {
+                return Err(invalid(
+                    format!("{at}.row_limit"),
+                    "at most 60000 (the vendor's limit per call)",
+                ))
+            }
             _ => {}
         }
         if let Some(s) = &self.start_from {
             parse_local_start(s).map_err(|m| invalid(format!("{at}.start_from"), m))?;
         }
         if self.dedupe_ttl < self.lookback {
-            return Err(invalid(format!("{at}.dedupe_ttl"), "must be at least lookback (or late rows would be published again)"));
+            return Err(invalid(
+                format!("{at}.dedupe_ttl"),
+                "must be at least lookback (or late rows would be published again)",
+            ));
         }
         let _ = kind;
         Ok(())
@@ -269,8 +291,11 @@ impl ReportConfig {
 
     /// The pull plan, validated.
     pub fn plan(&self) -> Result<crate::reports::ReportPlan, ConfigError> {
-        let kind = ReportKind::parse(&self.report).ok_or_else(|| invalid("report", format!("unknown report `{}`", self.report)))?;
-        let dur = |d: Duration| chrono::Duration::from_std(d).map_err(|e| invalid("report", e.to_string()));
+        let kind = ReportKind::parse(&self.report)
+            .ok_or_else(|| invalid("report", format!("unknown report `{}`", self.report)))?;
+        let dur = |d: Duration| {
+            chrono::Duration::from_std(d).map_err(|e| invalid("report", e.to_string()))
+        };
         Ok(crate::reports::ReportPlan {
             kind,
             settle_delay: dur(self.settle_delay)?,
@@ -278,7 +303,12 @@ impl ReportConfig {
             max_window: dur(self.max_window)?,
             min_window: dur(self.min_window)?,
             row_limit: self.row_limit.unwrap_or(kind.default_row_limit()) as usize,
-            start_from: self.start_from.as_deref().map(parse_local_start).transpose().map_err(|m| invalid("start_from", m))?,
+            start_from: self
+                .start_from
+                .as_deref()
+                .map(parse_local_start)
+                .transpose()
+                .map_err(|m| invalid("start_from", m))?,
             dedupe_ttl: dur(self.dedupe_ttl)?,
         })
     }
@@ -287,10 +317,12 @@ impl ReportConfig {
 /// `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD` (midnight), local time.
 pub fn parse_local_start(s: &str) -> Result<chrono::NaiveDateTime, String> {
     chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
-        .or_else(|_| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_time(chrono::NaiveTime::MIN)))
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(|d| d.and_time(chrono::NaiveTime::MIN))
+        })
         .map_err(|_| format!("`{s}` is not YYYY-MM-DD[ HH:MM:SS]"))
 }
-
 
 fn one() -> usize {
     1
@@ -334,12 +366,18 @@ impl WolkvoxConfig {
         self.interactions.validate(&format!("{at}.interactions"))?;
         self.agents.validate(&format!("{at}.agents"))?;
         if self.daily_call_limit == Some(0) {
-            return Err(invalid(format!("{at}.daily_call_limit"), "must be at least 1"));
+            return Err(invalid(
+                format!("{at}.daily_call_limit"),
+                "must be at least 1",
+            ));
         }
         for (i, r) in self.reports.iter().enumerate() {
             r.validate(&format!("{at}.reports[{i}]"))?;
             if self.reports[..i].iter().any(|o| o.report == r.report) {
-                return Err(invalid(format!("{at}.reports[{i}].report"), format!("`{}` is configured twice", r.report)));
+                return Err(invalid(
+                    format!("{at}.reports[{i}].report"),
+                    format!("`{}` is configured twice", r.report),
+                ));
             }
         }
         Ok(())

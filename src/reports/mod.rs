@@ -49,7 +49,10 @@ pub struct ReportPlan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Live,
-    Backfill { from: NaiveDateTime, to: NaiveDateTime },
+    Backfill {
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -80,7 +83,12 @@ enum Pulled {
 }
 
 impl ReportFeed {
-    pub fn new(client: Arc<WolkvoxClient>, store: Arc<dyn Store>, plan: ReportPlan, mode: Mode) -> Self {
+    pub fn new(
+        client: Arc<WolkvoxClient>,
+        store: Arc<dyn Store>,
+        plan: ReportPlan,
+        mode: Mode,
+    ) -> Self {
         let endpoint = format!("reports_manager.php?api={}", plan.kind.name());
         ReportFeed {
             client,
@@ -112,12 +120,19 @@ impl ReportFeed {
 
     /// Plan the next cycle; `false` when there is nothing to pull.
     fn plan_cycle(&mut self, now_ms: i64) -> bool {
-        let now_local = trunc_seconds(chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default().with_timezone(&self.tz()).naive_local());
+        let now_local = trunc_seconds(
+            chrono::DateTime::from_timestamp_millis(now_ms)
+                .unwrap_or_default()
+                .with_timezone(&self.tz())
+                .naive_local(),
+        );
         let (from, to) = match self.mode {
             Mode::Backfill { from, to } => (self.cursor.unwrap_or(from).max(from), to),
             Mode::Live => {
                 let target = now_local - self.plan.settle_delay;
-                let cursor = *self.cursor.get_or_insert_with(|| self.plan.start_from.unwrap_or(target - self.plan.lookback));
+                let cursor = *self.cursor.get_or_insert_with(|| {
+                    self.plan.start_from.unwrap_or(target - self.plan.lookback)
+                });
                 ((cursor - self.plan.lookback).min(cursor), target)
             }
         };
@@ -132,20 +147,36 @@ impl ReportFeed {
         }
         self.last_sweep = Some(now_ms);
         let cutoff = now_ms - self.plan.dedupe_ttl.num_milliseconds();
-        let entries = self.store.scan_prefix(&self.seen_prefix()).map_err(|e| self.store_error(e))?;
+        let entries = self
+            .store
+            .scan_prefix(&self.seen_prefix())
+            .map_err(|e| self.store_error(e))?;
         Ok(entries
             .into_iter()
-            .filter(|(_, v)| serde_json::from_slice::<Seen>(v).map(|s| s.at < cutoff).unwrap_or(true))
+            .filter(|(_, v)| {
+                serde_json::from_slice::<Seen>(v)
+                    .map(|s| s.at < cutoff)
+                    .unwrap_or(true)
+            })
             .map(|(k, _)| Write::Delete(k))
             .collect())
     }
 
     fn store_error(&self, e: crate::store::StoreError) -> SourceError {
-        SourceError::Parse { source_name: self.client.meta.name.clone(), endpoint: self.endpoint.clone(), field: "<state store>".into(), detail: e.to_string() }
+        SourceError::Parse {
+            source_name: self.client.meta.name.clone(),
+            endpoint: self.endpoint.clone(),
+            field: "<state store>".into(),
+            detail: e.to_string(),
+        }
     }
 
     async fn pull(&self, w: &Window) -> Result<Pulled, SourceError> {
-        let (name, endpoint, limit) = (self.client.meta.name.clone(), self.endpoint.clone(), self.plan.row_limit);
+        let (name, endpoint, limit) = (
+            self.client.meta.name.clone(),
+            self.endpoint.clone(),
+            self.plan.row_limit,
+        );
         self.client
             .report(self.plan.kind.name(), &self.endpoint, w, move |r| {
                 let mut rows = Vec::new();
@@ -158,7 +189,12 @@ impl ReportFeed {
     }
 
     /// Turn a complete window's rows into events and dedupe marks.
-    fn derive(&self, w: &Window, rows: Vec<Map<String, Value>>, now_ms: i64) -> Result<(Vec<Event>, Vec<Write>), SourceError> {
+    fn derive(
+        &self,
+        w: &Window,
+        rows: Vec<Map<String, Value>>,
+        now_ms: i64,
+    ) -> Result<(Vec<Event>, Vec<Write>), SourceError> {
         let (kind, tz, source) = (self.plan.kind, self.tz(), &self.client.meta.name);
         let (start_raw, end_raw) = (w.date_ini(), w.date_end());
         let mut in_window: HashMap<String, String> = HashMap::new();
@@ -169,18 +205,30 @@ impl ReportFeed {
             let (identity, coerced) = match (kind.identity(&row), kind.coerce(&row, tz)) {
                 (Some(id), Ok(r)) => (id, Ok(r)),
                 (id, Err(e)) => (id.unwrap_or_else(|| format!("raw:{hash}")), Err(e)),
-                (None, Ok(_)) => (format!("raw:{hash}"), Err("the row has no identity".to_string())),
+                (None, Ok(_)) => (
+                    format!("raw:{hash}"),
+                    Err("the row has no identity".to_string()),
+                ),
             };
             let seen_key = format!("{}{identity}", self.seen_prefix());
             if in_window.get(&identity) == Some(&hash) {
                 continue;
             }
             let stored = self.store.get(&seen_key).map_err(|e| self.store_error(e))?;
-            if stored.and_then(|v| serde_json::from_slice::<Seen>(&v).ok()).is_some_and(|s| s.hash == hash) {
+            if stored
+                .and_then(|v| serde_json::from_slice::<Seen>(&v).ok())
+                .is_some_and(|s| s.hash == hash)
+            {
                 continue;
             }
             in_window.insert(identity.clone(), hash.clone());
-            writes.push(Write::Put(seen_key, crate::feed::encode_state(&Seen { hash: hash.clone(), at: now_ms })));
+            writes.push(Write::Put(
+                seen_key,
+                crate::feed::encode_state(&Seen {
+                    hash: hash.clone(),
+                    at: now_ms,
+                }),
+            ));
             match coerced {
                 Ok(row) => events.push(Event::ReportRow(Box::new(ReportRecord {
                     event_id: event_id(&[source, kind.name(), &identity, &hash]).to_string(),
@@ -199,7 +247,8 @@ impl ReportFeed {
                     metrics::counter!("ccdc_report_dead_letters_total", "source" => source.clone(), "report" => kind.name()).increment(1);
                     tracing::warn!(report = kind.name(), window = %format!("{start_raw}..{end_raw}"), %error, "row cannot be coerced; sent to the dead-letter topic");
                     events.push(Event::DeadLetter(DeadLetter {
-                        event_id: event_id(&[source, kind.name(), "dead-letter", &hash]).to_string(),
+                        event_id: event_id(&[source, kind.name(), "dead-letter", &hash])
+                            .to_string(),
                         source: source.clone(),
                         vendor: crate::sources::wolkvox::VENDOR.into(),
                         report: kind.name().into(),
@@ -220,7 +269,12 @@ impl ReportFeed {
 pub fn cursor_key(source: &str, kind: ReportKind, mode: Mode) -> String {
     match mode {
         Mode::Live => format!("report/{source}/{}/cursor", kind.name()),
-        Mode::Backfill { from, to } => format!("backfill/{source}/{}/{}-{}/cursor", kind.name(), from.format("%Y%m%d%H%M%S"), to.format("%Y%m%d%H%M%S")),
+        Mode::Backfill { from, to } => format!(
+            "backfill/{source}/{}/{}-{}/cursor",
+            kind.name(),
+            from.format("%Y%m%d%H%M%S"),
+            to.format("%Y%m%d%H%M%S")
+        ),
     }
 }
 
@@ -251,7 +305,9 @@ impl Feed for ReportFeed {
         if self.queue.is_empty() && !self.plan_cycle(observed_at) {
             return Ok(PollOutcome::Idle { more: false });
         }
-        let Some(w) = self.queue.pop_front() else { return Ok(PollOutcome::Idle { more: false }) };
+        let Some(w) = self.queue.pop_front() else {
+            return Ok(PollOutcome::Idle { more: false });
+        };
         let pulled = match self.pull(&w).await {
             Ok(p) => p,
             Err(e) => {
@@ -284,12 +340,20 @@ impl Feed for ReportFeed {
                 let (events, mut writes) = self.derive(&w, rows, observed_at)?;
                 writes.extend(self.sweep(observed_at)?);
                 if self.cursor.is_none_or(|c| w.end > c) {
-                    writes.push(Write::Put(self.state_key(), w.end.format(CURSOR_FORMAT).to_string().into_bytes()));
+                    writes.push(Write::Put(
+                        self.state_key(),
+                        w.end.format(CURSOR_FORMAT).to_string().into_bytes(),
+                    ));
                     self.pending_cursor = Some(w.end);
                 }
                 self.windows_done += 1;
                 self.rows_published += events.len() as u64;
-                Ok(PollOutcome::Commit { writes, events, size, more: !self.queue.is_empty() })
+                Ok(PollOutcome::Commit {
+                    writes,
+                    events,
+                    size,
+                    more: !self.queue.is_empty(),
+                })
             }
         }
     }
@@ -303,21 +367,49 @@ impl Feed for ReportFeed {
 /// Stream a Wolkvox envelope, handing each row of `data` to `on_row` as it is parsed (the body is
 /// never held whole). Returns `true` when the row count reached `limit` (parsing stops there: the
 /// response is assumed truncated). Errors name the JSON path of the problem.
-pub fn stream_rows(source: &str, endpoint: &str, body: &mut dyn Read, limit: usize, on_row: impl FnMut(Map<String, Value>)) -> Result<bool, SourceError> {
+pub fn stream_rows(
+    source: &str,
+    endpoint: &str,
+    body: &mut dyn Read,
+    limit: usize,
+    on_row: impl FnMut(Map<String, Value>),
+) -> Result<bool, SourceError> {
     const OVERFLOW: &str = "\u{0}ccdc-row-limit";
     let mut on_row = on_row;
     let mut head = Head::default();
     let mut de = serde_json::Deserializer::from_reader(body);
-    let seed = EnvelopeSeed { head: &mut head, on_row: &mut on_row, limit, count: 0 };
+    let seed = EnvelopeSeed {
+        head: &mut head,
+        on_row: &mut on_row,
+        limit,
+        count: 0,
+    };
     match seed.deserialize(&mut de) {
         Ok(()) => {}
         Err(e) if e.to_string().starts_with(OVERFLOW) => return Ok(true),
         Err(e) if e.is_io() => {
-            return Err(SourceError::Transport { source_name: source.into(), endpoint: endpoint.into(), timeout: e.to_string().contains("timed out"), detail: format!("reading the body: {e}") })
+            return Err(SourceError::Transport {
+                source_name: source.into(),
+                endpoint: endpoint.into(),
+                timeout: e.to_string().contains("timed out"),
+                detail: format!("reading the body: {e}"),
+            })
         }
-        Err(e) => return Err(SourceError::Parse { source_name: source.into(), endpoint: endpoint.into(), field: "<body>".into(), detail: e.to_string() }),
+        Err(e) => {
+            return Err(SourceError::Parse {
+                source_name: source.into(),
+                endpoint: endpoint.into(),
+                field: "<body>".into(),
+                detail: e.to_string(),
+            })
+        }
     }
-    let env = crate::sources::wolkvox::Envelope::<()> { code: head.code, error: head.error, msg: head.msg, data: head.data.then(Vec::new) };
+    let env = crate::sources::wolkvox::Envelope::<()> {
+        code: head.code,
+        error: head.error,
+        msg: head.msg,
+        data: head.data.then(Vec::new),
+    };
     env.into_data(source, endpoint)?;
     return Ok(false);
 
@@ -347,14 +439,21 @@ pub fn stream_rows(source: &str, endpoint: &str, body: &mut dyn Read, limit: usi
         }
         fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
             #[derive(Deserialize)]
-            struct Lenient(#[serde(deserialize_with = "crate::sources::wolkvox::opt_lenient_string")] Option<String>);
+            struct Lenient(
+                #[serde(deserialize_with = "crate::sources::wolkvox::opt_lenient_string")]
+                Option<String>,
+            );
             while let Some(key) = map.next_key::<String>()? {
                 match key.as_str() {
                     "code" => self.head.code = map.next_value::<Lenient>()?.0,
                     "msg" => self.head.msg = map.next_value::<Lenient>()?.0,
                     "error" => self.head.error = map.next_value()?,
                     "data" => {
-                        let rows = RowsSeed { on_row: &mut *self.on_row, limit: self.limit, count: &mut self.count };
+                        let rows = RowsSeed {
+                            on_row: &mut *self.on_row,
+                            limit: self.limit,
+                            count: &mut self.count,
+                        };
                         self.head.data = map.next_value_seed(rows)?;
                     }
                     _ => {
@@ -411,15 +510,37 @@ mod tests {
     fn rows_stream_one_by_one_and_the_limit_means_truncated() {
         let body = r#"{"code":200,"error":null,"msg":"3 records were found","data":[{"conn_id":"1"},{"conn_id":"2"},{"conn_id":"3"}]}"#;
         assert_eq!(stream(body, 10).unwrap(), (false, 3));
-        assert!(stream(body, 3).unwrap().0, "reaching the limit is an overflow");
+        assert!(
+            stream(body, 3).unwrap().0,
+            "reaching the limit is an overflow"
+        );
         assert!(stream(body, 2).unwrap().0);
     }
 
     #[test]
     fn envelope_errors_are_reported() {
-        assert_eq!(stream(r#"{"code":"500","error":"busy","data":null}"#, 10).unwrap_err().kind(), "vendor_code");
-        assert_eq!(stream(r#"{"code":200,"data":null}"#, 10).unwrap_err().kind(), "parse");
-        assert_eq!(stream(r#"{"code":200,"data":[{"conn_id":"1"},"#, 10).unwrap_err().kind(), "parse");
-        assert_eq!(stream(r#"{"data":[],"code":"201"}"#, 10).unwrap(), (false, 0), "key order does not matter");
+        assert_eq!(
+            stream(r#"{"code":"500","error":"busy","data":null}"#, 10)
+                .unwrap_err()
+                .kind(),
+            "vendor_code"
+        );
+        assert_eq!(
+            stream(r#"{"code":200,"data":null}"#, 10)
+                .unwrap_err()
+                .kind(),
+            "parse"
+        );
+        assert_eq!(
+            stream(r#"{"code":200,"data":[{"conn_id":"1"},"#, 10)
+                .unwrap_err()
+                .kind(),
+            "parse"
+        );
+        assert_eq!(
+            stream(r#"{"data":[],"code":"201"}"#, 10).unwrap(),
+            (false, 0),
+            "key order does not matter"
+        );
     }
 }

@@ -26,20 +26,35 @@ impl Window {
 
     /// `date_end`: the last second inside the window (the vendor's range is inclusive).
     pub fn date_end(&self) -> String {
-        (self.end - Duration::seconds(1)).format(VENDOR_FORMAT).to_string()
+        (self.end - Duration::seconds(1))
+            .format(VENDOR_FORMAT)
+            .to_string()
     }
 
     /// Two halves on a whole second.
     pub fn split(&self) -> (Window, Window) {
         let half = Duration::seconds((self.span().num_seconds() / 2).max(1));
         let mid = self.start + half;
-        (Window { start: self.start, end: mid }, Window { start: mid, end: self.end })
+        (
+            Window {
+                start: self.start,
+                end: mid,
+            },
+            Window {
+                start: mid,
+                end: self.end,
+            },
+        )
     }
 }
 
 /// Cover `[from, to)` with consecutive windows of at most `max_span` (whole seconds).
 pub fn plan(from: NaiveDateTime, to: NaiveDateTime, max_span: Duration) -> Vec<Window> {
-    let step = if max_span < Duration::seconds(1) { Duration::seconds(1) } else { max_span };
+    let step = if max_span < Duration::seconds(1) {
+        Duration::seconds(1)
+    } else {
+        max_span
+    };
     let mut out = Vec::new();
     let mut start = from;
     while start < to {
@@ -65,28 +80,61 @@ mod tests {
 
     #[test]
     fn windows_cover_the_range_without_gap_or_overlap_and_respect_31_days() {
-        let w = plan(t("2026-01-01 00:00:00"), t("2026-03-15 12:00:00"), Duration::days(31));
+        let w = plan(
+            t("2026-01-01 00:00:00"),
+            t("2026-03-15 12:00:00"),
+            Duration::days(31),
+        );
         assert_eq!(w.len(), 3);
         assert!(w.iter().all(|x| x.span() <= Duration::days(31)));
         assert_eq!(w[0].start, t("2026-01-01 00:00:00"));
         assert_eq!(w.last().unwrap().end, t("2026-03-15 12:00:00"));
         assert!(w.windows(2).all(|p| p[0].end == p[1].start));
-        assert!(plan(t("2026-01-02 00:00:00"), t("2026-01-01 00:00:00"), Duration::days(1)).is_empty());
+        assert!(plan(
+            t("2026-01-02 00:00:00"),
+            t("2026-01-01 00:00:00"),
+            Duration::days(1)
+        )
+        .is_empty());
     }
 
     #[test]
     fn vendor_dates_are_inclusive_seconds() {
-        let w = Window { start: t("2026-11-01 00:00:00"), end: t("2026-11-02 00:00:00") };
-        assert_eq!((w.date_ini(), w.date_end()), ("20261101000000".to_string(), "20261101235959".to_string()));
+        let w = Window {
+            start: t("2026-11-01 00:00:00"),
+            end: t("2026-11-02 00:00:00"),
+        };
+        assert_eq!(
+            (w.date_ini(), w.date_end()),
+            ("20261101000000".to_string(), "20261101235959".to_string())
+        );
     }
 
     #[test]
     fn splitting_halves_on_whole_seconds() {
-        let w = Window { start: t("2026-11-01 00:00:00"), end: t("2026-11-01 00:00:03") };
+        let w = Window {
+            start: t("2026-11-01 00:00:00"),
+            end: t("2026-11-01 00:00:03"),
+        };
         let (a, b) = w.split();
-        assert_eq!((a.start, a.end, b.start, b.end), (w.start, t("2026-11-01 00:00:01"), t("2026-11-01 00:00:01"), w.end));
-        let (a, b) = Window { start: t("2026-11-01 00:00:00"), end: t("2026-11-01 12:00:00") }.split();
-        assert_eq!((a.span(), b.span()), (Duration::hours(6), Duration::hours(6)));
+        assert_eq!(
+            (a.start, a.end, b.start, b.end),
+            (
+                w.start,
+                t("2026-11-01 00:00:01"),
+                t("2026-11-01 00:00:01"),
+                w.end
+            )
+        );
+        let (a, b) = Window {
+            start: t("2026-11-01 00:00:00"),
+            end: t("2026-11-01 12:00:00"),
+        }
+        .split();
+        assert_eq!(
+            (a.span(), b.span()),
+            (Duration::hours(6), Duration::hours(6))
+        );
     }
 
     #[test]

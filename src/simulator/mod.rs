@@ -12,6 +12,7 @@
 //! Faults for the next requests of a route: `POST /_sim/fault?kind=...&count=N[&route=...]`.
 
 pub mod comm100;
+pub mod reports;
 pub mod vonage;
 pub mod wolkvox;
 
@@ -64,6 +65,7 @@ pub enum Route {
     Comm100RightNow,
     VonageToken,
     VonageLatest,
+    WolkvoxReports,
 }
 
 /// A scripted timeline; all vendors share the step index.
@@ -94,6 +96,7 @@ pub(crate) struct Inner {
     pub comm100_page_size: usize,
     pub comm100_shift_once: bool,
     pub vonage: vonage::TokenIssuer,
+    pub reports: reports::ReportSim,
 }
 
 pub struct SimState {
@@ -149,6 +152,7 @@ impl SimState {
                 comm100_page_size: 5,
                 comm100_shift_once: false,
                 vonage: vonage::TokenIssuer::default(),
+                reports: reports::ReportSim::default(),
             }),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
@@ -219,6 +223,40 @@ impl SimState {
     /// The next paged Comm100 poll sees the list shift by one between page 1 and the following pages.
     pub fn shift_comm100_list_once(&self) {
         self.lock().comm100_shift_once = true;
+    }
+
+    /// Report rows every `spacing_s` seconds and at most `row_limit` rows per response.
+    pub fn set_report_generation(&self, spacing_s: i64, row_limit: usize) {
+        let mut g = self.lock();
+        g.reports.spacing_s = spacing_s.max(1);
+        g.reports.row_limit = row_limit.max(1);
+    }
+
+    /// Serve `row` as a row of `report` dated `at` (local) from now on; replaces a generated row with
+    /// the same identity (a late, changed or malformed row).
+    pub fn add_report_row(
+        &self,
+        report: &str,
+        at: chrono::NaiveDateTime,
+        row: serde_json::Map<String, serde_json::Value>,
+    ) {
+        self.lock()
+            .reports
+            .extra
+            .push((report.to_string(), at, row));
+    }
+
+    /// Every row the simulator serves for `report` in `[ini, end]` (local, inclusive) as of now.
+    pub fn report_rows(
+        &self,
+        report: &str,
+        ini: chrono::NaiveDateTime,
+        end: chrono::NaiveDateTime,
+    ) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        let now = chrono::Utc::now()
+            .with_timezone(&reports::SIM_TZ)
+            .naive_local();
+        reports::report_rows(&self.lock().reports, report, ini, end, now)
     }
 
     /// Vonage tokens' lifetime in seconds (default 3600).
@@ -314,6 +352,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .merge(wolkvox::routes())
         .merge(comm100::routes())
         .merge(vonage::routes())
+        .merge(reports::routes())
         .route("/_sim/advance", post(|State(st): State<Arc<SimState>>| async move { Json(json!({"step": st.advance()})) }))
         .route(
             "/_sim/state",

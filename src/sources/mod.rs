@@ -52,13 +52,27 @@ pub enum SourceError {
     },
     /// The vendor says the request itself is wrong (e.g. HTTP 400): fix the configuration.
     #[error("{source_name} {endpoint}: configuration error, the vendor says: {message}")]
-    Config { source_name: String, endpoint: String, message: String },
+    Config {
+        source_name: String,
+        endpoint: String,
+        message: String,
+    },
     /// A report window still reaches the row limit at the minimum span: not published, loudly.
     #[error("{source_name} {endpoint}: window {window} still returns {limit} rows or more at the minimum span; not published (lower min_window or ask the vendor)")]
-    Overflow { source_name: String, endpoint: String, window: String, limit: usize },
+    Overflow {
+        source_name: String,
+        endpoint: String,
+        window: String,
+        limit: usize,
+    },
     /// The token's daily consumption budget is spent.
     #[error("{source_name} {endpoint}: daily call limit reached ({used} of {limit} today); waiting for tomorrow")]
-    Quota { source_name: String, endpoint: String, used: u64, limit: u64 },
+    Quota {
+        source_name: String,
+        endpoint: String,
+        used: u64,
+        limit: u64,
+    },
 }
 
 impl SourceError {

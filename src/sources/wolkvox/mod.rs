@@ -67,19 +67,30 @@ impl WolkvoxClient {
 
     /// The same client, counting every call in `store` and refusing calls past `limit` a day.
     pub fn with_quota(cfg: &WolkvoxConfig, store: Arc<dyn Store>) -> anyhow::Result<Arc<Self>> {
-        let mut c = Arc::try_unwrap(Self::new(cfg)?).map_err(|_| anyhow::anyhow!("client shared before configuration"))?;
-        c.quota = Some(Quota { store, limit: cfg.daily_call_limit });
+        let mut c = Arc::try_unwrap(Self::new(cfg)?)
+            .map_err(|_| anyhow::anyhow!("client shared before configuration"))?;
+        c.quota = Some(Quota {
+            store,
+            limit: cfg.daily_call_limit,
+        });
         Ok(Arc::new(c))
     }
 
     fn quota_key(&self) -> String {
-        let day = chrono::Utc::now().with_timezone(&self.tz).format("%Y-%m-%d");
+        let day = chrono::Utc::now()
+            .with_timezone(&self.tz)
+            .format("%Y-%m-%d");
         format!("quota/{:016x}/{day}", self.token.fingerprint())
     }
 
     /// Calls made today with this client's token (0 without quota tracking).
     pub fn calls_today(&self) -> u64 {
-        self.quota.as_ref().and_then(|q| q.store.get(&self.quota_key()).ok().flatten()).and_then(|v| v.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0)
+        self.quota
+            .as_ref()
+            .and_then(|q| q.store.get(&self.quota_key()).ok().flatten())
+            .and_then(|v| v.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0)
     }
 
     /// Count one call, or refuse it when today's budget is spent.
@@ -87,15 +98,24 @@ impl WolkvoxClient {
         let Some(q) = &self.quota else { return Ok(()) };
         let used = self.calls_today();
         if let Some(limit) = q.limit.filter(|l| used >= *l) {
-            return Err(SourceError::Quota { source_name: self.meta.name.clone(), endpoint: endpoint.into(), used, limit });
+            return Err(SourceError::Quota {
+                source_name: self.meta.name.clone(),
+                endpoint: endpoint.into(),
+                used,
+                limit,
+            });
         }
-        let used = q.store.increment(&self.quota_key(), 1).map_err(|e| SourceError::Parse {
-            source_name: self.meta.name.clone(),
-            endpoint: endpoint.into(),
-            field: "<state store>".into(),
-            detail: e.to_string(),
-        })?;
-        metrics::gauge!("ccdc_vendor_calls_today", "source" => self.meta.name.clone()).set(used as f64);
+        let used = q
+            .store
+            .increment(&self.quota_key(), 1)
+            .map_err(|e| SourceError::Parse {
+                source_name: self.meta.name.clone(),
+                endpoint: endpoint.into(),
+                field: "<state store>".into(),
+                detail: e.to_string(),
+            })?;
+        metrics::gauge!("ccdc_vendor_calls_today", "source" => self.meta.name.clone())
+            .set(used as f64);
         if let Some(limit) = q.limit {
             metrics::gauge!("ccdc_vendor_calls_remaining_today", "source" => self.meta.name.clone()).set(limit.saturating_sub(used) as f64);
         }
@@ -103,18 +123,27 @@ impl WolkvoxClient {
     }
 
     fn token_header(&self, endpoint: &str) -> Result<reqwest::header::HeaderValue, SourceError> {
-        let mut token = reqwest::header::HeaderValue::from_str(self.token.expose()).map_err(|_| SourceError::Parse {
-            source_name: self.meta.name.clone(),
-            endpoint: endpoint.into(),
-            field: "token".into(),
-            detail: "the configured token is not a valid HTTP header value".into(),
-        })?;
+        let mut token =
+            reqwest::header::HeaderValue::from_str(self.token.expose()).map_err(|_| {
+                SourceError::Parse {
+                    source_name: self.meta.name.clone(),
+                    endpoint: endpoint.into(),
+                    field: "token".into(),
+                    detail: "the configured token is not a valid HTTP header value".into(),
+                }
+            })?;
         token.set_sensitive(true);
         Ok(token)
     }
 
     /// `GET {base_url}/reports_manager.php?api={report}&date_ini=..&date_end=..`, streamed through `parse`.
-    pub async fn report<T, F>(&self, report: &str, endpoint: &str, w: &Window, parse: F) -> Result<T, SourceError>
+    pub async fn report<T, F>(
+        &self,
+        report: &str,
+        endpoint: &str,
+        w: &Window,
+        parse: F,
+    ) -> Result<T, SourceError>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
@@ -125,7 +154,11 @@ impl WolkvoxClient {
             .http
             .client()
             .get(format!("{}/reports_manager.php", self.base_url))
-            .query(&[("api", report), ("date_ini", &w.date_ini()), ("date_end", &w.date_end())])
+            .query(&[
+                ("api", report),
+                ("date_ini", &w.date_ini()),
+                ("date_end", &w.date_end()),
+            ])
             .header("wolkvox-token", token);
         self.http.fetch(endpoint, req, parse).await
     }
