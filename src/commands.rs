@@ -66,6 +66,7 @@ fn demo_config(
                 text += &format!("[[sources]]\nvendor = \"wolkvox\"\nname = \"demo-wolkvox\"\nbase_url = {:?}\ntoken = {token}\ntime_zone = \"America/Bogota\"\nallow_insecure_http = true\n", sim.base_url());
                 text += &poll("interactions", &every);
                 text += &poll("agents", &every);
+                text += &format!("[[sources.reports]]\nreport = \"chat_1\"\ninterval = \"{metrics_every}\"\nsettle_delay = \"0s\"\nlookback = \"10m\"\n");
             }
             "comm100" => {
                 text += &format!(

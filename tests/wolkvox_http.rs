@@ -151,3 +151,48 @@ async fn a_call_past_the_timeout_fails_as_a_timeout_and_a_wrong_token_as_auth() 
     assert!(!e.to_string().contains("not-the-token"), "{e}");
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_call_limit_is_counted_persisted_and_enforced() {
+    use ccdc::store::{SledStore, Store};
+    std::env::set_var("WV_HTTP_TOKEN_Q", "token-q");
+    let sim = sim("token-q", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = WolkvoxConfig {
+        name: "quota".into(),
+        base_url: sim.base_url(),
+        token: SecretRef::Env("WV_HTTP_TOKEN_Q".into()),
+        time_zone: "America/Bogota".into(),
+        max_concurrent_requests: 1,
+        request_timeout: Duration::from_secs(10),
+        max_response_bytes: 1 << 20,
+        allow_insecure_http: true,
+        interactions: PollConfig::default(),
+        agents: PollConfig::default(),
+        reports: vec![],
+        daily_call_limit: Some(2),
+    };
+    {
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        let src = WolkvoxInteractions(WolkvoxClient::with_quota(&cfg, store).unwrap());
+        src.fetch(1, None).await.unwrap();
+        src.fetch(2, None).await.unwrap();
+        let e = src.fetch(3, None).await.unwrap_err();
+        assert_eq!(e.kind(), "quota", "{e}");
+        assert!(e.to_string().contains("2 of 2"), "{e}");
+    }
+    assert_eq!(
+        sim.state.requests(),
+        2,
+        "the refused call never reached the vendor"
+    );
+    // Persisted per day: a restart (new store handle, same directory) still knows today's count.
+    cfg.daily_call_limit = Some(3);
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let client = WolkvoxClient::with_quota(&cfg, store).unwrap();
+    assert_eq!(client.calls_today(), 2);
+    let src = WolkvoxInteractions(client);
+    src.fetch(4, None).await.unwrap();
+    assert_eq!(src.fetch(5, None).await.unwrap_err().kind(), "quota");
+    sim.stop().await;
+}
