@@ -14,6 +14,7 @@ use crate::avro::{schema_text, STREAMS};
 use crate::config::{Config, OutputKind, PollConfig, SourceConfig};
 use crate::event::Stream;
 use crate::feed::{Feed, SnapshotFeed, SnapshotSource};
+use crate::observability::Health;
 use crate::poller::Poller;
 use crate::publisher::{Publisher, PublisherReport};
 use crate::registry::{resolve_id, subject_for_topic, HttpRegistry};
@@ -202,6 +203,7 @@ type PublisherTask = tokio::task::JoinHandle<anyhow::Result<Option<PublisherRepo
 pub struct Pipeline {
     pub store: Arc<dyn Store>,
     pub notify: Arc<Notify>,
+    pub health: Arc<Health>,
     sink: Arc<dyn EventSink>,
     publisher: PublisherTask,
     publish_stop: CancellationToken,
@@ -221,10 +223,20 @@ impl Pipeline {
             )?),
         };
         let notify = Arc::new(Notify::new());
+        let health = Health::new(
+            store.clone(),
+            config.publisher.max_outbox_events,
+            config.observability.stale_after_intervals,
+        );
         let (publish_stop, publish_abort) = (CancellationToken::new(), CancellationToken::new());
         let publisher = {
-            let (config, store, sink, notify) =
-                (config.clone(), store.clone(), sink.clone(), notify.clone());
+            let (config, store, sink, notify, health) = (
+                config.clone(),
+                store.clone(),
+                sink.clone(),
+                notify.clone(),
+                health.clone(),
+            );
             let (stop, abort, shutdown) = (
                 publish_stop.clone(),
                 publish_abort.clone(),
@@ -252,6 +264,7 @@ impl Pipeline {
                     notify,
                     max_in_flight: config.publisher.max_in_flight,
                     max_backoff: Duration::from_secs(30),
+                    health: Some(health),
                 };
                 anyhow::Ok(Some(p.run(stop, abort).await?))
             })
@@ -259,6 +272,7 @@ impl Pipeline {
         Ok(Pipeline {
             store,
             notify,
+            health,
             sink,
             publisher,
             publish_stop,
@@ -316,6 +330,9 @@ impl Pipeline {
 
 /// Run the service until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if config.observability.enabled {
+        crate::observability::prometheus();
+    }
     let mut pipeline = Pipeline::start(&config, &shutdown)?;
     let store = pipeline.store.clone();
     tracing::info!(state_dir = %config.state_dir.display(), outbox = store.outbox_len(), sources = config.sources.len(), "ccdc starting");
@@ -331,9 +348,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             pipeline.notify.clone(),
             poll.interval,
             poll.max_backoff,
+        )
+        .observe(
+            pipeline.health.clone(),
+            config.observability.heartbeat_every_polls,
         );
         poller.load().with_context(|| what)?;
         pollers.spawn(poller.run(poll_stop.clone()));
+    }
+
+    if config.observability.enabled {
+        let (addr, _server) = crate::observability::serve(
+            config.observability.listen,
+            pipeline.health.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .with_context(|| format!("observability.listen {}", config.observability.listen))?;
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     }
 
     let early = tokio::select! {

@@ -19,6 +19,7 @@ pub fn schema_text(stream: Stream) -> &'static str {
         Stream::WolkvoxChat1 => include_str!("../schemas/wolkvox-chat_1.avsc"),
         Stream::WolkvoxDiagram9 => include_str!("../schemas/wolkvox-diagram_9.avsc"),
         Stream::DeadLetter => include_str!("../schemas/dead-letter.avsc"),
+        Stream::Heartbeat => include_str!("../schemas/heartbeat.avsc"),
     }
 }
 
@@ -32,6 +33,7 @@ pub const STREAMS: &[Stream] = &[
     Stream::WolkvoxChat1,
     Stream::WolkvoxDiagram9,
     Stream::DeadLetter,
+    Stream::Heartbeat,
 ];
 
 /// The Avro shape of a metrics record: the common header and the endpoint's values under `metrics`.
@@ -106,6 +108,7 @@ impl Serialize for WireView<'_> {
                 ReportRow::Diagram9(row) => report_out(r, row).serialize(s),
             },
             Event::DeadLetter(d) => d.serialize(s),
+            Event::Heartbeat(h) => h.serialize(s),
         }
     }
 }

@@ -57,7 +57,7 @@ fn demo_config(
     };
     let token = format!("{{ file = {:?} }}", token_file.display().to_string());
     let mut text = format!(
-        "state_dir = {:?}\nshutdown_timeout = \"5s\"\noutput = \"stdout\"\n",
+        "state_dir = {:?}\nshutdown_timeout = \"5s\"\noutput = \"stdout\"\n[observability]\nlisten = \"127.0.0.1:0\"\n",
         dir.join("state").display().to_string()
     );
     for v in vendors {

@@ -172,6 +172,20 @@ pub struct DeadLetter {
     pub failed_at: i64,
 }
 
+/// "This feed is alive": lets consumers tell "nothing changed" from "ccdc is down".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub event_id: String,
+    pub source: String,
+    pub vendor: String,
+    pub endpoint: String,
+    pub observed_at: i64,
+    /// Successful polls of this feed since ccdc started.
+    pub polls: i64,
+    /// Entities in the last observation (interactions, agents, rows, ...).
+    pub size: i64,
+}
+
 /// Everything that goes through the outbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -181,6 +195,7 @@ pub enum Event {
     Metrics(MetricsRecord),
     ReportRow(Box<ReportRecord>),
     DeadLetter(DeadLetter),
+    Heartbeat(Heartbeat),
 }
 
 /// The stream (and therefore topic and schema) an event belongs to.
@@ -194,6 +209,7 @@ pub enum Stream {
     WolkvoxChat1,
     WolkvoxDiagram9,
     DeadLetter,
+    Heartbeat,
 }
 
 impl Event {
@@ -211,6 +227,19 @@ impl Event {
                 crate::reports::rows::ReportRow::Diagram9(_) => Stream::WolkvoxDiagram9,
             },
             Event::DeadLetter(_) => Stream::DeadLetter,
+            Event::Heartbeat(_) => Stream::Heartbeat,
+        }
+    }
+
+    /// When the event was observed (or pulled): the age of an outbox entry is measured from here.
+    pub fn time_ms(&self) -> i64 {
+        match self {
+            Event::Interaction(e) => e.observed_at,
+            Event::AgentStatus(e) => e.observed_at,
+            Event::Metrics(m) => m.observed_at,
+            Event::ReportRow(r) => r.pulled_at,
+            Event::DeadLetter(d) => d.failed_at,
+            Event::Heartbeat(h) => h.observed_at,
         }
     }
 
@@ -221,6 +250,7 @@ impl Event {
             Event::Metrics(m) => &m.event_id,
             Event::ReportRow(r) => &r.event_id,
             Event::DeadLetter(d) => &d.event_id,
+            Event::Heartbeat(h) => &h.event_id,
         }
     }
 
@@ -238,6 +268,7 @@ impl Event {
                 crate::reports::rows::ReportRow::Diagram9(_) => "wolkvox-diagram_9-row",
             },
             Event::DeadLetter(_) => "dead-letter",
+            Event::Heartbeat(_) => "heartbeat",
         }
     }
 
@@ -254,6 +285,7 @@ impl Event {
             },
             Event::ReportRow(r) => format!("{}/{}", r.source, r.identity),
             Event::DeadLetter(d) => format!("{}/{}", d.source, d.report),
+            Event::Heartbeat(h) => format!("{}/{}", h.source, h.endpoint),
         }
     }
 }

@@ -34,6 +34,7 @@ pub enum PollOutcome {
 #[async_trait]
 pub trait Feed: Send {
     fn source(&self) -> &str;
+    fn vendor(&self) -> &str;
     /// The endpoint label for logs and metrics (e.g. `real_time.php?api=interactions`).
     fn endpoint(&self) -> &str;
     /// Key of this feed's state in the store.
@@ -93,6 +94,9 @@ impl<S: SnapshotSource> SnapshotFeed<S> {
 impl<S: SnapshotSource> Feed for SnapshotFeed<S> {
     fn source(&self) -> &str {
         &self.source.meta().name
+    }
+    fn vendor(&self) -> &str {
+        &self.source.meta().vendor
     }
     fn endpoint(&self) -> &str {
         self.source.endpoint()

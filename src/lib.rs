@@ -19,6 +19,7 @@
 //! | [`simulator`] | the built-in vendor simulator (`ccdc simulate`, `ccdc demo`, tests) |
 //! | [`app`] | wiring, start-up, ordered shutdown |
 //! | [`commands`] | `demo` (simulator + stdout) and `schemas register/check` |
+//! | [`observability`] | `/metrics` (Prometheus), `/healthz`, `/readyz`; readiness rules |
 //! | [`backoff`] | jittered exponential back-off |
 
 pub mod app;
@@ -31,6 +32,7 @@ pub mod diff;
 pub mod event;
 pub mod feed;
 pub mod kafka;
+pub mod observability;
 pub mod poller;
 pub mod publisher;
 pub mod registry;

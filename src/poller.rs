@@ -9,8 +9,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::event::Event;
+use crate::event::{event_id, Event, Heartbeat};
 use crate::feed::{encode_state, Feed, PollOutcome};
+use crate::observability::Health;
 use crate::sources::SourceError;
 use crate::store::{Store, StoreError};
 
@@ -47,6 +48,9 @@ pub struct Poller {
     pub interval: Duration,
     pub max_backoff: Duration,
     commits: u64,
+    polls: u64,
+    health: Option<Arc<Health>>,
+    heartbeat_every: u64,
 }
 
 /// Test-only crash point: `CCDC_FAILPOINT=kill-after-commit:<state key>:N` SIGKILLs the process right
@@ -103,6 +107,9 @@ impl Poller {
             interval,
             max_backoff,
             commits: 0,
+            polls: 0,
+            health: None,
+            heartbeat_every: 0,
         }
     }
 
@@ -117,18 +124,65 @@ impl Poller {
         Ok(())
     }
 
+    /// Report successes to `health` and publish a heartbeat every `heartbeat_every` successful polls.
+    pub fn observe(mut self, health: Arc<Health>, heartbeat_every: u32) -> Self {
+        health.register(&self.health_key(), self.interval);
+        self.health = Some(health);
+        self.heartbeat_every = heartbeat_every as u64;
+        self
+    }
+
+    fn health_key(&self) -> String {
+        format!("{} {}", self.feed.source(), self.feed.endpoint())
+    }
+
+    fn heartbeat(&self, now_ms: i64, size: usize) -> Event {
+        let (source, endpoint) = (self.feed.source(), self.feed.endpoint());
+        Event::Heartbeat(Heartbeat {
+            event_id: event_id(&[source, endpoint, "heartbeat", &now_ms.to_string()]).to_string(),
+            source: source.to_string(),
+            vendor: self.feed.vendor().to_string(),
+            endpoint: endpoint.to_string(),
+            observed_at: now_ms,
+            polls: self.polls as i64,
+            size: size as i64,
+        })
+    }
+
     /// One cycle. `now_ms` is the observation time.
     pub async fn cycle(&mut self, now_ms: i64) -> Result<CycleOutcome, CycleError> {
-        let (writes, events, size, more) = match self.feed.poll(now_ms).await? {
-            PollOutcome::Hold { reason } => return Ok(CycleOutcome::Held { reason }),
-            PollOutcome::Idle { more } => return Ok(CycleOutcome::Idle { more }),
+        let outcome = self.feed.poll(now_ms).await?;
+        self.polls += 1;
+        if let Some(h) = &self.health {
+            h.success(&self.health_key());
+        }
+        let heartbeat_due = self.heartbeat_every > 0 && self.polls % self.heartbeat_every == 0;
+        let (writes, mut events, size, more, result) = match outcome {
             PollOutcome::Commit {
                 writes,
                 events,
                 size,
                 more,
-            } => (writes, events, size, more),
+            } => (writes, events, size, more, None),
+            PollOutcome::Hold { reason } => (
+                vec![],
+                vec![],
+                0,
+                false,
+                Some(CycleOutcome::Held { reason }),
+            ),
+            PollOutcome::Idle { more } => {
+                (vec![], vec![], 0, more, Some(CycleOutcome::Idle { more }))
+            }
         };
+        if heartbeat_due {
+            events.push(self.heartbeat(now_ms, size));
+        }
+        if events.is_empty() {
+            if let Some(r) = result {
+                return Ok(r);
+            }
+        }
         let encoded: Vec<Vec<u8>> = events.iter().map(encode_state).collect();
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.commit(&writes, &encoded))
@@ -137,6 +191,10 @@ impl Poller {
                 path: "commit task".into(),
                 reason: e.to_string(),
             })??;
+        if let Some(r) = result {
+            self.notify.notify_one();
+            return Ok(r);
+        }
         self.feed.committed();
         self.commits += 1;
         failpoint_after_commit(&self.feed.state_key(), self.commits);
@@ -160,7 +218,25 @@ impl Poller {
         let endpoint = self.feed.endpoint().to_string();
         let mut failures: u32 = 0;
         let mut cycle_no: u64 = 0;
+        let mut paused = false;
         loop {
+            // Back-pressure: while the outbox is over its bound (broker down for long), do not poll.
+            if let Some(h) = self.health.as_ref().filter(|h| h.outbox_over_bound()) {
+                if !paused {
+                    tracing::warn!(source = %name, endpoint = %endpoint, outbox = self.store.outbox_len(), "outbox over its bound: polling paused until the publisher catches up");
+                }
+                paused = true;
+                metrics::gauge!("ccdc_poller_paused", "source" => name.clone(), "endpoint" => endpoint.clone()).set(1.0);
+                h.success(&self.health_key()); // paused on purpose: staleness is reported by the outbox bound
+                tokio::select! {
+                    _ = tokio::time::sleep(self.interval.min(Duration::from_secs(1))) => continue,
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            if std::mem::take(&mut paused) {
+                tracing::info!(source = %name, endpoint = %endpoint, "outbox back under its bound: polling resumed");
+                metrics::gauge!("ccdc_poller_paused", "source" => name.clone(), "endpoint" => endpoint.clone()).set(0.0);
+            }
             cycle_no += 1;
             let started = std::time::Instant::now();
             let now_ms = chrono::Utc::now().timestamp_millis();

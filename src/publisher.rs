@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::Event;
+use crate::observability::Health;
 use crate::sink::{EventSink, RecordEncoder, SendError, SinkError};
 use crate::store::{Store, StoreError};
 
@@ -24,6 +25,8 @@ pub struct Publisher {
     pub max_in_flight: usize,
     /// Ceiling of the back-off after a failed delivery.
     pub max_backoff: Duration,
+    /// Told whether the publisher runs (readiness).
+    pub health: Option<Arc<Health>>,
 }
 
 /// How the publisher ended.
@@ -36,6 +39,22 @@ pub struct PublisherReport {
 const READ_BATCH: usize = 1000;
 
 impl Publisher {
+    /// Outbox depth and the age of its oldest entry.
+    fn outbox_gauges(&self) -> Result<(), StoreError> {
+        metrics::gauge!("ccdc_outbox_depth").set(self.store.outbox_len() as f64);
+        let oldest = self
+            .store
+            .outbox_after(None, 1)?
+            .first()
+            .and_then(|(_, b)| serde_json::from_slice::<Event>(b).ok())
+            .map(|e| e.time_ms());
+        let age = oldest.map_or(0.0, |t| {
+            (chrono::Utc::now().timestamp_millis() - t).max(0) as f64 / 1000.0
+        });
+        metrics::gauge!("ccdc_outbox_oldest_age_seconds").set(age);
+        Ok(())
+    }
+
     /// Run until `stop` is cancelled *and* the outbox is empty (drain), or until `abort` is cancelled.
     pub async fn run(
         self,
@@ -48,9 +67,17 @@ impl Publisher {
         let mut failures_in_a_row: u32 = 0;
         let mut delivered: u64 = 0;
         let mut queue_full = false;
+        let mut last_gauges = Instant::now() - Duration::from_secs(60);
+        if let Some(h) = &self.health {
+            h.set_publishing(true);
+        }
         loop {
             if abort.is_cancelled() {
                 break;
+            }
+            if last_gauges.elapsed() >= Duration::from_secs(1) {
+                last_gauges = Instant::now();
+                self.outbox_gauges()?;
             }
             // Fill the pipeline.
             if failed.is_none() && !queue_full && inflight.len() < self.max_in_flight {
@@ -74,7 +101,13 @@ impl Publisher {
                     match self.sink.send(record) {
                         Ok(delivery) => {
                             last_sent = Some(seq);
-                            inflight.push(async move { (seq, delivery.await) });
+                            let sent = Instant::now();
+                            inflight.push(async move {
+                                let res = delivery.await;
+                                metrics::histogram!("ccdc_publish_latency_seconds")
+                                    .record(sent.elapsed().as_secs_f64());
+                                (seq, res)
+                            });
                         }
                         Err(SendError::QueueFull(_)) => {
                             metrics::counter!("ccdc_producer_queue_full_total").increment(1);
@@ -160,19 +193,15 @@ impl Publisher {
                 queue_full = false;
             }
         }
+        if let Some(h) = &self.health {
+            h.set_publishing(false);
+        }
+        self.outbox_gauges()?;
         Ok(PublisherReport {
             delivered,
             left_in_outbox: self.store.outbox_len(),
         })
     }
-}
-
-/// Drain what is left within `deadline`; used at shutdown.
-pub async fn wait_with_deadline<T>(
-    deadline: Instant,
-    fut: impl std::future::Future<Output = T>,
-) -> Option<T> {
-    tokio::time::timeout_at(deadline.into(), fut).await.ok()
 }
 
 #[cfg(test)]
@@ -219,6 +248,7 @@ mod tests {
             notify: Arc::new(Notify::new()),
             max_in_flight: 7,
             max_backoff: Duration::from_millis(20),
+            health: None,
         };
         (store, sink, p)
     }

@@ -74,6 +74,7 @@ impl Topics {
             Stream::WolkvoxChat1 => &self.wolkvox_chat_1,
             Stream::WolkvoxDiagram9 => &self.wolkvox_diagram_9,
             Stream::DeadLetter => &self.dead_letter,
+            Stream::Heartbeat => &self.heartbeat,
         }
     }
 }

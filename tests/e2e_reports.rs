@@ -139,7 +139,12 @@ async fn live_pulls_split_windows_publish_every_row_once_and_move_the_cursor() {
 
     // Late, changed and malformed rows inside the look-back.
     let now = now_local();
-    let late_at = hour_floor(now) - CDuration::minutes(10) + CDuration::seconds(30);
+    // Inside the 30-minute look-back whatever the time of day.
+    let late_at = now
+        .with_second(30)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap()
+        - CDuration::minutes(10);
     let mut late = generated_row("chat_1", late_at);
     late.insert("conn_id".into(), "late-1".into());
     s.sim.state.add_report_row("chat_1", late_at, late);

@@ -102,6 +102,7 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down_and_all_arrive_in_or
         notify: Arc::new(Notify::new()),
         max_in_flight: 50,
         max_backoff: Duration::from_millis(500),
+        health: None,
     };
     let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
     let task = tokio::spawn(publisher.run(stop.clone(), abort.clone()));

@@ -71,6 +71,8 @@ pub struct Config {
     #[serde(default)]
     pub topics: TopicsConfig,
     #[serde(default)]
+    pub observability: ObservabilityConfig,
+    #[serde(default)]
     pub publisher: PublisherConfig,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
@@ -91,6 +93,8 @@ pub struct TopicsConfig {
     pub wolkvox_diagram_9: String,
     /// Report rows that could not be coerced.
     pub dead_letter: String,
+    /// Heartbeat records: one per feed every `observability.heartbeat_every_polls` polls.
+    pub heartbeat: String,
 }
 
 impl Default for TopicsConfig {
@@ -104,6 +108,7 @@ impl Default for TopicsConfig {
             wolkvox_chat_1: "ccdc.wolkvox.chat_1".into(),
             wolkvox_diagram_9: "ccdc.wolkvox.diagram_9".into(),
             dead_letter: "ccdc.dead-letter".into(),
+            heartbeat: "ccdc.heartbeat".into(),
         }
     }
 }
@@ -114,12 +119,48 @@ pub struct PublisherConfig {
     /// Records handed to the producer and not yet acknowledged, at most.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// When the outbox holds more events than this (the broker is down for long), pollers pause
+    /// and say so; readiness fails. Nothing is dropped.
+    #[serde(default = "default_max_outbox")]
+    pub max_outbox_events: usize,
 }
 
 impl Default for PublisherConfig {
     fn default() -> Self {
         PublisherConfig {
             max_in_flight: default_max_in_flight(),
+            max_outbox_events: default_max_outbox(),
+        }
+    }
+}
+
+fn default_max_outbox() -> usize {
+    1_000_000
+}
+
+/// `/metrics`, `/healthz`, `/readyz` and heartbeats.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilityConfig {
+    pub enabled: bool,
+    /// Loopback address of the HTTP endpoints (port 0: any free port, logged at start).
+    pub listen: std::net::SocketAddr,
+    /// Allow a non-loopback `listen` (the endpoints have no authentication).
+    pub allow_remote: bool,
+    /// A feed whose last success is older than this many intervals makes `/readyz` fail.
+    pub stale_after_intervals: u32,
+    /// Publish a heartbeat record per feed every N successful polls (0: never).
+    pub heartbeat_every_polls: u32,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        ObservabilityConfig {
+            enabled: true,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+            allow_remote: false,
+            stale_after_intervals: 3,
+            heartbeat_every_polls: 10,
         }
     }
 }
@@ -269,6 +310,19 @@ impl Config {
         if self.shutdown_timeout.is_zero() {
             return Err(invalid("shutdown_timeout", "must be greater than zero"));
         }
+        let o = &self.observability;
+        if o.enabled && !o.allow_remote && !o.listen.ip().is_loopback() {
+            return Err(invalid("observability.listen", "must be a loopback address (the endpoints are unauthenticated); set allow_remote = true to expose them"));
+        }
+        if o.stale_after_intervals == 0 {
+            return Err(invalid(
+                "observability.stale_after_intervals",
+                "must be at least 1",
+            ));
+        }
+        if self.publisher.max_outbox_events == 0 {
+            return Err(invalid("publisher.max_outbox_events", "must be at least 1"));
+        }
         if self.publisher.max_in_flight == 0 {
             return Err(invalid("publisher.max_in_flight", "must be at least 1"));
         }
@@ -282,6 +336,7 @@ impl Config {
             ("topics.wolkvox_chat_1", &t.wolkvox_chat_1),
             ("topics.wolkvox_diagram_9", &t.wolkvox_diagram_9),
             ("topics.dead_letter", &t.dead_letter),
+            ("topics.heartbeat", &t.heartbeat),
         ];
         for (i, (key, topic)) in topics.iter().enumerate() {
             validate_topic(key, topic)?;

@@ -291,6 +291,9 @@ impl Feed for ReportFeed {
     fn source(&self) -> &str {
         &self.client.meta.name
     }
+    fn vendor(&self) -> &str {
+        &self.client.meta.vendor
+    }
     fn endpoint(&self) -> &str {
         &self.endpoint
     }

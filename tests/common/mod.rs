@@ -390,6 +390,8 @@ pub struct Stack {
     pub config: PathBuf,
     pub log: PathBuf,
     pub token: String,
+    /// `http://127.0.0.1:PORT` of ccdc's /metrics, /healthz, /readyz.
+    pub ops_url: String,
 }
 
 impl Stack {
@@ -425,11 +427,12 @@ impl Stack {
             infra.relax_compatibility(&format!("{v}-value"));
             topic_table.push_str(&format!("{k} = \"{v}\"\n"));
         }
+        let ops_port = free_port();
         let config = infra.dir.path().join("ccdc.toml");
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{state}\"\nshutdown_timeout = \"20s\"\n[kafka]\nbootstrap_servers = \"{b}\"\npartitions = 3\nreplication_factor = 1\nmessage_timeout = \"30s\"\n[schema_registry]\nurl = \"{r}\"\n[topics]\n{topic_table}\n{sources}\n",
+                "state_dir = \"{state}\"\nshutdown_timeout = \"20s\"\n[kafka]\nbootstrap_servers = \"{b}\"\npartitions = 3\nreplication_factor = 1\nmessage_timeout = \"30s\"\n[schema_registry]\nurl = \"{r}\"\n[observability]\nlisten = \"127.0.0.1:{ops_port}\"\nheartbeat_every_polls = 5\n[topics]\n{topic_table}\n{sources}\n",
                 state = infra.dir.path().join("state").display(),
                 b = infra.bootstrap,
                 r = infra.registry_url,
@@ -443,6 +446,7 @@ impl Stack {
             config,
             log,
             token: token.to_string(),
+            ops_url: format!("http://127.0.0.1:{ops_port}"),
         }
     }
 

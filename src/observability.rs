@@ -1,0 +1,219 @@
+//! Operators' view: `/metrics` (Prometheus text), `/healthz` (the process is up) and `/readyz` (every
+//! feed polled successfully within `stale_after_intervals` × its interval, the outbox under its
+//! bound, the publisher running) on a loopback address.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+
+/// Install the Prometheus recorder once per process; `None` if another recorder is installed.
+pub fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
+struct FeedHealth {
+    interval: Duration,
+    last_success: Option<Instant>,
+}
+
+/// What readiness is judged on.
+pub struct Health {
+    feeds: Mutex<BTreeMap<String, FeedHealth>>,
+    store: Arc<dyn Store>,
+    outbox_bound: usize,
+    stale_after_intervals: u32,
+    publishing: AtomicBool,
+}
+
+impl Health {
+    pub fn new(
+        store: Arc<dyn Store>,
+        outbox_bound: usize,
+        stale_after_intervals: u32,
+    ) -> Arc<Self> {
+        Arc::new(Health {
+            feeds: Mutex::new(BTreeMap::new()),
+            store,
+            outbox_bound,
+            stale_after_intervals,
+            publishing: AtomicBool::new(false),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, FeedHealth>> {
+        self.feeds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn register(&self, feed: &str, interval: Duration) {
+        self.lock().insert(
+            feed.to_string(),
+            FeedHealth {
+                interval,
+                last_success: None,
+            },
+        );
+    }
+
+    pub fn success(&self, feed: &str) {
+        if let Some(f) = self.lock().get_mut(feed) {
+            f.last_success = Some(Instant::now());
+        }
+    }
+
+    pub fn set_publishing(&self, on: bool) {
+        self.publishing.store(on, Ordering::SeqCst);
+    }
+
+    pub fn outbox_over_bound(&self) -> bool {
+        self.store.outbox_len() > self.outbox_bound
+    }
+
+    /// `Ok` when ready, else every reason it is not.
+    pub fn readiness(&self) -> Result<(), Vec<String>> {
+        let mut reasons = Vec::new();
+        if !self.publishing.load(Ordering::SeqCst) {
+            reasons.push(
+                "the publisher is not running yet (topics or schemas not settled)".to_string(),
+            );
+        }
+        let depth = self.store.outbox_len();
+        if depth > self.outbox_bound {
+            reasons.push(format!(
+                "outbox holds {depth} events, over its bound of {}",
+                self.outbox_bound
+            ));
+        }
+        for (name, f) in self.lock().iter() {
+            let limit = f.interval * self.stale_after_intervals;
+            match f.last_success {
+                None => reasons.push(format!("{name}: no successful poll yet")),
+                Some(t) if t.elapsed() > limit => reasons.push(format!(
+                    "{name}: stale, last success {}s ago",
+                    t.elapsed().as_secs()
+                )),
+                Some(_) => {}
+            }
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    health: Arc<Health>,
+    prometheus: Option<PrometheusHandle>,
+}
+
+async fn metrics_page(State(ctx): State<Ctx>) -> impl IntoResponse {
+    let depth = ctx.health.store.outbox_len();
+    metrics::gauge!("ccdc_outbox_depth").set(depth as f64);
+    match &ctx.prometheus {
+        Some(h) => (
+            StatusCode::OK,
+            [("content-type", "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable",
+        )
+            .into_response(),
+    }
+}
+
+async fn ready(State(ctx): State<Ctx>) -> impl IntoResponse {
+    match ctx.health.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(reasons) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready:\n- {}\n", reasons.join("\n- ")),
+        ),
+    }
+}
+
+/// Serve the endpoints on `addr` until `shutdown`; returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let ctx = Ctx {
+        health,
+        prometheus: prometheus(),
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics_page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(ctx);
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+        {
+            tracing::error!(error = %e, "observability server failed");
+        }
+    });
+    Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[test]
+    fn readiness_needs_fresh_feeds_a_running_publisher_and_a_bounded_outbox() {
+        let store = Arc::new(MemoryStore::default());
+        let h = Health::new(store.clone(), 2, 3);
+        h.register("s/e", Duration::from_millis(10));
+        let reasons = h.readiness().unwrap_err();
+        assert!(
+            reasons.iter().any(|r| r.contains("publisher"))
+                && reasons.iter().any(|r| r.contains("no successful poll")),
+            "{reasons:?}"
+        );
+        h.set_publishing(true);
+        h.success("s/e");
+        assert_eq!(h.readiness(), Ok(()));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(h.readiness().unwrap_err()[0].contains("stale"));
+        h.success("s/e");
+        store
+            .commit(&[], &[b"1".to_vec(), b"2".to_vec(), b"3".to_vec()])
+            .unwrap();
+        assert!(h.readiness().unwrap_err()[0].contains("over its bound"));
+        assert!(h.outbox_over_bound());
+    }
+}

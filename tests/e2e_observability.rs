@@ -1,0 +1,201 @@
+//! `/metrics`, `/healthz`, `/readyz` and heartbeats, scraped while ccdc runs against the simulator:
+//! values move as the scenario runs, readiness fails while a feed is stale and recovers after.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ccdc::event::Heartbeat;
+use ccdc::simulator::{Fault, Route, SimAgent, SimInteraction, SimMode};
+use common::Stack;
+
+fn get(url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The value of the first sample of `metric` whose labels contain every `label`.
+fn sample(page: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    page.lines()
+        .filter(|l| {
+            !l.starts_with('#')
+                && (l.starts_with(&format!("{metric}{{")) || l.starts_with(&format!("{metric} ")))
+        })
+        .find(|l| labels.iter().all(|x| l.contains(x)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "{what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const SOURCES: &str = r#"
+[[sources]]
+vendor = "wolkvox"
+name = "obs-it"
+base_url = "{wolkvox}"
+token = { file = "{token_file}" }
+time_zone = "America/Bogota"
+allow_insecure_http = true
+request_timeout = "5s"
+[sources.interactions]
+interval = "200ms"
+max_backoff = "200ms"
+[sources.agents]
+interval = "200ms"
+max_backoff = "200ms"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_readiness_follows_staleness_and_heartbeats_flow() {
+    let it = |c: &str| SimInteraction {
+        conn_id: c.into(),
+        subject: "s".into(),
+        fromname: "f".into(),
+        date: "2026-11-21 10:15:00".into(),
+    };
+    let steps = vec![
+        vec![SimAgent::new("1001", "Busy", vec![it("c1")])],
+        vec![SimAgent::new("1001", "Busy", vec![it("c2")])],
+    ];
+    let s = Stack::start(
+        "obs-token-1",
+        SimMode::Scripted(steps),
+        SOURCES,
+        &[("heartbeat", "ccdc.it.heartbeat")],
+    )
+    .await;
+    let _ccdc = s.ccdc(&[]);
+    let (ready, health) = (
+        format!("{}/readyz", s.ops_url),
+        format!("{}/healthz", s.ops_url),
+    );
+    wait_for("/readyz 200", Duration::from_secs(60), || {
+        get(&ready).0 == 200
+    })
+    .await;
+    assert_eq!(get(&health), (200, "ok\n".to_string()));
+
+    let metrics = format!("{}/metrics", s.ops_url);
+    let polls = |page: &str| {
+        sample(
+            page,
+            "ccdc_polls_total",
+            &[
+                "endpoint=\"real_time.php?api=interactions\"",
+                "source=\"obs-it\"",
+            ],
+        )
+        .unwrap_or(0.0)
+    };
+    let first = get(&metrics).1;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    s.sim.state.advance();
+    wait_for(
+        "the c2 events to be counted",
+        Duration::from_secs(30),
+        || {
+            sample(
+                &get(&metrics).1,
+                "ccdc_events_total",
+                &["type=\"interaction-ended\""],
+            )
+            .unwrap_or(0.0)
+                >= 1.0
+        },
+    )
+    .await;
+    let second = get(&metrics).1;
+    assert!(
+        polls(&second) > polls(&first),
+        "polls move: {} -> {}",
+        polls(&first),
+        polls(&second)
+    );
+    assert!(
+        sample(
+            &second,
+            "ccdc_events_total",
+            &["type=\"interaction-started\""]
+        )
+        .unwrap_or(0.0)
+            >= 2.0
+    );
+    assert!(
+        sample(&second, "ccdc_events_published_total", &[]).unwrap_or(0.0) >= 3.0,
+        "{second}"
+    );
+    assert!(
+        second.contains("ccdc_publish_latency_seconds_bucket"),
+        "publish latency histogram"
+    );
+    assert!(
+        second.contains("ccdc_poll_duration_seconds_bucket"),
+        "poll latency histogram"
+    );
+    assert!(sample(&second, "ccdc_outbox_depth", &[]).is_some());
+    assert!(
+        sample(
+            &second,
+            "ccdc_last_success_timestamp_seconds",
+            &["source=\"obs-it\""]
+        )
+        .unwrap_or(0.0)
+            > 1.7e9
+    );
+    assert!(
+        sample(&second, "ccdc_vendor_calls_today", &["source=\"obs-it\""]).unwrap_or(0.0) >= 2.0
+    );
+
+    // The vendor fails for a while: the feed goes stale, readiness says so, failures are counted.
+    s.sim
+        .state
+        .inject_at(Route::WolkvoxInteractions, Fault::Http500, 40);
+    wait_for("/readyz 503", Duration::from_secs(30), || {
+        get(&ready).0 == 503
+    })
+    .await;
+    let (_, why) = get(&ready);
+    assert!(
+        why.contains("obs-it real_time.php?api=interactions") && why.contains("stale"),
+        "{why}"
+    );
+    let failures = sample(
+        &get(&metrics).1,
+        "ccdc_poll_failures_total",
+        &["kind=\"http_5xx\""],
+    )
+    .unwrap_or(0.0);
+    assert!(failures >= 3.0, "{failures}");
+    wait_for("/readyz 200 again", Duration::from_secs(60), || {
+        get(&ready).0 == 200
+    })
+    .await;
+
+    // Heartbeats: one per feed every 5 polls, with a growing poll count.
+    let mut hb = s.reader("ccdc.it.heartbeat").await;
+    let beats: Vec<(common::Record, Heartbeat)> = s.read(&mut hb, 10);
+    let interactions: Vec<i64> = beats
+        .iter()
+        .filter(|(_, h)| h.endpoint == "real_time.php?api=interactions")
+        .map(|(_, h)| h.polls)
+        .collect();
+    assert!(
+        !interactions.is_empty() && interactions.iter().all(|p| p % 5 == 0),
+        "{interactions:?}"
+    );
+    assert!(beats
+        .iter()
+        .all(|(r, h)| r.key == format!("obs-it/{}", h.endpoint) && h.vendor == "wolkvox"));
+}
