@@ -2,6 +2,9 @@
 //! `0x00`, the schema id as a 4-byte big-endian integer, then the Avro binary datum.
 
 use apache_avro::writer::datum::GenericDatumWriter;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use apache_avro::Schema;
 use serde::Serialize;
 
@@ -140,19 +143,43 @@ pub fn wire_header(schema_id: u32) -> [u8; 5] {
     h
 }
 
+/// Each stream's schema, parsed once per process and kept for its lifetime, so encoders can hold a
+/// ready writer (building one resolves the whole schema: far too slow to do per record).
+fn static_schema(stream: Stream) -> Result<&'static Schema, AvroError> {
+    static CACHE: OnceLock<Mutex<HashMap<Stream, &'static Schema>>> = OnceLock::new();
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = cache.get(&stream) {
+        return Ok(s);
+    }
+    let schema: &'static Schema = Box::leak(Box::new(parse_schema(stream)?));
+    cache.insert(stream, schema);
+    Ok(schema)
+}
+
 /// One stream's schema and its registry id; encodes events into framed payloads.
 pub struct StreamEncoder {
     stream: Stream,
-    schema: Schema,
     schema_id: u32,
+    writer: GenericDatumWriter<'static>,
 }
 
 impl StreamEncoder {
     pub fn new(stream: Stream, schema_id: u32) -> Result<Self, AvroError> {
+        let schema = static_schema(stream)?;
+        let writer = GenericDatumWriter::builder(schema)
+            .human_readable(false)
+            .build()
+            .map_err(|e| AvroError::Schema {
+                stream,
+                reason: e.to_string(),
+            })?;
         Ok(StreamEncoder {
             stream,
-            schema: parse_schema(stream)?,
             schema_id,
+            writer,
         })
     }
 
@@ -162,20 +189,15 @@ impl StreamEncoder {
 
     /// Encode `value` (whose serde shape matches the schema) into a Confluent-framed payload.
     pub fn encode<T: Serialize>(&self, event_id: &str, value: &T) -> Result<Vec<u8>, AvroError> {
-        let err = |reason: String| AvroError::Encode {
-            stream: self.stream,
-            event_id: event_id.into(),
-            reason,
-        };
-        let writer = GenericDatumWriter::builder(&self.schema)
-            .human_readable(false)
-            .build()
-            .map_err(|e| err(e.to_string()))?;
-        let mut out = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(512);
         out.extend_from_slice(&wire_header(self.schema_id));
-        writer
+        self.writer
             .write_ser(&mut out, value)
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| AvroError::Encode {
+                stream: self.stream,
+                event_id: event_id.into(),
+                reason: e.to_string(),
+            })?;
         Ok(out)
     }
 

@@ -88,6 +88,8 @@ impl SledStore {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            // Commits flush explicitly; no periodic background flush (idle CPU).
+            .flush_every_ms(None)
             .open()
             .map_err(|e| StoreError::Open {
                 path: shown,

@@ -34,6 +34,12 @@ fn every_metric_is_documented_in_the_readme() {
         }
     }
     assert!(names.len() > 20, "found {names:?}");
-    let missing: Vec<_> = names.iter().filter(|n| !readme.contains(&format!("`{n}"))).collect();
-    assert!(missing.is_empty(), "metrics missing from the README: {missing:?}");
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|n| !readme.contains(&format!("`{n}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "metrics missing from the README: {missing:?}"
+    );
 }

@@ -380,7 +380,9 @@ pub fn stream_rows(
     const OVERFLOW: &str = "\u{0}ccdc-row-limit";
     let mut on_row = on_row;
     let mut head = Head::default();
-    let mut de = serde_json::Deserializer::from_reader(body);
+    // A concrete buffered reader: serde_json reads byte by byte, which must not be a virtual call.
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, body));
     let seed = EnvelopeSeed {
         head: &mut head,
         on_row: &mut on_row,

@@ -225,6 +225,16 @@ impl SimState {
         self.lock().comm100_shift_once = true;
     }
 
+    /// Serve `step` as the current Wolkvox step (benchmarks change the world in place).
+    pub fn set_wolkvox_step(&self, step: Step) {
+        let mut g = self.lock();
+        let at = g.step;
+        match g.scenario.wolkvox.get_mut(at) {
+            Some(s) => *s = step,
+            None => g.scenario.wolkvox.push(step),
+        }
+    }
+
     /// Report rows every `spacing_s` seconds and at most `row_limit` rows per response.
     pub fn set_report_generation(&self, spacing_s: i64, row_limit: usize) {
         let mut g = self.lock();

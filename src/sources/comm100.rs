@@ -147,7 +147,8 @@ fn decode_json<T: DeserializeOwned>(
     endpoint: &str,
     body: &mut dyn Read,
 ) -> Result<T, SourceError> {
-    let mut de = serde_json::Deserializer::from_reader(body);
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, body));
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();

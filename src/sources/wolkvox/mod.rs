@@ -192,7 +192,9 @@ pub fn decode_envelope<T: DeserializeOwned>(
     endpoint: &str,
     body: &mut dyn Read,
 ) -> Result<Vec<T>, SourceError> {
-    let mut de = serde_json::Deserializer::from_reader(body);
+    // A concrete buffered reader: serde_json reads byte by byte, which must not be a virtual call.
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, body));
     let env: Envelope<T> = match serde_path_to_error::deserialize(&mut de) {
         Ok(e) => e,
         Err(e) => {

@@ -1,0 +1,567 @@
+//! ccdc's benchmarks, against a real tansu broker on loopback (started here, like the tests):
+//!
+//! - **P1** snapshot cycle: a 60,000-interaction Wolkvox snapshot from the simulator, 1 % changing per
+//!   cycle: fetch → parse → diff → sled commit (snapshot + outbox) → publish → every ack.
+//! - **P2** report throughput: chat_1 rows JSON → typed row → Avro → broker, against librdkafka alone
+//!   publishing pre-encoded payloads of the same size in the same run.
+//! - **P3** memory: a 256 MB report response streamed through the row parser, coercion and Avro
+//!   encoding, in a child process whose peak RSS is read from /proc.
+//! - **P4** idle: `ccdc run` between polls: RSS and CPU time over a few idle seconds.
+//!
+//! `cargo run --release --bin ccdc-bench` (full sizes) or `-- --short` (CI: small sizes, checks that
+//! every benchmark runs; timings are printed, never asserted). Results go in BENCHMARKS.md.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ccdc::avro::StreamEncoder;
+use ccdc::config::{KafkaConfig, PollConfig, TopicsConfig, WolkvoxConfig};
+use ccdc::event::{Event, ReportRecord, Stream};
+use ccdc::feed::SnapshotFeed;
+use ccdc::kafka::KafkaSink;
+use ccdc::poller::Poller;
+use ccdc::publisher::Publisher;
+use ccdc::reports::rows::ReportKind;
+use ccdc::secret::SecretRef;
+use ccdc::simulator::reports::generated_row;
+use ccdc::simulator::{SimAgent, SimInteraction, SimMode, SimServer, SimState};
+use ccdc::sink::{AvroEncoder, EventSink, SendError};
+use ccdc::sources::wolkvox::interactions::WolkvoxInteractions;
+use ccdc::sources::wolkvox::WolkvoxClient;
+use ccdc::store::{SledStore, Store};
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+fn status_kb(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+struct Tansu(std::process::Child);
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_tansu() -> (Tansu, String) {
+    let port = free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| {
+        format!(
+            "{}/.cargo/bin/tansu",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let child = std::process::Command::new(bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tansu (scripts/test.sh installs it)");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "tansu did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (Tansu(child), format!("127.0.0.1:{port}"))
+}
+
+fn kafka(bootstrap: &str) -> KafkaConfig {
+    KafkaConfig {
+        bootstrap_servers: bootstrap.into(),
+        compression: "lz4".into(),
+        create_topics: true,
+        partitions: 6,
+        replication_factor: 1,
+        message_timeout: Duration::from_secs(120),
+        properties: [
+            ("linger.ms".to_string(), "20".to_string()),
+            ("batch.size".to_string(), "1000000".to_string()),
+        ]
+        .into(),
+        secret_properties: Default::default(),
+    }
+}
+
+fn step(agents: usize, generation: &[u32]) -> Vec<SimAgent> {
+    (0..agents)
+        .map(|a| {
+            let its = (0..3)
+                .map(|k| SimInteraction {
+                    conn_id: format!("c{a}-{k}-{}", generation[a * 3 + k]),
+                    subject: "Billing question".into(),
+                    fromname: "Ana María".into(),
+                    date: "2026-11-21 10:15:00".into(),
+                })
+                .collect();
+            SimAgent::new(&format!("{}", 10_000 + a), "Busy", its)
+        })
+        .collect()
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn p1(bootstrap: &str, interactions: usize, cycles: usize) -> (f64, f64, u64) {
+    let agents = interactions / 3;
+    let mut generation = vec![0u32; agents * 3];
+    let sim = SimServer::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        SimState::new(
+            "bench-token",
+            SimMode::Scripted(vec![step(agents, &generation)]),
+        ),
+    )
+    .await
+    .expect("sim");
+    std::env::set_var("CCDC_BENCH_TOKEN", "bench-token");
+    let cfg = WolkvoxConfig {
+        name: "bench".into(),
+        base_url: sim.base_url(),
+        token: SecretRef::Env("CCDC_BENCH_TOKEN".into()),
+        time_zone: "America/Bogota".into(),
+        max_concurrent_requests: 1,
+        request_timeout: Duration::from_secs(60),
+        max_response_bytes: 256 << 20,
+        allow_insecure_http: true,
+        interactions: PollConfig::default(),
+        agents: PollConfig::default(),
+        reports: vec![],
+        daily_call_limit: None,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("state")).expect("sled"));
+    let k = kafka(bootstrap);
+    let topics = TopicsConfig {
+        interactions: "bench.interactions".into(),
+        ..Default::default()
+    };
+    ccdc::kafka::ensure_topics(&k, &["bench.interactions"])
+        .await
+        .expect("topic");
+    let notify = Arc::new(Notify::new());
+    // The service starts its producer before the first poll: warm it up the same way.
+    let sink = KafkaSink::new(&k).expect("producer");
+    let warm = ccdc::sink::OutRecord {
+        topic: "bench.interactions".into(),
+        key: "warm-up".into(),
+        payload: vec![0],
+        headers: vec![],
+    };
+    if let Ok(d) = sink.send(warm) {
+        d.await.expect("warm-up ack");
+    }
+    let publisher = Publisher {
+        store: store.clone(),
+        encoder: Arc::new(AvroEncoder::new(topics, &[(Stream::Interactions, 1)]).expect("encoder")),
+        sink: Arc::new(sink),
+        notify: notify.clone(),
+        max_in_flight: 100_000,
+        max_backoff: Duration::from_secs(1),
+        health: None,
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(publisher.run(stop.clone(), CancellationToken::new()));
+    let feed = SnapshotFeed::new(
+        Arc::new(WolkvoxInteractions(
+            WolkvoxClient::new(&cfg).expect("client"),
+        )),
+        2,
+    );
+    let mut poller = Poller::new(
+        Box::new(feed),
+        store.clone(),
+        notify,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let mut times = Vec::new();
+    let mut rng = 12345u64;
+    for c in 0..=cycles {
+        if c > 0 {
+            // 1 % of the interactions end and are replaced by new ones (2 events each).
+            for _ in 0..interactions / 100 {
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let i = (rng >> 33) as usize % generation.len();
+                generation[i] += 1;
+            }
+            sim.state.set_wolkvox_step(step(agents, &generation));
+        }
+        let t = Instant::now();
+        poller
+            .cycle(chrono::Utc::now().timestamp_millis())
+            .await
+            .expect("cycle");
+        while store.outbox_len() > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    stop.cancel();
+    let _ = task.await;
+    sim.stop().await;
+    let first = times.remove(0);
+    (first, percentile(times, 0.5), status_kb("self", "VmHWM:"))
+}
+
+async fn p2(bootstrap: &str, rows: usize) -> (f64, f64) {
+    let k = kafka(bootstrap);
+    ccdc::kafka::ensure_topics(&k, &["bench.chat_1", "bench.baseline"])
+        .await
+        .expect("topics");
+    let start = chrono::NaiveDateTime::parse_from_str("2026-11-01 00:00:00", "%Y-%m-%d %H:%M:%S")
+        .expect("date");
+    let texts: Vec<String> = (0..rows)
+        .map(|i| {
+            serde_json::to_string(&generated_row(
+                "chat_1",
+                start + chrono::Duration::seconds(i as i64),
+            ))
+            .expect("json")
+        })
+        .collect();
+    let tz: chrono_tz::Tz = "America/Bogota".parse().expect("tz");
+    let encoder = StreamEncoder::new(Stream::WolkvoxChat1, 2).expect("encoder");
+    let topics = TopicsConfig {
+        wolkvox_chat_1: "bench.chat_1".into(),
+        ..Default::default()
+    };
+    let avro = AvroEncoder::new(topics, &[(Stream::WolkvoxChat1, 2)]).expect("encoder");
+    let sink = KafkaSink::new(&k).expect("producer");
+    let send_all = |sink: &KafkaSink, records: &mut dyn Iterator<Item = ccdc::sink::OutRecord>| {
+        let inflight = FuturesUnordered::new();
+        for mut rec in records {
+            loop {
+                match sink.send(rec) {
+                    Ok(d) => {
+                        inflight.push(d);
+                        break;
+                    }
+                    Err(SendError::QueueFull(r)) => {
+                        rec = r;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(SendError::Failed(e)) => panic!("{e}"),
+                }
+            }
+        }
+        inflight
+    };
+    // Warm up: connections, idempotent producer id, partition leaders of both topics.
+    for topic in ["bench.chat_1", "bench.baseline"] {
+        let rec = ccdc::sink::OutRecord {
+            topic: topic.into(),
+            key: "warm-up".into(),
+            payload: vec![0],
+            headers: vec![],
+        };
+        if let Ok(d) = sink.send(rec) {
+            d.await.expect("warm-up ack");
+        }
+    }
+    // ccdc's path: JSON text → map → typed row → record → Avro → producer.
+    let t = Instant::now();
+    let mut it = texts.iter().map(|text| {
+        let row: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(text).expect("row");
+        let typed = ReportKind::Chat1.coerce(&row, tz).expect("coerce");
+        let identity = ReportKind::Chat1.identity(&row).expect("identity");
+        let ev = Event::ReportRow(Box::new(ReportRecord {
+            event_id: ccdc::event::event_id(&["bench", &identity]).to_string(),
+            source: "bench".into(),
+            vendor: "wolkvox".into(),
+            identity,
+            row_hash: "h".into(),
+            window_start: 0,
+            window_end: 0,
+            window_start_raw: String::new(),
+            window_end_raw: String::new(),
+            pulled_at: 0,
+            row: typed,
+        }));
+        ccdc::sink::RecordEncoder::encode(&avro, &ev).expect("encode")
+    });
+    let mut inflight = send_all(&sink, &mut it);
+    while let Some(r) = inflight.next().await {
+        r.expect("ack");
+    }
+    let ccdc_rate = rows as f64 / t.elapsed().as_secs_f64();
+    // librdkafka alone: the same number of pre-encoded payloads of the same size.
+    let sample = ccdc::sink::RecordEncoder::encode(
+        &avro,
+        &Event::ReportRow(Box::new(ReportRecord {
+            event_id: "x".repeat(36),
+            source: "bench".into(),
+            vendor: "wolkvox".into(),
+            identity: "c-x".into(),
+            row_hash: "h".into(),
+            window_start: 0,
+            window_end: 0,
+            window_start_raw: String::new(),
+            window_end_raw: String::new(),
+            pulled_at: 0,
+            row: ReportKind::Chat1
+                .coerce(&serde_json::from_str(&texts[0]).expect("row"), tz)
+                .expect("coerce"),
+        })),
+    )
+    .expect("encode");
+    let _ = encoder;
+    let t = Instant::now();
+    let mut it = (0..rows).map(|i| ccdc::sink::OutRecord {
+        topic: "bench.baseline".into(),
+        key: format!("k{i}"),
+        payload: sample.payload.clone(),
+        headers: vec![],
+    });
+    let mut inflight = send_all(&sink, &mut it);
+    while let Some(r) = inflight.next().await {
+        r.expect("ack");
+    }
+    (ccdc_rate, rows as f64 / t.elapsed().as_secs_f64())
+}
+
+/// A JSON envelope of `bytes` bytes of chat_1 rows, produced lazily (never held whole).
+struct BigBody {
+    target: usize,
+    produced: usize,
+    buf: Vec<u8>,
+    pos: usize,
+    i: i64,
+    closed: bool,
+}
+
+impl Read for BigBody {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+            if self.produced == 0 {
+                self.buf
+                    .extend_from_slice(br#"{"code":200,"error":null,"msg":"","data":["#);
+            } else if self.produced >= self.target {
+                if self.closed {
+                    return Ok(0);
+                }
+                self.buf.extend_from_slice(b"]}");
+                self.closed = true;
+            } else {
+                if self.i > 0 {
+                    self.buf.push(b',');
+                }
+                let t = chrono::DateTime::from_timestamp(1_790_000_000 + self.i, 0)
+                    .expect("time")
+                    .naive_utc();
+                serde_json::to_writer(&mut self.buf, &generated_row("chat_1", t))
+                    .map_err(std::io::Error::other)?;
+                self.i += 1;
+            }
+            self.produced += self.buf.len();
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// A chat_1 record as the report feed builds it.
+fn record(row: &serde_json::Map<String, serde_json::Value>, tz: chrono_tz::Tz) -> Event {
+    let identity = ReportKind::Chat1.identity(row).expect("identity");
+    Event::ReportRow(Box::new(ReportRecord {
+        event_id: ccdc::event::event_id(&["bench", &identity]).to_string(),
+        source: "bench".into(),
+        vendor: "wolkvox".into(),
+        identity,
+        row_hash: "0123456789abcdef0123456789abcdef".into(),
+        window_start: 0,
+        window_end: 0,
+        window_start_raw: "20261101000000".into(),
+        window_end_raw: "20261101235959".into(),
+        pulled_at: 0,
+        row: ReportKind::Chat1.coerce(row, tz).expect("coerce"),
+    }))
+}
+
+/// Child process of P3: stream `bytes` through parse → coerce → Avro; print rows and peak RSS.
+fn p3_child(bytes: usize) {
+    let tz: chrono_tz::Tz = "America/Bogota".parse().expect("tz");
+    let encoder = StreamEncoder::new(Stream::WolkvoxChat1, 2).expect("encoder");
+    let mut rows = 0u64;
+    let mut body = std::io::BufReader::with_capacity(
+        64 * 1024,
+        BigBody {
+            target: bytes,
+            produced: 0,
+            buf: Vec::new(),
+            pos: 0,
+            i: 0,
+            closed: false,
+        },
+    );
+    let t = Instant::now();
+    ccdc::reports::stream_rows("bench", "p3", &mut body, usize::MAX, |row| {
+        let ev = record(&row, tz);
+        let bytes = encoder.encode_event(&ev).expect("encode");
+        std::hint::black_box(bytes);
+        rows += 1;
+    })
+    .expect("stream");
+    println!(
+        "p3 rows={rows} secs={:.2} vmhwm_kb={}",
+        t.elapsed().as_secs_f64(),
+        status_kb("self", "VmHWM:")
+    );
+}
+
+fn p4(ccdc: &std::path::Path, idle: Duration) -> (u64, f64) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let sim = rt
+        .block_on(SimServer::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            SimState::new(
+                "idle-token",
+                SimMode::Random {
+                    seed: 1,
+                    agents: 20,
+                },
+            ),
+        ))
+        .expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("token"), "idle-token").expect("token");
+    let config = dir.path().join("ccdc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\noutput = \"stdout\"\n[observability]\nlisten = \"127.0.0.1:0\"\n[[sources]]\nvendor = \"wolkvox\"\nname = \"idle\"\nbase_url = {:?}\ntoken = {{ file = {:?} }}\ntime_zone = \"America/Bogota\"\nallow_insecure_http = true\n[sources.interactions]\ninterval = \"5m\"\n[sources.agents]\ninterval = \"5m\"\n",
+            dir.path().join("state").display().to_string(),
+            sim.base_url(),
+            dir.path().join("token").display().to_string()
+        ),
+    )
+    .expect("config");
+    let mut child = std::process::Command::new(ccdc)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ccdc");
+    std::thread::sleep(Duration::from_secs(3)); // first polls done, now idle until the next interval
+    let pid = child.id();
+    let ticks = cpu_ticks(pid);
+    std::thread::sleep(idle);
+    let used = cpu_ticks(pid) - ticks;
+    let rss = status_kb(&pid.to_string(), "VmRSS:");
+    let _ = child.kill();
+    let _ = child.wait();
+    rt.block_on(sim.stop());
+    (rss, used as f64 / 100.0 / idle.as_secs_f64() * 100.0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--p3-child") {
+        p3_child(
+            args.get(i + 1)
+                .and_then(|b| b.parse().ok())
+                .unwrap_or(256 << 20),
+        );
+        return;
+    }
+    let short = args.iter().any(|a| a == "--short");
+    let (interactions, cycles, rows, big, idle) = if short {
+        (3_000, 3, 5_000, 8 << 20, Duration::from_secs(2))
+    } else {
+        (60_000, 10, 200_000, 256 << 20, Duration::from_secs(10))
+    };
+    println!(
+        "ccdc benchmarks ({} mode) on {} cores",
+        if short { "short" } else { "full" },
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let (_broker, bootstrap) = start_tansu();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    let (first, p50, hwm) = rt.block_on(p1(&bootstrap, interactions, cycles));
+    println!("P1 snapshot cycle: {interactions} interactions, 1% changing: first cycle {first:.0} ms, steady p50 {p50:.0} ms, peak RSS {} MB (process incl. simulator)", hwm / 1024);
+
+    let (ccdc_rate, baseline) = rt.block_on(p2(&bootstrap, rows));
+    println!("P2 report throughput: ccdc {ccdc_rate:.0} rows/s, librdkafka alone {baseline:.0} rows/s, ratio {:.2}", ccdc_rate / baseline);
+
+    let exe = std::env::current_exe().expect("exe");
+    let out = std::process::Command::new(&exe)
+        .args(["--p3-child", &big.to_string()])
+        .output()
+        .expect("p3 child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!(
+        "P3 memory: {} MB response streamed: {}",
+        big >> 20,
+        text.trim()
+    );
+    assert!(
+        out.status.success(),
+        "p3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ccdc_bin = exe.with_file_name("ccdc");
+    if ccdc_bin.exists() {
+        let (rss, cpu) = p4(&ccdc_bin, idle);
+        println!(
+            "P4 idle: RSS {} MB, CPU {cpu:.2}% over {}s between polls",
+            rss / 1024,
+            idle.as_secs()
+        );
+    } else {
+        println!(
+            "P4 idle: skipped ({} not built; cargo build --release first)",
+            ccdc_bin.display()
+        );
+    }
+}
