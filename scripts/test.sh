@@ -61,6 +61,10 @@ if [ -n "$tansu_pid" ]; then
 fi
 installed tansu "$TANSU_VERSION" || { echo "tansu $TANSU_VERSION missing"; exit 1; }
 
+step "benchmarks, short mode (they must still run; timings are printed, not checked)"
+cargo build --locked --bins
+./target/debug/ccdc-bench --short
+
 step "cargo test"
 log=$(mktemp)
 set +e
