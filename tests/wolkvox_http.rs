@@ -196,3 +196,26 @@ async fn the_daily_call_limit_is_counted_persisted_and_enforced() {
     assert_eq!(src.fetch(5, None).await.unwrap_err().kind(), "quota");
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_refused_is_a_transport_error_naming_source_and_endpoint() {
+    std::env::set_var("WV_HTTP_TOKEN_R", "token-r");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sim = sim("unused", 1).await;
+    let s = source("refused", &sim, "WV_HTTP_TOKEN_R", |c| {
+        c.base_url = format!("http://127.0.0.1:{port}/api/v2")
+    });
+    let e = s.fetch(1, None).await.unwrap_err();
+    assert_eq!(e.kind(), "transport", "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("refused") && text.contains("real_time.php?api=interactions"),
+        "{text}"
+    );
+    assert!(!text.contains("token-r"));
+    sim.stop().await;
+}

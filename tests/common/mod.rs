@@ -153,6 +153,24 @@ impl Infra {
     }
 }
 
+/// Start a rivven-schema registry on `port` (for outage tests).
+pub fn spawn_registry(port: u16) -> Proc {
+    let child = Command::new(tool("RIVVEN_SCHEMA_BIN", "rivven-schema"))
+        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rivven-schema");
+    let url = format!("http://127.0.0.1:{port}");
+    wait_until("rivven-schema", Duration::from_secs(30), || {
+        http_get(&format!("{url}/subjects")).is_some()
+    });
+    Proc {
+        child,
+        name: "rivven-schema",
+    }
+}
+
 /// Minimal blocking GET (no extra HTTP client in the tests).
 pub fn http_get(url: &str) -> Option<String> {
     let out = Command::new("curl")
