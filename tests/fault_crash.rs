@@ -20,7 +20,10 @@ use common::{Ccdc, RegistryDecoder, Stack};
 struct Rng(u64);
 impl Rng {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n.max(1)
     }
 }
@@ -40,14 +43,25 @@ fn timeline(seed: u64, steps: usize) -> Vec<Pairs> {
                 match rng.below(3) {
                     0 => {
                         next_conn += 1;
-                        cur.insert((agents[rng.below(30) as usize].clone(), format!("k{next_conn:05}")));
+                        cur.insert((
+                            agents[rng.below(30) as usize].clone(),
+                            format!("k{next_conn:05}"),
+                        ));
                     }
                     1 if !cur.is_empty() => {
-                        let p = cur.iter().nth(rng.below(cur.len() as u64) as usize).cloned().unwrap();
+                        let p = cur
+                            .iter()
+                            .nth(rng.below(cur.len() as u64) as usize)
+                            .cloned()
+                            .unwrap();
                         cur.remove(&p);
                     }
                     _ if !cur.is_empty() => {
-                        let (a, c) = cur.iter().nth(rng.below(cur.len() as u64) as usize).cloned().unwrap();
+                        let (a, c) = cur
+                            .iter()
+                            .nth(rng.below(cur.len() as u64) as usize)
+                            .cloned()
+                            .unwrap();
                         let to = agents[rng.below(30) as usize].clone();
                         if to != a {
                             cur.remove(&(a, c.clone()));
@@ -66,17 +80,31 @@ fn timeline(seed: u64, steps: usize) -> Vec<Pairs> {
 fn to_step(pairs: &Pairs) -> Step {
     let mut by_agent: BTreeMap<&str, Vec<SimInteraction>> = BTreeMap::new();
     for (a, c) in pairs {
-        by_agent.entry(a).or_default().push(SimInteraction { conn_id: c.clone(), subject: "s".into(), fromname: "f".into(), date: "2026-11-21 10:15:00".into() });
+        by_agent.entry(a).or_default().push(SimInteraction {
+            conn_id: c.clone(),
+            subject: "s".into(),
+            fromname: "f".into(),
+            date: "2026-11-21 10:15:00".into(),
+        });
     }
-    by_agent.into_iter().map(|(a, its)| SimAgent::new(a, "Busy", its)).collect()
+    by_agent
+        .into_iter()
+        .map(|(a, its)| SimAgent::new(a, "Busy", its))
+        .collect()
 }
 
 type Transition = (InteractionEventType, String, String); // (type, agent, conn)
 
 /// What the timeline implies between two steps, ENDED before STARTED within an interaction.
 fn implied(prev: &Pairs, cur: &Pairs) -> Vec<Transition> {
-    let mut v: Vec<Transition> = prev.difference(cur).map(|(a, c)| (Ended, a.clone(), c.clone())).collect();
-    v.extend(cur.difference(prev).map(|(a, c)| (Started, a.clone(), c.clone())));
+    let mut v: Vec<Transition> = prev
+        .difference(cur)
+        .map(|(a, c)| (Ended, a.clone(), c.clone()))
+        .collect();
+    v.extend(
+        cur.difference(prev)
+            .map(|(a, c)| (Started, a.clone(), c.clone())),
+    );
     v
 }
 
@@ -99,9 +127,18 @@ enabled = false
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_sigkills_lose_nothing_and_invent_nothing() {
-    let seed: u64 = std::env::var("CCDC_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261121);
+    let seed: u64 = std::env::var("CCDC_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261121);
     let steps = timeline(seed, 200);
-    let s = Stack::start("crash-token", SimMode::Scripted(steps.iter().map(to_step).collect()), SOURCES, &[("interactions", "ccdc.it.crash")]).await;
+    let s = Stack::start(
+        "crash-token",
+        SimMode::Scripted(steps.iter().map(to_step).collect()),
+        SOURCES,
+        &[("interactions", "ccdc.it.crash")],
+    )
+    .await;
     let mut ccdc: Ccdc = s.ccdc(&[]);
     let mut reader = s.reader("ccdc.it.crash").await;
     let mut dec = RegistryDecoder::new(&s.infra.registry_url);
@@ -129,7 +166,13 @@ async fn random_sigkills_lose_nothing_and_invent_nothing() {
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         while firsts.len() < expected.len() {
-            assert!(Instant::now() < deadline, "step {k}: {} of {} events after 60 s\n{}", firsts.len(), expected.len(), common::read_to_string(&s.log));
+            assert!(
+                Instant::now() < deadline,
+                "step {k}: {} of {} events after 60 s\n{}",
+                firsts.len(),
+                expected.len(),
+                common::read_to_string(&s.log)
+            );
             reader.poll_for(Duration::from_millis(50));
             for r in &reader.records[decoded..] {
                 let e: InteractionEvent = dec.decode(&r.payload);
@@ -180,10 +223,17 @@ async fn random_sigkills_lose_nothing_and_invent_nothing() {
     // Per interaction, the first occurrences follow the timeline's order.
     let mut per_key: HashMap<&str, Vec<(InteractionEventType, &str)>> = HashMap::new();
     for e in &firsts {
-        per_key.entry(&e.interaction_id).or_default().push((e.event_type, &e.agent_id));
+        per_key
+            .entry(&e.interaction_id)
+            .or_default()
+            .push((e.event_type, &e.agent_id));
     }
     for (conn, seq) in per_key {
-        let want_seq: Vec<(InteractionEventType, &str)> = expected.iter().filter(|t| t.2 == conn).map(|t| (t.0, t.1.as_str())).collect();
+        let want_seq: Vec<(InteractionEventType, &str)> = expected
+            .iter()
+            .filter(|t| t.2 == conn)
+            .map(|t| (t.0, t.1.as_str()))
+            .collect();
         assert_eq!(seq, want_seq, "order of {conn}");
     }
 }
