@@ -261,7 +261,6 @@ async fn p2(bootstrap: &str, rows: usize) -> (f64, f64) {
         })
         .collect();
     let tz: chrono_tz::Tz = "America/Bogota".parse().expect("tz");
-    let encoder = StreamEncoder::new(Stream::WolkvoxChat1, 2).expect("encoder");
     let topics = TopicsConfig {
         wolkvox_chat_1: "bench.chat_1".into(),
         ..Default::default()
@@ -304,22 +303,7 @@ async fn p2(bootstrap: &str, rows: usize) -> (f64, f64) {
     let mut it = texts.iter().map(|text| {
         let row: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(text).expect("row");
-        let typed = ReportKind::Chat1.coerce(&row, tz).expect("coerce");
-        let identity = ReportKind::Chat1.identity(&row).expect("identity");
-        let ev = Event::ReportRow(Box::new(ReportRecord {
-            event_id: ccdc::event::event_id(&["bench", &identity]).to_string(),
-            source: "bench".into(),
-            vendor: "wolkvox".into(),
-            identity,
-            row_hash: "h".into(),
-            window_start: 0,
-            window_end: 0,
-            window_start_raw: String::new(),
-            window_end_raw: String::new(),
-            pulled_at: 0,
-            row: typed,
-        }));
-        ccdc::sink::RecordEncoder::encode(&avro, &ev).expect("encode")
+        ccdc::sink::RecordEncoder::encode(&avro, &record(&row, tz)).expect("encode")
     });
     let mut inflight = send_all(&sink, &mut it);
     while let Some(r) = inflight.next().await {
@@ -329,24 +313,9 @@ async fn p2(bootstrap: &str, rows: usize) -> (f64, f64) {
     // librdkafka alone: the same number of pre-encoded payloads of the same size.
     let sample = ccdc::sink::RecordEncoder::encode(
         &avro,
-        &Event::ReportRow(Box::new(ReportRecord {
-            event_id: "x".repeat(36),
-            source: "bench".into(),
-            vendor: "wolkvox".into(),
-            identity: "c-x".into(),
-            row_hash: "h".into(),
-            window_start: 0,
-            window_end: 0,
-            window_start_raw: String::new(),
-            window_end_raw: String::new(),
-            pulled_at: 0,
-            row: ReportKind::Chat1
-                .coerce(&serde_json::from_str(&texts[0]).expect("row"), tz)
-                .expect("coerce"),
-        })),
+        &record(&serde_json::from_str(&texts[0]).expect("row"), tz),
     )
     .expect("encode");
-    let _ = encoder;
     let t = Instant::now();
     let mut it = (0..rows).map(|i| ccdc::sink::OutRecord {
         topic: "bench.baseline".into(),

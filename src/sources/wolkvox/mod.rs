@@ -148,19 +148,14 @@ impl WolkvoxClient {
         T: Send + 'static,
         F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
     {
-        self.charge(endpoint)?;
-        let token = self.token_header(endpoint)?;
-        let req = self
-            .http
-            .client()
-            .get(format!("{}/reports_manager.php", self.base_url))
-            .query(&[
-                ("api", report),
-                ("date_ini", &w.date_ini()),
-                ("date_end", &w.date_end()),
-            ])
-            .header("wolkvox-token", token);
-        self.http.fetch(endpoint, req, parse).await
+        let (ini, end) = (w.date_ini(), w.date_end());
+        self.call(
+            "reports_manager.php",
+            &[("api", report), ("date_ini", &ini), ("date_end", &end)],
+            endpoint,
+            parse,
+        )
+        .await
     }
 
     /// `GET {base_url}/real_time.php?api={api}`, the body streamed through `parse`.
@@ -174,13 +169,29 @@ impl WolkvoxClient {
         T: Send + 'static,
         F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
     {
+        self.call("real_time.php", &[("api", api)], endpoint, parse)
+            .await
+    }
+
+    /// Every Wolkvox call: counted against the daily budget, the token header, the shared limiter.
+    async fn call<T, F>(
+        &self,
+        script: &str,
+        query: &[(&str, &str)],
+        endpoint: &str,
+        parse: F,
+    ) -> Result<T, SourceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
+    {
         self.charge(endpoint)?;
         let token = self.token_header(endpoint)?;
         let req = self
             .http
             .client()
-            .get(format!("{}/real_time.php", self.base_url))
-            .query(&[("api", api)])
+            .get(format!("{}/{script}", self.base_url))
+            .query(query)
             .header("wolkvox-token", token);
         self.http.fetch(endpoint, req, parse).await
     }
