@@ -213,6 +213,7 @@ async fn p1(bootstrap: &str, interactions: usize, cycles: usize) -> (f64, f64, u
         Duration::from_secs(60),
         Duration::from_secs(1),
     );
+    let mut polled_ms = Vec::new();
     let mut times = Vec::new();
     let mut rng = 12345u64;
     for c in 0..=cycles {
@@ -232,15 +233,37 @@ async fn p1(bootstrap: &str, interactions: usize, cycles: usize) -> (f64, f64, u
             .cycle(chrono::Utc::now().timestamp_millis())
             .await
             .expect("cycle");
+        let polled = t.elapsed();
         while store.outbox_len() > 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         times.push(t.elapsed().as_secs_f64() * 1000.0);
+        polled_ms.push(polled.as_secs_f64() * 1000.0);
     }
     stop.cancel();
     let _ = task.await;
+    // The simulator's own share: the same request, body read and dropped (no parse, no commit).
+    let client = reqwest::Client::new();
+    let mut fetch_ms = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let body = client
+            .get(format!("{}/real_time.php?api=interactions", sim.base_url()))
+            .header("wolkvox-token", "bench-token")
+            .send()
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("body");
+        fetch_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        std::hint::black_box(body.len());
+    }
+    println!("   P1 detail: serving + transferring the snapshot alone (simulator, same process): p50 {:.0} ms", percentile(fetch_ms, 0.5));
     sim.stop().await;
     let first = times.remove(0);
+    let first_polled = polled_ms.remove(0);
+    println!("   P1 detail: fetch + parse + diff + commit: first {first_polled:.0} ms, steady p50 {:.0} ms; the rest of each cycle is publishing", percentile(polled_ms, 0.5));
     (first, percentile(times, 0.5), status_kb("self", "VmHWM:"))
 }
 
