@@ -43,15 +43,31 @@ fn producer_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
 }
 
 pub struct KafkaSink {
-    producer: FutureProducer,
+    config: ClientConfig,
+    producer: std::sync::RwLock<FutureProducer>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl KafkaSink {
     pub fn new(cfg: &KafkaConfig) -> anyhow::Result<Self> {
-        let producer: FutureProducer = producer_config(cfg)?
+        let config = producer_config(cfg)?;
+        let producer: FutureProducer = config
             .create()
             .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
-        Ok(KafkaSink { producer })
+        Ok(KafkaSink {
+            config,
+            producer: std::sync::RwLock::new(producer),
+            generation: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    /// How many producers this sink has created (1 + recoveries from fatal errors).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn producer(&self) -> std::sync::RwLockReadGuard<'_, FutureProducer> {
+        self.producer.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -87,7 +103,7 @@ impl EventSink for KafkaSink {
             .key(record.key.as_bytes())
             .payload(&record.payload)
             .headers(headers);
-        match self.producer.send_result(fr) {
+        match self.producer().send_result(fr) {
             Ok(fut) => Ok(fut
                 .map(|r| match r {
                     Ok(Ok(_)) => Ok(()),
@@ -105,9 +121,27 @@ impl EventSink for KafkaSink {
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
-        self.producer
+        self.producer()
             .flush(timeout)
             .map_err(|e| SinkError::Retryable(e.to_string()))
+    }
+
+    /// A fatal producer error (e.g. an idempotence sequence gap) makes the producer unusable: replace
+    /// it. In-flight records of the old one fail and stay in the outbox.
+    fn recover(&self) -> Result<(), SinkError> {
+        let fatal = self.producer().client().fatal_error();
+        if let Some((code, reason)) = fatal {
+            tracing::error!(%code, %reason, "fatal producer error: recreating the producer; unacknowledged events will be re-sent");
+            metrics::counter!("ccdc_producer_recreated_total").increment(1);
+            let fresh: FutureProducer = self
+                .config
+                .create()
+                .map_err(|e| SinkError::Fatal(format!("cannot recreate the producer: {e}")))?;
+            *self.producer.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
     }
 }
 

@@ -46,6 +46,11 @@ pub trait EventSink: Send + Sync {
     fn send(&self, record: OutRecord) -> Result<Delivery, SendError>;
     /// Wait until everything handed over is delivered, at most `timeout`.
     fn flush(&self, timeout: Duration) -> Result<(), SinkError>;
+    /// After a fatal delivery error: make the sink usable again (e.g. a new producer). Records not
+    /// acknowledged stay in the outbox and are re-sent by the caller.
+    fn recover(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// Turns an outbox event into a record.

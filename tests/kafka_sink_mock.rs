@@ -72,6 +72,13 @@ fn read_ids(bootstrap: &str, topic: &str, n: usize) -> Vec<String> {
             ids.push(String::from_utf8_lossy(&payload[6..6 + 36]).into_owned());
         }
     }
+    // Keep reading a moment: repeats beyond `n` must show up too.
+    let quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_millis(500) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            ids.push(String::from_utf8_lossy(&m.payload().unwrap()[6..6 + 36]).into_owned());
+        }
+    }
     ids
 }
 
@@ -213,4 +220,78 @@ async fn a_sixty_second_outage_with_the_producer_queue_full_loses_nothing() {
         .collect();
     println!("broker outage: {}s down, {n} events committed meanwhile, all delivered in order {:.1}s after it returned", outage.as_secs(), drained.as_secs_f64());
     assert_eq!(ids, want, "every event exactly once, in outbox order");
+}
+
+/// A fatal producer error (an idempotence sequence gap the broker reports) makes librdkafka's
+/// producer unusable: the sink recreates it and every event still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_producer_error_recreates_the_producer_and_loses_nothing() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("mock.fatal", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let store = Arc::new(MemoryStore::default());
+    let notify = Arc::new(Notify::new());
+    let sink = Arc::new(KafkaSink::new(&kafka_config(bootstrap.clone())).unwrap());
+    let publisher = Publisher {
+        store: store.clone(),
+        encoder: Arc::new(
+            AvroEncoder::new(
+                Topics {
+                    interactions: "mock.fatal".into(),
+                    ..Topics::default()
+                },
+                &[(Stream::Interactions, 1)],
+            )
+            .unwrap(),
+        ),
+        sink: sink.clone(),
+        notify: notify.clone(),
+        max_in_flight: 100,
+        max_backoff: Duration::from_millis(200),
+        health: None,
+    };
+    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+    let task = tokio::spawn(publisher.run(stop.clone(), abort.clone()));
+    store
+        .commit(&[], &(0..50).map(event).collect::<Vec<_>>())
+        .unwrap();
+    notify.notify_one();
+    let start = Instant::now();
+    while store.outbox_len() > 0 {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER; 3],
+    );
+    store
+        .commit(&[], &(50..150).map(event).collect::<Vec<_>>())
+        .unwrap();
+    notify.notify_one();
+    let start = Instant::now();
+    while store.outbox_len() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "outbox not drained after the fatal error ({} left)",
+            store.outbox_len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert!(
+        sink.generation() >= 2,
+        "the producer was recreated (generation {})",
+        sink.generation()
+    );
+    let ids = tokio::task::spawn_blocking(move || read_ids(&bootstrap, "mock.fatal", 150))
+        .await
+        .unwrap();
+    let got: std::collections::BTreeSet<String> = ids.into_iter().collect();
+    let want: std::collections::BTreeSet<String> = (0..150)
+        .map(|i| format!("00000000-0000-5000-8000-{i:012}"))
+        .collect();
+    assert_eq!(got, want, "every event arrives (repeats allowed)");
 }
