@@ -117,7 +117,13 @@ pub fn registry_client(config: &Config) -> anyhow::Result<HttpRegistry> {
         (Some(u), Some(p)) => Some((u.clone(), p)),
         _ => None,
     };
-    Ok(HttpRegistry::new(&r.url, auth, r.timeout)?)
+    let ca = r
+        .ca_file
+        .as_ref()
+        .map(std::fs::read)
+        .transpose()
+        .with_context(|| "schema_registry.ca_file")?;
+    Ok(HttpRegistry::new(&r.url, auth, r.timeout, ca.as_deref())?)
 }
 
 /// Resolve every stream's schema id, retrying while the registry is unavailable; a refusal is fatal.

@@ -110,18 +110,26 @@ struct VersionBody {
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 impl HttpRegistry {
+    /// `ca_pem`: an extra trusted root (PEM) for a registry behind a private CA.
     pub fn new(
         url: &str,
         auth: Option<(String, Secret)>,
         timeout: Duration,
+        ca_pem: Option<&[u8]>,
     ) -> Result<Self, RegistryError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| RegistryError::Unavailable {
-                context: "client".into(),
-                message: e.to_string(),
-            })?;
+        let err = |message: String| RegistryError::Unavailable {
+            context: "client".into(),
+            message,
+        };
+        let mut builder = reqwest::Client::builder().timeout(timeout);
+        if let Some(pem) = ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| err(format!("ca_file: {e}")))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| err(e.to_string()))?;
         Ok(HttpRegistry {
             client,
             base: url.trim_end_matches('/').to_string(),

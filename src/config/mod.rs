@@ -203,6 +203,8 @@ pub struct RegistryConfig {
     pub auto_register: bool,
     #[serde(default = "default_registry_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Extra trusted root certificate (PEM) for an https registry behind a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 pub(crate) fn yes() -> bool {
@@ -476,6 +478,29 @@ impl RegistryConfig {
                 "username and password go together",
             ));
         }
+        if let Some(ca) = &self.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| {
+                invalid(
+                    "schema_registry.ca_file",
+                    format!("cannot read `{}`: {}", ca.display(), e.kind()),
+                )
+            })?;
+            match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(certs) if !certs.is_empty() => {}
+                Ok(_) => {
+                    return Err(invalid(
+                        "schema_registry.ca_file",
+                        "holds no PEM certificate",
+                    ))
+                }
+                Err(e) => {
+                    return Err(invalid(
+                        "schema_registry.ca_file",
+                        format!("not a PEM certificate: {e}"),
+                    ))
+                }
+            }
+        }
         if let Some(p) = &self.password {
             p.resolve()
                 .map_err(|e| invalid("schema_registry.password", e.to_string()))?;
@@ -554,6 +579,22 @@ time_zone = "America/Bogota"
             base("").replace("output = \"stdout\"", "")
         );
         assert!(err_of(&twice).contains("duplicate source name `ops-a`"));
+    }
+
+    #[test]
+    fn registry_ca_file_must_be_a_readable_pem_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("ca.pem");
+        std::fs::write(&bad, "not a certificate").unwrap();
+        let text = |ca: &std::path::Path| {
+            format!(
+                "{}\n[kafka]\nbootstrap_servers = \"k:9092\"\n[schema_registry]\nurl = \"https://r:8081\"\nca_file = {:?}\n",
+                base("").replace("output = \"stdout\"", ""),
+                ca.display().to_string()
+            )
+        };
+        assert!(err_of(&text(&bad)).contains("schema_registry.ca_file"));
+        assert!(err_of(&text(&dir.path().join("missing.pem"))).contains("cannot read"));
     }
 
     #[test]
