@@ -65,6 +65,12 @@ pub enum Command {
         agents: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Benchmark world instead of the random walk: this many active Wolkvox interactions...
+        #[arg(long)]
+        bench_interactions: Option<usize>,
+        /// ...of which this percentage is replaced on every interactions request.
+        #[arg(long, default_value_t = 1.0)]
+        bench_churn_percent: f64,
     },
     /// Schema Registry operations.
     Schemas {

@@ -73,13 +73,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             token,
             agents,
             seed,
+            bench_interactions,
+            bench_churn_percent,
         } => {
             use ccdc::simulator::{SimMode, SimServer, SimState};
-            let sim = SimServer::start(
-                listen,
-                SimState::new(&token, SimMode::Random { seed, agents }),
-            )
-            .await?;
+            let mode = match bench_interactions {
+                Some(n) => SimMode::Bench {
+                    seed,
+                    interactions: n,
+                    churn: ((n as f64) * bench_churn_percent / 100.0).round() as usize,
+                },
+                None => SimMode::Random { seed, agents },
+            };
+            let sim = SimServer::start(listen, SimState::new(&token, mode)).await?;
             let (vonage, vonage_token) = sim.vonage_urls();
             eprintln!(
                 "simulator listening on {}; the token for every vendor is `{token}`",

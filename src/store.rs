@@ -90,6 +90,8 @@ impl SledStore {
             .mode(sled::Mode::HighThroughput)
             // Commits flush explicitly; no periodic background flush (idle CPU).
             .flush_every_ms(None)
+            // sled caches up to 1 GiB by default; ccdc's working set is snapshots and the outbox.
+            .cache_capacity(64 * 1024 * 1024)
             .open()
             .map_err(|e| StoreError::Open {
                 path: shown,

@@ -25,7 +25,7 @@ use ccdc::publisher::Publisher;
 use ccdc::reports::rows::ReportKind;
 use ccdc::secret::SecretRef;
 use ccdc::simulator::reports::generated_row;
-use ccdc::simulator::{SimAgent, SimInteraction, SimMode, SimServer, SimState};
+use ccdc::simulator::{SimMode, SimServer, SimState};
 use ccdc::sink::{AvroEncoder, EventSink, SendError};
 use ccdc::sources::wolkvox::interactions::WolkvoxInteractions;
 use ccdc::sources::wolkvox::WolkvoxClient;
@@ -61,6 +61,15 @@ fn free_port() -> u16 {
 }
 
 struct Tansu(std::process::Child);
+
+/// The out-of-process simulator, killed on drop.
+struct Sim(std::process::Child);
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 impl Drop for Tansu {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -119,43 +128,50 @@ fn kafka(bootstrap: &str) -> KafkaConfig {
     }
 }
 
-fn step(agents: usize, generation: &[u32]) -> Vec<SimAgent> {
-    (0..agents)
-        .map(|a| {
-            let its = (0..3)
-                .map(|k| SimInteraction {
-                    conn_id: format!("c{a}-{k}-{}", generation[a * 3 + k]),
-                    subject: "Billing question".into(),
-                    fromname: "Ana María".into(),
-                    date: "2026-11-21 10:15:00".into(),
-                })
-                .collect();
-            SimAgent::new(&format!("{}", 10_000 + a), "Busy", its)
-        })
-        .collect()
-}
-
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
 async fn p1(bootstrap: &str, interactions: usize, cycles: usize) -> (f64, f64, u64) {
-    let agents = interactions / 3;
-    let mut generation = vec![0u32; agents * 3];
-    let sim = SimServer::start(
-        "127.0.0.1:0".parse().expect("addr"),
-        SimState::new(
+    // The simulator runs in its own process (`ccdc simulate` in bench mode: every interactions
+    // request replaces 1 % of the interactions), so this process measures ccdc alone.
+    let port = free_port();
+    let ccdc = std::env::current_exe().expect("exe").with_file_name("ccdc");
+    let sim = Sim(std::process::Command::new(&ccdc)
+        .args([
+            "simulate",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--token",
             "bench-token",
-            SimMode::Scripted(vec![step(agents, &generation)]),
-        ),
-    )
-    .await
-    .expect("sim");
+            "--bench-interactions",
+            &interactions.to_string(),
+            "--bench-churn-percent",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} simulate: {e} (build the ccdc binary first)",
+                ccdc.display()
+            )
+        }));
+    let base_url = format!("http://127.0.0.1:{port}/api/v2");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "simulator did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     std::env::set_var("CCDC_BENCH_TOKEN", "bench-token");
     let cfg = WolkvoxConfig {
         name: "bench".into(),
-        base_url: sim.base_url(),
+        base_url: base_url.clone(),
         token: SecretRef::Env("CCDC_BENCH_TOKEN".into()),
         time_zone: "America/Bogota".into(),
         max_concurrent_requests: 1,
@@ -215,19 +231,7 @@ async fn p1(bootstrap: &str, interactions: usize, cycles: usize) -> (f64, f64, u
     );
     let mut polled_ms = Vec::new();
     let mut times = Vec::new();
-    let mut rng = 12345u64;
-    for c in 0..=cycles {
-        if c > 0 {
-            // 1 % of the interactions end and are replaced by new ones (2 events each).
-            for _ in 0..interactions / 100 {
-                rng = rng
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let i = (rng >> 33) as usize % generation.len();
-                generation[i] += 1;
-            }
-            sim.state.set_wolkvox_step(step(agents, &generation));
-        }
+    for _ in 0..=cycles {
         let t = Instant::now();
         poller
             .cycle(chrono::Utc::now().timestamp_millis())
@@ -248,7 +252,7 @@ async fn p1(bootstrap: &str, interactions: usize, cycles: usize) -> (f64, f64, u
     for _ in 0..3 {
         let t = Instant::now();
         let body = client
-            .get(format!("{}/real_time.php?api=interactions", sim.base_url()))
+            .get(format!("{base_url}/real_time.php?api=interactions"))
             .header("wolkvox-token", "bench-token")
             .send()
             .await
@@ -259,8 +263,8 @@ async fn p1(bootstrap: &str, interactions: usize, cycles: usize) -> (f64, f64, u
         fetch_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         std::hint::black_box(body.len());
     }
-    println!("   P1 detail: serving + transferring the snapshot alone (simulator, same process): p50 {:.0} ms", percentile(fetch_ms, 0.5));
-    sim.stop().await;
+    println!("   P1 detail: serving + transferring the snapshot alone (simulator, its own process): p50 {:.0} ms", percentile(fetch_ms, 0.5));
+    drop(sim);
     let first = times.remove(0);
     let first_polled = polled_ms.remove(0);
     println!("   P1 detail: fetch + parse + diff + commit: first {first_polled:.0} ms, steady p50 {:.0} ms; the rest of each cycle is publishing", percentile(polled_ms, 0.5));
@@ -520,7 +524,7 @@ fn main() {
         .expect("runtime");
 
     let (first, p50, hwm) = rt.block_on(p1(&bootstrap, interactions, cycles));
-    println!("P1 snapshot cycle: {interactions} interactions, 1% changing: first cycle {first:.0} ms, steady p50 {p50:.0} ms, peak RSS {} MB (process incl. simulator)", hwm / 1024);
+    println!("P1 snapshot cycle: {interactions} interactions, 1% changing: first cycle {first:.0} ms, steady p50 {p50:.0} ms, peak RSS {} MB (ccdc pipeline; simulator in its own process)", hwm / 1024);
 
     let (ccdc_rate, baseline) = rt.block_on(p2(&bootstrap, rows));
     println!("P2 report throughput: ccdc {ccdc_rate:.0} rows/s, librdkafka alone {baseline:.0} rows/s, ratio {:.2}", ccdc_rate / baseline);

@@ -84,6 +84,12 @@ pub enum SimMode {
         seed: u64,
         agents: usize,
     },
+    /// Benchmark world: `interactions` active, `churn` of them replaced on every interactions request.
+    Bench {
+        seed: u64,
+        interactions: usize,
+        churn: usize,
+    },
 }
 
 pub(crate) struct Inner {
@@ -135,6 +141,14 @@ impl SimState {
                 None,
             ),
             SimMode::Scenario(s) => (s, None),
+            SimMode::Bench {
+                seed,
+                interactions,
+                churn,
+            } => (
+                Scenario::default(),
+                Some(wolkvox::RandomWorld::bench(seed, interactions, churn)),
+            ),
             SimMode::Random { seed, agents } => (
                 Scenario::default(),
                 Some(wolkvox::RandomWorld::new(seed, agents)),
@@ -223,16 +237,6 @@ impl SimState {
     /// The next paged Comm100 poll sees the list shift by one between page 1 and the following pages.
     pub fn shift_comm100_list_once(&self) {
         self.lock().comm100_shift_once = true;
-    }
-
-    /// Serve `step` as the current Wolkvox step (benchmarks change the world in place).
-    pub fn set_wolkvox_step(&self, step: Step) {
-        let mut g = self.lock();
-        let at = g.step;
-        match g.scenario.wolkvox.get_mut(at) {
-            Some(s) => *s = step,
-            None => g.scenario.wolkvox.push(step),
-        }
     }
 
     /// Report rows every `spacing_s` seconds and at most `row_limit` rows per response.

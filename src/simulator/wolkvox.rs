@@ -55,6 +55,8 @@ pub struct RandomWorld {
     rng: StdRng,
     pub agents: Vec<SimAgent>,
     counter: u64,
+    /// Benchmark world: every step replaces this many interactions by new ones, nothing else.
+    churn: Option<usize>,
 }
 
 impl RandomWorld {
@@ -65,10 +67,46 @@ impl RandomWorld {
                 .map(|i| SimAgent::new(&format!("{}", 1001 + i), "Ready", vec![]))
                 .collect(),
             counter: 0,
+            churn: None,
         }
     }
 
+    /// `interactions` active interactions (3 per agent); each step replaces `churn` of them.
+    pub fn bench(seed: u64, interactions: usize, churn: usize) -> Self {
+        let mut w = RandomWorld::new(seed, interactions.div_ceil(3));
+        for a in w.agents.iter_mut() {
+            a.status = "Busy".into();
+            for _ in 0..3 {
+                w.counter += 1;
+                a.active_interactions.push(SimInteraction {
+                    conn_id: format!("{:09}", w.counter),
+                    subject: "Billing question".into(),
+                    fromname: "Ana María".into(),
+                    date: "2026-11-21 10:15:00".into(),
+                });
+            }
+        }
+        w.churn = Some(churn);
+        w
+    }
+
     pub fn step(&mut self) {
+        if let Some(churn) = self.churn {
+            for _ in 0..churn {
+                let a = self.rng.random_range(0..self.agents.len().max(1));
+                let Some(agent) = self.agents.get_mut(a) else {
+                    return;
+                };
+                let i = self
+                    .rng
+                    .random_range(0..agent.active_interactions.len().max(1));
+                if let Some(it) = agent.active_interactions.get_mut(i) {
+                    self.counter += 1;
+                    it.conn_id = format!("{:09}", self.counter);
+                }
+            }
+            return;
+        }
         let n = self.agents.len();
         let mut moved = Vec::new();
         let rng = &mut self.rng;
