@@ -3,22 +3,11 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ccdc::event::Heartbeat;
 use ccdc::simulator::{Fault, Route, SimAgent, SimInteraction, SimMode};
-use common::Stack;
-
-fn get(url: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "5", "-w", "\n%{http_code}", url])
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
+use common::{http_status as get, Stack};
 
 /// The value of the first sample of `metric` whose labels contain every `label`.
 fn sample(page: &str, metric: &str, labels: &[&str]) -> Option<f64> {

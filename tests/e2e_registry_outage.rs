@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ccdc::event::InteractionEvent;
 use ccdc::simulator::{Route, SimAgent, SimInteraction, SimMode};
-use common::{free_port, spawn_registry, RegistryDecoder, Stack};
+use common::{free_port, http_status as status, spawn_registry, RegistryDecoder, Stack};
 
 const SOURCES: &str = r#"
 [[sources]]
@@ -36,16 +36,6 @@ fn step(conns: &[&str]) -> Vec<SimAgent> {
         })
         .collect();
     vec![SimAgent::new("1001", "Busy", its)]
-}
-
-fn status(url: &str) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", url])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.parse().unwrap_or(0), body.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

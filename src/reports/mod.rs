@@ -392,22 +392,7 @@ pub fn stream_rows(
     match seed.deserialize(&mut de) {
         Ok(()) => {}
         Err(e) if e.to_string().starts_with(OVERFLOW) => return Ok(true),
-        Err(e) if e.is_io() => {
-            return Err(SourceError::Transport {
-                source_name: source.into(),
-                endpoint: endpoint.into(),
-                timeout: e.to_string().contains("timed out"),
-                detail: format!("reading the body: {e}"),
-            })
-        }
-        Err(e) => {
-            return Err(SourceError::Parse {
-                source_name: source.into(),
-                endpoint: endpoint.into(),
-                field: "<body>".into(),
-                detail: e.to_string(),
-            })
-        }
+        Err(e) => return Err(SourceError::from_json(source, endpoint, None, e)),
     }
     let env = crate::sources::wolkvox::Envelope::<()> {
         code: head.code,

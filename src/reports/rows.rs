@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::sources::wolkvox::row_text as text;
 use crate::vendor_time::{parse_duration_ms, vendor_local_to_utc};
 
 /// The reports ccdc knows.
@@ -72,14 +73,6 @@ pub enum ReportRow {
     Chat1(Chat1Row),
     #[serde(rename = "diagram_9")]
     Diagram9(Diagram9Row),
-}
-
-fn text(row: &Map<String, Value>, key: &str) -> Option<String> {
-    match row.get(key)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 fn count(row: &Map<String, Value>, key: &str) -> Result<Option<i64>, String> {

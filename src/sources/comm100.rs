@@ -7,7 +7,6 @@
 //! previous state (no "absent" event) — a logout that coincides with a shift is reported one poll late.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::http::{token_limiter, SourceHttp};
-use super::SourceError;
+use super::{decode_json, SourceError};
 use crate::config::Comm100Config;
 use crate::diff::agents::{diff_agents, AgentSnapshot, AgentState};
 use crate::diff::SourceMeta;
@@ -140,33 +139,6 @@ impl Comm100Client {
         names.extend(self.static_names.clone());
         names
     }
-}
-
-fn decode_json<T: DeserializeOwned>(
-    source: &str,
-    endpoint: &str,
-    body: &mut dyn Read,
-) -> Result<T, SourceError> {
-    let mut de =
-        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, body));
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_io() {
-            return SourceError::Transport {
-                source_name: source.into(),
-                endpoint: endpoint.into(),
-                timeout: inner.to_string().contains("timed out"),
-                detail: format!("reading the body: {inner}"),
-            };
-        }
-        SourceError::Parse {
-            source_name: source.into(),
-            endpoint: endpoint.into(),
-            field: if path == "." { "<body>".into() } else { path },
-            detail: inner.to_string(),
-        }
-    })
 }
 
 #[derive(Deserialize)]

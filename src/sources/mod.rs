@@ -104,3 +104,45 @@ impl SourceError {
         }
     }
 }
+
+impl SourceError {
+    /// A serde_json failure while decoding `endpoint`'s body: an I/O error underneath is a transport
+    /// failure (timeout, reset, size limit); anything else names the JSON path of the problem.
+    pub fn from_json(
+        source: &str,
+        endpoint: &str,
+        path: Option<String>,
+        e: serde_json::Error,
+    ) -> SourceError {
+        if e.is_io() {
+            return SourceError::Transport {
+                source_name: source.into(),
+                endpoint: endpoint.into(),
+                timeout: e.to_string().contains("timed out"),
+                detail: format!("reading the body: {e}"),
+            };
+        }
+        let field = path.filter(|p| p != ".").unwrap_or_else(|| "<body>".into());
+        SourceError::Parse {
+            source_name: source.into(),
+            endpoint: endpoint.into(),
+            field,
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// Stream-decode a JSON body into `T`; errors name the JSON path of the problem.
+pub fn decode_json<T: serde::de::DeserializeOwned>(
+    source: &str,
+    endpoint: &str,
+    body: &mut dyn std::io::Read,
+) -> Result<T, SourceError> {
+    // A concrete buffered reader: serde_json reads byte by byte, which must not be a virtual call.
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, body));
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        SourceError::from_json(source, endpoint, Some(path), e.into_inner())
+    })
+}

@@ -202,15 +202,7 @@ impl VonageSource {
             let res = self
                 .http
                 .fetch(ENDPOINT, req, move |r| {
-                    let mut de = serde_json::Deserializer::from_reader(r);
-                    serde_path_to_error::deserialize::<_, LatestBody>(&mut de).map_err(|e| {
-                        SourceError::Parse {
-                            source_name: name,
-                            endpoint: ENDPOINT.into(),
-                            field: e.path().to_string(),
-                            detail: e.into_inner().to_string(),
-                        }
-                    })
+                    super::decode_json::<LatestBody>(&name, ENDPOINT, r)
                 })
                 .await;
             match res {

@@ -171,6 +171,17 @@ pub fn spawn_registry(port: u16) -> Proc {
     }
 }
 
+/// GET `url`, whatever the status: (HTTP status, body).
+pub fn http_status(url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
 /// Minimal blocking GET (no extra HTTP client in the tests).
 pub fn http_get(url: &str) -> Option<String> {
     let out = Command::new("curl")

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use super::{decode_envelope, WolkvoxClient};
+use super::{decode_envelope, row_text as text, WolkvoxClient};
 use crate::diff::agents::{diff_agents, AgentSnapshot, AgentState};
 use crate::diff::SourceMeta;
 use crate::event::{Event, WolkvoxAgentDetails};
@@ -54,14 +54,6 @@ impl SnapshotSource for WolkvoxAgents {
     }
     fn size(&self, s: &AgentSnapshot) -> usize {
         s.present()
-    }
-}
-
-fn text(row: &Map<String, Value>, key: &str) -> Option<String> {
-    match row.get(key)? {
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
     }
 }
 

@@ -203,31 +203,7 @@ pub fn decode_envelope<T: DeserializeOwned>(
     endpoint: &str,
     body: &mut dyn Read,
 ) -> Result<Vec<T>, SourceError> {
-    // A concrete buffered reader: serde_json reads byte by byte, which must not be a virtual call.
-    let mut de =
-        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, body));
-    let env: Envelope<T> = match serde_path_to_error::deserialize(&mut de) {
-        Ok(e) => e,
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if inner.is_io() {
-                return Err(SourceError::Transport {
-                    source_name: source.into(),
-                    endpoint: endpoint.into(),
-                    timeout: inner.to_string().contains("timed out"),
-                    detail: format!("reading the body: {inner}"),
-                });
-            }
-            let field = if path == "." { "<body>".into() } else { path };
-            return Err(SourceError::Parse {
-                source_name: source.into(),
-                endpoint: endpoint.into(),
-                field,
-                detail: inner.to_string(),
-            });
-        }
-    };
+    let env: Envelope<T> = super::decode_json(source, endpoint, body)?;
     env.into_data(source, endpoint)
 }
 
@@ -280,6 +256,15 @@ impl<T> Envelope<T> {
             field: "data".into(),
             detail: "missing or null in a successful response".into(),
         })
+    }
+}
+
+/// A field of a Wolkvox row as text: trimmed, numbers accepted, `""` and anything else `None`.
+pub fn row_text(row: &serde_json::Map<String, serde_json::Value>, key: &str) -> Option<String> {
+    match row.get(key)? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
