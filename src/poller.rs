@@ -47,6 +47,7 @@ pub struct Poller {
     pub notify: Arc<Notify>,
     pub interval: Duration,
     pub max_backoff: Duration,
+    /// Commits that carried events derived by the feed (heartbeats not counted).
     commits: u64,
     polls: u64,
     health: Option<Arc<Health>>,
@@ -54,8 +55,8 @@ pub struct Poller {
 }
 
 /// Test-only crash point: `CCDC_FAILPOINT=kill-after-commit:<state key>:N` SIGKILLs the process right
-/// after the N-th commit of the feed with that state key (e.g. `ops/interactions`): its state and
-/// events are durable, nothing of them is published yet.
+/// after the N-th commit that carries events of the feed with that state key (e.g.
+/// `ops/interactions`): those events are durable, none of them is published yet.
 fn failpoint_after_commit(state_key: &str, commits: u64) {
     static TARGET: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
     let target = TARGET.get_or_init(|| {
@@ -175,6 +176,7 @@ impl Poller {
                 (vec![], vec![], 0, more, Some(CycleOutcome::Idle { more }))
             }
         };
+        let derived = events.len();
         if heartbeat_due {
             events.push(self.heartbeat(now_ms, size));
         }
@@ -196,8 +198,10 @@ impl Poller {
             return Ok(r);
         }
         self.feed.committed();
-        self.commits += 1;
-        failpoint_after_commit(&self.feed.state_key(), self.commits);
+        if derived > 0 {
+            self.commits += 1;
+            failpoint_after_commit(&self.feed.state_key(), self.commits);
+        }
         self.notify.notify_one();
         let source = self.feed.source().to_string();
         for (ty, n) in type_counts(&events) {

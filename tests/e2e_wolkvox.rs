@@ -365,8 +365,8 @@ async fn sigterm_mid_scenario_then_restart_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_between_outbox_commit_and_publish_loses_nothing() {
     let s = stack().await;
-    // This process SIGKILLs itself right after the 2nd commit of the interactions feed: S1's snapshot
-    // and events are durable in sled, none of the events has been published.
+    // This process SIGKILLs itself right after the 2nd commit that carries interaction events (S1's):
+    // S1's snapshot and events are durable in sled, none of them has been published.
     let doomed = s.ccdc(&[("CCDC_FAILPOINT", "kill-after-commit:ops-it/interactions:2")]);
     let mut reader = s.reader(INTERACTIONS).await;
     s.read::<InteractionEvent>(&mut reader, expected(0).len());
