@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::diff::SourceMeta;
 use crate::event::Event;
 use crate::sources::SourceError;
-use crate::store::Write;
+use crate::store::{Store, Write};
 
 /// The result of one successful poll.
 pub enum PollOutcome {
@@ -39,8 +39,8 @@ pub trait Feed: Send {
     fn endpoint(&self) -> &str;
     /// Key of this feed's state in the store.
     fn state_key(&self) -> String;
-    /// Restore the state stored by a previous run.
-    fn restore(&mut self, state: &[u8]) -> Result<(), String>;
+    /// Restore the state stored by a previous run (under [`Feed::state_key`]).
+    fn restore(&mut self, store: &dyn Store) -> Result<(), String>;
     /// Fetch and derive. Must not change the feed's state (that happens in [`Feed::committed`]).
     async fn poll(&mut self, observed_at: i64) -> Result<PollOutcome, SourceError>;
     /// The last `Commit` outcome is durable: adopt its state.
@@ -66,6 +66,29 @@ pub trait SnapshotSource: Send + Sync + 'static {
     fn diff(&self, previous: Option<&Self::Snapshot>, current: &Self::Snapshot) -> Vec<Event>;
     /// Entities in a snapshot (for logs, metrics and the empty-snapshot guard).
     fn size(&self, snapshot: &Self::Snapshot) -> usize;
+    /// The writes that store `current` under `key`, given what is stored now (`None`: nothing in
+    /// this source's layout). By default the whole snapshot is one value; a source with large
+    /// snapshots stores one entry per item and writes only the delta ([`crate::state`]).
+    fn state_writes(
+        &self,
+        key: &str,
+        stored: Option<&Self::Snapshot>,
+        current: &Self::Snapshot,
+    ) -> Vec<Write> {
+        let _ = stored;
+        vec![Write::Put(key.to_string(), encode_state(current))]
+    }
+    /// The snapshot stored under `key`, and whether it is in this source's current layout.
+    fn load_state(
+        &self,
+        store: &dyn Store,
+        key: &str,
+    ) -> Result<Option<(Self::Snapshot, bool)>, String> {
+        match store.get(key).map_err(|e| e.to_string())? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some((decode_state(&bytes)?, true))),
+        }
+    }
 }
 
 /// Adapts a [`SnapshotSource`] to [`Feed`], with the empty-snapshot guard: an empty snapshot right
@@ -73,6 +96,8 @@ pub trait SnapshotSource: Send + Sync + 'static {
 pub struct SnapshotFeed<S: SnapshotSource> {
     source: Arc<S>,
     previous: Option<S::Snapshot>,
+    /// `previous` is what the store holds, in the source's current layout.
+    stored: bool,
     pending: Option<S::Snapshot>,
     confirm_empty_polls: u32,
     empty_polls: u32,
@@ -83,6 +108,7 @@ impl<S: SnapshotSource> SnapshotFeed<S> {
         SnapshotFeed {
             source,
             previous: None,
+            stored: false,
             pending: None,
             confirm_empty_polls: confirm_empty_polls.max(1),
             empty_polls: 0,
@@ -104,8 +130,13 @@ impl<S: SnapshotSource> Feed for SnapshotFeed<S> {
     fn state_key(&self) -> String {
         format!("{}/{}", self.source.meta().name, self.source.stream())
     }
-    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
-        self.previous = Some(decode_state(state)?);
+    fn restore(&mut self, store: &dyn Store) -> Result<(), String> {
+        if let Some((previous, current_layout)) =
+            self.source.load_state(store, &self.state_key())?
+        {
+            self.previous = Some(previous);
+            self.stored = current_layout;
+        }
         Ok(())
     }
     async fn poll(&mut self, observed_at: i64) -> Result<PollOutcome, SourceError> {
@@ -126,10 +157,13 @@ impl<S: SnapshotSource> Feed for SnapshotFeed<S> {
         }
         self.empty_polls = 0;
         let events = self.source.diff(self.previous.as_ref(), &current);
-        let state = encode_state(&current);
+        let stored = self.previous.as_ref().filter(|_| self.stored);
+        let writes = self
+            .source
+            .state_writes(&self.state_key(), stored, &current);
         self.pending = Some(current);
         Ok(PollOutcome::Commit {
-            writes: vec![Write::Put(self.state_key(), state)],
+            writes,
             events,
             size,
             more: false,
@@ -138,6 +172,7 @@ impl<S: SnapshotSource> Feed for SnapshotFeed<S> {
     fn committed(&mut self) {
         if let Some(p) = self.pending.take() {
             self.previous = Some(p);
+            self.stored = true;
         }
     }
 }

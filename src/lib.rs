@@ -13,6 +13,7 @@
 //! | [`poller`] | poll loop per feed: poll → atomic commit of state + outbox → wake the publisher |
 //! | [`reports`] | Wolkvox report pulls: window planning, truncation splits, cursors, de-duplication, dead letters |
 //! | [`store`] | the [`store::Store`] trait: sled (snapshots + outbox in one batch) and in-memory |
+//! | [`state`] | large snapshots stored one entry per item, so a cycle writes only its delta |
 //! | [`publisher`] | drains the outbox into a sink; deletes only on ack; resends on failure |
 //! | [`avro`], [`registry`] | Avro serde-path encoding, Confluent wire format; Schema Registry trait, HTTP and in-memory |
 //! | [`sink`], [`kafka`] | the [`sink::EventSink`] trait: Kafka (rdkafka, idempotent), stdout, in-memory; record encoders |
@@ -41,5 +42,6 @@ pub mod secret;
 pub mod simulator;
 pub mod sink;
 pub mod sources;
+pub mod state;
 pub mod store;
 pub mod vendor_time;

@@ -116,13 +116,12 @@ impl Poller {
 
     /// Restore the stored state (after a restart it is the previous observation).
     pub fn load(&mut self) -> Result<(), CycleError> {
-        let key = self.feed.state_key();
-        if let Some(bytes) = self.store.get(&key)? {
-            self.feed
-                .restore(&bytes)
-                .map_err(|reason| CycleError::State { key, reason })?;
-        }
-        Ok(())
+        self.feed
+            .restore(&*self.store)
+            .map_err(|reason| CycleError::State {
+                key: self.feed.state_key(),
+                reason,
+            })
     }
 
     /// Report successes to `health` and publish a heartbeat every `heartbeat_every` successful polls.

@@ -507,6 +507,13 @@ fn main() {
         return;
     }
     let short = args.iter().any(|a| a == "--short");
+    // `--only p1,p2`: run a subset (for profiling one benchmark).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').map(str::to_string).collect::<Vec<_>>());
+    let runs = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == name));
     let (interactions, cycles, rows, big, idle) = if short {
         (3_000, 3, 5_000, 8 << 20, Duration::from_secs(2))
     } else {
@@ -523,14 +530,25 @@ fn main() {
         .build()
         .expect("runtime");
 
-    let (first, p50, hwm) = rt.block_on(p1(&bootstrap, interactions, cycles));
-    println!("P1 snapshot cycle: {interactions} interactions, 1% changing: first cycle {first:.0} ms, steady p50 {p50:.0} ms, peak RSS {} MB (ccdc pipeline; simulator in its own process)", hwm / 1024);
-
-    let (ccdc_rate, baseline) = rt.block_on(p2(&bootstrap, rows));
-    println!("P2 report throughput: ccdc {ccdc_rate:.0} rows/s, librdkafka alone {baseline:.0} rows/s, ratio {:.2}", ccdc_rate / baseline);
-
+    if runs("p1") {
+        let (first, p50, hwm) = rt.block_on(p1(&bootstrap, interactions, cycles));
+        println!("P1 snapshot cycle: {interactions} interactions, 1% changing: first cycle {first:.0} ms, steady p50 {p50:.0} ms, peak RSS {} MB (ccdc pipeline; simulator in its own process)", hwm / 1024);
+    }
+    if runs("p2") {
+        let (ccdc_rate, baseline) = rt.block_on(p2(&bootstrap, rows));
+        println!("P2 report throughput: ccdc {ccdc_rate:.0} rows/s, librdkafka alone {baseline:.0} rows/s, ratio {:.2}", ccdc_rate / baseline);
+    }
     let exe = std::env::current_exe().expect("exe");
-    let out = std::process::Command::new(&exe)
+    if runs("p3") {
+        p3(&exe, big);
+    }
+    if runs("p4") {
+        p4_report(&exe.with_file_name("ccdc"), idle);
+    }
+}
+
+fn p3(exe: &std::path::Path, big: usize) {
+    let out = std::process::Command::new(exe)
         .args(["--p3-child", &big.to_string()])
         .output()
         .expect("p3 child");
@@ -545,10 +563,11 @@ fn main() {
         "p3 failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
 
-    let ccdc_bin = exe.with_file_name("ccdc");
+fn p4_report(ccdc_bin: &std::path::Path, idle: Duration) {
     if ccdc_bin.exists() {
-        let (rss, cpu) = p4(&ccdc_bin, idle);
+        let (rss, cpu) = p4(ccdc_bin, idle);
         println!(
             "P4 idle: RSS {} MB, CPU {cpu:.2}% over {}s between polls",
             rss / 1024,

@@ -300,8 +300,10 @@ impl Feed for ReportFeed {
     fn state_key(&self) -> String {
         cursor_key(&self.client.meta.name, self.plan.kind, self.mode)
     }
-    fn restore(&mut self, state: &[u8]) -> Result<(), String> {
-        self.cursor = Some(parse_cursor(state)?);
+    fn restore(&mut self, store: &dyn Store) -> Result<(), String> {
+        if let Some(state) = store.get(&self.state_key()).map_err(|e| e.to_string())? {
+            self.cursor = Some(parse_cursor(&state)?);
+        }
         Ok(())
     }
     async fn poll(&mut self, observed_at: i64) -> Result<PollOutcome, SourceError> {

@@ -17,6 +17,7 @@ use crate::diff::{
 use crate::event::Event;
 use crate::feed::SnapshotSource;
 use crate::sources::SourceError;
+use crate::store::{Store, Write};
 use crate::vendor_time::vendor_local_to_utc;
 
 pub const INTERACTIONS_ENDPOINT: &str = "real_time.php?api=interactions";
@@ -57,6 +58,22 @@ impl SnapshotSource for WolkvoxInteractions {
     }
     fn size(&self, s: &InteractionSnapshot) -> usize {
         s.interactions.len()
+    }
+    // Up to 60,000 interactions of which ~1 % change per poll: store the delta, not the whole.
+    fn state_writes(
+        &self,
+        key: &str,
+        stored: Option<&InteractionSnapshot>,
+        current: &InteractionSnapshot,
+    ) -> Vec<Write> {
+        crate::state::interaction_writes(key, stored, current)
+    }
+    fn load_state(
+        &self,
+        store: &dyn Store,
+        key: &str,
+    ) -> Result<Option<(InteractionSnapshot, bool)>, String> {
+        crate::state::load_interactions(store, key)
     }
 }
 
