@@ -184,7 +184,11 @@ impl Poller {
                 return Ok(r);
             }
         }
+        let counts = type_counts(&events);
+        let total = events.len();
         let encoded: Vec<Vec<u8>> = events.iter().map(encode_state).collect();
+        // The first poll of a large source derives tens of thousands of events: hold them once.
+        drop(events);
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.commit(&writes, &encoded))
             .await
@@ -203,14 +207,14 @@ impl Poller {
         }
         self.notify.notify_one();
         let source = self.feed.source().to_string();
-        for (ty, n) in type_counts(&events) {
+        for (ty, n) in counts {
             metrics::counter!("ccdc_events_total", "source" => source.clone(), "type" => ty)
                 .increment(n);
         }
         metrics::gauge!("ccdc_snapshot_size", "source" => source, "endpoint" => self.feed.endpoint().to_string()).set(size as f64);
         Ok(CycleOutcome::Committed {
             size,
-            events: events.len(),
+            events: total,
             more,
         })
     }

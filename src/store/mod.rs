@@ -5,6 +5,8 @@
 //! makes it durable before returning, so a crash leaves either the old snapshot and no events, or the
 //! new snapshot and all its events. The publisher removes outbox entries only after the broker's ack.
 
+pub mod segments;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,13 +56,27 @@ pub trait Store: Send + Sync + 'static {
 }
 
 const SNAPSHOT_PREFIX: u8 = b's';
-const OUTBOX_PREFIX: u8 = b'o';
+/// One entry per event: the outbox layout of ccdc before segments; migrated at open.
+const LEGACY_OUTBOX_PREFIX: u8 = b'o';
+/// Outbox segments ([`segments`]) and their delivered-event bitmaps.
+const SEGMENT_PREFIX: u8 = b'q';
+const ACK_PREFIX: u8 = b'a';
 
-fn outbox_key(seq: u64) -> [u8; 9] {
+fn id_key(prefix: u8, id: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
-    k[0] = OUTBOX_PREFIX;
-    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k[0] = prefix;
+    k[1..].copy_from_slice(&id.to_be_bytes());
     k
+}
+
+fn key_id(k: &[u8]) -> Result<u64, StoreError> {
+    k.get(1..9)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt {
+            key: format!("{k:?}"),
+            reason: "outbox key is not 9 bytes".into(),
+        })
 }
 
 fn snapshot_key(key: &str) -> Vec<u8> {
@@ -75,6 +91,8 @@ pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
     outbox_len: AtomicUsize,
+    /// Serializes the read-modify-write of delivered-event bitmaps.
+    acks: Mutex<()>,
 }
 
 impl SledStore {
@@ -98,16 +116,63 @@ impl SledStore {
                 reason: e.to_string(),
             })?;
         let tree = db.open_tree("state")?;
-        let mut n = 0;
-        for item in tree.scan_prefix([OUTBOX_PREFIX]) {
-            item?;
-            n += 1;
-        }
-        Ok(SledStore {
+        let store = SledStore {
             db,
             tree,
-            outbox_len: AtomicUsize::new(n),
-        })
+            outbox_len: AtomicUsize::new(0),
+            acks: Mutex::new(()),
+        };
+        store.migrate_legacy_outbox()?;
+        let mut n = 0;
+        for item in store.tree.scan_prefix([SEGMENT_PREFIX]) {
+            let (k, v) = item?;
+            let delivered = store
+                .tree
+                .get(id_key(ACK_PREFIX, key_id(&k)?))?
+                .map_or(0, |b| segments::ones(&b));
+            n += segments::count(&v).unwrap_or(0).saturating_sub(delivered);
+        }
+        store.outbox_len.store(n, Ordering::Relaxed);
+        Ok(store)
+    }
+
+    /// Move one-entry-per-event outbox entries (earlier versions) into segments, in order.
+    fn migrate_legacy_outbox(&self) -> Result<(), StoreError> {
+        let mut keys = Vec::new();
+        let mut events = Vec::new();
+        for item in self.tree.scan_prefix([LEGACY_OUTBOX_PREFIX]) {
+            let (k, v) = item?;
+            keys.push(k);
+            events.push(v.to_vec());
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for k in keys {
+            batch.remove(k);
+        }
+        self.append_segments(&mut batch, &events)?;
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        tracing::info!(
+            events = events.len(),
+            "outbox migrated to the segment layout"
+        );
+        Ok(())
+    }
+
+    fn append_segments(
+        &self,
+        batch: &mut sled::Batch,
+        events: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
+        for part in segments::chunks(events) {
+            // generate_id is monotonic across restarts (it may skip numbers after a crash).
+            let id = self.db.generate_id()?;
+            batch.insert(&id_key(SEGMENT_PREFIX, id)[..], segments::encode(part));
+        }
+        Ok(())
     }
 }
 
@@ -145,11 +210,7 @@ impl Store for SledStore {
                 Write::Delete(k) => batch.remove(snapshot_key(k)),
             }
         }
-        for ev in events {
-            // generate_id is monotonic across restarts (it may skip numbers after a crash).
-            let seq = self.db.generate_id()?;
-            batch.insert(&outbox_key(seq)[..], ev.as_slice());
-        }
+        self.append_segments(&mut batch, events)?;
         self.tree.apply_batch(batch)?;
         self.db.flush()?;
         self.outbox_len.fetch_add(events.len(), Ordering::Relaxed);
@@ -161,33 +222,82 @@ impl Store for SledStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let start = match after {
-            Some(s) if s == u64::MAX => return Ok(Vec::new()),
-            Some(s) => outbox_key(s + 1),
-            None => outbox_key(0),
+        let (first_segment, first_index) = match after {
+            Some(s) => {
+                let (id, index) = segments::split(s);
+                (id, index + 1)
+            }
+            None => (0, 0),
         };
-        let end = [OUTBOX_PREFIX + 1; 1];
         let mut out = Vec::new();
-        for item in self.tree.range(&start[..]..&end[..]).take(limit) {
+        if limit == 0 {
+            return Ok(out);
+        }
+        let start = id_key(SEGMENT_PREFIX, first_segment);
+        let end = [SEGMENT_PREFIX + 1];
+        for item in self.tree.range(&start[..]..&end[..]) {
             let (k, v) = item?;
-            let seq_bytes: [u8; 8] =
-                k.get(1..9)
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or_else(|| StoreError::Corrupt {
-                        key: format!("{k:?}"),
-                        reason: "outbox key is not 9 bytes".into(),
-                    })?;
-            out.push((u64::from_be_bytes(seq_bytes), v.to_vec()));
+            let id = key_id(&k)?;
+            let delivered = self.tree.get(id_key(ACK_PREFIX, id))?;
+            for event in segments::events(&v) {
+                let (index, payload) = event.map_err(|reason| StoreError::Corrupt {
+                    key: format!("outbox segment {id}"),
+                    reason,
+                })?;
+                if id == first_segment && index < first_index
+                    || delivered
+                        .as_ref()
+                        .is_some_and(|d| segments::is_set(d, index))
+                {
+                    continue;
+                }
+                out.push((segments::seq(id, index), payload.to_vec()));
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
         }
         Ok(out)
     }
 
     fn outbox_remove(&self, seqs: &[u64]) -> Result<(), StoreError> {
-        for seq in seqs {
-            if self.tree.remove(outbox_key(*seq))?.is_some() {
-                self.outbox_len.fetch_sub(1, Ordering::Relaxed);
+        let _serialized = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_segment: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for s in seqs {
+            let (id, index) = segments::split(*s);
+            by_segment.entry(id).or_default().push(index);
+        }
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for (id, indexes) in by_segment {
+            // Already gone: removal is idempotent.
+            let Some(segment) = self.tree.get(id_key(SEGMENT_PREFIX, id))? else {
+                continue;
+            };
+            let n = segments::count(&segment).ok_or_else(|| StoreError::Corrupt {
+                key: format!("outbox segment {id}"),
+                reason: "no header".into(),
+            })?;
+            let ack_key = id_key(ACK_PREFIX, id);
+            let mut delivered = self
+                .tree
+                .get(ack_key)?
+                .map(|b| b.to_vec())
+                .unwrap_or_default();
+            for i in indexes {
+                if i < n && segments::set(&mut delivered, i) {
+                    removed += 1;
+                }
+            }
+            if segments::ones(&delivered) >= n {
+                batch.remove(&id_key(SEGMENT_PREFIX, id)[..]);
+                batch.remove(&ack_key[..]);
+            } else {
+                batch.insert(&ack_key[..], delivered);
             }
         }
+        self.tree.apply_batch(batch)?;
+        self.outbox_len.fetch_sub(removed, Ordering::Relaxed);
         Ok(())
     }
 
@@ -366,6 +476,82 @@ mod tests {
             .map(|(_, v)| v)
             .collect();
         assert_eq!(rest, vec![b"e1".to_vec(), b"e3".to_vec()]);
+    }
+
+    #[test]
+    fn many_events_span_segments_and_partial_delivery_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let events: Vec<Vec<u8>> = (0..2500).map(|i| format!("e{i}").into_bytes()).collect();
+        let delivered: Vec<u64>;
+        {
+            let s = SledStore::open(&path).unwrap();
+            s.commit(&[], &events).unwrap();
+            let all = s.outbox_after(None, usize::MAX).unwrap();
+            assert_eq!(all.len(), 2500);
+            assert!(
+                all.windows(2).all(|w| w[0].0 < w[1].0),
+                "strictly increasing"
+            );
+            // Deliver every third event, across all three segments, and a whole first segment.
+            delivered = all
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 3 == 0 || *i < 1024)
+                .map(|(_, (q, _))| *q)
+                .collect();
+            s.outbox_remove(&delivered).unwrap();
+            s.outbox_remove(&delivered).unwrap();
+            // Paging from the middle of a segment.
+            let page = s.outbox_after(Some(all[1500].0), 2).unwrap();
+            assert_eq!(page[0].1, b"e1501".to_vec());
+            assert_eq!(page[1].1, b"e1502".to_vec(), "e1503 was delivered");
+        }
+        let s = SledStore::open(&path).unwrap();
+        let left: Vec<Vec<u8>> = s
+            .outbox_after(None, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        let expected: Vec<Vec<u8>> = events
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 0 && *i >= 1024)
+            .map(|(_, e)| e.clone())
+            .collect();
+        assert_eq!(left, expected);
+        assert_eq!(s.outbox_len(), expected.len());
+        assert!(
+            s.tree.scan_prefix([SEGMENT_PREFIX]).count() == 2,
+            "the fully delivered segment is gone"
+        );
+    }
+
+    #[test]
+    fn a_one_entry_per_event_outbox_of_an_earlier_version_is_migrated_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        {
+            let s = SledStore::open(&path).unwrap();
+            for (seq, e) in [(3u64, "old-1"), (7, "old-2"), (9, "old-3")] {
+                s.tree
+                    .insert(id_key(LEGACY_OUTBOX_PREFIX, seq), e.as_bytes())
+                    .unwrap();
+            }
+            s.db.flush().unwrap();
+        }
+        let s = SledStore::open(&path).unwrap();
+        assert_eq!(s.outbox_len(), 3);
+        s.commit(&[], &[b"new".to_vec()]).unwrap();
+        let all: Vec<Vec<u8>> = s
+            .outbox_after(None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(all, [&b"old-1"[..], b"old-2", b"old-3", b"new"]);
+        assert_eq!(s.tree.scan_prefix([LEGACY_OUTBOX_PREFIX]).count(), 0);
     }
 
     #[test]

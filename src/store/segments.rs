@@ -1,0 +1,179 @@
+//! The sled outbox's layout: events are stored in *segments* of up to [`SEGMENT_EVENTS`] events (or
+//! about [`SEGMENT_BYTES`]), one sled entry each, instead of one entry per event. sled spends several
+//! microseconds and hundreds of bytes of memory per entry in a batch; the first poll of a
+//! 60,000-interaction source commits 60,000 events at once.
+//!
+//! - segment `o` + id (u64, big-endian) → `count: u32`, then `count` × (`len: u32`, payload);
+//! - acknowledgements of a partly delivered segment: `a` + id → a bitmap of its delivered events.
+//!
+//! An event's sequence number is `id << 16 | index`: strictly increasing in commit order, because
+//! segment ids come from sled's monotonic id generator and indexes increase within a segment.
+
+/// Most events in one segment (also bounded by [`SEGMENT_BYTES`]); below 2^16 by construction.
+pub const SEGMENT_EVENTS: usize = 1024;
+/// A segment is closed once its payloads reach this size.
+pub const SEGMENT_BYTES: usize = 1 << 20;
+
+const INDEX_BITS: u32 = 16;
+
+pub fn seq(segment: u64, index: usize) -> u64 {
+    (segment << INDEX_BITS) | index as u64
+}
+
+/// `(segment id, index)` of a sequence number.
+pub fn split(seq: u64) -> (u64, usize) {
+    (seq >> INDEX_BITS, (seq & ((1 << INDEX_BITS) - 1)) as usize)
+}
+
+/// Split `events` into segments: slices of at most [`SEGMENT_EVENTS`] events and, unless a single
+/// event is larger, at most [`SEGMENT_BYTES`] of payload.
+pub fn chunks(events: &[Vec<u8>]) -> Vec<&[Vec<u8>]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, e) in events.iter().enumerate() {
+        if i > start && (i - start == SEGMENT_EVENTS || bytes + e.len() > SEGMENT_BYTES) {
+            out.push(&events[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += e.len();
+    }
+    if start < events.len() {
+        out.push(&events[start..]);
+    }
+    out
+}
+
+pub fn encode(events: &[Vec<u8>]) -> Vec<u8> {
+    let size = 4 + events.iter().map(|e| 4 + e.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(events.len() as u32).to_be_bytes());
+    for e in events {
+        out.extend_from_slice(&(e.len() as u32).to_be_bytes());
+        out.extend_from_slice(e);
+    }
+    out
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+    Some(u32::from_be_bytes(b))
+}
+
+/// The number of events in an encoded segment.
+pub fn count(segment: &[u8]) -> Option<usize> {
+    read_u32(segment, 0).map(|n| n as usize)
+}
+
+/// The events of an encoded segment with their indexes, in order; `Err` names what is malformed.
+pub fn events(segment: &[u8]) -> impl Iterator<Item = Result<(usize, &[u8]), String>> {
+    let n = count(segment).unwrap_or(0);
+    let mut at = 4;
+    let mut failed = count(segment).is_none();
+    let mut index = 0;
+    std::iter::from_fn(move || {
+        if failed {
+            failed = false;
+            index = n;
+            return Some(Err("segment shorter than its header".to_string()));
+        }
+        if index >= n {
+            return None;
+        }
+        let item = read_u32(segment, at)
+            .map(|len| len as usize)
+            .and_then(|len| segment.get(at + 4..at + 4 + len).map(|p| (len, p)));
+        match item {
+            Some((len, payload)) => {
+                at += 4 + len;
+                index += 1;
+                Some(Ok((index - 1, payload)))
+            }
+            None => {
+                let bad = index;
+                index = n;
+                Some(Err(format!("event {bad} runs past the segment's end")))
+            }
+        }
+    })
+}
+
+/// Delivered-event bitmaps.
+pub fn is_set(bitmap: &[u8], index: usize) -> bool {
+    bitmap
+        .get(index / 8)
+        .is_some_and(|b| b & (1 << (index % 8)) != 0)
+}
+
+/// Set `index`; `true` when it was not set before.
+pub fn set(bitmap: &mut Vec<u8>, index: usize) -> bool {
+    if bitmap.len() <= index / 8 {
+        bitmap.resize(index / 8 + 1, 0);
+    }
+    let was = is_set(bitmap, index);
+    bitmap[index / 8] |= 1 << (index % 8);
+    !was
+}
+
+pub fn ones(bitmap: &[u8]) -> usize {
+    bitmap.iter().map(|b| b.count_ones() as usize).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_round_trip_and_respect_both_bounds() {
+        let all: Vec<Vec<u8>> = (0..3000)
+            .map(|i| format!("event-{i}").into_bytes())
+            .collect();
+        let parts = chunks(&all);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [1024, 1024, 952]
+        );
+        let decoded: Vec<Vec<u8>> = parts
+            .iter()
+            .flat_map(|p| {
+                let enc = encode(p);
+                assert_eq!(count(&enc), Some(p.len()));
+                events(&enc)
+                    .map(|r| r.unwrap().1.to_vec())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(decoded, all);
+
+        let big: Vec<Vec<u8>> = vec![vec![1; 700_000], vec![2; 700_000], vec![3; 10]];
+        assert_eq!(
+            chunks(&big).iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [1, 2],
+            "a segment closes before it would pass 1 MiB"
+        );
+        assert!(chunks(&[]).is_empty());
+        let huge = vec![vec![0; 3 << 20]];
+        assert_eq!(chunks(&huge).len(), 1, "one event larger than a segment");
+    }
+
+    #[test]
+    fn malformed_segments_are_errors_not_panics() {
+        assert!(events(&[0, 0]).next().unwrap().is_err());
+        let mut enc = encode(&[b"abc".to_vec(), b"def".to_vec()]);
+        enc.truncate(enc.len() - 2);
+        let got: Vec<_> = events(&enc).collect();
+        assert!(
+            got[0].is_ok() && got[1].is_err() && got.len() == 2,
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn sequence_numbers_order_by_segment_then_index() {
+        assert!(seq(7, 1023) < seq(8, 0));
+        assert_eq!(split(seq(123_456, 42)), (123_456, 42));
+        let mut bm = Vec::new();
+        assert!(set(&mut bm, 9) && !set(&mut bm, 9) && set(&mut bm, 0));
+        assert!(is_set(&bm, 9) && is_set(&bm, 0) && !is_set(&bm, 1) && !is_set(&bm, 100));
+        assert_eq!(ones(&bm), 2);
+    }
+}
