@@ -7,6 +7,11 @@ use ccdc::config::Config;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: the pipeline allocates many small, short-lived objects (rows, events, records); glibc's
+/// allocator spent ~20 % of the benchmarks' CPU in malloc/free (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_tracing(cli: &Cli) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

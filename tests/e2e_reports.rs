@@ -77,7 +77,11 @@ fn topics() -> Vec<(&'static str, &'static str)> {
 fn identities(sim: &SimState, from: NaiveDateTime, to_exclusive: NaiveDateTime) -> Vec<String> {
     sim.report_rows("chat_1", from, to_exclusive - CDuration::seconds(1))
         .iter()
-        .map(|r| ReportKind::Chat1.identity(r).unwrap())
+        .map(|r| {
+            let tz = "America/Bogota".parse().unwrap();
+            let raw = serde_json::to_string(r).unwrap();
+            ReportKind::Chat1.decode(&raw, tz).identity.unwrap()
+        })
         .collect()
 }
 

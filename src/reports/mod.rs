@@ -21,7 +21,8 @@ use chrono::{Duration, NaiveDateTime};
 use chrono_tz::Tz;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
 use crate::event::{event_id, DeadLetter, Event, ReportRecord};
 use crate::feed::{Feed, PollOutcome};
@@ -78,7 +79,7 @@ pub struct ReportFeed {
 
 /// What streaming one response yielded.
 enum Pulled {
-    Rows(Vec<Map<String, Value>>),
+    Rows(Vec<Box<RawValue>>),
     Overflow,
 }
 
@@ -192,17 +193,17 @@ impl ReportFeed {
     fn derive(
         &self,
         w: &Window,
-        rows: Vec<Map<String, Value>>,
+        rows: Vec<Box<RawValue>>,
         now_ms: i64,
     ) -> Result<(Vec<Event>, Vec<Write>), SourceError> {
         let (kind, tz, source) = (self.plan.kind, self.tz(), &self.client.meta.name);
         let (start_raw, end_raw) = (w.date_ini(), w.date_end());
         let mut in_window: HashMap<String, String> = HashMap::new();
         let (mut events, mut writes) = (Vec::new(), Vec::new());
-        for row in rows {
-            let raw = serde_json::to_string(&row).unwrap_or_default();
-            let hash = event_id(&["row-hash", &raw]).simple().to_string();
-            let (identity, coerced) = match (kind.identity(&row), kind.coerce(&row, tz)) {
+        for raw in rows {
+            let decoded = kind.decode(raw.get(), tz);
+            let hash = decoded.hash;
+            let (identity, coerced) = match (decoded.identity, decoded.row) {
                 (Some(id), Ok(r)) => (id, Ok(r)),
                 (id, Err(e)) => (id.unwrap_or_else(|| format!("raw:{hash}")), Err(e)),
                 (None, Ok(_)) => (
@@ -255,7 +256,7 @@ impl ReportFeed {
                         window_start_raw: start_raw.clone(),
                         window_end_raw: end_raw.clone(),
                         error,
-                        raw,
+                        raw: raw.get().to_string(),
                         failed_at: now_ms,
                     }))
                 }
@@ -377,7 +378,7 @@ pub fn stream_rows(
     endpoint: &str,
     body: &mut dyn Read,
     limit: usize,
-    on_row: impl FnMut(Map<String, Value>),
+    on_row: impl FnMut(Box<RawValue>),
 ) -> Result<bool, SourceError> {
     const OVERFLOW: &str = "\u{0}ccdc-row-limit";
     let mut on_row = on_row;
@@ -418,13 +419,13 @@ pub fn stream_rows(
         limit: usize,
         count: usize,
     }
-    impl<'de, F: FnMut(Map<String, Value>)> DeserializeSeed<'de> for EnvelopeSeed<'_, F> {
+    impl<'de, F: FnMut(Box<RawValue>)> DeserializeSeed<'de> for EnvelopeSeed<'_, F> {
         type Value = ();
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
             d.deserialize_map(self)
         }
     }
-    impl<'de, F: FnMut(Map<String, Value>)> Visitor<'de> for EnvelopeSeed<'_, F> {
+    impl<'de, F: FnMut(Box<RawValue>)> Visitor<'de> for EnvelopeSeed<'_, F> {
         type Value = ();
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a Wolkvox envelope {code, error, msg, data}")
@@ -461,13 +462,13 @@ pub fn stream_rows(
         limit: usize,
         count: &'a mut usize,
     }
-    impl<'de, F: FnMut(Map<String, Value>)> DeserializeSeed<'de> for RowsSeed<'_, F> {
+    impl<'de, F: FnMut(Box<RawValue>)> DeserializeSeed<'de> for RowsSeed<'_, F> {
         type Value = bool;
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
             d.deserialize_any(self)
         }
     }
-    impl<'de, F: FnMut(Map<String, Value>)> Visitor<'de> for RowsSeed<'_, F> {
+    impl<'de, F: FnMut(Box<RawValue>)> Visitor<'de> for RowsSeed<'_, F> {
         type Value = bool;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a list of rows or null")
@@ -476,7 +477,7 @@ pub fn stream_rows(
             Ok(false)
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-            while let Some(row) = seq.next_element::<Map<String, Value>>()? {
+            while let Some(row) = seq.next_element::<Box<RawValue>>()? {
                 *self.count += 1;
                 if *self.count >= self.limit {
                     return Err(de::Error::custom(OVERFLOW));

@@ -4,11 +4,12 @@
 //!
 //! Adding a `reports_manager.php` report = a row type here, a [`ReportKind`] variant, a schema.
 
-use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 
-use crate::sources::wolkvox::row_text as text;
+use chrono_tz::Tz;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
 use crate::vendor_time::{parse_duration_ms, vendor_local_to_utc};
 
 /// The reports ccdc knows.
@@ -18,6 +19,18 @@ pub enum ReportKind {
     Chat1,
     #[serde(rename = "diagram_9")]
     Diagram9,
+}
+
+/// One vendor row, decoded: its identity, a hash of its content, and the typed row (or why it
+/// cannot be typed: it then goes to the dead-letter topic with its raw JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedRow {
+    /// conn_id for chat_1, `session_id/conn_id` for diagram_9; `None` when empty or unreadable.
+    pub identity: Option<String>,
+    /// A hash of every field the row's schema knows (32 hex digits): the same content gives the
+    /// same hash whatever the key order or spacing of the vendor's JSON.
+    pub hash: String,
+    pub row: Result<ReportRow, String>,
 }
 
 impl ReportKind {
@@ -45,23 +58,54 @@ impl ReportKind {
         }
     }
 
-    /// The row identity: conn_id for chat_1, session_id + conn_id for diagram_9.
-    pub fn identity(self, row: &Map<String, Value>) -> Option<String> {
-        let id = match self {
-            ReportKind::Chat1 => text(row, "conn_id")?,
-            ReportKind::Diagram9 => {
-                format!("{}/{}", text(row, "session_id")?, text(row, "conn_id")?)
-            }
+    /// Decode one row from its JSON text. Field values are borrowed from `raw` (no copy per field
+    /// until the typed row is built); a row that is not an object of the expected shape is an
+    /// `Err` row, never a panic.
+    pub fn decode(self, raw: &str, tz: Tz) -> DecodedRow {
+        let unreadable = |e: serde_json::Error| DecodedRow {
+            identity: None,
+            hash: hash(&[raw]),
+            row: Err(format!("not a {} row: {e}", self.name())),
         };
-        Some(id)
+        if !raw.trim_start().starts_with('{') {
+            // serde would read a JSON list positionally into the fields.
+            return unreadable(serde::de::Error::custom("expected a JSON object"));
+        }
+        match self {
+            ReportKind::Chat1 => match serde_json::from_str::<Chat1Raw>(raw) {
+                Ok(r) => DecodedRow {
+                    identity: r.conn_id.text(),
+                    hash: hash(&r.parts()),
+                    row: Chat1Row::coerce(&r, tz).map(ReportRow::Chat1),
+                },
+                Err(e) => unreadable(e),
+            },
+            ReportKind::Diagram9 => match serde_json::from_str::<Diagram9Raw>(raw) {
+                Ok(r) => DecodedRow {
+                    identity: r
+                        .session_id
+                        .as_str()
+                        .zip(r.conn_id.as_str())
+                        .map(|(s, c)| format!("{s}/{c}")),
+                    hash: hash(&r.parts()),
+                    row: Diagram9Row::coerce(&r, tz).map(ReportRow::Diagram9),
+                },
+                Err(e) => unreadable(e),
+            },
+        }
     }
+}
 
-    pub fn coerce(self, row: &Map<String, Value>, tz: Tz) -> Result<ReportRow, String> {
-        Ok(match self {
-            ReportKind::Chat1 => ReportRow::Chat1(Chat1Row::coerce(row, tz)?),
-            ReportKind::Diagram9 => ReportRow::Diagram9(Diagram9Row::coerce(row, tz)?),
-        })
+/// XXH3-128 of the parts, each followed by a separator byte, as 32 hex digits. Not a security hash:
+/// it detects changed rows; a collision would only hide one change of one row. (SHA-1 over the
+/// whole row cost about a third of the row decoding time.)
+fn hash(parts: &[&str]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(&[0x1f]);
     }
+    format!("{:032x}", h.digest128())
 }
 
 // Rows only travel inside an already boxed `ReportRecord`; boxing the variant again buys nothing.
@@ -75,8 +119,70 @@ pub enum ReportRow {
     Diagram9(Diagram9Row),
 }
 
-fn count(row: &Map<String, Value>, key: &str) -> Result<Option<i64>, String> {
-    match text(row, key) {
+/// A field of a vendor row as text: trimmed; a number as its JSON text; `""`, `null`, booleans,
+/// lists and objects are `None` (as before: the vendor sends every field as a string). Borrowed
+/// from the JSON text unless it contains escapes.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Field<'a>(Option<Cow<'a, str>>);
+
+impl Field<'_> {
+    pub fn as_str(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+    pub fn text(&self) -> Option<String> {
+        self.0.as_deref().map(str::to_string)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        fn trimmed(v: &str) -> Option<&str> {
+            Some(v.trim()).filter(|t| !t.is_empty())
+        }
+        impl<'de> Visitor<'de> for V {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Field(trimmed(v).map(Cow::Borrowed)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Field(trimmed(v).map(|t| Cow::Owned(t.to_string()))))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Field(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Field(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Field(
+                    serde_json::Number::from_f64(v).map(|n| Cow::Owned(n.to_string())),
+                ))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Field(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Field(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Field(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Field(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn count(f: &Field, key: &str) -> Result<Option<i64>, String> {
+    match f.as_str() {
         None => Ok(None),
         Some(t) => t
             .parse::<i64>()
@@ -85,27 +191,64 @@ fn count(row: &Map<String, Value>, key: &str) -> Result<Option<i64>, String> {
     }
 }
 
-fn seconds(row: &Map<String, Value>, key: &str) -> Result<Option<i64>, String> {
-    match text(row, key) {
+fn seconds(f: &Field, key: &str) -> Result<Option<i64>, String> {
+    match f.as_str() {
         None => Ok(None),
-        Some(t) => parse_duration_ms(&t)
+        Some(t) => parse_duration_ms(t)
             .map(|ms| Some(ms / 1000))
             .ok_or_else(|| format!("`{key}`: `{t}` is not a duration")),
     }
 }
 
-fn date(
-    row: &Map<String, Value>,
-    key: &str,
-    tz: Tz,
-) -> Result<(Option<i64>, Option<String>), String> {
-    match text(row, key) {
+fn date(f: &Field, key: &str, tz: Tz) -> Result<(Option<i64>, Option<String>), String> {
+    match f.as_str() {
         None => Ok((None, None)),
-        Some(t) => vendor_local_to_utc(&t, tz)
-            .map(|ms| (Some(ms), Some(t.clone())))
+        Some(t) => vendor_local_to_utc(t, tz)
+            .map(|ms| (Some(ms), Some(t.to_string())))
             .ok_or_else(|| format!("`{key}`: `{t}` is not a date")),
     }
 }
+
+/// The presence marker of a field in [`Chat1Raw::parts`] / [`Diagram9Raw::parts`].
+const ABSENT: &str = "\u{0}";
+
+macro_rules! raw_row {
+    ($(#[$doc:meta])* $name:ident { $($field:ident $(= $json:literal)?),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Default, Deserialize)]
+        struct $name<'a> {
+            $(
+                #[serde(borrow, default $(, rename = $json)?)]
+                $field: Field<'a>,
+            )*
+        }
+        impl $name<'_> {
+            /// Every field in a fixed order, for the content hash.
+            fn parts(&self) -> Vec<&str> {
+                vec![$(self.$field.as_str().unwrap_or(ABSENT)),*]
+            }
+        }
+    };
+}
+
+raw_row!(
+    /// A `chat_1` row as the vendor sends it (unknown fields are ignored).
+    Chat1Raw {
+        conn_id, channel, date, customer_name, customer_email, customer_phone, customer_chars,
+        agent_id, agent_name, agent_chars, time_on_agent, chat_duration, cod_act,
+        description_cod_act, comments, customer_id, skill_id, asa = "ASA",
+        last_participant_who_spoke, extra_field, comment, user_id, feeling,
+        agent_answers_sic = "agent_anwers ", agent_answers_trimmed = "agent_anwers",
+    }
+);
+
+raw_row!(
+    /// A `diagram_9` row as the vendor sends it.
+    Diagram9Raw {
+        session_id, channel, rp_id, date, customer_name, customer_email, customer_phone,
+        customer_query, routing_answer, customer_id, conn_id,
+    }
+);
 
 /// `chat_1` (seed 001).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,38 +283,37 @@ pub struct Chat1Row {
 }
 
 impl Chat1Row {
-    fn coerce(row: &Map<String, Value>, tz: Tz) -> Result<Self, String> {
-        let (date, date_raw) = date(row, "date", tz)?;
-        let answers = if row.contains_key("agent_anwers ") {
-            count(row, "agent_anwers ")?
-        } else {
-            count(row, "agent_anwers")?
+    fn coerce(r: &Chat1Raw, tz: Tz) -> Result<Self, String> {
+        let (date, date_raw) = date(&r.date, "date", tz)?;
+        let answers = match r.agent_answers_sic.as_str() {
+            Some(_) => count(&r.agent_answers_sic, "agent_anwers ")?,
+            None => count(&r.agent_answers_trimmed, "agent_anwers")?,
         };
         Ok(Chat1Row {
-            conn_id: text(row, "conn_id").ok_or("`conn_id` is empty")?,
-            channel: text(row, "channel"),
+            conn_id: r.conn_id.text().ok_or("`conn_id` is empty")?,
+            channel: r.channel.text(),
             date,
             date_raw,
-            customer_name: text(row, "customer_name"),
-            customer_email: text(row, "customer_email"),
-            customer_phone: text(row, "customer_phone"),
-            customer_chars: count(row, "customer_chars")?,
-            agent_id: text(row, "agent_id"),
-            agent_name: text(row, "agent_name"),
-            agent_chars: count(row, "agent_chars")?,
-            time_on_agent_s: seconds(row, "time_on_agent")?,
-            chat_duration_s: seconds(row, "chat_duration")?,
-            cod_act: text(row, "cod_act"),
-            description_cod_act: text(row, "description_cod_act"),
-            comments: text(row, "comments"),
-            customer_id: text(row, "customer_id"),
-            skill_id: text(row, "skill_id"),
-            asa_s: seconds(row, "ASA")?,
-            last_participant_who_spoke: text(row, "last_participant_who_spoke"),
-            extra_field: text(row, "extra_field"),
-            comment: text(row, "comment"),
-            user_id: text(row, "user_id"),
-            feeling: text(row, "feeling"),
+            customer_name: r.customer_name.text(),
+            customer_email: r.customer_email.text(),
+            customer_phone: r.customer_phone.text(),
+            customer_chars: count(&r.customer_chars, "customer_chars")?,
+            agent_id: r.agent_id.text(),
+            agent_name: r.agent_name.text(),
+            agent_chars: count(&r.agent_chars, "agent_chars")?,
+            time_on_agent_s: seconds(&r.time_on_agent, "time_on_agent")?,
+            chat_duration_s: seconds(&r.chat_duration, "chat_duration")?,
+            cod_act: r.cod_act.text(),
+            description_cod_act: r.description_cod_act.text(),
+            comments: r.comments.text(),
+            customer_id: r.customer_id.text(),
+            skill_id: r.skill_id.text(),
+            asa_s: seconds(&r.asa, "ASA")?,
+            last_participant_who_spoke: r.last_participant_who_spoke.text(),
+            extra_field: r.extra_field.text(),
+            comment: r.comment.text(),
+            user_id: r.user_id.text(),
+            feeling: r.feeling.text(),
             agent_answers: answers,
         })
     }
@@ -195,21 +337,21 @@ pub struct Diagram9Row {
 }
 
 impl Diagram9Row {
-    fn coerce(row: &Map<String, Value>, tz: Tz) -> Result<Self, String> {
-        let (date, date_raw) = date(row, "date", tz)?;
+    fn coerce(r: &Diagram9Raw, tz: Tz) -> Result<Self, String> {
+        let (date, date_raw) = date(&r.date, "date", tz)?;
         Ok(Diagram9Row {
-            session_id: text(row, "session_id").ok_or("`session_id` is empty")?,
-            channel: text(row, "channel"),
-            rp_id: text(row, "rp_id"),
+            session_id: r.session_id.text().ok_or("`session_id` is empty")?,
+            channel: r.channel.text(),
+            rp_id: r.rp_id.text(),
             date,
             date_raw,
-            customer_name: text(row, "customer_name"),
-            customer_email: text(row, "customer_email"),
-            customer_phone: text(row, "customer_phone"),
-            customer_query: text(row, "customer_query"),
-            routing_answer: text(row, "routing_answer"),
-            customer_id: text(row, "customer_id"),
-            conn_id: text(row, "conn_id").ok_or("`conn_id` is empty")?,
+            customer_name: r.customer_name.text(),
+            customer_email: r.customer_email.text(),
+            customer_phone: r.customer_phone.text(),
+            customer_query: r.customer_query.text(),
+            routing_answer: r.routing_answer.text(),
+            customer_id: r.customer_id.text(),
+            conn_id: r.conn_id.text().ok_or("`conn_id` is empty")?,
         })
     }
 }
@@ -218,27 +360,34 @@ impl Diagram9Row {
 mod tests {
     use super::*;
 
-    fn map(v: serde_json::Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
-    }
-
     fn bogota() -> Tz {
         "America/Bogota".parse().unwrap()
     }
 
+    fn decode(kind: ReportKind, v: serde_json::Value) -> DecodedRow {
+        kind.decode(&v.to_string(), bogota())
+    }
+
+    fn chat(v: serde_json::Value) -> Result<Chat1Row, String> {
+        match decode(ReportKind::Chat1, v).row? {
+            ReportRow::Chat1(r) => Ok(r),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn chat_1_seed_row_coerces_every_field() {
-        let row = map(serde_json::json!({
+        let row = serde_json::json!({
             "conn_id": "c-1", "channel": "whatsapp", "date": "2026-11-21 10:15:00", "customer_name": "Ana",
             "customer_email": "ana@example.com", "customer_phone": "573001112233", "customer_chars": "120",
             "agent_id": "1001", "agent_name": "Luis", "agent_chars": "340", "time_on_agent": "00:05:10",
             "chat_duration": "420", "cod_act": "7", "description_cod_act": "Sale", "comments": "test",
             "customer_id": "99", "skill_id": "3", "ASA": "15", "last_participant_who_spoke": "agent",
             "extra_field": "", "comment": "", "user_id": "u1", "feeling": "positive", "agent_anwers ": "12"
-        }));
-        let ReportRow::Chat1(r) = ReportKind::Chat1.coerce(&row, bogota()).unwrap() else {
-            panic!()
-        };
+        });
+        let d = decode(ReportKind::Chat1, row.clone());
+        assert_eq!(d.identity.as_deref(), Some("c-1"));
+        let r = chat(row).unwrap();
         assert_eq!(
             (r.conn_id.as_str(), r.channel.as_deref()),
             ("c-1", Some("whatsapp"))
@@ -259,51 +408,80 @@ mod tests {
             (r.extra_field, r.comment, r.comments.as_deref()),
             (None, None, Some("test"))
         );
-        assert_eq!(ReportKind::Chat1.identity(&row).as_deref(), Some("c-1"));
     }
 
     #[test]
     fn empty_is_null_and_garbage_is_an_error_naming_the_field() {
-        let ok = map(
+        let r = chat(
             serde_json::json!({"conn_id": "c", "customer_chars": "", "date": "", "agent_anwers ": ""}),
-        );
-        let ReportRow::Chat1(r) = ReportKind::Chat1.coerce(&ok, bogota()).unwrap() else {
-            panic!()
-        };
+        )
+        .unwrap();
         assert_eq!(
             (r.customer_chars, r.date, r.agent_answers),
             (None, None, None)
         );
-        let bad = map(serde_json::json!({"conn_id": "c", "customer_chars": "many"}));
-        assert!(ReportKind::Chat1
-            .coerce(&bad, bogota())
-            .unwrap_err()
-            .contains("customer_chars"));
-        let bad_date = map(serde_json::json!({"conn_id": "c", "date": "yesterday"}));
-        assert!(ReportKind::Chat1
-            .coerce(&bad_date, bogota())
-            .unwrap_err()
-            .contains("date"));
-        let no_id = map(serde_json::json!({"conn_id": ""}));
-        assert!(ReportKind::Chat1
-            .coerce(&no_id, bogota())
-            .unwrap_err()
-            .contains("conn_id"));
-        assert_eq!(ReportKind::Chat1.identity(&no_id), None);
+        let e = chat(serde_json::json!({"conn_id": "c", "customer_chars": "many"})).unwrap_err();
+        assert!(e.contains("customer_chars"), "{e}");
+        let e = chat(serde_json::json!({"conn_id": "c", "date": "yesterday"})).unwrap_err();
+        assert!(e.contains("date"), "{e}");
+        let no_id = decode(ReportKind::Chat1, serde_json::json!({"conn_id": " "}));
+        assert!(no_id.row.unwrap_err().contains("conn_id"));
+        assert_eq!(no_id.identity, None);
+    }
+
+    #[test]
+    fn lenient_values_numbers_trimming_escapes_and_the_unspaced_answers_key() {
+        let r = chat(serde_json::json!({
+            "conn_id": 42, "customer_chars": 7, "agent_name": "  Luis \"L\"  ",
+            "channel": true, "comments": ["x"], "comment": {"a": 1}, "customer_id": null,
+            "agent_anwers": "3", "unknown_new_field": "ignored"
+        }))
+        .unwrap();
+        assert_eq!(r.conn_id, "42");
+        assert_eq!(r.customer_chars, Some(7));
+        assert_eq!(r.agent_name.as_deref(), Some("Luis \"L\""));
+        assert_eq!(
+            (r.channel, r.comments, r.comment, r.customer_id),
+            (None, None, None, None)
+        );
+        assert_eq!(r.agent_answers, Some(3));
+    }
+
+    #[test]
+    fn rows_that_are_not_objects_are_error_rows_with_a_hash() {
+        for raw in [
+            "[1,2]",
+            "\"text\"",
+            "{\"conn_id\": \"c\", \"conn_id\": \"d\"}",
+        ] {
+            let d = ReportKind::Chat1.decode(raw, bogota());
+            assert!(d.row.unwrap_err().contains("not a chat_1 row"), "{raw}");
+            assert_eq!(d.hash.len(), 32);
+        }
+    }
+
+    #[test]
+    fn the_hash_follows_content_not_key_order_or_spacing() {
+        let a = ReportKind::Chat1.decode(r#"{"conn_id":"c","agent_id":"1"}"#, bogota());
+        let b = ReportKind::Chat1.decode(r#"{ "agent_id" : "1", "conn_id" : "c" }"#, bogota());
+        let c = ReportKind::Chat1.decode(r#"{"conn_id":"c","agent_id":"2"}"#, bogota());
+        let d = ReportKind::Chat1.decode(r#"{"conn_id":"c","agent_name":"1"}"#, bogota());
+        assert_eq!(a.hash, b.hash);
+        assert_ne!(a.hash, c.hash);
+        assert_ne!(
+            a.hash, d.hash,
+            "the same value in another field is other content"
+        );
     }
 
     #[test]
     fn diagram_9_identity_is_session_and_conn() {
-        let row = map(
-            serde_json::json!({"session_id": "s1", "channel": "web", "rp_id": "4", "date": "2026-11-21 10:15:00",
+        let row = serde_json::json!({"session_id": "s1", "channel": "web", "rp_id": "4", "date": "2026-11-21 10:15:00",
             "customer_name": "", "customer_email": "", "customer_phone": "", "customer_query": "saldo", "routing_answer": "skill 3",
-            "customer_id": "", "conn_id": "c9"}),
-        );
-        assert_eq!(
-            ReportKind::Diagram9.identity(&row).as_deref(),
-            Some("s1/c9")
-        );
-        let ReportRow::Diagram9(r) = ReportKind::Diagram9.coerce(&row, bogota()).unwrap() else {
+            "customer_id": "", "conn_id": "c9"});
+        let d = decode(ReportKind::Diagram9, row);
+        assert_eq!(d.identity.as_deref(), Some("s1/c9"));
+        let Ok(ReportRow::Diagram9(r)) = d.row else {
             panic!()
         };
         assert_eq!(
