@@ -211,7 +211,7 @@ mod tests {
         assert!(h.readiness().unwrap_err()[0].contains("stale"));
         h.success("s/e");
         store
-            .commit(&[], &[b"1".to_vec(), b"2".to_vec(), b"3".to_vec()])
+            .commit(vec![], vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()])
             .unwrap();
         assert!(h.readiness().unwrap_err()[0].contains("over its bound"));
         assert!(h.outbox_over_bound());

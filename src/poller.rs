@@ -186,11 +186,18 @@ impl Poller {
         }
         let counts = type_counts(&events);
         let total = events.len();
-        let encoded: Vec<Vec<u8>> = events.iter().map(encode_state).collect();
-        // The first poll of a large source derives tens of thousands of events: hold them once.
-        drop(events);
+        // The first poll of a large source derives tens of thousands of events: release each one
+        // as it is encoded, and keep no spare capacity in the encodings.
+        let encoded: Vec<Vec<u8>> = events
+            .into_iter()
+            .map(|e| {
+                let mut bytes = encode_state(&e);
+                bytes.shrink_to_fit();
+                bytes
+            })
+            .collect();
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.commit(&writes, &encoded))
+        tokio::task::spawn_blocking(move || store.commit(writes, encoded))
             .await
             .map_err(|e| StoreError::Open {
                 path: "commit task".into(),

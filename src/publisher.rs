@@ -241,7 +241,7 @@ mod tests {
     fn setup(n: usize) -> (Arc<MemoryStore>, MemorySink, Publisher) {
         let store = Arc::new(MemoryStore::default());
         store
-            .commit(&[], &(0..n).map(ev).collect::<Vec<_>>())
+            .commit(vec![], (0..n).map(ev).collect::<Vec<_>>())
             .unwrap();
         let sink = MemorySink::default();
         let p = Publisher {

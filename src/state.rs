@@ -181,7 +181,7 @@ mod tests {
         let w1 = interaction_writes("ops/interactions", None, &s1);
         let buckets: BTreeSet<usize> = s1.interactions.keys().map(bucket_of).collect();
         assert_eq!(w1.len(), buckets.len() + 1, "the buckets + header");
-        store.commit(&w1, &[]).unwrap();
+        store.commit(w1.clone(), vec![]).unwrap();
         assert_eq!(
             load_interactions(&store, "ops/interactions").unwrap(),
             Some((s1.clone(), true))
@@ -208,7 +208,7 @@ mod tests {
             written, expected,
             "c2 changed, c3 gone, c4 new; c1 untouched"
         );
-        store.commit(&w2, &[]).unwrap();
+        store.commit(w2.clone(), vec![]).unwrap();
         assert_eq!(
             load_interactions(&store, "ops/interactions").unwrap(),
             Some((s2, true))
@@ -228,7 +228,7 @@ mod tests {
             ],
         );
         store
-            .commit(&interaction_writes("k", None, &s), &[])
+            .commit(interaction_writes("k", None, &s), vec![])
             .unwrap();
         assert_eq!(load_interactions(&store, "k").unwrap(), Some((s, true)));
     }
@@ -238,13 +238,13 @@ mod tests {
         let store = MemoryStore::default();
         let s = snap(5, &[("c1", "a", "x")]);
         store
-            .commit(&[Write::Put("k".into(), encode_state(&s))], &[])
+            .commit(vec![Write::Put("k".into(), encode_state(&s))], vec![])
             .unwrap();
         let (loaded, current_layout) = load_interactions(&store, "k").unwrap().unwrap();
         assert_eq!((&loaded, current_layout), (&s, false));
         // Not in this layout: the next commit writes every entry.
         store
-            .commit(&interaction_writes("k", None, &loaded), &[])
+            .commit(interaction_writes("k", None, &loaded), vec![])
             .unwrap();
         assert_eq!(load_interactions(&store, "k").unwrap(), Some((s, true)));
     }
@@ -254,11 +254,11 @@ mod tests {
         let store = MemoryStore::default();
         let s = snap(1, &[("c1", "a", "x"), ("c2", "a", "y")]);
         store
-            .commit(&interaction_writes("k", None, &s), &[])
+            .commit(interaction_writes("k", None, &s), vec![])
             .unwrap();
         let first = bucket_of(s.interactions.keys().next().unwrap());
         store
-            .commit(&[Write::Delete(bucket_key("k", first))], &[])
+            .commit(vec![Write::Delete(bucket_key("k", first))], vec![])
             .unwrap();
         let e = load_interactions(&store, "k").unwrap_err();
         assert!(e.contains("2 entries") && e.contains("holds"), "{e}");
@@ -275,7 +275,7 @@ mod tests {
             first.len() > BUCKETS * 9 / 10,
             "20,000 items fill nearly every bucket"
         );
-        store.commit(&first, &[]).unwrap();
+        store.commit(first.clone(), vec![]).unwrap();
         let mut s2 = s1.clone();
         s2.observed_at = 2;
         for i in 0..100 {
@@ -285,7 +285,7 @@ mod tests {
         }
         let delta = interaction_writes("k", Some(&s1), &s2);
         assert!(delta.len() <= 201, "{} writes for 200 changes", delta.len());
-        store.commit(&delta, &[]).unwrap();
+        store.commit(delta.clone(), vec![]).unwrap();
         assert_eq!(load_interactions(&store, "k").unwrap(), Some((s2, true)));
     }
 }

@@ -91,7 +91,7 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down_and_all_arrive_in_or
 
     let store = Arc::new(MemoryStore::default());
     store
-        .commit(&[], &(0..200).map(event).collect::<Vec<_>>())
+        .commit(vec![], (0..200).map(event).collect::<Vec<_>>())
         .unwrap();
     let publisher = Publisher {
         store: store.clone(),
@@ -187,7 +187,7 @@ async fn a_sixty_second_outage_with_the_producer_queue_full_loses_nothing() {
     let mut n = 0usize;
     while start.elapsed() < outage {
         store
-            .commit(&[], &(n..n + 10).map(event).collect::<Vec<_>>())
+            .commit(vec![], (n..n + 10).map(event).collect::<Vec<_>>())
             .unwrap();
         n += 10;
         notify.notify_one();
@@ -254,7 +254,7 @@ async fn a_fatal_producer_error_recreates_the_producer_and_loses_nothing() {
     let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
     let task = tokio::spawn(publisher.run(stop.clone(), abort.clone()));
     store
-        .commit(&[], &(0..50).map(event).collect::<Vec<_>>())
+        .commit(vec![], (0..50).map(event).collect::<Vec<_>>())
         .unwrap();
     notify.notify_one();
     let start = Instant::now();
@@ -267,7 +267,7 @@ async fn a_fatal_producer_error_recreates_the_producer_and_loses_nothing() {
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER; 3],
     );
     store
-        .commit(&[], &(50..150).map(event).collect::<Vec<_>>())
+        .commit(vec![], (50..150).map(event).collect::<Vec<_>>())
         .unwrap();
     notify.notify_one();
     let start = Instant::now();

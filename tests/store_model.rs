@@ -70,8 +70,8 @@ fn sled_matches_the_model_across_random_operations_and_reopens() {
                     let events: Vec<Vec<u8>> = (0..rng.below(5))
                         .map(|i| format!("e{step}-{i}").into_bytes())
                         .collect();
-                    s.commit(&writes, &events).unwrap();
-                    model.commit(&writes, &events).unwrap();
+                    s.commit(writes.clone(), events.clone()).unwrap();
+                    model.commit(writes, events).unwrap();
                 }
                 5..=6 => {
                     // Acknowledge a prefix-ish subset of the outbox (as the publisher does).

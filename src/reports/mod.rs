@@ -401,7 +401,7 @@ pub fn stream_rows(
         code: head.code,
         error: head.error,
         msg: head.msg,
-        data: head.data.then(Vec::new),
+        data: head.data.then_some(()),
     };
     env.into_data(source, endpoint)?;
     return Ok(false);

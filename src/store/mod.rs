@@ -35,8 +35,9 @@ pub enum Write {
 pub trait Store: Send + Sync + 'static {
     /// The stored value of state `key`, if any.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Atomically apply `writes` and append `events` to the outbox; durable on return.
-    fn commit(&self, writes: &[Write], events: &[Vec<u8>]) -> Result<(), StoreError>;
+    /// Atomically apply `writes` and append `events` to the outbox; durable on return. Takes both
+    /// by value: a first snapshot commits tens of megabytes, released as they are copied in.
+    fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError>;
     /// Every state entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Add `by` to the counter `key` and return its new value (durable on return).
@@ -152,25 +153,27 @@ impl SledStore {
         for k in keys {
             batch.remove(k);
         }
-        self.append_segments(&mut batch, &events)?;
+        let n = events.len();
+        self.append_segments(&mut batch, events)?;
         self.tree.apply_batch(batch)?;
         self.db.flush()?;
-        tracing::info!(
-            events = events.len(),
-            "outbox migrated to the segment layout"
-        );
+        tracing::info!(events = n, "outbox migrated to the segment layout");
         Ok(())
     }
 
+    /// Add `events` to `batch` as segments, releasing each segment's events once it is encoded.
     fn append_segments(
         &self,
         batch: &mut sled::Batch,
-        events: &[Vec<u8>],
+        events: Vec<Vec<u8>>,
     ) -> Result<(), StoreError> {
-        for part in segments::chunks(events) {
+        let sizes: Vec<usize> = segments::chunks(&events).iter().map(|c| c.len()).collect();
+        let mut events = events.into_iter();
+        for size in sizes {
+            let part: Vec<Vec<u8>> = events.by_ref().take(size).collect();
             // generate_id is monotonic across restarts (it may skip numbers after a crash).
             let id = self.db.generate_id()?;
-            batch.insert(&id_key(SEGMENT_PREFIX, id)[..], segments::encode(part));
+            batch.insert(&id_key(SEGMENT_PREFIX, id)[..], segments::encode(&part));
         }
         Ok(())
     }
@@ -202,18 +205,19 @@ impl Store for SledStore {
         Ok(self.tree.get(snapshot_key(key))?.map(|v| v.to_vec()))
     }
 
-    fn commit(&self, writes: &[Write], events: &[Vec<u8>]) -> Result<(), StoreError> {
+    fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for w in writes {
             match w {
-                Write::Put(k, v) => batch.insert(snapshot_key(k), v.as_slice()),
-                Write::Delete(k) => batch.remove(snapshot_key(k)),
+                Write::Put(k, v) => batch.insert(snapshot_key(&k), v),
+                Write::Delete(k) => batch.remove(snapshot_key(&k)),
             }
         }
+        let n = events.len();
         self.append_segments(&mut batch, events)?;
         self.tree.apply_batch(batch)?;
         self.db.flush()?;
-        self.outbox_len.fetch_add(events.len(), Ordering::Relaxed);
+        self.outbox_len.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 
@@ -239,7 +243,11 @@ impl Store for SledStore {
             let (k, v) = item?;
             let id = key_id(&k)?;
             let delivered = self.tree.get(id_key(ACK_PREFIX, id))?;
-            for event in segments::events(&v) {
+            let segment = segments::decode(&v).map_err(|reason| StoreError::Corrupt {
+                key: format!("outbox segment {id}"),
+                reason,
+            })?;
+            for event in segment.events() {
                 let (index, payload) = event.map_err(|reason| StoreError::Corrupt {
                     key: format!("outbox segment {id}"),
                     reason,
@@ -352,18 +360,18 @@ impl Store for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.lock().state.get(key).cloned())
     }
-    fn commit(&self, writes: &[Write], events: &[Vec<u8>]) -> Result<(), StoreError> {
+    fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError> {
         let mut g = self.lock();
         for w in writes {
             match w {
-                Write::Put(k, v) => g.state.insert(k.clone(), v.clone()),
-                Write::Delete(k) => g.state.remove(k),
+                Write::Put(k, v) => g.state.insert(k, v),
+                Write::Delete(k) => g.state.remove(&k),
             };
         }
         for ev in events {
             let seq = g.next_seq;
             g.next_seq += 1;
-            g.outbox.insert(seq, ev.clone());
+            g.outbox.insert(seq, ev);
         }
         Ok(())
     }
@@ -423,23 +431,26 @@ mod tests {
     fn exercise(store: &dyn Store) {
         assert_eq!(store.get("a").unwrap(), None);
         store
-            .commit(&[put("a", b"snap1")], &[b"e1".to_vec(), b"e2".to_vec()])
+            .commit(
+                vec![put("a", b"snap1")],
+                vec![b"e1".to_vec(), b"e2".to_vec()],
+            )
             .unwrap();
         store
             .commit(
-                &[
+                vec![
                     put("b", b"snapB"),
                     put("seen/x/1", b"1"),
                     put("seen/x/2", b"2"),
                     put("seen/y", b"3"),
                 ],
-                &[],
+                vec![],
             )
             .unwrap();
         store
             .commit(
-                &[put("a", b"snap2"), Write::Delete("seen/x/2".into())],
-                &[b"e3".to_vec()],
+                vec![put("a", b"snap2"), Write::Delete("seen/x/2".into())],
+                vec![b"e3".to_vec()],
             )
             .unwrap();
         assert_eq!(store.get("a").unwrap().as_deref(), Some(&b"snap2"[..]));
@@ -486,7 +497,7 @@ mod tests {
         let delivered: Vec<u64>;
         {
             let s = SledStore::open(&path).unwrap();
-            s.commit(&[], &events).unwrap();
+            s.commit(vec![], events.clone()).unwrap();
             let all = s.outbox_after(None, usize::MAX).unwrap();
             assert_eq!(all.len(), 2500);
             assert!(
@@ -543,7 +554,7 @@ mod tests {
         }
         let s = SledStore::open(&path).unwrap();
         assert_eq!(s.outbox_len(), 3);
-        s.commit(&[], &[b"new".to_vec()]).unwrap();
+        s.commit(vec![], vec![b"new".to_vec()]).unwrap();
         let all: Vec<Vec<u8>> = s
             .outbox_after(None, 10)
             .unwrap()
@@ -576,7 +587,8 @@ mod tests {
             "counters survive reopen"
         );
         let before = s.outbox_after(None, 10).unwrap();
-        s.commit(&[put("a", b"snap3")], &[b"e4".to_vec()]).unwrap();
+        s.commit(vec![put("a", b"snap3")], vec![b"e4".to_vec()])
+            .unwrap();
         let after = s.outbox_after(None, 10).unwrap();
         assert!(
             after.last().unwrap().0 > before.last().unwrap().0,

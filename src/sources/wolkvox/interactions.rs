@@ -8,15 +8,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono_tz::Tz;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::{decode_envelope, lenient_string, opt_lenient_string, WolkvoxClient};
+use super::{lenient_string, opt_lenient_string, Envelope, WolkvoxClient};
 use crate::diff::{
     diff_interactions_events, ActiveInteraction, InteractionKey, InteractionSnapshot, SourceMeta,
 };
 use crate::event::Event;
 use crate::feed::SnapshotSource;
-use crate::sources::SourceError;
+use crate::sources::{decode_json, SourceError};
 use crate::store::{Store, Write};
 use crate::vendor_time::vendor_local_to_utc;
 
@@ -84,52 +85,25 @@ pub fn parse_interactions(
     observed_at: i64,
     body: &mut dyn Read,
 ) -> Result<InteractionSnapshot, SourceError> {
-    let err = |field: String, detail: String| SourceError::Parse {
-        source_name: source.into(),
-        endpoint: INTERACTIONS_ENDPOINT.into(),
-        field,
-        detail,
-    };
-    let data: Vec<AgentRow> = decode_envelope(source, INTERACTIONS_ENDPOINT, body)?;
-
-    let mut snap = InteractionSnapshot {
-        observed_at,
-        interactions: BTreeMap::new(),
-    };
+    let env: Envelope<Folded> = decode_json(source, INTERACTIONS_ENDPOINT, body)?;
+    let Folded {
+        mut interactions,
+        duplicates,
+    } = env.into_data(source, INTERACTIONS_ENDPOINT)?;
     let mut bad_dates = 0usize;
-    let mut duplicates = 0usize;
-    for (i, agent) in data.into_iter().enumerate() {
-        if agent.agent_id.is_empty() {
-            return Err(err(format!("data[{i}].agent_id"), "empty agent id".into()));
-        }
-        for (j, it) in agent.active_interactions.into_iter().enumerate() {
-            if it.conn_id.is_empty() {
-                return Err(err(
-                    format!("data[{i}].active_interactions[{j}].conn_id"),
-                    "empty conn_id".into(),
-                ));
-            }
-            let vendor_timestamp = it.date.as_deref().and_then(|d| vendor_local_to_utc(d, tz));
-            if it.date.is_some() && vendor_timestamp.is_none() {
-                bad_dates += 1;
-            }
-            let key = InteractionKey {
-                interaction_id: it.conn_id,
-                agent_id: agent.agent_id.clone(),
-            };
-            match snap.interactions.entry(key) {
-                Entry::Vacant(v) => {
-                    v.insert(ActiveInteraction {
-                        subject: it.subject,
-                        from_name: it.fromname,
-                        vendor_timestamp,
-                        vendor_timestamp_raw: it.date,
-                    });
-                }
-                Entry::Occupied(_) => duplicates += 1,
-            }
+    for it in interactions.values_mut() {
+        it.vendor_timestamp = it
+            .vendor_timestamp_raw
+            .as_deref()
+            .and_then(|d| vendor_local_to_utc(d, tz));
+        if it.vendor_timestamp_raw.is_some() && it.vendor_timestamp.is_none() {
+            bad_dates += 1;
         }
     }
+    let snap = InteractionSnapshot {
+        observed_at,
+        interactions,
+    };
     if bad_dates > 0 {
         tracing::warn!(
             source = source,
@@ -151,6 +125,62 @@ pub fn parse_interactions(
             .increment(duplicates as u64);
     }
     Ok(snap)
+}
+
+/// The `data` array folded into the snapshot's map while it is parsed, one agent at a time: a
+/// 60,000-interaction response is never held as rows and as a map at once.
+#[derive(Default)]
+struct Folded {
+    interactions: BTreeMap<InteractionKey, ActiveInteraction>,
+    duplicates: usize,
+}
+
+impl<'de> Deserialize<'de> for Folded {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Folded;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of agents")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Folded, A::Error> {
+                let mut out = Folded::default();
+                let mut i = 0;
+                while let Some(agent) = seq.next_element::<AgentRow>()? {
+                    if agent.agent_id.is_empty() {
+                        return Err(de::Error::custom(format!(
+                            "data[{i}].agent_id: empty agent id"
+                        )));
+                    }
+                    for (j, it) in agent.active_interactions.into_iter().enumerate() {
+                        if it.conn_id.is_empty() {
+                            return Err(de::Error::custom(format!(
+                                "data[{i}].active_interactions[{j}].conn_id: empty conn_id"
+                            )));
+                        }
+                        let key = InteractionKey {
+                            interaction_id: it.conn_id,
+                            agent_id: agent.agent_id.clone(),
+                        };
+                        match out.interactions.entry(key) {
+                            Entry::Vacant(v) => {
+                                v.insert(ActiveInteraction {
+                                    subject: it.subject,
+                                    from_name: it.fromname,
+                                    vendor_timestamp: None,
+                                    vendor_timestamp_raw: it.date,
+                                });
+                            }
+                            Entry::Occupied(_) => out.duplicates += 1,
+                        }
+                    }
+                    i += 1;
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -203,14 +203,14 @@ pub fn decode_envelope<T: DeserializeOwned>(
     endpoint: &str,
     body: &mut dyn Read,
 ) -> Result<Vec<T>, SourceError> {
-    let env: Envelope<T> = super::decode_json(source, endpoint, body)?;
+    let env: Envelope<Vec<T>> = super::decode_json(source, endpoint, body)?;
     env.into_data(source, endpoint)
 }
 
-/// The Wolkvox response envelope.
+/// The Wolkvox response envelope; `D` is what `data` decodes into (usually a `Vec` of rows).
 #[derive(Debug, Deserialize)]
-#[serde(bound(deserialize = "T: Deserialize<'de>"))]
-pub struct Envelope<T> {
+#[serde(bound(deserialize = "D: Deserialize<'de>"))]
+pub struct Envelope<D> {
     #[serde(default, deserialize_with = "opt_lenient_string")]
     pub code: Option<String>,
     #[serde(default)]
@@ -218,12 +218,12 @@ pub struct Envelope<T> {
     #[serde(default, deserialize_with = "opt_lenient_string")]
     pub msg: Option<String>,
     #[serde(default)]
-    pub data: Option<Vec<T>>,
+    pub data: Option<D>,
 }
 
-impl<T> Envelope<T> {
+impl<D> Envelope<D> {
     /// `code` 200/201/202 (number or string) → the `data` rows; anything else → a vendor error.
-    pub fn into_data(self, source: &str, endpoint: &str) -> Result<Vec<T>, SourceError> {
+    pub fn into_data(self, source: &str, endpoint: &str) -> Result<D, SourceError> {
         let code = self.code.ok_or_else(|| SourceError::Parse {
             source_name: source.into(),
             endpoint: endpoint.into(),
