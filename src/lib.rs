@@ -22,7 +22,9 @@
 //! | [`commands`] | `demo` (simulator + stdout) and `schemas register/check` |
 //! | [`observability`] | `/metrics` (Prometheus), `/healthz`, `/readyz`; readiness rules |
 //! | [`backoff`] | jittered exponential back-off |
+//! | [`alloc`] | settings of the binaries' allocator (mimalloc) |
 
+pub mod alloc;
 pub mod app;
 pub mod avro;
 pub mod backoff;

@@ -148,6 +148,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    ccdc::alloc::configure();
     let cli = Cli::parse();
     init_tracing(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread()

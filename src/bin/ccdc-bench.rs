@@ -500,6 +500,7 @@ fn p4(ccdc: &std::path::Path, idle: Duration) -> (u64, f64) {
 }
 
 fn main() {
+    ccdc::alloc::configure();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--p3-child") {
         p3_child(
@@ -523,9 +524,10 @@ fn main() {
         (60_000, 10, 200_000, 256 << 20, Duration::from_secs(10))
     };
     println!(
-        "ccdc benchmarks ({} mode) on {} cores",
+        "ccdc benchmarks ({} mode) on {} cores; mimalloc arena_eager_commit={}",
         if short { "short" } else { "full" },
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ccdc::alloc::arena_eager_commit()
     );
     let (_broker, bootstrap) = start_tansu();
     let rt = tokio::runtime::Builder::new_multi_thread()
