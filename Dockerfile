@@ -3,6 +3,8 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 RUN apt-get update && apt-get install -y --no-install-recommends libssl-dev pkg-config make perl && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
+# Build flags of the allocator (mimalloc commits memory on demand; see src/alloc.rs).
+COPY .cargo ./.cargo
 COPY src ./src
 COPY schemas ./schemas
 RUN cargo build --release --locked --bin ccdc
