@@ -12,6 +12,8 @@
 //! every benchmark runs; timings are printed, never asserted). Results go in BENCHMARKS.md.
 
 /// The same allocator as the `ccdc` binary, so the pipeline is measured as it runs.
+mod report_path;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -132,6 +134,21 @@ fn kafka(bootstrap: &str) -> KafkaConfig {
     }
 }
 
+/// One record to `topic`, acknowledged: connections, the idempotent producer id and the
+/// partition leaders are in place before the clock starts (as in the service, whose producer is up
+/// before the first poll).
+async fn warm_up(sink: &KafkaSink, topic: &str) {
+    let rec = ccdc::sink::OutRecord {
+        topic: topic.into(),
+        key: "warm-up".into(),
+        payload: vec![0],
+        headers: vec![],
+    };
+    if let Ok(d) = sink.send(rec) {
+        d.await.expect("warm-up ack");
+    }
+}
+
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() - 1) as f64 * p).round() as usize]
@@ -200,15 +217,7 @@ async fn p1(bootstrap: &str, interactions: usize, cycles: usize) -> (f64, f64, u
     let notify = Arc::new(Notify::new());
     // The service starts its producer before the first poll: warm it up the same way.
     let sink = KafkaSink::new(&k).expect("producer");
-    let warm = ccdc::sink::OutRecord {
-        topic: "bench.interactions".into(),
-        key: "warm-up".into(),
-        payload: vec![0],
-        headers: vec![],
-    };
-    if let Ok(d) = sink.send(warm) {
-        d.await.expect("warm-up ack");
-    }
+    warm_up(&sink, "bench.interactions").await;
     let publisher = Publisher {
         store: store.clone(),
         encoder: Arc::new(AvroEncoder::new(topics, &[(Stream::Interactions, 1)]).expect("encoder")),
@@ -319,15 +328,7 @@ async fn p2(bootstrap: &str, rows: usize) -> (f64, f64) {
     };
     // Warm up: connections, idempotent producer id, partition leaders of both topics.
     for topic in ["bench.chat_1", "bench.baseline"] {
-        let rec = ccdc::sink::OutRecord {
-            topic: topic.into(),
-            key: "warm-up".into(),
-            payload: vec![0],
-            headers: vec![],
-        };
-        if let Ok(d) = sink.send(rec) {
-            d.await.expect("warm-up ack");
-        }
+        warm_up(&sink, topic).await;
     }
     // ccdc's path: JSON text → typed row (identity, hash) → record → Avro → producer.
     let t = Instant::now();
@@ -542,6 +543,12 @@ fn main() {
     if runs("p2") {
         let (ccdc_rate, baseline) = rt.block_on(p2(&bootstrap, rows));
         println!("P2 report throughput: ccdc {ccdc_rate:.0} rows/s, librdkafka alone {baseline:.0} rows/s, ratio {:.2}", ccdc_rate / baseline);
+        let (hours, window) = if short { (2, 1) } else { (24, 12) };
+        let m = rt.block_on(report_path::run(&kafka(&bootstrap), hours, window));
+        println!(
+            "   P2 detail, the service's whole report path (feed → dedupe → sled outbox → publisher → acks; no target): {} rows in {:.2} s = {:.0} rows/s; pulling + de-duplicating + committing {:.2} s, of which the in-process simulator serving each {window} h window ≈ {:.2} s",
+            m.rows, m.all_s, m.rows_per_s, m.polled_s, m.serve_window_s
+        );
     }
     let exe = std::env::current_exe().expect("exe");
     if runs("p3") {

@@ -1,0 +1,171 @@
+//! P2, the service's whole report path: the report feed pulls chat_1 windows from the simulator,
+//! decodes and de-duplicates the rows, commits them with their dedupe marks and the cursor to the
+//! sled outbox, and the publisher encodes and sends them until every one is acknowledged. No
+//! target applies to this figure (the P2 is the conversion and producer path); it shows
+//! what durability costs on top.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ccdc::config::{KafkaConfig, PollConfig, TopicsConfig, WolkvoxConfig};
+use ccdc::event::Stream;
+use ccdc::kafka::KafkaSink;
+use ccdc::poller::{CycleOutcome, Poller};
+use ccdc::publisher::Publisher;
+use ccdc::reports::rows::ReportKind;
+use ccdc::reports::{Mode, ReportFeed, ReportPlan};
+use ccdc::secret::SecretRef;
+use ccdc::simulator::{SimMode, SimServer, SimState};
+use ccdc::sink::AvroEncoder;
+use ccdc::sources::wolkvox::WolkvoxClient;
+use ccdc::store::{SledStore, Store};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// What one run measured.
+pub struct Measured {
+    pub rows: usize,
+    pub rows_per_s: f64,
+    /// Pulling (the simulator serving included), de-duplicating and committing.
+    pub polled_s: f64,
+    pub all_s: f64,
+    /// The simulator generating and serving one window alone (body read and dropped).
+    pub serve_window_s: f64,
+}
+
+/// Pull `hours` of chat_1 rows, one per second, in windows of `window_hours`.
+pub async fn run(k: &KafkaConfig, hours: i64, window_hours: i64) -> Measured {
+    let state = SimState::new("bench-token", SimMode::Random { seed: 1, agents: 1 });
+    state.set_report_generation(1, 60_000);
+    let sim = SimServer::start("127.0.0.1:0".parse().expect("addr"), state)
+        .await
+        .expect("simulator");
+    std::env::set_var("CCDC_BENCH_REPORT_TOKEN", "bench-token");
+    let cfg = WolkvoxConfig {
+        name: "bench-rep".into(),
+        base_url: sim.base_url(),
+        token: SecretRef::Env("CCDC_BENCH_REPORT_TOKEN".into()),
+        time_zone: "America/Bogota".into(),
+        max_concurrent_requests: 1,
+        request_timeout: Duration::from_secs(60),
+        max_response_bytes: 256 << 20,
+        allow_insecure_http: true,
+        interactions: PollConfig::default(),
+        agents: PollConfig::default(),
+        reports: vec![],
+        daily_call_limit: None,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("state")).expect("sled"));
+    ccdc::kafka::ensure_topics(k, &["bench.chat_1s", "bench.dlq"])
+        .await
+        .expect("topics");
+    let topics = TopicsConfig {
+        wolkvox_chat_1: "bench.chat_1s".into(),
+        dead_letter: "bench.dlq".into(),
+        ..Default::default()
+    };
+    let sink = KafkaSink::new(k).expect("producer");
+    super::warm_up(&sink, "bench.chat_1s").await;
+    let notify = Arc::new(Notify::new());
+    let publisher = Publisher {
+        store: store.clone(),
+        encoder: Arc::new(
+            AvroEncoder::new(
+                topics,
+                &[(Stream::WolkvoxChat1, 2), (Stream::DeadLetter, 3)],
+            )
+            .expect("encoder"),
+        ),
+        sink: Arc::new(sink),
+        notify: notify.clone(),
+        max_in_flight: ccdc::config::PublisherConfig::default().max_in_flight,
+        max_backoff: Duration::from_secs(1),
+        health: None,
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(publisher.run(stop.clone(), CancellationToken::new()));
+
+    let from = chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("date");
+    let plan = ReportPlan {
+        kind: ReportKind::Chat1,
+        settle_delay: chrono::Duration::zero(),
+        lookback: chrono::Duration::zero(),
+        max_window: chrono::Duration::hours(window_hours),
+        min_window: chrono::Duration::minutes(1),
+        row_limit: 60_000,
+        start_from: None,
+        dedupe_ttl: chrono::Duration::days(7),
+    };
+    let feed = ReportFeed::new(
+        WolkvoxClient::new(&cfg).expect("client"),
+        store.clone(),
+        plan,
+        Mode::Backfill {
+            from,
+            to: from + chrono::Duration::hours(hours),
+        },
+    );
+    let mut poller = Poller::new(
+        Box::new(feed),
+        store.clone(),
+        notify,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let t = Instant::now();
+    let mut rows = 0;
+    loop {
+        match poller
+            .cycle(chrono::Utc::now().timestamp_millis())
+            .await
+            .expect("cycle")
+        {
+            CycleOutcome::Committed { events, more, .. } => {
+                rows += events;
+                if !more {
+                    break;
+                }
+            }
+            CycleOutcome::Idle { more: true } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let polled = t.elapsed().as_secs_f64();
+    while store.outbox_len() > 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let all = t.elapsed().as_secs_f64();
+    stop.cancel();
+    let _ = task.await;
+    assert_eq!(rows as i64, hours * 3600, "every row published once");
+    // The simulator's share: the first window again, body read and dropped.
+    let end = from + chrono::Duration::hours(window_hours) - chrono::Duration::seconds(1);
+    let t = Instant::now();
+    let body = reqwest::Client::new()
+        .get(format!("{}/reports_manager.php", sim.base_url()))
+        .query(&[
+            ("api", "chat_1"),
+            ("date_ini", &from.format("%Y%m%d%H%M%S").to_string()),
+            ("date_end", &end.format("%Y%m%d%H%M%S").to_string()),
+        ])
+        .header("wolkvox-token", "bench-token")
+        .send()
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("body");
+    let serve_window_s = t.elapsed().as_secs_f64();
+    assert!(body.len() > 1000, "the window has rows");
+    sim.stop().await;
+    Measured {
+        rows,
+        rows_per_s: rows as f64 / all,
+        polled_s: polled,
+        all_s: all,
+        serve_window_s,
+    }
+}
