@@ -3,25 +3,26 @@
 //! - **P1** snapshot cycle: a 60,000-interaction Wolkvox snapshot from the simulator, 1 % changing per
 //!   cycle: fetch → parse → diff → sled commit (snapshot + outbox) → publish → every ack.
 //! - **P2** report throughput: chat_1 rows JSON → typed row → Avro → broker, against librdkafka alone
-//!   publishing pre-encoded payloads of the same size in the same run.
+//!   publishing the same records (encoded before the clock starts) in the same run; then, without a
+//!   target, the service's whole report path ([`report_path`]).
 //! - **P3** memory: a 256 MB report response streamed through the row parser, coercion and Avro
 //!   encoding, in a child process whose peak RSS is read from /proc.
 //! - **P4** idle: `ccdc run` between polls: RSS and CPU time over a few idle seconds.
 //!
 //! `cargo run --release --bin ccdc-bench` (full sizes) or `-- --short` (CI: small sizes, checks that
-//! every benchmark runs; timings are printed, never asserted). Results go in BENCHMARKS.md.
+//! every benchmark runs; timings are printed, never asserted); `-- --only p1,p3` runs a subset.
+//! Results go in BENCHMARKS.md.
 
-/// The same allocator as the `ccdc` binary, so the pipeline is measured as it runs.
+mod memory;
 mod report_path;
 
+/// The same allocator as the `ccdc` binary, so the pipeline is measured as it runs.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ccdc::avro::StreamEncoder;
 use ccdc::config::{KafkaConfig, PollConfig, TopicsConfig, WolkvoxConfig};
 use ccdc::event::{Event, ReportRecord, Stream};
 use ccdc::feed::SnapshotFeed;
@@ -31,7 +32,6 @@ use ccdc::publisher::Publisher;
 use ccdc::reports::rows::ReportKind;
 use ccdc::secret::SecretRef;
 use ccdc::simulator::reports::generated_row;
-use ccdc::simulator::{SimMode, SimServer, SimState};
 use ccdc::sink::{AvroEncoder, EventSink, SendError};
 use ccdc::sources::wolkvox::interactions::WolkvoxInteractions;
 use ccdc::sources::wolkvox::WolkvoxClient;
@@ -360,50 +360,6 @@ async fn p2(bootstrap: &str, rows: usize) -> (f64, f64) {
     (ccdc_rate, rows as f64 / t.elapsed().as_secs_f64())
 }
 
-/// A JSON envelope of `bytes` bytes of chat_1 rows, produced lazily (never held whole).
-struct BigBody {
-    target: usize,
-    produced: usize,
-    buf: Vec<u8>,
-    pos: usize,
-    i: i64,
-    closed: bool,
-}
-
-impl Read for BigBody {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if self.pos >= self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-            if self.produced == 0 {
-                self.buf
-                    .extend_from_slice(br#"{"code":200,"error":null,"msg":"","data":["#);
-            } else if self.produced >= self.target {
-                if self.closed {
-                    return Ok(0);
-                }
-                self.buf.extend_from_slice(b"]}");
-                self.closed = true;
-            } else {
-                if self.i > 0 {
-                    self.buf.push(b',');
-                }
-                let t = chrono::DateTime::from_timestamp(1_790_000_000 + self.i, 0)
-                    .expect("time")
-                    .naive_utc();
-                serde_json::to_writer(&mut self.buf, &generated_row("chat_1", t))
-                    .map_err(std::io::Error::other)?;
-                self.i += 1;
-            }
-            self.produced += self.buf.len();
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 /// A chat_1 record as the report feed builds it from one row's JSON text.
 fn record(raw: &str, tz: chrono_tz::Tz) -> Event {
     let decoded = ReportKind::Chat1.decode(raw, tz);
@@ -423,88 +379,11 @@ fn record(raw: &str, tz: chrono_tz::Tz) -> Event {
     }))
 }
 
-/// Child process of P3: stream `bytes` through parse → coerce → Avro; print rows and peak RSS.
-fn p3_child(bytes: usize) {
-    let tz: chrono_tz::Tz = "America/Bogota".parse().expect("tz");
-    let encoder = StreamEncoder::new(Stream::WolkvoxChat1, 2).expect("encoder");
-    let mut rows = 0u64;
-    let mut body = std::io::BufReader::with_capacity(
-        64 * 1024,
-        BigBody {
-            target: bytes,
-            produced: 0,
-            buf: Vec::new(),
-            pos: 0,
-            i: 0,
-            closed: false,
-        },
-    );
-    let t = Instant::now();
-    ccdc::reports::stream_rows("bench", "p3", &mut body, usize::MAX, |row| {
-        let ev = record(row.get(), tz);
-        let bytes = encoder.encode_event(&ev).expect("encode");
-        std::hint::black_box(bytes);
-        rows += 1;
-    })
-    .expect("stream");
-    println!(
-        "p3 rows={rows} secs={:.2} vmhwm_kb={}",
-        t.elapsed().as_secs_f64(),
-        status_kb("self", "VmHWM:")
-    );
-}
-
-fn p4(ccdc: &std::path::Path, idle: Duration) -> (u64, f64) {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let sim = rt
-        .block_on(SimServer::start(
-            "127.0.0.1:0".parse().expect("addr"),
-            SimState::new(
-                "idle-token",
-                SimMode::Random {
-                    seed: 1,
-                    agents: 20,
-                },
-            ),
-        ))
-        .expect("sim");
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("token"), "idle-token").expect("token");
-    let config = dir.path().join("ccdc.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = {:?}\noutput = \"stdout\"\n[observability]\nlisten = \"127.0.0.1:0\"\n[[sources]]\nvendor = \"wolkvox\"\nname = \"idle\"\nbase_url = {:?}\ntoken = {{ file = {:?} }}\ntime_zone = \"America/Bogota\"\nallow_insecure_http = true\n[sources.interactions]\ninterval = \"5m\"\n[sources.agents]\ninterval = \"5m\"\n",
-            dir.path().join("state").display().to_string(),
-            sim.base_url(),
-            dir.path().join("token").display().to_string()
-        ),
-    )
-    .expect("config");
-    let mut child = std::process::Command::new(ccdc)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("ccdc");
-    std::thread::sleep(Duration::from_secs(3)); // first polls done, now idle until the next interval
-    let pid = child.id();
-    let ticks = cpu_ticks(pid);
-    std::thread::sleep(idle);
-    let used = cpu_ticks(pid) - ticks;
-    let rss = status_kb(&pid.to_string(), "VmRSS:");
-    let _ = child.kill();
-    let _ = child.wait();
-    rt.block_on(sim.stop());
-    (rss, used as f64 / 100.0 / idle.as_secs_f64() * 100.0)
-}
-
 fn main() {
     ccdc::alloc::configure();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--p3-child") {
-        p3_child(
+        memory::p3_child(
             args.get(i + 1)
                 .and_then(|b| b.parse().ok())
                 .unwrap_or(256 << 20),
@@ -552,43 +431,9 @@ fn main() {
     }
     let exe = std::env::current_exe().expect("exe");
     if runs("p3") {
-        p3(&exe, big);
+        memory::p3(&exe, big);
     }
     if runs("p4") {
-        p4_report(&exe.with_file_name("ccdc"), idle);
-    }
-}
-
-fn p3(exe: &std::path::Path, big: usize) {
-    let out = std::process::Command::new(exe)
-        .args(["--p3-child", &big.to_string()])
-        .output()
-        .expect("p3 child");
-    let text = String::from_utf8_lossy(&out.stdout);
-    println!(
-        "P3 memory: {} MB response streamed: {}",
-        big >> 20,
-        text.trim()
-    );
-    assert!(
-        out.status.success(),
-        "p3 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn p4_report(ccdc_bin: &std::path::Path, idle: Duration) {
-    if ccdc_bin.exists() {
-        let (rss, cpu) = p4(ccdc_bin, idle);
-        println!(
-            "P4 idle: RSS {} MB, CPU {cpu:.2}% over {}s between polls",
-            rss / 1024,
-            idle.as_secs()
-        );
-    } else {
-        println!(
-            "P4 idle: skipped ({} not built; cargo build --release first)",
-            ccdc_bin.display()
-        );
+        memory::p4_report(&exe.with_file_name("ccdc"), idle);
     }
 }

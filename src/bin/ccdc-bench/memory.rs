@@ -1,0 +1,166 @@
+//! P3 (memory of a 256 MB response, in a child process) and P4 (an idle `ccdc run`).
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use ccdc::avro::StreamEncoder;
+use ccdc::event::Stream;
+use ccdc::simulator::reports::generated_row;
+use ccdc::simulator::{SimMode, SimServer, SimState};
+
+use super::{cpu_ticks, record, status_kb};
+
+/// A JSON envelope of `bytes` bytes of chat_1 rows, produced lazily (never held whole).
+struct BigBody {
+    target: usize,
+    produced: usize,
+    buf: Vec<u8>,
+    pos: usize,
+    i: i64,
+    closed: bool,
+}
+
+impl Read for BigBody {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+            if self.produced == 0 {
+                self.buf
+                    .extend_from_slice(br#"{"code":200,"error":null,"msg":"","data":["#);
+            } else if self.produced >= self.target {
+                if self.closed {
+                    return Ok(0);
+                }
+                self.buf.extend_from_slice(b"]}");
+                self.closed = true;
+            } else {
+                if self.i > 0 {
+                    self.buf.push(b',');
+                }
+                let t = chrono::DateTime::from_timestamp(1_790_000_000 + self.i, 0)
+                    .expect("time")
+                    .naive_utc();
+                serde_json::to_writer(&mut self.buf, &generated_row("chat_1", t))
+                    .map_err(std::io::Error::other)?;
+                self.i += 1;
+            }
+            self.produced += self.buf.len();
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Child process of P3: stream `bytes` through parse → coerce → Avro; print rows and peak RSS.
+pub fn p3_child(bytes: usize) {
+    let tz: chrono_tz::Tz = "America/Bogota".parse().expect("tz");
+    let encoder = StreamEncoder::new(Stream::WolkvoxChat1, 2).expect("encoder");
+    let mut rows = 0u64;
+    let mut body = std::io::BufReader::with_capacity(
+        64 * 1024,
+        BigBody {
+            target: bytes,
+            produced: 0,
+            buf: Vec::new(),
+            pos: 0,
+            i: 0,
+            closed: false,
+        },
+    );
+    let t = Instant::now();
+    ccdc::reports::stream_rows("bench", "p3", &mut body, usize::MAX, |row| {
+        let ev = record(row.get(), tz);
+        let bytes = encoder.encode_event(&ev).expect("encode");
+        std::hint::black_box(bytes);
+        rows += 1;
+    })
+    .expect("stream");
+    println!(
+        "p3 rows={rows} secs={:.2} vmhwm_kb={}",
+        t.elapsed().as_secs_f64(),
+        status_kb("self", "VmHWM:")
+    );
+}
+
+fn p4(ccdc: &std::path::Path, idle: Duration) -> (u64, f64) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let sim = rt
+        .block_on(SimServer::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            SimState::new(
+                "idle-token",
+                SimMode::Random {
+                    seed: 1,
+                    agents: 20,
+                },
+            ),
+        ))
+        .expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("token"), "idle-token").expect("token");
+    let config = dir.path().join("ccdc.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\noutput = \"stdout\"\n[observability]\nlisten = \"127.0.0.1:0\"\n[[sources]]\nvendor = \"wolkvox\"\nname = \"idle\"\nbase_url = {:?}\ntoken = {{ file = {:?} }}\ntime_zone = \"America/Bogota\"\nallow_insecure_http = true\n[sources.interactions]\ninterval = \"5m\"\n[sources.agents]\ninterval = \"5m\"\n",
+            dir.path().join("state").display().to_string(),
+            sim.base_url(),
+            dir.path().join("token").display().to_string()
+        ),
+    )
+    .expect("config");
+    let mut child = std::process::Command::new(ccdc)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ccdc");
+    std::thread::sleep(Duration::from_secs(3)); // first polls done, now idle until the next interval
+    let pid = child.id();
+    let ticks = cpu_ticks(pid);
+    std::thread::sleep(idle);
+    let used = cpu_ticks(pid) - ticks;
+    let rss = status_kb(&pid.to_string(), "VmRSS:");
+    let _ = child.kill();
+    let _ = child.wait();
+    rt.block_on(sim.stop());
+    (rss, used as f64 / 100.0 / idle.as_secs_f64() * 100.0)
+}
+
+pub fn p3(exe: &std::path::Path, big: usize) {
+    let out = std::process::Command::new(exe)
+        .args(["--p3-child", &big.to_string()])
+        .output()
+        .expect("p3 child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!(
+        "P3 memory: {} MB response streamed: {}",
+        big >> 20,
+        text.trim()
+    );
+    assert!(
+        out.status.success(),
+        "p3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn p4_report(ccdc_bin: &std::path::Path, idle: Duration) {
+    if ccdc_bin.exists() {
+        let (rss, cpu) = p4(ccdc_bin, idle);
+        println!(
+            "P4 idle: RSS {} MB, CPU {cpu:.2}% over {}s between polls",
+            rss / 1024,
+            idle.as_secs()
+        );
+    } else {
+        println!(
+            "P4 idle: skipped ({} not built; cargo build --release first)",
+            ccdc_bin.display()
+        );
+    }
+}
