@@ -7,14 +7,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ccdc::config::{KafkaConfig, PollConfig, TopicsConfig, WolkvoxConfig};
+use ccdc::config::{KafkaConfig, TopicsConfig};
 use ccdc::event::Stream;
 use ccdc::kafka::KafkaSink;
 use ccdc::poller::{CycleOutcome, Poller};
 use ccdc::publisher::Publisher;
 use ccdc::reports::rows::ReportKind;
 use ccdc::reports::{Mode, ReportFeed, ReportPlan};
-use ccdc::secret::SecretRef;
 use ccdc::simulator::{SimMode, SimServer, SimState};
 use ccdc::sink::AvroEncoder;
 use ccdc::sources::wolkvox::WolkvoxClient;
@@ -40,21 +39,7 @@ pub async fn run(k: &KafkaConfig, hours: i64, window_hours: i64) -> Measured {
     let sim = SimServer::start("127.0.0.1:0".parse().expect("addr"), state)
         .await
         .expect("simulator");
-    std::env::set_var("CCDC_BENCH_REPORT_TOKEN", "bench-token");
-    let cfg = WolkvoxConfig {
-        name: "bench-rep".into(),
-        base_url: sim.base_url(),
-        token: SecretRef::Env("CCDC_BENCH_REPORT_TOKEN".into()),
-        time_zone: "America/Bogota".into(),
-        max_concurrent_requests: 1,
-        request_timeout: Duration::from_secs(60),
-        max_response_bytes: 256 << 20,
-        allow_insecure_http: true,
-        interactions: PollConfig::default(),
-        agents: PollConfig::default(),
-        reports: vec![],
-        daily_call_limit: None,
-    };
+    let cfg = super::bench_source("bench-rep", &sim.base_url());
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("state")).expect("sled"));
     ccdc::kafka::ensure_topics(k, &["bench.chat_1s", "bench.dlq"])
