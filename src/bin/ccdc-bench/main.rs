@@ -168,6 +168,44 @@ fn bench_source(name: &str, base_url: &str) -> WolkvoxConfig {
     }
 }
 
+/// Seconds to send `req` (with the bench token) and read the whole body, and the body's length.
+async fn timed_get(req: reqwest::RequestBuilder) -> (f64, usize) {
+    let t = Instant::now();
+    let body = req
+        .header("wolkvox-token", "bench-token")
+        .send()
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("body");
+    (t.elapsed().as_secs_f64(), body.len())
+}
+
+/// The service's publisher with its default settings, running until the token is cancelled.
+fn start_publisher(
+    store: &Arc<dyn Store>,
+    encoder: AvroEncoder,
+    sink: KafkaSink,
+    notify: &Arc<Notify>,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<ccdc::publisher::PublisherReport, ccdc::store::StoreError>>,
+) {
+    let publisher = Publisher {
+        store: store.clone(),
+        encoder: Arc::new(encoder),
+        sink: Arc::new(sink),
+        notify: notify.clone(),
+        max_in_flight: ccdc::config::PublisherConfig::default().max_in_flight,
+        max_backoff: Duration::from_secs(1),
+        health: None,
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(publisher.run(stop.clone(), CancellationToken::new()));
+    (stop, task)
+}
+
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() - 1) as f64 * p).round() as usize]
@@ -223,17 +261,12 @@ async fn p1(bootstrap: &str, interactions: usize, cycles: usize) -> (f64, f64, u
     // The service starts its producer before the first poll: warm it up the same way.
     let sink = KafkaSink::new(&k).expect("producer");
     warm_up(&sink, "bench.interactions").await;
-    let publisher = Publisher {
-        store: store.clone(),
-        encoder: Arc::new(AvroEncoder::new(topics, &[(Stream::Interactions, 1)]).expect("encoder")),
-        sink: Arc::new(sink),
-        notify: notify.clone(),
-        max_in_flight: ccdc::config::PublisherConfig::default().max_in_flight,
-        max_backoff: Duration::from_secs(1),
-        health: None,
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(publisher.run(stop.clone(), CancellationToken::new()));
+    let (stop, task) = start_publisher(
+        &store,
+        AvroEncoder::new(topics, &[(Stream::Interactions, 1)]).expect("encoder"),
+        sink,
+        &notify,
+    );
     let feed = SnapshotFeed::new(
         Arc::new(WolkvoxInteractions(
             WolkvoxClient::new(&cfg).expect("client"),
@@ -268,18 +301,8 @@ async fn p1(bootstrap: &str, interactions: usize, cycles: usize) -> (f64, f64, u
     let client = reqwest::Client::new();
     let mut fetch_ms = Vec::new();
     for _ in 0..3 {
-        let t = Instant::now();
-        let body = client
-            .get(format!("{base_url}/real_time.php?api=interactions"))
-            .header("wolkvox-token", "bench-token")
-            .send()
-            .await
-            .expect("get")
-            .bytes()
-            .await
-            .expect("body");
-        fetch_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        std::hint::black_box(body.len());
+        let req = client.get(format!("{base_url}/real_time.php?api=interactions"));
+        fetch_ms.push(timed_get(req).await.0 * 1000.0);
     }
     println!("   P1 detail: serving + transferring the snapshot alone (simulator, its own process): p50 {:.0} ms", percentile(fetch_ms, 0.5));
     drop(sim);

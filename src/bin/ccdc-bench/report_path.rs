@@ -11,7 +11,6 @@ use ccdc::config::{KafkaConfig, TopicsConfig};
 use ccdc::event::Stream;
 use ccdc::kafka::KafkaSink;
 use ccdc::poller::{CycleOutcome, Poller};
-use ccdc::publisher::Publisher;
 use ccdc::reports::rows::ReportKind;
 use ccdc::reports::{Mode, ReportFeed, ReportPlan};
 use ccdc::simulator::{SimMode, SimServer, SimState};
@@ -19,7 +18,6 @@ use ccdc::sink::AvroEncoder;
 use ccdc::sources::wolkvox::WolkvoxClient;
 use ccdc::store::{SledStore, Store};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 /// What one run measured.
 pub struct Measured {
@@ -53,23 +51,16 @@ pub async fn run(k: &KafkaConfig, hours: i64, window_hours: i64) -> Measured {
     let sink = KafkaSink::new(k).expect("producer");
     super::warm_up(&sink, "bench.chat_1s").await;
     let notify = Arc::new(Notify::new());
-    let publisher = Publisher {
-        store: store.clone(),
-        encoder: Arc::new(
-            AvroEncoder::new(
-                topics,
-                &[(Stream::WolkvoxChat1, 2), (Stream::DeadLetter, 3)],
-            )
-            .expect("encoder"),
-        ),
-        sink: Arc::new(sink),
-        notify: notify.clone(),
-        max_in_flight: ccdc::config::PublisherConfig::default().max_in_flight,
-        max_backoff: Duration::from_secs(1),
-        health: None,
-    };
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(publisher.run(stop.clone(), CancellationToken::new()));
+    let (stop, task) = super::start_publisher(
+        &store,
+        AvroEncoder::new(
+            topics,
+            &[(Stream::WolkvoxChat1, 2), (Stream::DeadLetter, 3)],
+        )
+        .expect("encoder"),
+        sink,
+        &notify,
+    );
 
     let from = chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
@@ -128,23 +119,15 @@ pub async fn run(k: &KafkaConfig, hours: i64, window_hours: i64) -> Measured {
     assert_eq!(rows as i64, hours * 3600, "every row published once");
     // The simulator's share: the first window again, body read and dropped.
     let end = from + chrono::Duration::hours(window_hours) - chrono::Duration::seconds(1);
-    let t = Instant::now();
-    let body = reqwest::Client::new()
+    let req = reqwest::Client::new()
         .get(format!("{}/reports_manager.php", sim.base_url()))
         .query(&[
             ("api", "chat_1"),
             ("date_ini", &from.format("%Y%m%d%H%M%S").to_string()),
             ("date_end", &end.format("%Y%m%d%H%M%S").to_string()),
-        ])
-        .header("wolkvox-token", "bench-token")
-        .send()
-        .await
-        .expect("get")
-        .bytes()
-        .await
-        .expect("body");
-    let serve_window_s = t.elapsed().as_secs_f64();
-    assert!(body.len() > 1000, "the window has rows");
+        ]);
+    let (serve_window_s, len) = super::timed_get(req).await;
+    assert!(len > 1000, "the window has rows");
     sim.stop().await;
     Measured {
         rows,
