@@ -4,11 +4,10 @@
 //!
 //! Adding a `reports_manager.php` report = a row type here, a [`ReportKind`] variant, a schema.
 
-use std::borrow::Cow;
-
 use chrono_tz::Tz;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+
+use crate::sources::wolkvox::Field;
 
 use crate::vendor_time::{parse_duration_ms, vendor_local_to_utc};
 
@@ -122,68 +121,6 @@ pub enum ReportRow {
     Chat1(Chat1Row),
     #[serde(rename = "diagram_9")]
     Diagram9(Diagram9Row),
-}
-
-/// A field of a vendor row as text: trimmed; a number as its JSON text; `""`, `null`, booleans,
-/// lists and objects are `None` (as before: the vendor sends every field as a string). Borrowed
-/// from the JSON text unless it contains escapes.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Field<'a>(Option<Cow<'a, str>>);
-
-impl Field<'_> {
-    pub fn as_str(&self) -> Option<&str> {
-        self.0.as_deref()
-    }
-    pub fn text(&self) -> Option<String> {
-        self.0.as_deref().map(str::to_string)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        fn trimmed(v: &str) -> Option<&str> {
-            Some(v.trim()).filter(|t| !t.is_empty())
-        }
-        impl<'de> Visitor<'de> for V {
-            type Value = Field<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string or a number")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Field(trimmed(v).map(Cow::Borrowed)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Field(trimmed(v).map(|t| Cow::Owned(t.to_string()))))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Field(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Field(Some(Cow::Owned(v.to_string()))))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Field(
-                    serde_json::Number::from_f64(v).map(|n| Cow::Owned(n.to_string())),
-                ))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Field(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Field(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Field(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Field(None))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 fn count(f: &Field, key: &str) -> Result<Option<i64>, String> {

@@ -8,11 +8,13 @@
 pub mod agents;
 pub mod interactions;
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::sync::Arc;
 
 use chrono_tz::Tz;
-use serde::de::{self, DeserializeOwned, Deserializer};
+
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::http::{token_limiter, SourceHttp};
@@ -259,12 +261,71 @@ impl<D> Envelope<D> {
     }
 }
 
-/// A field of a Wolkvox row as text: trimmed, numbers accepted, `""` and anything else `None`.
+/// A field of a Wolkvox row as text ([`Field`]'s rules).
 pub fn row_text(row: &serde_json::Map<String, serde_json::Value>, key: &str) -> Option<String> {
-    match row.get(key)? {
-        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
+    Field::deserialize(row.get(key)?).ok()?.text()
+}
+
+/// A field of a Wolkvox row as text: trimmed; a number as its JSON text; `""`, `null`, booleans,
+/// lists and objects are `None` (the vendor sends every field as a string). Borrowed from the JSON
+/// text unless it contains escapes. Report rows ([`crate::reports::rows`]) and agent rows
+/// ([`row_text`]) share these rules.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Field<'a>(Option<Cow<'a, str>>);
+
+impl Field<'_> {
+    pub fn as_str(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+    pub fn text(&self) -> Option<String> {
+        self.0.as_deref().map(str::to_string)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        fn trimmed(v: &str) -> Option<&str> {
+            Some(v.trim()).filter(|t| !t.is_empty())
+        }
+        impl<'de> Visitor<'de> for V {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Field(trimmed(v).map(Cow::Borrowed)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Field(trimmed(v).map(|t| Cow::Owned(t.to_string()))))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Field(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Field(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Field(
+                    serde_json::Number::from_f64(v).map(|n| Cow::Owned(n.to_string())),
+                ))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Field(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Field(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Field(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Field(None))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
