@@ -164,14 +164,22 @@ fn local_now() -> String {
 
 /// The agents the current step (or the random world) holds; `advance_random` moves the world.
 pub(crate) fn current_agents(st: &SimState, advance_random: bool) -> Step {
-    let mut g = st.lock();
-    if let Some(world) = g.random.as_mut() {
-        if advance_random {
-            world.step();
+    with_agents(st, advance_random, <[SimAgent]>::to_vec)
+}
+
+/// `f` applied to the agents of the current step (or the random world), under the state's lock.
+fn with_agents<R>(st: &SimState, advance_random: bool, f: impl FnOnce(&[SimAgent]) -> R) -> R {
+    let mut guard = st.lock();
+    let g = &mut *guard;
+    match g.random.as_mut() {
+        Some(world) => {
+            if advance_random {
+                world.step();
+            }
+            f(&world.agents)
         }
-        return world.agents.clone();
+        None => f(g.scenario.wolkvox.get(g.step).map_or(&[], |s| s.as_slice())),
     }
-    g.scenario.wolkvox.get(g.step).cloned().unwrap_or_default()
 }
 
 /// The interactions response of the next step, serialized straight from the world under its lock
@@ -184,22 +192,20 @@ fn interactions_body(st: &SimState) -> Vec<u8> {
         msg: String,
         data: &'a [SimAgent],
     }
-    let mut guard = st.lock();
-    let g = &mut *guard;
-    let agents: &[SimAgent] = match g.random.as_mut() {
-        Some(world) => {
-            world.step();
-            &world.agents
-        }
-        None => g.scenario.wolkvox.get(g.step).map_or(&[], |s| s.as_slice()),
-    };
-    serde_json::to_vec(&Envelope {
-        code: "200",
-        error: None,
-        msg: format!("{} records were found", agents.len()),
-        data: agents,
+    with_agents(st, true, |agents| {
+        serde_json::to_vec(&Envelope {
+            code: "200",
+            error: None,
+            msg: records_found(agents.len()),
+            data: agents,
+        })
+        .unwrap_or_default()
     })
-    .unwrap_or_default()
+}
+
+/// The vendor's `msg` of a successful response.
+fn records_found(n: usize) -> String {
+    format!("{n} records were found")
 }
 
 #[derive(Deserialize)]
@@ -209,7 +215,7 @@ struct ApiQuery {
 
 fn envelope(code: &str, error: Option<&str>, data: serde_json::Value) -> serde_json::Value {
     let n = data.as_array().map_or(0, |a| a.len());
-    json!({"code": code, "error": error, "msg": format!("{n} records were found"), "data": data})
+    json!({"code": code, "error": error, "msg": records_found(n), "data": data})
 }
 
 fn agent_row(a: &SimAgent) -> serde_json::Value {
