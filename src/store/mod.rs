@@ -80,6 +80,13 @@ fn key_id(k: &[u8]) -> Result<u64, StoreError> {
         })
 }
 
+fn corrupt_segment(id: u64, reason: String) -> StoreError {
+    StoreError::Corrupt {
+        key: format!("outbox segment {id}"),
+        reason,
+    }
+}
+
 fn snapshot_key(key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(key.len() + 1);
     k.push(SNAPSHOT_PREFIX);
@@ -243,15 +250,9 @@ impl Store for SledStore {
             let (k, v) = item?;
             let id = key_id(&k)?;
             let delivered = self.tree.get(id_key(ACK_PREFIX, id))?;
-            let segment = segments::decode(&v).map_err(|reason| StoreError::Corrupt {
-                key: format!("outbox segment {id}"),
-                reason,
-            })?;
+            let segment = segments::decode(&v).map_err(|r| corrupt_segment(id, r))?;
             for event in segment.events() {
-                let (index, payload) = event.map_err(|reason| StoreError::Corrupt {
-                    key: format!("outbox segment {id}"),
-                    reason,
-                })?;
+                let (index, payload) = event.map_err(|r| corrupt_segment(id, r))?;
                 if id == first_segment && index < first_index
                     || delivered
                         .as_ref()
@@ -282,10 +283,8 @@ impl Store for SledStore {
             let Some(segment) = self.tree.get(id_key(SEGMENT_PREFIX, id))? else {
                 continue;
             };
-            let n = segments::count(&segment).ok_or_else(|| StoreError::Corrupt {
-                key: format!("outbox segment {id}"),
-                reason: "no header".into(),
-            })?;
+            let n =
+                segments::count(&segment).ok_or_else(|| corrupt_segment(id, "no header".into()))?;
             let ack_key = id_key(ACK_PREFIX, id);
             let mut delivered = self
                 .tree
