@@ -68,7 +68,7 @@ pub trait SnapshotSource: Send + Sync + 'static {
     fn size(&self, snapshot: &Self::Snapshot) -> usize;
     /// The writes that store `current` under `key`, given what is stored now (`None`: nothing in
     /// this source's layout). By default the whole snapshot is one value; a source with large
-    /// snapshots stores one entry per item and writes only the delta ([`crate::state`]).
+    /// snapshots stores it in parts and writes only the parts that changed ([`crate::state`]).
     fn state_writes(
         &self,
         key: &str,

@@ -1,6 +1,6 @@
 //! A direct Avro binary writer for the report streams, the highest-volume records (up to 60,000
 //! rows per call). apache-avro's serde path looks every field up by name in the schema; writing the
-//! fields in schema order is ~5× cheaper. It is a second implementation of the same schema, so it
+//! fields in schema order takes 0.15 µs per chat_1 record instead of 1.14 µs (BENCHMARKS.md). It is a second implementation of the same schema, so it
 //! is only ever used when it produced byte-identical output to the serde path for probe records
 //! when the encoder was built ([`super::StreamEncoder::new`]), and the tests compare both on many
 //! records. Field order here must follow `schemas/wolkvox-chat_1.avsc` and `wolkvox-diagram_9.avsc`.

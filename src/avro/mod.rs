@@ -272,8 +272,8 @@ mod tests {
         ] {
             let enc = StreamEncoder::new(stream, 9).unwrap();
             assert!(enc.direct, "{stream:?}: the self-check passed");
-            // Every mix of empty and set fields: field i comes from the full or the empty probe
-            // depending on bit i of the mask.
+            // Six mixes of empty and set fields (none, all, alternating, in fours, one irregular):
+            // field i comes from the full or the empty probe depending on bit i of the mask.
             let [full, empty] = <[ReportRecord; 2]>::try_from(direct::probes(diagram)).unwrap();
             let (fj, ej) = (
                 serde_json::to_value(&full.row).unwrap(),

@@ -60,7 +60,7 @@ impl SnapshotSource for WolkvoxInteractions {
     fn size(&self, s: &InteractionSnapshot) -> usize {
         s.interactions.len()
     }
-    // Up to 60,000 interactions of which ~1 % change per poll: store the delta, not the whole.
+    // Up to 60,000 interactions of which ~1 % change per poll: rewrite only the changed buckets.
     fn state_writes(
         &self,
         key: &str,
