@@ -174,6 +174,9 @@ async fn metrics_move_readiness_follows_staleness_and_heartbeats_flow() {
 
     // Heartbeats: one per feed every 5 polls, with a growing poll count.
     let mut hb = s.reader("ccdc.it.heartbeat").await;
+    // Read what every partition holds: the two feeds' heartbeats have different keys, and the first
+    // ten records read may all come from one partition.
+    hb.poll_for(Duration::from_secs(3));
     let beats: Vec<(common::Record, Heartbeat)> = s.read(&mut hb, 10);
     let interactions: Vec<i64> = beats
         .iter()
