@@ -87,11 +87,17 @@ pub fn parse_duration_ms(raw: &str) -> Option<i64> {
         return None;
     }
     if !t.contains(':') {
+        // Whole seconds (the common case) without the float parser.
+        if let Ok(secs) = t.parse::<i64>() {
+            return (secs >= 0).then(|| secs.checked_mul(1000)).flatten();
+        }
         let secs: f64 = t.parse().ok()?;
         return (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0).round() as i64);
     }
-    let parts: Vec<&str> = t.split(':').collect();
-    let [h, m, s] = parts.as_slice() else {
+    let mut parts = t.split(':');
+    let (Some(h), Some(m), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return None;
     };
     let (days, hours) = match h.split_once('.') {
