@@ -16,6 +16,7 @@
 
 mod memory;
 mod report_path;
+mod throughput;
 
 /// The same allocator as the `ccdc` binary, so the pipeline is measured as it runs.
 #[global_allocator]
@@ -25,20 +26,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccdc::config::{KafkaConfig, PollConfig, TopicsConfig, WolkvoxConfig};
-use ccdc::event::{Event, ReportRecord, Stream};
+use ccdc::event::Stream;
 use ccdc::feed::SnapshotFeed;
 use ccdc::kafka::KafkaSink;
 use ccdc::poller::Poller;
 use ccdc::publisher::Publisher;
-use ccdc::reports::rows::ReportKind;
 use ccdc::secret::SecretRef;
-use ccdc::simulator::reports::generated_row;
-use ccdc::sink::{AvroEncoder, EventSink, SendError};
+use ccdc::sink::{AvroEncoder, EventSink};
 use ccdc::sources::wolkvox::interactions::WolkvoxInteractions;
 use ccdc::sources::wolkvox::WolkvoxClient;
 use ccdc::store::{SledStore, Store};
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -126,6 +123,7 @@ fn kafka(bootstrap: &str) -> KafkaConfig {
         partitions: 6,
         replication_factor: 1,
         message_timeout: Duration::from_secs(120),
+        record_headers: true,
         properties: [
             ("linger.ms".to_string(), "20".to_string()),
             ("batch.size".to_string(), "1000000".to_string()),
@@ -145,8 +143,12 @@ async fn warm_up(sink: &KafkaSink, topic: &str) {
         payload: vec![0],
         headers: vec![],
     };
-    if let Ok(d) = sink.send(rec) {
-        d.await.expect("warm-up ack");
+    if sink.send(u64::MAX, rec).is_ok() {
+        let mut acks = Vec::new();
+        while !acks.iter().any(|a: &ccdc::sink::Ack| a.id == u64::MAX) {
+            sink.acks().wait().await;
+            sink.acks().drain_into(&mut acks);
+        }
     }
 }
 
@@ -313,140 +315,6 @@ async fn p1(bootstrap: &str, interactions: usize, cycles: usize) -> (f64, f64, u
     (first, percentile(times, 0.5), status_kb("self", "VmHWM:"))
 }
 
-/// Rows per second: ccdc's path; librdkafka alone sending the same records; librdkafka alone
-/// sending the same payloads without headers and with short keys.
-async fn p2(bootstrap: &str, rows: usize) -> (f64, f64, f64) {
-    let k = kafka(bootstrap);
-    ccdc::kafka::ensure_topics(&k, &["bench.chat_1", "bench.baseline"])
-        .await
-        .expect("topics");
-    let start = chrono::NaiveDateTime::parse_from_str("2026-11-01 00:00:00", "%Y-%m-%d %H:%M:%S")
-        .expect("date");
-    let texts: Vec<String> = (0..rows)
-        .map(|i| {
-            serde_json::to_string(&generated_row(
-                "chat_1",
-                start + chrono::Duration::seconds(i as i64),
-            ))
-            .expect("json")
-        })
-        .collect();
-    let tz: chrono_tz::Tz = "America/Bogota".parse().expect("tz");
-    let topics = TopicsConfig {
-        wolkvox_chat_1: "bench.chat_1".into(),
-        ..Default::default()
-    };
-    let avro = AvroEncoder::new(topics, &[(Stream::WolkvoxChat1, 2)]).expect("encoder");
-    let sink = KafkaSink::new(&k).expect("producer");
-    let send_all = |sink: &KafkaSink, records: &mut dyn Iterator<Item = ccdc::sink::OutRecord>| {
-        let inflight = FuturesUnordered::new();
-        for mut rec in records {
-            loop {
-                match sink.send(rec) {
-                    Ok(d) => {
-                        inflight.push(d);
-                        break;
-                    }
-                    Err(SendError::QueueFull(r)) => {
-                        rec = r;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err(SendError::Failed(e)) => panic!("{e}"),
-                }
-            }
-        }
-        inflight
-    };
-    // Warm up: connections, idempotent producer id, partition leaders of both topics.
-    for topic in ["bench.chat_1", "bench.baseline"] {
-        warm_up(&sink, topic).await;
-    }
-    // librdkafka alone: the same records (key, headers, payload), encoded before the clock starts;
-    // and the looser reading of "pre-encoded payloads of the same size": no headers, short keys.
-    let same: Vec<ccdc::sink::OutRecord> = texts
-        .iter()
-        .map(|text| {
-            let mut r =
-                ccdc::sink::RecordEncoder::encode(&avro, &record(text, tz)).expect("encode");
-            r.topic = "bench.baseline".into();
-            r
-        })
-        .collect();
-    let bare: Vec<ccdc::sink::OutRecord> = same
-        .iter()
-        .enumerate()
-        .map(|(i, r)| ccdc::sink::OutRecord {
-            topic: "bench.baseline".into(),
-            key: format!("k{i}"),
-            payload: r.payload.clone(),
-            headers: vec![],
-        })
-        .collect();
-    // Three rounds of the three, each rate the median of its rounds: a single pass depends on
-    // what the broker did just before (the first pass after a large one was up to 40 % slower).
-    let (mut ccdc_rates, mut same_rates, mut bare_rates) = (vec![], vec![], vec![]);
-    for _ in 0..3 {
-        // ccdc's path: JSON text → typed row (identity, hash) → record → Avro → producer, split
-        // as the service splits it: rows become records on one thread (the report feed's role),
-        // records are encoded and sent on another (the publisher's).
-        let t = Instant::now();
-        let texts = &texts;
-        let mut inflight = std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Event>>(8);
-            s.spawn(move || {
-                for chunk in texts.chunks(1024) {
-                    if tx
-                        .send(chunk.iter().map(|t| record(t, tz)).collect())
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            });
-            let mut it = rx
-                .into_iter()
-                .flatten()
-                .map(|e| ccdc::sink::RecordEncoder::encode(&avro, &e).expect("encode"));
-            send_all(&sink, &mut it)
-        });
-        while let Some(r) = inflight.next().await {
-            r.expect("ack");
-        }
-        ccdc_rates.push(rows as f64 / t.elapsed().as_secs_f64());
-        for (records, rates) in [(&same, &mut same_rates), (&bare, &mut bare_rates)] {
-            let copies = records.clone();
-            let t = Instant::now();
-            let mut it = copies.into_iter();
-            let mut inflight = send_all(&sink, &mut it);
-            while let Some(r) = inflight.next().await {
-                r.expect("ack");
-            }
-            rates.push(rows as f64 / t.elapsed().as_secs_f64());
-        }
-    }
-    let median = |v: Vec<f64>| percentile(v, 0.5);
-    (median(ccdc_rates), median(same_rates), median(bare_rates))
-}
-
-/// A chat_1 record as the report feed builds it from one row's JSON text.
-fn record(raw: &str, tz: chrono_tz::Tz) -> Event {
-    let decoded = ReportKind::Chat1.decode(raw, tz);
-    let identity = decoded.identity.expect("identity");
-    Event::ReportRow(Box::new(ReportRecord {
-        event_id: ccdc::event::event_id(&["bench", &identity, &decoded.hash]).to_string(),
-        source: "bench".into(),
-        vendor: "wolkvox".into(),
-        identity,
-        row_hash: decoded.hash,
-        window_start: 0,
-        window_end: 0,
-        window_start_raw: "20261101000000".into(),
-        window_end_raw: "20261101235959".into(),
-        pulled_at: 0,
-        row: decoded.row.expect("coerce"),
-    }))
-}
-
 fn main() {
     ccdc::alloc::configure();
     let args: Vec<String> = std::env::args().collect();
@@ -488,9 +356,13 @@ fn main() {
         println!("P1 snapshot cycle: {interactions} interactions, 1% changing: first cycle {first:.0} ms, steady p50 {p50:.0} ms, peak RSS {} MB (ccdc pipeline; simulator in its own process)", hwm / 1024);
     }
     if runs("p2") {
-        let (ccdc_rate, baseline, bare) = rt.block_on(p2(&bootstrap, rows));
-        println!("P2 report throughput: ccdc {ccdc_rate:.0} rows/s, librdkafka alone {baseline:.0} rows/s, ratio {:.2}", ccdc_rate / baseline);
-        println!("   P2 detail: librdkafka alone with the same payloads but no headers and short keys {bare:.0} rows/s, ratio {:.2}", ccdc_rate / bare);
+        let r = rt.block_on(throughput::p2(&bootstrap, rows));
+        println!("P2 report throughput (kafka.record_headers = true, the default): ccdc {:.0} rows/s, librdkafka alone sending the same records {:.0} rows/s, ratio {:.2}", r.ccdc, r.alone, r.ccdc / r.alone);
+        println!("P2 report throughput (kafka.record_headers = false): ccdc {:.0} rows/s, librdkafka alone sending the same records {:.0} rows/s, ratio {:.2}", r.ccdc_bare, r.alone_bare, r.ccdc_bare / r.alone_bare);
+        println!(
+            "   P2 detail: ccdc with headers against librdkafka alone without them: ratio {:.2}",
+            r.ccdc / r.alone_bare
+        );
         let (hours, window) = if short { (2, 1) } else { (24, 12) };
         let m = rt.block_on(report_path::run(&kafka(&bootstrap), hours, window));
         println!(

@@ -8,7 +8,8 @@ use ccdc::event::Stream;
 use ccdc::simulator::reports::generated_row;
 use ccdc::simulator::{SimMode, SimServer, SimState};
 
-use super::{cpu_ticks, record, status_kb};
+use super::throughput::record;
+use super::{cpu_ticks, status_kb};
 
 /// A JSON envelope of `bytes` bytes of chat_1 rows, produced lazily (never held whole).
 struct BigBody {
