@@ -67,10 +67,10 @@ pub async fn p2(bootstrap: &str, rows: usize) -> P2 {
             .collect()
     };
     let (same, same_bare) = (made(true), made(false));
-    // Three rounds, each rate the median of its rounds: a single pass depends on what the broker
-    // did just before (the first pass after a large one was up to 40 % slower).
+    // Five rounds, each rate the median of its rounds: a single pass depends on what the broker
+    // did just before (librdkafka alone varied 580,000–890,000 rows/s between runs with three).
     let mut rates: [Vec<f64>; 4] = Default::default();
-    for _ in 0..3 {
+    for _ in 0..5 {
         rates[0].push(ccdc_path(&sink, &with, &texts, tz).await);
         rates[1].push(alone.send_all(&same));
         rates[2].push(ccdc_path(&sink, &without, &texts, tz).await);
