@@ -10,6 +10,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::util::IntoOpaque;
 
 use crate::config::KafkaConfig;
 use crate::sink::{Ack, Acks, EventSink, OutRecord, SendError, SinkError};
@@ -82,6 +83,25 @@ impl ProducerContext for AckContext {
 
 type AckProducer = ThreadedProducer<AckContext>;
 
+/// `record` as librdkafka takes it (key, payload, headers only when there are any), with `opaque`
+/// handed back in the delivery callback.
+pub fn base_record<D: IntoOpaque>(record: &OutRecord, opaque: D) -> BaseRecord<'_, [u8], [u8], D> {
+    let br = BaseRecord::with_opaque_to(&record.topic, opaque)
+        .key(record.key.as_bytes())
+        .payload(record.payload.as_slice());
+    if record.headers.is_empty() {
+        return br;
+    }
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (k, v) in &record.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    br.headers(headers)
+}
+
 pub struct KafkaSink {
     config: ClientConfig,
     acks: Arc<Acks>,
@@ -138,20 +158,7 @@ fn classify(e: &KafkaError) -> SinkError {
 
 impl EventSink for KafkaSink {
     fn send(&self, id: u64, record: OutRecord) -> Result<(), SendError> {
-        let mut br = BaseRecord::with_opaque_to(&record.topic, id as usize)
-            .key(record.key.as_bytes())
-            .payload(&record.payload);
-        if !record.headers.is_empty() {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for (k, v) in &record.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
-            br = br.headers(headers);
-        }
-        match self.producer().send(br) {
+        match self.producer().send(base_record(&record, id as usize)) {
             Ok(()) => Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 Err(SendError::QueueFull(record))

@@ -14,8 +14,7 @@ use ccdc::reports::rows::ReportKind;
 use ccdc::simulator::reports::generated_row;
 use ccdc::sink::{Ack, AvroEncoder, EventSink, OutRecord, RecordEncoder, SendError};
 use rdkafka::client::ClientContext;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 /// Medians over the rounds, rows per second.
 pub struct P2 {
@@ -217,19 +216,7 @@ impl Alone {
         let before = counts.ok.load(Ordering::Relaxed);
         let t = Instant::now();
         for r in records {
-            let mut br = BaseRecord::to(&r.topic)
-                .key(r.key.as_bytes())
-                .payload(&r.payload);
-            if !r.headers.is_empty() {
-                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-                for (k, v) in &r.headers {
-                    headers = headers.insert(Header {
-                        key: k,
-                        value: Some(v.as_bytes()),
-                    });
-                }
-                br = br.headers(headers);
-            }
+            let mut br = ccdc::kafka::base_record(r, ());
             while let Err((e, back)) = self.0.send(br) {
                 assert!(
                     matches!(
