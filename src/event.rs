@@ -305,6 +305,29 @@ impl Event {
     }
 }
 
+/// A plain `STARTED` interaction event for tests of what carries events around.
+#[cfg(test)]
+pub(crate) fn started_for_tests(event_id: &str, interaction_id: &str) -> Event {
+    Event::Interaction(InteractionEvent {
+        event_id: event_id.into(),
+        event_type: InteractionEventType::Started,
+        source: "s".into(),
+        vendor: "wolkvox".into(),
+        agent_id: "1001".into(),
+        interaction_id: interaction_id.into(),
+        initial: false,
+        transfer: false,
+        transfer_agent_id: None,
+        observed_at: 1,
+        previous_observed_at: None,
+        vendor_timestamp: None,
+        vendor_timestamp_raw: None,
+        subject: None,
+        from_name: None,
+        latest_only: false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

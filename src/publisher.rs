@@ -208,30 +208,12 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{InteractionEvent, InteractionEventType};
     use crate::sink::{JsonEncoder, MemorySink, Topics};
     use crate::store::MemoryStore;
 
     fn ev(i: usize) -> Vec<u8> {
-        serde_json::to_vec(&Event::Interaction(InteractionEvent {
-            event_id: format!("id-{i}"),
-            event_type: InteractionEventType::Started,
-            source: "s".into(),
-            vendor: "wolkvox".into(),
-            agent_id: "a".into(),
-            interaction_id: format!("c{i}"),
-            initial: false,
-            transfer: false,
-            transfer_agent_id: None,
-            observed_at: 1,
-            previous_observed_at: None,
-            vendor_timestamp: None,
-            vendor_timestamp_raw: None,
-            subject: None,
-            from_name: None,
-            latest_only: false,
-        }))
-        .unwrap()
+        let e = crate::event::started_for_tests(&format!("id-{i}"), &format!("c{i}"));
+        serde_json::to_vec(&e).unwrap()
     }
 
     fn setup(n: usize) -> (Arc<MemoryStore>, MemorySink, Publisher) {

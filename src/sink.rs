@@ -281,27 +281,9 @@ impl EventSink for MemorySink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{InteractionEvent, InteractionEventType};
 
     fn event() -> Event {
-        Event::Interaction(InteractionEvent {
-            event_id: "00000000-0000-5000-8000-000000000001".into(),
-            event_type: InteractionEventType::Started,
-            source: "s".into(),
-            vendor: "wolkvox".into(),
-            agent_id: "1001".into(),
-            interaction_id: "c1".into(),
-            initial: false,
-            transfer: false,
-            transfer_agent_id: None,
-            observed_at: 1,
-            previous_observed_at: None,
-            vendor_timestamp: None,
-            vendor_timestamp_raw: None,
-            subject: None,
-            from_name: None,
-            latest_only: false,
-        })
+        crate::event::started_for_tests("00000000-0000-5000-8000-000000000001", "c1")
     }
 
     #[test]
