@@ -137,18 +137,22 @@ fn kafka(bootstrap: &str) -> KafkaConfig {
 /// partition leaders are in place before the clock starts (as in the service, whose producer is up
 /// before the first poll).
 async fn warm_up(sink: &KafkaSink, topic: &str) {
-    let rec = ccdc::sink::OutRecord {
-        topic: topic.into(),
-        key: "warm-up".into(),
-        payload: vec![0],
-        headers: vec![],
-    };
-    if sink.send(u64::MAX, rec).is_ok() {
+    if sink.send(u64::MAX, warm_up_record(topic)).is_ok() {
         let mut acks = Vec::new();
         while !acks.iter().any(|a: &ccdc::sink::Ack| a.id == u64::MAX) {
             sink.acks().wait().await;
             sink.acks().drain_into(&mut acks);
         }
+    }
+}
+
+/// The one-byte record sent to warm a producer up.
+fn warm_up_record(topic: &str) -> ccdc::sink::OutRecord {
+    ccdc::sink::OutRecord {
+        topic: topic.into(),
+        key: "warm-up".into(),
+        payload: vec![0],
+        headers: vec![],
     }
 }
 

@@ -55,7 +55,7 @@ pub async fn p2(bootstrap: &str, rows: usize) -> P2 {
     let alone = Alone::new(&k);
     for topic in ["bench.chat_1", "bench.baseline"] {
         super::warm_up(&sink, topic).await;
-        alone.send_all(&[warm_up_record(topic)]);
+        alone.send_all(&[super::warm_up_record(topic)]);
     }
     // What librdkafka alone sends: ccdc's records, made before the clock starts.
     let made = |headers: bool| -> Vec<OutRecord> {
@@ -81,15 +81,6 @@ pub async fn p2(bootstrap: &str, rows: usize) -> P2 {
         alone: b,
         ccdc_bare: c,
         alone_bare: d,
-    }
-}
-
-fn warm_up_record(topic: &str) -> OutRecord {
-    OutRecord {
-        topic: topic.into(),
-        key: "warm-up".into(),
-        payload: vec![0],
-        headers: vec![],
     }
 }
 
