@@ -32,6 +32,15 @@ fn kafka_config(bootstrap: String) -> KafkaConfig {
     }
 }
 
+/// Interaction events to `topic`, as Avro with schema id 1.
+fn interactions_encoder(topic: &str) -> Arc<AvroEncoder> {
+    let topics = Topics {
+        interactions: topic.into(),
+        ..Topics::default()
+    };
+    Arc::new(AvroEncoder::new(topics, &[(Stream::Interactions, 1)]).unwrap())
+}
+
 fn event(i: usize) -> Vec<u8> {
     serde_json::to_vec(&Event::Interaction(InteractionEvent {
         event_id: format!("00000000-0000-5000-8000-{i:012}"),
@@ -96,16 +105,7 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down_and_all_arrive_in_or
         .unwrap();
     let publisher = Publisher {
         store: store.clone(),
-        encoder: Arc::new(
-            AvroEncoder::new(
-                Topics {
-                    interactions: "mock.t".into(),
-                    ..Topics::default()
-                },
-                &[(Stream::Interactions, 1)],
-            )
-            .unwrap(),
-        ),
+        encoder: interactions_encoder("mock.t"),
         sink: Arc::new(KafkaSink::new(&kafka_config(bootstrap.clone())).unwrap()),
         notify: Arc::new(Notify::new()),
         max_in_flight: 50,
@@ -163,16 +163,7 @@ async fn a_sixty_second_outage_with_the_producer_queue_full_loses_nothing() {
     let notify = Arc::new(Notify::new());
     let publisher = Publisher {
         store: store.clone(),
-        encoder: Arc::new(
-            AvroEncoder::new(
-                Topics {
-                    interactions: "mock.long".into(),
-                    ..Topics::default()
-                },
-                &[(Stream::Interactions, 1)],
-            )
-            .unwrap(),
-        ),
+        encoder: interactions_encoder("mock.long"),
         sink: Arc::new(KafkaSink::new(&k).unwrap()),
         notify: notify.clone(),
         max_in_flight: 1000,
@@ -236,16 +227,7 @@ async fn a_fatal_producer_error_recreates_the_producer_and_loses_nothing() {
     let sink = Arc::new(KafkaSink::new(&kafka_config(bootstrap.clone())).unwrap());
     let publisher = Publisher {
         store: store.clone(),
-        encoder: Arc::new(
-            AvroEncoder::new(
-                Topics {
-                    interactions: "mock.fatal".into(),
-                    ..Topics::default()
-                },
-                &[(Stream::Interactions, 1)],
-            )
-            .unwrap(),
-        ),
+        encoder: interactions_encoder("mock.fatal"),
         sink: sink.clone(),
         notify: notify.clone(),
         max_in_flight: 100,
