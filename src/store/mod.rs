@@ -5,6 +5,7 @@
 //! makes it durable before returning, so a crash leaves either the old snapshot and no events, or the
 //! new snapshot and all its events. The publisher removes outbox entries only after the broker's ack.
 
+mod open;
 pub mod segments;
 
 use std::collections::BTreeMap;
@@ -104,25 +105,10 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Open (or create) the store in `dir`, created owner-only (0700).
+    /// Open (or create) the store in `dir`, created owner-only (0700). Waits up to
+    /// [`open::LOCK_WAIT`] for a previous holder of the directory's lock to let go.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        let shown = dir.display().to_string();
-        create_private_dir(dir).map_err(|e| StoreError::Open {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            // Commits flush explicitly; no periodic background flush (idle CPU).
-            .flush_every_ms(None)
-            // sled caches up to 1 GiB by default; ccdc's working set is snapshots and the outbox.
-            .cache_capacity(64 * 1024 * 1024)
-            .open()
-            .map_err(|e| StoreError::Open {
-                path: shown,
-                reason: e.to_string(),
-            })?;
+        let db = open::open_db(dir, open::LOCK_WAIT)?;
         let tree = db.open_tree("state")?;
         let store = SledStore {
             db,
@@ -184,21 +170,6 @@ impl SledStore {
         }
         Ok(())
     }
-}
-
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
 }
 
 fn counter_value(v: Option<&[u8]>) -> u64 {
