@@ -105,9 +105,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state");
         let _held = open_db(&path, Duration::ZERO).unwrap();
-        let err = open_db(&path, Duration::from_millis(200))
-            .err()
-            .expect("the lock is held throughout");
+        let err =
+            open_db(&path, Duration::from_millis(200)).expect_err("the lock is held throughout");
         let text = err.to_string();
         assert!(text.contains("locked by another process"), "{text}");
         assert!(text.contains("waited 200 ms"), "{text}");
@@ -121,9 +120,7 @@ mod tests {
         let path = dir.path().join("state");
         std::fs::write(&path, b"not a directory").unwrap();
         let started = Instant::now();
-        let err = open_db(&path, Duration::from_secs(10))
-            .err()
-            .expect("a file, not a directory");
+        let err = open_db(&path, Duration::from_secs(10)).expect_err("a file, not a directory");
         assert!(started.elapsed() < Duration::from_secs(5), "{err}");
         assert!(
             !err.to_string().contains("locked by another process"),
