@@ -9,6 +9,7 @@
 //! dedupe marks and the cursor move are one atomic commit with the outbox: the cursor never runs
 //! ahead of what will be delivered. Rows that cannot be coerced go to the dead-letter topic.
 
+mod flat;
 pub mod rows;
 pub mod window;
 

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::sources::wolkvox::Field;
 
+use super::flat;
+
 use crate::vendor_time::{parse_duration_ms, vendor_local_to_utc};
 
 /// The reports ccdc knows.
@@ -71,7 +73,7 @@ impl ReportKind {
             return unreadable(serde::de::Error::custom("expected a JSON object"));
         }
         match self {
-            ReportKind::Chat1 => match serde_json::from_str::<Chat1Raw>(raw) {
+            ReportKind::Chat1 => match Chat1Raw::read(raw) {
                 Ok(r) => DecodedRow {
                     identity: r.conn_id.text(),
                     hash: hash(&r.parts()),
@@ -79,7 +81,7 @@ impl ReportKind {
                 },
                 Err(e) => unreadable(e),
             },
-            ReportKind::Diagram9 => match serde_json::from_str::<Diagram9Raw>(raw) {
+            ReportKind::Diagram9 => match Diagram9Raw::read(raw) {
                 Ok(r) => DecodedRow {
                     identity: r
                         .session_id
@@ -165,19 +167,49 @@ const ABSENT: &str = "\u{0}";
 macro_rules! raw_row {
     (@count) => { 0 };
     (@count $head:ident $($tail:ident)*) => { 1 + raw_row!(@count $($tail)*) };
+    (@name $field:ident) => { stringify!($field) };
+    (@name $field:ident $json:literal) => { $json };
     ($(#[$doc:meta])* $name:ident { $($field:ident $(= $json:literal)?),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Default, Deserialize)]
+        #[derive(Debug, Default, PartialEq, Deserialize)]
         struct $name<'a> {
             $(
                 #[serde(borrow, default $(, rename = $json)?)]
                 $field: Field<'a>,
             )*
         }
-        impl $name<'_> {
+        impl<'a> $name<'a> {
             /// Every field in a fixed order, for the content hash.
             fn parts(&self) -> [&str; raw_row!(@count $($field)*)] {
                 [$(self.$field.as_str().unwrap_or(ABSENT)),*]
+            }
+
+            /// The row in `raw`: by [`flat::scan`] when it has the usual shape, else by
+            /// `serde_json` (same result; its error for a row that is not one).
+            fn read(raw: &'a str) -> Result<Self, serde_json::Error> {
+                let mut row = Self::default();
+                let mut seen = [false; raw_row!(@count $($field)*)];
+                let whole = flat::scan(raw, |key, value| {
+                    let mut i = 0;
+                    $(
+                        if key == raw_row!(@name $field $($json)?) {
+                            // serde_json refuses a repeated field: let it say so.
+                            if std::mem::replace(&mut seen[i], true) {
+                                return false;
+                            }
+                            row.$field = Field::plain(value);
+                            return true;
+                        }
+                        i += 1;
+                    )*
+                    let _ = i;
+                    true
+                });
+                if whole {
+                    Ok(row)
+                } else {
+                    serde_json::from_str(raw)
+                }
             }
         }
     };
@@ -434,6 +466,103 @@ mod tests {
             a.hash, d.hash,
             "the same value in another field is other content"
         );
+    }
+
+    /// Both readers on one row text: the same row, or the same error.
+    fn agree<'a, T>(raw: &'a str, read: fn(&'a str) -> Result<T, serde_json::Error>)
+    where
+        T: Deserialize<'a> + PartialEq + std::fmt::Debug,
+    {
+        match (read(raw), serde_json::from_str::<T>(raw)) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{raw}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{raw}"),
+            (a, b) => panic!("{raw}: fast {a:?}, serde_json {b:?}"),
+        }
+    }
+
+    #[test]
+    fn the_flat_reader_and_serde_json_agree_on_generated_rows() {
+        let keys = [
+            "conn_id",
+            "date",
+            "agent_name",
+            "ASA",
+            "agent_anwers ",
+            "agent_anwers",
+            "customer_chars",
+            "session_id",
+            "routing_answer",
+            "unknown",
+            r"conn\u005fid",
+        ];
+        let values = [
+            r#""""#,
+            r#"" a ""#,
+            r#""ü😀""#,
+            r#""120""#,
+            r#""2026-11-21 10:15:00""#,
+            r#""00:05:10""#,
+            r#""x\"y""#,
+            r#""\u00e9""#,
+            "\"tab\there\"",
+            "42",
+            "-1.5",
+            "null",
+            "true",
+            "[]",
+            r#"{"a":1}"#,
+        ];
+        let spaces = ["", " ", "\n", "\t ", "\r\n"];
+        let mut state = 7u64;
+        let mut pick = |n: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % n
+        };
+        let (mut plain, mut repeated) = (0, 0);
+        for _ in 0..5_000 {
+            let mut raw = String::from(spaces[pick(5)]);
+            raw.push('{');
+            let mut used = std::collections::HashSet::new();
+            for m in 0..pick(8) {
+                if m > 0 {
+                    raw.push(',');
+                }
+                let key = keys[pick(keys.len())];
+                repeated += usize::from(!used.insert(key));
+                // Mostly plain strings, as the vendor sends them.
+                let value = if pick(4) > 0 {
+                    values[pick(6)]
+                } else {
+                    values[pick(values.len())]
+                };
+                raw += &format!(
+                    "{}\"{key}\"{}:{}{value}{}",
+                    spaces[pick(5)],
+                    spaces[pick(5)],
+                    spaces[pick(5)],
+                    spaces[pick(5)]
+                );
+            }
+            raw.push('}');
+            // Now and then a syntax error the fast reader must not accept.
+            match pick(20) {
+                0 => raw.insert(raw.len() - 1, ','),
+                1 => raw.push_str(" x"),
+                2 => {
+                    let half = (0..=raw.len() / 2).rev().find(|&i| raw.is_char_boundary(i));
+                    raw.truncate(half.unwrap_or(0));
+                }
+                _ => {}
+            }
+            raw += spaces[pick(5)];
+            plain += usize::from(flat::scan(&raw, |_, _| true));
+            agree(&raw, Chat1Raw::read);
+            agree(&raw, Diagram9Raw::read);
+        }
+        // The fast path really ran, on rows with and without repeated fields.
+        assert!(plain > 1_000 && repeated > 1_000, "{plain} {repeated}");
     }
 
     #[test]

@@ -331,7 +331,8 @@ fn main() {
         return;
     }
     let short = args.iter().any(|a| a == "--short");
-    // `--only p1,p2`: run a subset (for profiling one benchmark).
+    // `--only p1,p2`: run a subset (for profiling one benchmark); `--only convert`: P2's
+    // conversion alone, without a broker.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -359,6 +360,15 @@ fn main() {
         let (first, p50, hwm) = rt.block_on(p1(&bootstrap, interactions, cycles));
         println!("P1 snapshot cycle: {interactions} interactions, 1% changing: first cycle {first:.0} ms, steady p50 {p50:.0} ms, peak RSS {} MB (ccdc pipeline; simulator in its own process)", hwm / 1024);
     }
+    if only
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|x| x == "convert"))
+    {
+        println!(
+            "P2 conversion alone (row text → framed record, no headers; one thread, no broker): {:.2} µs per row",
+            throughput::convert_alone(rows)
+        );
+    }
     if runs("p2") {
         let r = rt.block_on(throughput::p2(&bootstrap, rows));
         println!("P2 report throughput (kafka.record_headers = true, the default): ccdc {:.0} rows/s, librdkafka alone sending the same records {:.0} rows/s, ratio {:.2}", r.ccdc, r.alone, r.ccdc / r.alone);
@@ -366,6 +376,10 @@ fn main() {
         println!(
             "   P2 detail: ccdc with headers against librdkafka alone without them: ratio {:.2}",
             r.ccdc / r.alone_bare
+        );
+        println!(
+            "   P2 detail: ccdc's conversion alone (row text → framed record, no headers; one thread, no broker): {:.2} µs per row",
+            r.convert_us
         );
         let (hours, window) = if short { (2, 1) } else { (24, 12) };
         let m = rt.block_on(report_path::run(&kafka(&bootstrap), hours, window));

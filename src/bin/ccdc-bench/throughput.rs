@@ -22,6 +22,9 @@ pub struct P2 {
     pub alone: f64,
     pub ccdc_bare: f64,
     pub alone_bare: f64,
+    /// ccdc's conversion alone (row text → framed record, no headers), one thread, no broker:
+    /// microseconds per row, median of five passes.
+    pub convert_us: f64,
 }
 
 pub async fn p2(bootstrap: &str, rows: usize) -> P2 {
@@ -29,24 +32,8 @@ pub async fn p2(bootstrap: &str, rows: usize) -> P2 {
     ccdc::kafka::ensure_topics(&k, &["bench.chat_1", "bench.baseline"])
         .await
         .expect("topics");
-    let start = chrono::NaiveDateTime::parse_from_str("2026-11-01 00:00:00", "%Y-%m-%d %H:%M:%S")
-        .expect("date");
-    let texts: Vec<String> = (0..rows)
-        .map(|i| {
-            let t = start + chrono::Duration::seconds(i as i64);
-            serde_json::to_string(&generated_row("chat_1", t)).expect("json")
-        })
-        .collect();
-    let tz: chrono_tz::Tz = "America/Bogota".parse().expect("tz");
-    let encoder = |topic: &str, headers: bool| {
-        let topics = TopicsConfig {
-            wolkvox_chat_1: topic.into(),
-            ..Default::default()
-        };
-        AvroEncoder::new(topics, &[(Stream::WolkvoxChat1, 2)])
-            .expect("encoder")
-            .with_record_headers(headers)
-    };
+    let texts = chat_1_texts(rows);
+    let tz = bogota();
     let (with, without) = (
         encoder("bench.chat_1", true),
         encoder("bench.chat_1", false),
@@ -66,6 +53,7 @@ pub async fn p2(bootstrap: &str, rows: usize) -> P2 {
             .collect()
     };
     let (same, same_bare) = (made(true), made(false));
+    let convert_us = convert_us(&texts, &without, tz);
     // Five rounds, each rate the median of its rounds: a single pass depends on what the broker
     // did just before (librdkafka alone varied 580,000–890,000 rows/s between runs with three).
     let mut rates: [Vec<f64>; 4] = Default::default();
@@ -81,7 +69,58 @@ pub async fn p2(bootstrap: &str, rows: usize) -> P2 {
         alone: b,
         ccdc_bare: c,
         alone_bare: d,
+        convert_us,
     }
+}
+
+/// `rows` chat_1 rows as the simulator serves them, one JSON text each.
+fn chat_1_texts(rows: usize) -> Vec<String> {
+    let start = chrono::NaiveDateTime::parse_from_str("2026-11-01 00:00:00", "%Y-%m-%d %H:%M:%S")
+        .expect("date");
+    (0..rows)
+        .map(|i| {
+            let t = start + chrono::Duration::seconds(i as i64);
+            serde_json::to_string(&generated_row("chat_1", t)).expect("json")
+        })
+        .collect()
+}
+
+fn bogota() -> chrono_tz::Tz {
+    "America/Bogota".parse().expect("tz")
+}
+
+/// ccdc's Avro encoder for chat_1 records on `topic`.
+fn encoder(topic: &str, headers: bool) -> AvroEncoder {
+    let topics = TopicsConfig {
+        wolkvox_chat_1: topic.into(),
+        ..Default::default()
+    };
+    AvroEncoder::new(topics, &[(Stream::WolkvoxChat1, 2)])
+        .expect("encoder")
+        .with_record_headers(headers)
+}
+
+/// ccdc's conversion alone, one thread, no broker: row text → report record → framed record,
+/// microseconds per row, median of five passes.
+pub fn convert_alone(rows: usize) -> f64 {
+    convert_us(
+        &chat_1_texts(rows),
+        &encoder("bench.chat_1", false),
+        bogota(),
+    )
+}
+
+fn convert_us(texts: &[String], enc: &AvroEncoder, tz: chrono_tz::Tz) -> f64 {
+    let passes = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            for text in texts {
+                std::hint::black_box(enc.encode(&record(text, tz)).expect("encode"));
+            }
+            t.elapsed().as_secs_f64() * 1e6 / texts.len() as f64
+        })
+        .collect();
+    super::percentile(passes, 0.5)
 }
 
 /// ccdc's path, split as the service splits it, until every record is acknowledged.

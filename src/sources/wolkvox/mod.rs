@@ -273,7 +273,18 @@ pub fn row_text(row: &serde_json::Map<String, serde_json::Value>, key: &str) -> 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Field<'a>(Option<Cow<'a, str>>);
 
-impl Field<'_> {
+/// Field text: trimmed; empty is absent.
+fn trimmed(v: &str) -> Option<&str> {
+    Some(v.trim()).filter(|t| !t.is_empty())
+}
+
+impl<'a> Field<'a> {
+    /// The field of a JSON string value without escapes, `v` being its text between the quotes:
+    /// what deserializing that value gives.
+    pub fn plain(v: &'a str) -> Self {
+        Field(trimmed(v).map(Cow::Borrowed))
+    }
+
     pub fn as_str(&self) -> Option<&str> {
         self.0.as_deref()
     }
@@ -285,9 +296,6 @@ impl Field<'_> {
 impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
-        fn trimmed(v: &str) -> Option<&str> {
-            Some(v.trim()).filter(|t| !t.is_empty())
-        }
         impl<'de> Visitor<'de> for V {
             type Value = Field<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
