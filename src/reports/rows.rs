@@ -187,22 +187,26 @@ macro_rules! raw_row {
             /// The row in `raw`: by [`flat::scan`] when it has the usual shape, else by
             /// `serde_json` (same result; its error for a row that is not one).
             fn read(raw: &'a str) -> Result<Self, serde_json::Error> {
+                /// Which fields were read.
+                #[derive(Default)]
+                struct Seen {
+                    $($field: bool,)*
+                }
                 let mut row = Self::default();
-                let mut seen = [false; raw_row!(@count $($field)*)];
+                let mut seen = Seen::default();
                 let whole = flat::scan(raw, |key, value| {
-                    let mut i = 0;
-                    $(
-                        if key == raw_row!(@name $field $($json)?) {
-                            // serde_json refuses a repeated field: let it say so.
-                            if std::mem::replace(&mut seen[i], true) {
-                                return false;
+                    match key {
+                        $(
+                            raw_row!(@name $field $($json)?) => {
+                                // serde_json refuses a repeated field: let it say so.
+                                if std::mem::replace(&mut seen.$field, true) {
+                                    return false;
+                                }
+                                row.$field = Field::plain(value);
                             }
-                            row.$field = Field::plain(value);
-                            return true;
-                        }
-                        i += 1;
-                    )*
-                    let _ = i;
+                        )*
+                        _ => {}
+                    }
                     true
                 });
                 if whole {
