@@ -200,3 +200,77 @@ async fn metrics_move_readiness_follows_staleness_and_heartbeats_flow() {
         .iter()
         .all(|(r, h)| r.key == format!("obs-it/{}", h.endpoint) && h.vendor == "wolkvox"));
 }
+
+/// The broker goes away: events wait in the outbox; once it holds more than its bound, polling
+/// pauses, readiness says why, and nothing is dropped. (Delivery after the broker returns is
+/// tested against MockCluster in `kafka_sink_mock.rs`: tansu keeps its data in memory only, so a
+/// restarted tansu is a new, empty cluster, not the same one back.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_fills_the_outbox_pauses_polling_and_drops_nothing() {
+    let it = |c: &str| SimInteraction {
+        conn_id: c.into(),
+        subject: "s".into(),
+        fromname: "f".into(),
+        date: "2026-11-21 10:15:00".into(),
+    };
+    let steps: Vec<_> = ["c1", "c2"]
+        .iter()
+        .map(|c| vec![SimAgent::new("1001", "Busy", vec![it(c)])])
+        .collect();
+    let sources = format!("{SOURCES}\n[publisher]\nmax_outbox_events = 3\n");
+    let mut s = Stack::start("obs-token-2", SimMode::Scripted(steps), &sources, &[]).await;
+    let _ccdc = s.ccdc(&[]);
+    let (ready, metrics) = (
+        format!("{}/readyz", s.ops_url),
+        format!("{}/metrics", s.ops_url),
+    );
+    let published = || sample(&get(&metrics).1, "ccdc_events_published_total", &[]).unwrap_or(0.0);
+    wait_for("c1's start published", Duration::from_secs(60), || {
+        get(&ready).0 == 200 && published() >= 1.0
+    })
+    .await;
+
+    // c1 ends and c2 starts while the broker is away: with the feeds' heartbeats, more than 3.
+    s.infra.stop_broker();
+    s.sim.state.advance();
+    s.wait_requests(Route::WolkvoxInteractions, 2).await;
+    wait_for("/readyz 503", Duration::from_secs(30), || {
+        get(&ready).0 == 503
+    })
+    .await;
+    let (_, why) = get(&ready);
+    assert!(why.contains("over its bound of 3"), "{why}");
+    let page = get(&metrics).1;
+    let depth = sample(&page, "ccdc_outbox_depth", &[]).unwrap_or(0.0);
+    assert!(depth > 3.0, "{page}");
+    let delivered = sample(&page, "ccdc_events_published_total", &[]).unwrap_or(0.0);
+    // Paused: at a 200 ms interval, two seconds would be about ten polls.
+    let polls = || {
+        sample(
+            &get(&metrics).1,
+            "ccdc_polls_total",
+            &["endpoint=\"real_time.php?api=interactions\""],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = polls();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        polls() <= before + 1.0,
+        "polling paused: {before} -> {}",
+        polls()
+    );
+
+    // Nothing is dropped while the broker is away: the outbox still holds every event it held,
+    // and none was counted as published.
+    let page = get(&metrics).1;
+    assert!(
+        sample(&page, "ccdc_outbox_depth", &[]).unwrap_or(0.0) >= depth,
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "ccdc_events_published_total", &[]).unwrap_or(0.0),
+        delivered,
+        "{page}"
+    );
+}

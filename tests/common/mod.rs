@@ -66,8 +66,44 @@ pub struct Infra {
     pub bootstrap: String,
     pub registry_url: String,
     pub dir: tempfile::TempDir,
-    _broker: Proc,
+    broker: Option<Proc>,
     _registry: Proc,
+}
+
+/// Start tansu on `port` with memory storage, logging into `dir`.
+fn spawn_broker(dir: &Path, port: u16) -> Proc {
+    let url = format!("tcp://127.0.0.1:{port}");
+    // Appended: a restarted broker keeps the earlier logs.
+    let log = |n: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(n))
+            .expect("log file")
+    };
+    let child = Command::new(tool("TANSU_BIN", "tansu"))
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(log("tansu.log"))
+        .stderr(log("tansu.err"))
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start tansu ({e}); run scripts/test.sh, which installs it")
+        });
+    wait_until("tansu", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Proc {
+        child,
+        name: "tansu",
+    }
 }
 
 impl Infra {
@@ -77,28 +113,8 @@ impl Infra {
         let dir = tempfile::tempdir().expect("tempdir");
         let kport = free_port();
         let rport = free_port();
-        let url = format!("tcp://127.0.0.1:{kport}");
         let log = |n: &str| std::fs::File::create(dir.path().join(n)).expect("log file");
-        let broker = Command::new(tool("TANSU_BIN", "tansu"))
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(log("tansu.log"))
-            .stderr(log("tansu.err"))
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start tansu ({e}); run scripts/test.sh, which installs it")
-            });
-        let broker = Proc {
-            child: broker,
-            name: "tansu",
-        };
+        let broker = spawn_broker(dir.path(), kport);
         let registry = Command::new(tool("RIVVEN_SCHEMA_BIN", "rivven-schema"))
             .args(["serve", "--host", "127.0.0.1", "--port", &rport.to_string()])
             .stdout(log("rivven.log"))
@@ -111,9 +127,6 @@ impl Infra {
             child: registry,
             name: "rivven-schema",
         };
-        wait_until("tansu", Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", kport)).is_ok()
-        });
         let registry_url = format!("http://127.0.0.1:{rport}");
         wait_until("rivven-schema", Duration::from_secs(30), || {
             http_get(&format!("{registry_url}/subjects")).is_some()
@@ -122,9 +135,14 @@ impl Infra {
             bootstrap: format!("127.0.0.1:{kport}"),
             registry_url,
             dir,
-            _broker: broker,
+            broker: Some(broker),
             _registry: registry,
         }
+    }
+
+    /// Stop the broker (a broker outage).
+    pub fn stop_broker(&mut self) {
+        drop(self.broker.take());
     }
 
     /// rivven-schema's compatibility check wrongly rejects schemas with logical types (our uuid and
