@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ccdc::config::{KafkaConfig, TopicsConfig};
 use ccdc::event::Stream;
 use ccdc::kafka::KafkaSink;
-use ccdc::poller::{CycleOutcome, Poller};
+use ccdc::poller::CycleOutcome;
 use ccdc::reports::rows::ReportKind;
 use ccdc::reports::{Mode, ReportFeed, ReportPlan};
 use ccdc::simulator::{SimMode, SimServer, SimState};
@@ -84,13 +84,7 @@ pub async fn run(k: &KafkaConfig, hours: i64, window_hours: i64) -> Measured {
             to: from + chrono::Duration::hours(hours),
         },
     );
-    let mut poller = Poller::new(
-        Box::new(feed),
-        store.clone(),
-        notify,
-        Duration::from_secs(60),
-        Duration::from_secs(1),
-    );
+    let mut poller = super::driven_poller(Box::new(feed), &store, notify);
     let t = Instant::now();
     let mut rows = 0;
     loop {
