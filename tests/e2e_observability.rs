@@ -21,6 +21,11 @@ fn sample(page: &str, metric: &str, labels: &[&str]) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The current value of `metric` at the `/metrics` page `url` (0 while it is absent).
+fn scrape(url: &str, metric: &str, labels: &[&str]) -> f64 {
+    sample(&get(url).1, metric, labels).unwrap_or(0.0)
+}
+
 async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
@@ -95,13 +100,11 @@ async fn metrics_move_readiness_follows_staleness_and_heartbeats_flow() {
         "the c2 events to be counted",
         Duration::from_secs(30),
         || {
-            sample(
-                &get(&metrics).1,
+            scrape(
+                &metrics,
                 "ccdc_events_total",
                 &["type=\"interaction-ended\""],
-            )
-            .unwrap_or(0.0)
-                >= 1.0
+            ) >= 1.0
         },
     )
     .await;
@@ -162,14 +165,7 @@ async fn metrics_move_readiness_follows_staleness_and_heartbeats_flow() {
     );
     // Staleness is by time and failures by count: on a slow box the feed can be stale after two
     // failed polls, so wait for the third to be counted.
-    let failures = || {
-        sample(
-            &get(&metrics).1,
-            "ccdc_poll_failures_total",
-            &["kind=\"http_5xx\""],
-        )
-        .unwrap_or(0.0)
-    };
+    let failures = || scrape(&metrics, "ccdc_poll_failures_total", &["kind=\"http_5xx\""]);
     wait_for(
         "three failed polls counted",
         Duration::from_secs(30),
@@ -224,7 +220,7 @@ async fn a_broker_outage_fills_the_outbox_pauses_polling_and_drops_nothing() {
         format!("{}/readyz", s.ops_url),
         format!("{}/metrics", s.ops_url),
     );
-    let published = || sample(&get(&metrics).1, "ccdc_events_published_total", &[]).unwrap_or(0.0);
+    let published = || scrape(&metrics, "ccdc_events_published_total", &[]);
     wait_for("c1's start published", Duration::from_secs(60), || {
         get(&ready).0 == 200 && published() >= 1.0
     })
@@ -246,12 +242,11 @@ async fn a_broker_outage_fills_the_outbox_pauses_polling_and_drops_nothing() {
     let delivered = sample(&page, "ccdc_events_published_total", &[]).unwrap_or(0.0);
     // Paused: at a 200 ms interval, two seconds would be about ten polls.
     let polls = || {
-        sample(
-            &get(&metrics).1,
+        scrape(
+            &metrics,
             "ccdc_polls_total",
             &["endpoint=\"real_time.php?api=interactions\""],
         )
-        .unwrap_or(0.0)
     };
     let before = polls();
     tokio::time::sleep(Duration::from_secs(2)).await;
