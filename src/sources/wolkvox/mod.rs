@@ -302,7 +302,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
                 f.write_str("a string or a number")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Field(trimmed(v).map(Cow::Borrowed)))
+                Ok(Field::plain(v))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 Ok(Field(trimmed(v).map(|t| Cow::Owned(t.to_string()))))
@@ -351,8 +351,7 @@ pub fn opt_lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Stri
             f.write_str("a string or a number")
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            let t = v.trim();
-            Ok((!t.is_empty()).then(|| t.to_string()))
+            Ok(trimmed(v).map(str::to_string))
         }
         fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
             self.visit_str(&v)
