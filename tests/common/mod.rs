@@ -70,42 +70,6 @@ pub struct Infra {
     _registry: Proc,
 }
 
-/// Start tansu on `port` with memory storage, logging into `dir`.
-fn spawn_broker(dir: &Path, port: u16) -> Proc {
-    let url = format!("tcp://127.0.0.1:{port}");
-    // Appended: a restarted broker keeps the earlier logs.
-    let log = |n: &str| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(n))
-            .expect("log file")
-    };
-    let child = Command::new(tool("TANSU_BIN", "tansu"))
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .stdout(log("tansu.log"))
-        .stderr(log("tansu.err"))
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start tansu ({e}); run scripts/test.sh, which installs it")
-        });
-    wait_until("tansu", Duration::from_secs(30), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    Proc {
-        child,
-        name: "tansu",
-    }
-}
-
 impl Infra {
     /// Start tansu (memory storage) and rivven-schema on free ports. Both binaries must be installed
     /// (`scripts/test.sh` does it); override their paths with TANSU_BIN / RIVVEN_SCHEMA_BIN.
@@ -113,8 +77,28 @@ impl Infra {
         let dir = tempfile::tempdir().expect("tempdir");
         let kport = free_port();
         let rport = free_port();
+        let url = format!("tcp://127.0.0.1:{kport}");
         let log = |n: &str| std::fs::File::create(dir.path().join(n)).expect("log file");
-        let broker = spawn_broker(dir.path(), kport);
+        let broker = Command::new(tool("TANSU_BIN", "tansu"))
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(log("tansu.log"))
+            .stderr(log("tansu.err"))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start tansu ({e}); run scripts/test.sh, which installs it")
+            });
+        let broker = Proc {
+            child: broker,
+            name: "tansu",
+        };
         let registry = Command::new(tool("RIVVEN_SCHEMA_BIN", "rivven-schema"))
             .args(["serve", "--host", "127.0.0.1", "--port", &rport.to_string()])
             .stdout(log("rivven.log"))
@@ -127,6 +111,9 @@ impl Infra {
             child: registry,
             name: "rivven-schema",
         };
+        wait_until("tansu", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", kport)).is_ok()
+        });
         let registry_url = format!("http://127.0.0.1:{rport}");
         wait_until("rivven-schema", Duration::from_secs(30), || {
             http_get(&format!("{registry_url}/subjects")).is_some()
