@@ -30,13 +30,18 @@ pub fn open_db(dir: &Path, wait: Duration) -> Result<sled::Db, StoreError> {
         // sled caches up to 1 GiB by default; ccdc's working set is snapshots and the outbox.
         .cache_capacity(64 * 1024 * 1024);
     let deadline = Instant::now() + wait;
-    let mut pause = Duration::from_millis(5);
+    let mut waits = 0;
     loop {
         match config.open() {
             Ok(db) => return Ok(db),
             Err(e) if is_lock_held(&e) && Instant::now() < deadline => {
+                waits += 1;
+                let pause = crate::backoff::jittered(
+                    waits,
+                    Duration::from_millis(5),
+                    Duration::from_millis(100),
+                );
                 std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
-                pause = (pause * 2).min(Duration::from_millis(100));
             }
             Err(e) if is_lock_held(&e) => {
                 return Err(StoreError::Open {
