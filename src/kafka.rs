@@ -54,6 +54,44 @@ pub fn producer_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
 /// [`Ack`] under the id the record was sent with. Nothing is copied out of the message.
 struct AckContext {
     acks: Arc<Acks>,
+    progress: Arc<Progress>,
+}
+
+/// Whether the producer gets records delivered: when it last did, and how many records timed
+/// out since.
+struct Progress {
+    start: std::time::Instant,
+    /// Milliseconds after `start` of the last delivery (or of the producer's creation).
+    last_ms: std::sync::atomic::AtomicU64,
+    timed_out: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            start: std::time::Instant::now(),
+            last_ms: Default::default(),
+            timed_out: Default::default(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// A delivery, or a new producer: progress from here.
+    fn restart(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.last_ms.store(self.now_ms(), Relaxed);
+        self.timed_out.store(0, Relaxed);
+    }
+
+    /// Records have timed out and none was delivered for `after`.
+    fn stalled(&self, after: Duration) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.timed_out.load(Relaxed) > 0
+            && self.now_ms().saturating_sub(self.last_ms.load(Relaxed)) >= after.as_millis() as u64
+    }
 }
 
 impl ClientContext for AckContext {}
@@ -70,9 +108,20 @@ impl ProducerContext for AckContext {
                     metrics::histogram!("ccdc_publish_latency_seconds")
                         .record((now - sent).max(0) as f64 / 1000.0);
                 }
+                self.progress.restart();
                 Ok(())
             }
-            Err((e, _)) => Err(classify(e)),
+            Err((e, _)) => {
+                if matches!(
+                    e,
+                    KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)
+                ) {
+                    self.progress
+                        .timed_out
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(classify(e))
+            }
         };
         self.acks.push(Ack {
             id: id as u64,
@@ -105,29 +154,46 @@ pub fn base_record<D: IntoOpaque>(record: &OutRecord, opaque: D) -> BaseRecord<'
 pub struct KafkaSink {
     config: ClientConfig,
     acks: Arc<Acks>,
+    progress: Arc<Progress>,
+    /// No delivery for this long while records time out: replace the producer (see `recover`).
+    stalled_after: Duration,
     producer: std::sync::RwLock<AckProducer>,
     generation: std::sync::atomic::AtomicU64,
 }
+
+/// Message timeouts without a delivery in between, before the producer is replaced.
+const STALLED_TIMEOUTS: u32 = 3;
 
 impl KafkaSink {
     pub fn new(cfg: &KafkaConfig) -> anyhow::Result<Self> {
         let config = producer_config(cfg)?;
         let acks = Arc::new(Acks::default());
-        let producer = Self::create(&config, &acks)
+        let progress = Arc::new(Progress::new());
+        let producer = Self::create(&config, &acks, &progress)
             .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
         Ok(KafkaSink {
             config,
             acks,
+            progress,
+            stalled_after: cfg.message_timeout * STALLED_TIMEOUTS,
             producer: std::sync::RwLock::new(producer),
             generation: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
-    fn create(config: &ClientConfig, acks: &Arc<Acks>) -> Result<AckProducer, KafkaError> {
-        config.create_with_context(AckContext { acks: acks.clone() })
+    fn create(
+        config: &ClientConfig,
+        acks: &Arc<Acks>,
+        progress: &Arc<Progress>,
+    ) -> Result<AckProducer, KafkaError> {
+        progress.restart();
+        config.create_with_context(AckContext {
+            acks: acks.clone(),
+            progress: progress.clone(),
+        })
     }
 
-    /// How many producers this sink has created (1 + recoveries from fatal errors).
+    /// How many producers this sink has created (1 + replacements by `recover`).
     pub fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -177,19 +243,34 @@ impl EventSink for KafkaSink {
             .map_err(|e| SinkError::Retryable(e.to_string()))
     }
 
-    /// A fatal producer error (e.g. an idempotence sequence gap) makes the producer unusable: replace
-    /// it. In-flight records of the old one fail and stay in the outbox.
+    /// Replace the producer when it cannot deliver any more. In-flight records of the old one
+    /// fail and stay in the outbox. Two cases:
+    /// - a fatal producer error (e.g. an idempotence sequence gap) makes it unusable;
+    /// - records keep timing out and none was delivered for three message timeouts. A cluster
+    ///   that lost this producer's id (a broker wiped behind a running ccdc; tansu after a
+    ///   restart) answers every request with UNKNOWN_PRODUCER_ID, and librdkafka retries under
+    ///   the same id for ever; a new producer asks for a new id. In a plain outage a new producer
+    ///   costs nothing but its connections.
     fn recover(&self) -> Result<(), SinkError> {
         let fatal = self.producer().client().fatal_error();
-        if let Some((code, reason)) = fatal {
+        let reason = if let Some((code, reason)) = fatal {
             tracing::error!(%code, %reason, "fatal producer error: recreating the producer; unacknowledged events will be re-sent");
-            metrics::counter!("ccdc_producer_recreated_total").increment(1);
-            let fresh = Self::create(&self.config, &self.acks)
-                .map_err(|e| SinkError::Fatal(format!("cannot recreate the producer: {e}")))?;
-            *self.producer.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-            self.generation
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
+            "fatal"
+        } else if self.progress.stalled(self.stalled_after) {
+            tracing::warn!(
+                stalled_s = self.stalled_after.as_secs(),
+                "records keep timing out and none was delivered for three message timeouts: recreating the producer; unacknowledged events will be re-sent"
+            );
+            "stalled"
+        } else {
+            return Ok(());
+        };
+        metrics::counter!("ccdc_producer_recreated_total", "reason" => reason).increment(1);
+        let fresh = Self::create(&self.config, &self.acks, &self.progress)
+            .map_err(|e| SinkError::Fatal(format!("cannot recreate the producer: {e}")))?;
+        *self.producer.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 }
@@ -226,4 +307,24 @@ pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[&str]) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    #[test]
+    fn a_producer_is_stalled_only_when_records_timed_out_and_nothing_was_delivered_for_long() {
+        let p = Progress::new();
+        p.restart();
+        // No timeout: however long it has been quiet, nothing is stuck.
+        assert!(!p.stalled(Duration::ZERO));
+        p.timed_out.fetch_add(1, Relaxed);
+        assert!(p.stalled(Duration::ZERO));
+        assert!(!p.stalled(Duration::from_secs(3600)), "not for long enough");
+        // A delivery (or a new producer) starts over.
+        p.restart();
+        assert!(!p.stalled(Duration::ZERO));
+    }
 }

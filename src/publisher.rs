@@ -128,10 +128,8 @@ impl Publisher {
                     );
                     tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "publishing failed; resending from the oldest unacknowledged event");
                     metrics::counter!("ccdc_publish_errors_total", "kind" => if matches!(e, SinkError::Fatal(_)) { "fatal" } else { "retryable" }).increment(1);
-                    if matches!(e, SinkError::Fatal(_)) {
-                        if let Err(re) = self.sink.recover() {
-                            tracing::error!(error = %re, "the sink could not recover; retrying later");
-                        }
+                    if let Err(re) = self.sink.recover() {
+                        tracing::error!(error = %re, "the sink could not recover; retrying later");
                     }
                     last_sent = None;
                     tokio::select! {

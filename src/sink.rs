@@ -79,8 +79,9 @@ pub trait EventSink: Send + Sync {
     fn acks(&self) -> &Acks;
     /// Wait until everything handed over is delivered, at most `timeout`.
     fn flush(&self, timeout: Duration) -> Result<(), SinkError>;
-    /// After a fatal delivery error: make the sink usable again (e.g. a new producer). Records not
-    /// acknowledged stay in the outbox and are re-sent by the caller.
+    /// After a failed delivery round: make the sink usable again if it is stuck (e.g. a new
+    /// producer after a fatal error). Records not acknowledged stay in the outbox and are re-sent
+    /// by the caller.
     fn recover(&self) -> Result<(), SinkError> {
         Ok(())
     }

@@ -198,9 +198,8 @@ async fn metrics_move_readiness_follows_staleness_and_heartbeats_flow() {
 }
 
 /// The broker goes away: events wait in the outbox; once it holds more than its bound, polling
-/// pauses, readiness says why, and nothing is dropped. (Delivery after the broker returns is
-/// tested against MockCluster in `kafka_sink_mock.rs`: tansu keeps its data in memory only, so a
-/// restarted tansu is a new, empty cluster, not the same one back.)
+/// pauses, readiness says why, and nothing is dropped. Then a broker comes back on the same
+/// address, empty (tansu keeps its data in memory only), and every held event reaches it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_fills_the_outbox_pauses_polling_and_drops_nothing() {
     let it = |c: &str| SimInteraction {
@@ -215,6 +214,13 @@ async fn a_broker_outage_fills_the_outbox_pauses_polling_and_drops_nothing() {
         .collect();
     let sources = format!("{SOURCES}\n[publisher]\nmax_outbox_events = 3\n");
     let mut s = Stack::start("obs-token-2", SimMode::Scripted(steps), &sources, &[]).await;
+    // Records time out after 2 s, so a stalled producer is replaced after 6 s.
+    let cfg = std::fs::read_to_string(&s.config).expect("config");
+    std::fs::write(
+        &s.config,
+        cfg.replace("message_timeout = \"30s\"", "message_timeout = \"2s\""),
+    )
+    .expect("config");
     let _ccdc = s.ccdc(&[]);
     let (ready, metrics) = (
         format!("{}/readyz", s.ops_url),
@@ -267,5 +273,59 @@ async fn a_broker_outage_fills_the_outbox_pauses_polling_and_drops_nothing() {
         sample(&page, "ccdc_events_published_total", &[]).unwrap_or(0.0),
         delivered,
         "{page}"
+    );
+
+    // A broker comes back on the same address: a new, empty cluster, its topics created again
+    // as an operator would. It does not know the producer id ccdc's producer was given by the
+    // old one and answers UNKNOWN_PRODUCER_ID to every request; ccdc replaces a producer that
+    // has delivered nothing for three message timeouts, and the held events arrive.
+    s.infra.restart_broker();
+    let kafka: ccdc::config::KafkaConfig = serde_json::from_value(serde_json::json!({
+        "bootstrap_servers": s.infra.bootstrap,
+        "partitions": 3,
+        "replication_factor": 1,
+    }))
+    .expect("kafka config");
+    let topics = ccdc::config::TopicsConfig::default();
+    let names: Vec<&str> = ccdc::avro::STREAMS
+        .iter()
+        .map(|x| topics.for_stream(*x))
+        .collect();
+    ccdc::kafka::ensure_topics(&kafka, &names)
+        .await
+        .expect("topics");
+    wait_for("the outbox drained", Duration::from_secs(90), || {
+        sample(&get(&metrics).1, "ccdc_outbox_depth", &[]) == Some(0.0)
+    })
+    .await;
+    wait_for("/readyz 200", Duration::from_secs(30), || {
+        get(&ready).0 == 200
+    })
+    .await;
+    assert!(
+        scrape(
+            &metrics,
+            "ccdc_producer_recreated_total",
+            &["reason=\"stalled\""]
+        ) >= 1.0,
+        "{}",
+        get(&metrics).1
+    );
+    // The new cluster has exactly what was made while the broker was away: c1 ended, c2
+    // started (on partitions of their own: sorted).
+    let mut reader = s.reader(&topics.interactions).await;
+    let mut got: Vec<(String, String)> = s
+        .read::<ccdc::event::InteractionEvent>(&mut reader, 2)
+        .into_iter()
+        .map(|(_, e)| (format!("{:?}", e.event_type), e.interaction_id))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("Ended".to_string(), "c1".to_string()),
+            ("Started".to_string(), "c2".to_string())
+        ],
+        "{got:?}"
     );
 }

@@ -77,28 +77,8 @@ impl Infra {
         let dir = tempfile::tempdir().expect("tempdir");
         let kport = free_port();
         let rport = free_port();
-        let url = format!("tcp://127.0.0.1:{kport}");
         let log = |n: &str| std::fs::File::create(dir.path().join(n)).expect("log file");
-        let broker = Command::new(tool("TANSU_BIN", "tansu"))
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(log("tansu.log"))
-            .stderr(log("tansu.err"))
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start tansu ({e}); run scripts/test.sh, which installs it")
-            });
-        let broker = Proc {
-            child: broker,
-            name: "tansu",
-        };
+        let broker = spawn_broker(dir.path(), kport, "tansu");
         let registry = Command::new(tool("RIVVEN_SCHEMA_BIN", "rivven-schema"))
             .args(["serve", "--host", "127.0.0.1", "--port", &rport.to_string()])
             .stdout(log("rivven.log"))
@@ -111,9 +91,7 @@ impl Infra {
             child: registry,
             name: "rivven-schema",
         };
-        wait_until("tansu", Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", kport)).is_ok()
-        });
+        wait_for_broker(kport);
         let registry_url = format!("http://127.0.0.1:{rport}");
         wait_until("rivven-schema", Duration::from_secs(30), || {
             http_get(&format!("{registry_url}/subjects")).is_some()
@@ -130,6 +108,20 @@ impl Infra {
     /// Stop the broker (a broker outage).
     pub fn stop_broker(&mut self) {
         drop(self.broker.take());
+    }
+
+    /// Start a broker again on the same port: a new, empty cluster (tansu keeps its data in
+    /// memory), without topics.
+    pub fn restart_broker(&mut self) {
+        drop(self.broker.take());
+        let port = self
+            .bootstrap
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("bootstrap port");
+        self.broker = Some(spawn_broker(self.dir.path(), port, "tansu-restarted"));
+        wait_for_broker(port);
     }
 
     /// rivven-schema's compatibility check wrongly rejects schemas with logical types (our uuid and
@@ -156,6 +148,39 @@ impl Infra {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// tansu (memory storage) on `port`, logging to `<log>.log` / `<log>.err` in `dir`.
+fn spawn_broker(dir: &Path, port: u16, log: &str) -> Proc {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let file =
+        |ext: &str| std::fs::File::create(dir.join(format!("{log}.{ext}"))).expect("log file");
+    let child = Command::new(tool("TANSU_BIN", "tansu"))
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(file("log"))
+        .stderr(file("err"))
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start tansu ({e}); run scripts/test.sh, which installs it")
+        });
+    Proc {
+        child,
+        name: "tansu",
+    }
+}
+
+fn wait_for_broker(port: u16) {
+    wait_until("tansu", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
 }
 
 /// Start a rivven-schema registry on `port` (for outage tests).
