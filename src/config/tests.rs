@@ -1,0 +1,190 @@
+
+use super::*;
+
+fn base(extra_source: &str) -> String {
+    std::env::set_var("CCDC_TEST_CFG_TOKEN", "tok");
+    format!(
+        r#"
+output = "stdout"
+[[sources]]
+vendor = "wolkvox"
+name = "ops-a"
+base_url = "https://wv001.wolkvox.com/api/v2"
+token = {{ env = "CCDC_TEST_CFG_TOKEN" }}
+time_zone = "America/Bogota"
+{extra_source}
+"#
+    )
+}
+
+fn err_of(text: &str) -> String {
+    Config::from_toml_str(text).unwrap_err().to_string()
+}
+
+#[test]
+fn minimal_stdout_config_is_valid_with_documented_defaults() {
+    let c = Config::from_toml_str(&base("")).unwrap();
+    let SourceConfig::Wolkvox(w) = &c.sources[0] else {
+        panic!("wolkvox expected")
+    };
+    assert_eq!(w.interactions.interval, Duration::from_secs(300));
+    assert_eq!(w.max_concurrent_requests, 1);
+    assert_eq!(w.request_timeout, Duration::from_secs(60));
+    assert_eq!(c.topics.interactions, "ccdc.interactions");
+}
+
+#[test]
+fn record_headers_default_on_and_can_be_turned_off() {
+    let kafka = |extra: &str| {
+        let text = format!(
+                "{}\n[kafka]\nbootstrap_servers = \"k:9092\"\n{extra}\n[schema_registry]\nurl = \"http://r:8081\"\n",
+                base("").replace("output = \"stdout\"", "")
+            );
+        Config::from_toml_str(&text).unwrap().kafka.unwrap()
+    };
+    assert!(kafka("").record_headers);
+    assert!(!kafka("record_headers = false").record_headers);
+}
+
+#[test]
+fn errors_name_the_key() {
+    assert!(
+        err_of(&base("max_concurrent_requests = 3")).contains("sources[0].max_concurrent_requests")
+    );
+    assert!(err_of(&base("request_timeout = \"61s\"")).contains("sources[0].request_timeout"));
+    assert!(err_of(&base("").replace("America/Bogota", "Mars/Olympus"))
+        .contains("sources[0].time_zone"));
+    assert!(
+        err_of(&base("").replace("CCDC_TEST_CFG_TOKEN\"", "CCDC_NOPE_TOKEN\""))
+            .contains("CCDC_NOPE_TOKEN")
+    );
+    assert!(err_of(&base("").replace("https://", "http://")).contains("allow_insecure_http"));
+    assert!(err_of(&base("").replace("output = \"stdout\"", "")).contains("`kafka`"));
+}
+
+#[test]
+fn unknown_keys_and_duplicate_names_are_rejected() {
+    assert!(err_of(&base("colour = \"blue\"")).contains("colour"));
+    let twice = format!(
+        "{}\n{}",
+        base(""),
+        base("").replace("output = \"stdout\"", "")
+    );
+    assert!(err_of(&twice).contains("duplicate source name `ops-a`"));
+}
+
+#[test]
+fn registry_ca_file_must_be_a_readable_pem_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("ca.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let text = |ca: &std::path::Path| {
+        format!(
+                "{}\n[kafka]\nbootstrap_servers = \"k:9092\"\n[schema_registry]\nurl = \"https://r:8081\"\nca_file = {:?}\n",
+                base("").replace("output = \"stdout\"", ""),
+                ca.display().to_string()
+            )
+    };
+    assert!(err_of(&text(&bad)).contains("schema_registry.ca_file"));
+    assert!(err_of(&text(&dir.path().join("missing.pem"))).contains("cannot read"));
+}
+
+#[test]
+fn weakening_the_delivery_guarantee_is_refused() {
+    let text = format!(
+            "{}\n[kafka]\nbootstrap_servers = \"k:9092\"\n[kafka.properties]\n\"enable.idempotence\" = \"false\"\n[schema_registry]\nurl = \"http://r:8081\"\n",
+            base("").replace("output = \"stdout\"", "")
+        );
+    assert!(err_of(&text).contains("kafka.properties.enable.idempotence"));
+}
+
+#[test]
+fn environment_overrides_keys_and_ignores_unrelated_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, base("")).unwrap();
+    std::env::set_var("CCDC_STATE_DIR", "/tmp/from-env");
+    std::env::set_var("CCDC_SOME_TOKEN_FOR_TESTS", "not-a-key");
+    let c = Config::load(Some(&p)).unwrap();
+    std::env::remove_var("CCDC_STATE_DIR");
+    assert_eq!(c.state_dir, PathBuf::from("/tmp/from-env"));
+    assert!(Config::load(Some(&dir.path().join("missing.toml")))
+        .unwrap_err()
+        .to_string()
+        .contains("does not exist"));
+}
+
+#[test]
+fn comm100_and_vonage_sources_validate_with_named_keys() {
+    std::env::set_var("CCDC_TEST_CFG_SECRET", "s");
+    let comm100 = r#"
+output = "stdout"
+[[sources]]
+vendor = "comm100"
+name = "c"
+base_url = "https://api11.comm100.io/v4"
+token = { env = "CCDC_TEST_CFG_SECRET" }
+"#;
+    let c = Config::from_toml_str(comm100).unwrap();
+    let SourceConfig::Comm100(cc) = &c.sources[0] else {
+        panic!("comm100 expected")
+    };
+    assert_eq!(
+        (cc.agents.interval, cc.queue.interval),
+        (Duration::from_secs(60), Duration::from_secs(60))
+    );
+    assert!(err_of(&comm100.replace("https://", "http://")).contains("sources[0].base_url"));
+    assert!(err_of(&format!("{comm100}page_size = 0\n")).contains("sources[0].page_size"));
+    assert!(
+        err_of(&format!("{comm100}[sources.queue]\ninterval = \"1ms\"\n"))
+            .contains("sources[0].queue.interval")
+    );
+
+    let vonage = r#"
+output = "stdout"
+[[sources]]
+vendor = "vonage"
+name = "v"
+base_url = "https://emea.newvoicemedia.com"
+account_key = "acc"
+token_url = "https://emea.newvoicemedia.com/Auth/connect/token"
+client_id = "id"
+client_secret = { env = "CCDC_TEST_CFG_SECRET" }
+agent_ids = ["1", "2"]
+"#;
+    Config::from_toml_str(vonage).unwrap();
+    assert!(
+        err_of(&vonage.replace(r#"agent_ids = ["1", "2"]"#, "agent_ids = []"))
+            .contains("sources[0].agent_ids")
+    );
+    assert!(err_of(&vonage.replace(r#"["1", "2"]"#, r#"["1", "../x"]"#))
+        .contains("sources[0].agent_ids"));
+    assert!(err_of(&format!("{vonage}requests_per_second = 0.0\n"))
+        .contains("sources[0].requests_per_second"));
+    assert!(
+        err_of(&vonage.replace("CCDC_TEST_CFG_SECRET", "CCDC_TEST_CFG_NOPE"))
+            .contains("sources[0].client_secret")
+    );
+}
+
+#[test]
+fn two_streams_on_one_topic_are_refused() {
+    let text = format!(
+        "{}\n[topics]\nagent_status = \"ccdc.interactions\"\n",
+        base("")
+    );
+    assert!(err_of(&text).contains("topics.agent_status"));
+}
+
+#[test]
+fn inline_secrets_are_not_accepted() {
+    let e = err_of(&base("").replace("{ env = \"CCDC_TEST_CFG_TOKEN\" }", "\"plain-token\""));
+    assert!(
+        e.contains("inline secret values are refused") && e.contains("sources"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("plain-token"),
+        "the value must not be echoed: {e}"
+    );
+}

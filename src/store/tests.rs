@@ -1,0 +1,180 @@
+
+use super::*;
+
+fn put(k: &str, v: &[u8]) -> Write {
+    Write::Put(k.into(), v.to_vec())
+}
+
+fn exercise(store: &dyn Store) {
+    assert_eq!(store.get("a").unwrap(), None);
+    store
+        .commit(
+            vec![put("a", b"snap1")],
+            vec![b"e1".to_vec(), b"e2".to_vec()],
+        )
+        .unwrap();
+    store
+        .commit(
+            vec![
+                put("b", b"snapB"),
+                put("seen/x/1", b"1"),
+                put("seen/x/2", b"2"),
+                put("seen/y", b"3"),
+            ],
+            vec![],
+        )
+        .unwrap();
+    store
+        .commit(
+            vec![put("a", b"snap2"), Write::Delete("seen/x/2".into())],
+            vec![b"e3".to_vec()],
+        )
+        .unwrap();
+    assert_eq!(store.get("a").unwrap().as_deref(), Some(&b"snap2"[..]));
+    assert_eq!(store.get("b").unwrap().as_deref(), Some(&b"snapB"[..]));
+    assert_eq!(
+        store.scan_prefix("seen/x/").unwrap(),
+        vec![("seen/x/1".to_string(), b"1".to_vec())]
+    );
+    assert_eq!(
+        (
+            store.increment("quota/t", 2).unwrap(),
+            store.increment("quota/t", 3).unwrap()
+        ),
+        (2, 5)
+    );
+    let all = store.outbox_after(None, 100).unwrap();
+    assert_eq!(
+        all.iter().map(|(_, v)| v.as_slice()).collect::<Vec<_>>(),
+        vec![&b"e1"[..], b"e2", b"e3"]
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].0 < w[1].0),
+        "sequence numbers increase"
+    );
+    assert_eq!(store.outbox_len(), 3);
+    let tail = store.outbox_after(Some(all[0].0), 1).unwrap();
+    assert_eq!(tail, vec![all[1].clone()]);
+    store.outbox_remove(&[all[1].0, all[1].0]).unwrap();
+    assert_eq!(store.outbox_len(), 2);
+    let rest: Vec<_> = store
+        .outbox_after(None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(rest, vec![b"e1".to_vec(), b"e3".to_vec()]);
+}
+
+#[test]
+fn many_events_span_segments_and_partial_delivery_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let events: Vec<Vec<u8>> = (0..2500).map(|i| format!("e{i}").into_bytes()).collect();
+    let delivered: Vec<u64>;
+    {
+        let s = SledStore::open(&path).unwrap();
+        s.commit(vec![], events.clone()).unwrap();
+        let all = s.outbox_after(None, usize::MAX).unwrap();
+        assert_eq!(all.len(), 2500);
+        assert!(
+            all.windows(2).all(|w| w[0].0 < w[1].0),
+            "strictly increasing"
+        );
+        // Deliver every third event, across all three segments, and a whole first segment.
+        delivered = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 == 0 || *i < 1024)
+            .map(|(_, (q, _))| *q)
+            .collect();
+        s.outbox_remove(&delivered).unwrap();
+        s.outbox_remove(&delivered).unwrap();
+        // Paging from the middle of a segment.
+        let page = s.outbox_after(Some(all[1500].0), 2).unwrap();
+        assert_eq!(page[0].1, b"e1501".to_vec());
+        assert_eq!(page[1].1, b"e1502".to_vec(), "e1503 was delivered");
+    }
+    let s = SledStore::open(&path).unwrap();
+    let left: Vec<Vec<u8>> = s
+        .outbox_after(None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let expected: Vec<Vec<u8>> = events
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 0 && *i >= 1024)
+        .map(|(_, e)| e.clone())
+        .collect();
+    assert_eq!(left, expected);
+    assert_eq!(s.outbox_len(), expected.len());
+    assert!(
+        s.tree.scan_prefix([SEGMENT_PREFIX]).count() == 2,
+        "the fully delivered segment is gone"
+    );
+}
+
+#[test]
+fn a_one_entry_per_event_outbox_of_an_earlier_version_is_migrated_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    {
+        let s = SledStore::open(&path).unwrap();
+        for (seq, e) in [(3u64, "old-1"), (7, "old-2"), (9, "old-3")] {
+            s.tree
+                .insert(id_key(LEGACY_OUTBOX_PREFIX, seq), e.as_bytes())
+                .unwrap();
+        }
+        s.db.flush().unwrap();
+    }
+    let s = SledStore::open(&path).unwrap();
+    assert_eq!(s.outbox_len(), 3);
+    s.commit(vec![], vec![b"new".to_vec()]).unwrap();
+    let all: Vec<Vec<u8>> = s
+        .outbox_after(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(all, [&b"old-1"[..], b"old-2", b"old-3", b"new"]);
+    assert_eq!(s.tree.scan_prefix([LEGACY_OUTBOX_PREFIX]).count(), 0);
+}
+
+#[test]
+fn memory_store_semantics() {
+    exercise(&MemoryStore::default());
+}
+
+#[test]
+fn sled_store_semantics_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    {
+        let s = SledStore::open(&path).unwrap();
+        exercise(&s);
+    }
+    let s = SledStore::open(&path).unwrap();
+    assert_eq!(s.outbox_len(), 2, "outbox survives reopen");
+    assert_eq!(s.get("a").unwrap().as_deref(), Some(&b"snap2"[..]));
+    assert_eq!(
+        s.increment("quota/t", 1).unwrap(),
+        6,
+        "counters survive reopen"
+    );
+    let before = s.outbox_after(None, 10).unwrap();
+    s.commit(vec![put("a", b"snap3")], vec![b"e4".to_vec()])
+        .unwrap();
+    let after = s.outbox_after(None, 10).unwrap();
+    assert!(
+        after.last().unwrap().0 > before.last().unwrap().0,
+        "sequence keeps increasing after reopen"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+}
