@@ -68,7 +68,8 @@ pub fn feeds(
                 add(&mut out, WolkvoxAgents(client.clone()), &w.agents, true);
                 for r in w.reports.iter().filter(|r| r.enabled) {
                     let feed =
-                        ReportFeed::new(client.clone(), store.clone(), r.plan()?, Mode::Live);
+                        ReportFeed::new(client.clone(), store.clone(), r.plan()?, Mode::Live)
+                            .with_spill_dir(config.state_dir.clone());
                     let poll = PollConfig {
                         enabled: true,
                         interval: r.interval,

@@ -184,7 +184,8 @@ pub async fn backfill(
     let store = pipeline.store.clone();
     let client = crate::sources::wolkvox::WolkvoxClient::with_quota(w, store.clone())?;
     let key = cursor_key(&w.name, plan.kind, mode);
-    let feed = ReportFeed::new(client, store.clone(), plan.clone(), mode);
+    let feed = ReportFeed::new(client, store.clone(), plan.clone(), mode)
+        .with_spill_dir(config.state_dir.clone());
     let mut poller = crate::poller::Poller::new(
         Box::new(feed),
         store.clone(),

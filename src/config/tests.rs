@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn base(extra_source: &str) -> String {

@@ -5,25 +5,30 @@
 //! truncated and split in halves, down to `min_window`; if even that overflows, the cycle stops with
 //! a loud error (metric + log) and publishes nothing of it. Every row is published once per identity
 //! and content: identities and content hashes are remembered in the store (expiring after
-//! `dedupe_ttl`), so the look-back re-read publishes only late or changed rows. A window's rows, its
-//! dedupe marks and the cursor move are one atomic commit with the outbox: the cursor never runs
-//! ahead of what will be delivered. Rows that cannot be coerced go to the dead-letter topic.
+//! `dedupe_ttl`), so the look-back re-read publishes only late or changed rows. Rows that cannot be
+//! coerced go to the dead-letter topic.
+//!
+//! A complete window's rows are kept in a [`stream::Spill`] (in a temporary file past a few
+//! megabytes) and committed with their dedupe marks a chunk at a time (at most [`CHUNK_ROWS`] rows
+//! or [`CHUNK_BYTES`] of row text), each chunk one atomic commit with the outbox; the cursor moves
+//! with the window's last chunk, so it never runs ahead of what will be delivered. A crash or a
+//! failed commit between chunks leaves the cursor where it was: the window is pulled again, and the
+//! rows of its committed chunks are found in their dedupe marks and not published twice.
 
 mod flat;
 pub mod rows;
+mod stream;
 pub mod window;
 
+pub use stream::stream_rows;
+
 use std::collections::{HashMap, VecDeque};
-use std::io::Read;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{Duration, NaiveDateTime};
 use chrono_tz::Tz;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use serde_json::Value;
 
 use crate::event::{event_id, DeadLetter, Event, ReportRecord};
 use crate::feed::{Feed, PollOutcome};
@@ -72,6 +77,12 @@ pub struct ReportFeed {
     cursor: Option<NaiveDateTime>,
     pending_cursor: Option<NaiveDateTime>,
     queue: VecDeque<Window>,
+    /// The window whose rows are being committed, chunk by chunk.
+    pending: Option<PendingWindow>,
+    /// The window of the chunk handed out, until `committed` is called.
+    chunk_out: Option<Window>,
+    /// Where a large window's rows are kept until committed (see [`stream::Spill`]).
+    spill_dir: std::path::PathBuf,
     last_sweep: Option<i64>,
     /// Windows completed in this feed's life (for progress reporting).
     pub windows_done: u64,
@@ -80,8 +91,22 @@ pub struct ReportFeed {
 
 /// What streaming one response yielded.
 enum Pulled {
-    Rows(Vec<Box<RawValue>>),
+    Rows(stream::Rows),
     Overflow,
+}
+
+/// Rows of a complete window committed a chunk at a time: at most this many rows...
+pub const CHUNK_ROWS: usize = 5_000;
+/// ...and no more once this much row text is taken.
+pub const CHUNK_BYTES: usize = 4 << 20;
+
+/// A complete window being committed.
+struct PendingWindow {
+    window: Window,
+    rows: stream::Rows,
+    /// Every row of the window so far, by identity: its content hash.
+    in_window: HashMap<String, String>,
+    size: usize,
 }
 
 impl ReportFeed {
@@ -100,11 +125,21 @@ impl ReportFeed {
             endpoint,
             cursor: None,
             pending_cursor: None,
+            pending: None,
+            chunk_out: None,
+            spill_dir: std::env::temp_dir(),
             queue: VecDeque::new(),
             last_sweep: None,
             windows_done: 0,
             rows_published: 0,
         }
+    }
+
+    /// Keep large windows' rows in `dir` until they are committed (default: the system's
+    /// temporary directory; the service uses its state directory).
+    pub fn with_spill_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.spill_dir = dir;
+        self
     }
 
     fn seen_prefix(&self) -> String {
@@ -165,11 +200,15 @@ impl ReportFeed {
     }
 
     fn store_error(&self, e: crate::store::StoreError) -> SourceError {
+        self.local_error("<state store>", e.to_string())
+    }
+
+    fn local_error(&self, field: &str, detail: String) -> SourceError {
         SourceError::Parse {
             source_name: self.client.meta.name.clone(),
             endpoint: self.endpoint.clone(),
-            field: "<state store>".into(),
-            detail: e.to_string(),
+            field: field.into(),
+            detail,
         }
     }
 
@@ -179,30 +218,51 @@ impl ReportFeed {
             self.endpoint.clone(),
             self.plan.row_limit,
         );
-        self.client
+        let spill_error = |e: std::io::Error| {
+            self.local_error(
+                "<spill file>",
+                format!("keeping the rows in {}: {e}", self.spill_dir.display()),
+            )
+        };
+        let mut spill = stream::Spill::new(self.spill_dir.clone());
+        let (spill, overflow, failed) = self
+            .client
             .report(self.plan.kind.name(), &self.endpoint, w, move |r| {
-                let mut rows = Vec::new();
-                match stream_rows(&name, &endpoint, r, limit, |row| rows.push(row))? {
-                    true => Ok(Pulled::Overflow),
-                    false => Ok(Pulled::Rows(rows)),
-                }
+                let mut failed = None;
+                let overflow = stream_rows(&name, &endpoint, r, limit, |row| {
+                    if failed.is_none() {
+                        failed = spill.push(row).err();
+                    }
+                })?;
+                Ok((spill, overflow, failed))
             })
-            .await
+            .await?;
+        if let Some(e) = failed {
+            return Err(spill_error(e));
+        }
+        if overflow {
+            return Ok(Pulled::Overflow);
+        }
+        if spill.spilled() {
+            tracing::debug!(rows = spill.len(), dir = %self.spill_dir.display(), "window's rows kept in a temporary file until committed");
+        }
+        spill.finish().map(Pulled::Rows).map_err(spill_error)
     }
 
-    /// Turn a complete window's rows into events and dedupe marks.
+    /// Turn rows of a complete window into events and dedupe marks; `in_window` has the rows of
+    /// the window seen before (earlier chunks).
     fn derive(
         &self,
         w: &Window,
-        rows: Vec<Box<RawValue>>,
+        rows: Vec<Box<str>>,
+        in_window: &mut HashMap<String, String>,
         now_ms: i64,
     ) -> Result<(Vec<Event>, Vec<Write>), SourceError> {
         let (kind, tz, source) = (self.plan.kind, self.tz(), &self.client.meta.name);
         let (start_raw, end_raw) = (w.date_ini(), w.date_end());
-        let mut in_window: HashMap<String, String> = HashMap::new();
         let (mut events, mut writes) = (Vec::new(), Vec::new());
         for raw in rows {
-            let decoded = kind.decode(raw.get(), tz);
+            let decoded = kind.decode(&raw, tz);
             let hash = decoded.hash;
             let (identity, coerced) = match (decoded.identity, decoded.row) {
                 (Some(id), Ok(r)) => (id, Ok(r)),
@@ -257,7 +317,7 @@ impl ReportFeed {
                         window_start_raw: start_raw.clone(),
                         window_end_raw: end_raw.clone(),
                         error,
-                        raw: raw.get().to_string(),
+                        raw: raw.into(),
                         failed_at: now_ms,
                     }))
                 }
@@ -309,6 +369,16 @@ impl Feed for ReportFeed {
         Ok(())
     }
     async fn poll(&mut self, observed_at: i64) -> Result<PollOutcome, SourceError> {
+        if let Some(w) = self.chunk_out.take() {
+            // The last chunk was not committed: pull its window again, before any later window
+            // can move the cursor past it (its committed chunks are in the dedupe marks).
+            self.pending_cursor = None;
+            self.pending = None;
+            self.queue.push_front(w);
+        }
+        if self.pending.is_some() {
+            return self.next_chunk(observed_at);
+        }
         if self.queue.is_empty() && !self.plan_cycle(observed_at) {
             return Ok(PollOutcome::Idle { more: false });
         }
@@ -343,152 +413,69 @@ impl Feed for ReportFeed {
                 })
             }
             Pulled::Rows(rows) => {
-                let size = rows.len();
-                let (events, mut writes) = self.derive(&w, rows, observed_at)?;
-                writes.extend(self.sweep(observed_at)?);
-                if self.cursor.is_none_or(|c| w.end > c) {
-                    writes.push(Write::Put(
-                        self.state_key(),
-                        w.end.format(CURSOR_FORMAT).to_string().into_bytes(),
-                    ));
-                    self.pending_cursor = Some(w.end);
-                }
-                self.windows_done += 1;
-                self.rows_published += events.len() as u64;
-                Ok(PollOutcome::Commit {
-                    writes,
-                    events,
-                    size,
-                    more: !self.queue.is_empty(),
-                })
+                self.pending = Some(PendingWindow {
+                    window: w,
+                    size: rows.len(),
+                    rows,
+                    in_window: HashMap::new(),
+                });
+                self.next_chunk(observed_at)
             }
         }
     }
     fn committed(&mut self) {
+        self.chunk_out = None;
         if let Some(c) = self.pending_cursor.take() {
             self.cursor = Some(c);
         }
     }
 }
 
-/// Stream a Wolkvox envelope, handing each row of `data` to `on_row` as it is parsed (the body is
-/// never held whole). Returns `true` when the row count reached `limit` (parsing stops there: the
-/// response is assumed truncated). Errors name the JSON path of the problem.
-pub fn stream_rows(
-    source: &str,
-    endpoint: &str,
-    body: &mut dyn Read,
-    limit: usize,
-    on_row: impl FnMut(Box<RawValue>),
-) -> Result<bool, SourceError> {
-    const OVERFLOW: &str = "\u{0}ccdc-row-limit";
-    let mut on_row = on_row;
-    let mut head = Head::default();
-    // A concrete buffered reader: serde_json reads byte by byte, which must not be a virtual call.
-    let mut de =
-        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, body));
-    let seed = EnvelopeSeed {
-        head: &mut head,
-        on_row: &mut on_row,
-        limit,
-        count: 0,
-    };
-    match seed.deserialize(&mut de) {
-        Ok(()) => {}
-        Err(e) if e.to_string().starts_with(OVERFLOW) => return Ok(true),
-        Err(e) => return Err(SourceError::from_json(source, endpoint, None, e)),
-    }
-    let env = crate::sources::wolkvox::Envelope::<()> {
-        code: head.code,
-        error: head.error,
-        msg: head.msg,
-        data: head.data.then_some(()),
-    };
-    env.into_data(source, endpoint)?;
-    return Ok(false);
-
-    #[derive(Default)]
-    struct Head {
-        code: Option<String>,
-        error: Option<Value>,
-        msg: Option<String>,
-        data: bool,
-    }
-    struct EnvelopeSeed<'a, F> {
-        head: &'a mut Head,
-        on_row: &'a mut F,
-        limit: usize,
-        count: usize,
-    }
-    impl<'de, F: FnMut(Box<RawValue>)> DeserializeSeed<'de> for EnvelopeSeed<'_, F> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-    impl<'de, F: FnMut(Box<RawValue>)> Visitor<'de> for EnvelopeSeed<'_, F> {
-        type Value = ();
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a Wolkvox envelope {code, error, msg, data}")
-        }
-        fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-            #[derive(Deserialize)]
-            struct Lenient(
-                #[serde(deserialize_with = "crate::sources::wolkvox::opt_lenient_string")]
-                Option<String>,
-            );
-            while let Some(key) = map.next_key::<String>()? {
-                match key.as_str() {
-                    "code" => self.head.code = map.next_value::<Lenient>()?.0,
-                    "msg" => self.head.msg = map.next_value::<Lenient>()?.0,
-                    "error" => self.head.error = map.next_value()?,
-                    "data" => {
-                        let rows = RowsSeed {
-                            on_row: &mut *self.on_row,
-                            limit: self.limit,
-                            count: &mut self.count,
-                        };
-                        self.head.data = map.next_value_seed(rows)?;
-                    }
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
+impl ReportFeed {
+    /// The next chunk of the pending window; with its last, the dedupe sweep and the cursor.
+    fn next_chunk(&mut self, now_ms: i64) -> Result<PollOutcome, SourceError> {
+        let Some(mut p) = self.pending.take() else {
+            return Ok(PollOutcome::Idle { more: true });
+        };
+        let derived = p
+            .rows
+            .chunk(CHUNK_ROWS, CHUNK_BYTES)
+            .map_err(|e| self.local_error("<spill file>", e.to_string()))
+            .and_then(|rows| self.derive(&p.window, rows, &mut p.in_window, now_ms))
+            .and_then(|(events, mut writes)| {
+                if p.rows.is_empty() {
+                    writes.extend(self.sweep(now_ms)?);
                 }
+                Ok((events, writes))
+            });
+        let (events, mut writes) = match derived {
+            Ok(d) => d,
+            Err(e) => {
+                // Pulled again before any later window moves the cursor.
+                self.queue.push_front(p.window);
+                return Err(e);
             }
-            Ok(())
-        }
-    }
-    struct RowsSeed<'a, F> {
-        on_row: &'a mut F,
-        limit: usize,
-        count: &'a mut usize,
-    }
-    impl<'de, F: FnMut(Box<RawValue>)> DeserializeSeed<'de> for RowsSeed<'_, F> {
-        type Value = bool;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-    impl<'de, F: FnMut(Box<RawValue>)> Visitor<'de> for RowsSeed<'_, F> {
-        type Value = bool;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a list of rows or null")
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-            Ok(false)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-            while let Some(row) = seq.next_element::<Box<RawValue>>()? {
-                *self.count += 1;
-                if *self.count >= self.limit {
-                    return Err(de::Error::custom(OVERFLOW));
-                }
-                (self.on_row)(row);
+        };
+        let (w, size) = (p.window, p.size);
+        if p.rows.is_empty() {
+            if self.cursor.is_none_or(|c| w.end > c) {
+                writes.push(Write::Put(
+                    self.state_key(),
+                    w.end.format(CURSOR_FORMAT).to_string().into_bytes(),
+                ));
+                self.pending_cursor = Some(w.end);
             }
-            Ok(true)
+            self.windows_done += 1;
+        } else {
+            self.pending = Some(p);
         }
+        self.rows_published += events.len() as u64;
+        self.chunk_out = Some(w);
+        Ok(PollOutcome::Commit {
+            writes,
+            events,
+            size,
+            more: self.pending.is_some() || !self.queue.is_empty(),
+        })
     }
 }
-
-#[cfg(test)]
-mod tests;

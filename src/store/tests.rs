@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn put(k: &str, v: &[u8]) -> Write {

@@ -1,0 +1,200 @@
+//! A large report window is committed a chunk at a time, its rows kept in a temporary file
+//! meanwhile; the cursor moves with the last chunk only, and a chunk that was not committed makes
+//! the window be pulled again without publishing any row twice. The feed is driven by hand
+//! against the simulator and an in-memory store (no broker: this is about what gets committed).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ccdc::config::{PollConfig, WolkvoxConfig};
+use ccdc::event::Event;
+use ccdc::feed::{Feed, PollOutcome};
+use ccdc::reports::rows::ReportKind;
+use ccdc::reports::{cursor_key, Mode, ReportFeed, ReportPlan, CHUNK_ROWS};
+use ccdc::secret::SecretRef;
+use ccdc::simulator::{SimMode, SimServer, SimState};
+use ccdc::sources::wolkvox::WolkvoxClient;
+use ccdc::store::{MemoryStore, Store, Write};
+
+/// Four hours at one row per second: 14,400 rows, one window, three chunks.
+const HOURS: i64 = 4;
+
+struct Run {
+    _sim: SimServer,
+    feed: ReportFeed,
+    store: Arc<MemoryStore>,
+    spill: tempfile::TempDir,
+    key: String,
+}
+
+async fn start(token_env: &str) -> Run {
+    let state = SimState::new("chunk-token", SimMode::Scripted(vec![]));
+    state.set_report_generation(1, 60_000);
+    let sim = SimServer::start("127.0.0.1:0".parse().unwrap(), state)
+        .await
+        .unwrap();
+    std::env::set_var(token_env, "chunk-token");
+    let client = WolkvoxClient::new(&WolkvoxConfig {
+        name: "chunks".into(),
+        base_url: sim.base_url(),
+        token: SecretRef::Env(token_env.into()),
+        time_zone: "America/Bogota".into(),
+        max_concurrent_requests: 1,
+        request_timeout: Duration::from_secs(30),
+        max_response_bytes: 256 << 20,
+        allow_insecure_http: true,
+        interactions: PollConfig::default(),
+        agents: PollConfig::default(),
+        reports: vec![],
+        daily_call_limit: None,
+    })
+    .unwrap();
+    let from = chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap();
+    let plan = ReportPlan {
+        kind: ReportKind::Chat1,
+        settle_delay: chrono::Duration::zero(),
+        lookback: chrono::Duration::zero(),
+        max_window: chrono::Duration::hours(HOURS),
+        min_window: chrono::Duration::minutes(1),
+        row_limit: 60_000,
+        start_from: None,
+        dedupe_ttl: chrono::Duration::days(7),
+    };
+    let mode = Mode::Backfill {
+        from,
+        to: from + chrono::Duration::hours(HOURS),
+    };
+    let store = Arc::new(MemoryStore::default());
+    let spill = tempfile::tempdir().unwrap();
+    let feed = ReportFeed::new(client, store.clone(), plan, mode)
+        .with_spill_dir(spill.path().to_path_buf());
+    Run {
+        _sim: sim,
+        feed,
+        store,
+        spill,
+        key: cursor_key("chunks", ReportKind::Chat1, mode),
+    }
+}
+
+/// One poll: its events' row identities, whether it wrote the cursor, and `more`.
+struct Chunk {
+    writes: Vec<Write>,
+    events: Vec<Event>,
+    cursor: bool,
+    more: bool,
+}
+
+async fn poll(run: &mut Run) -> Chunk {
+    match run.feed.poll(0).await.unwrap() {
+        PollOutcome::Commit {
+            writes,
+            events,
+            more,
+            ..
+        } => Chunk {
+            cursor: writes
+                .iter()
+                .any(|w| matches!(w, Write::Put(k, _) if *k == run.key)),
+            writes,
+            events,
+            more,
+        },
+        PollOutcome::Hold { reason } => panic!("expected a commit, got a hold: {reason}"),
+        PollOutcome::Idle { more } => panic!("expected a commit, got idle (more: {more})"),
+    }
+}
+
+/// Commit `c` as the poller does, and tell the feed.
+fn commit(run: &mut Run, c: Chunk) -> Vec<String> {
+    let ids = identities(&c.events);
+    let events = c
+        .events
+        .iter()
+        .map(|e| serde_json::to_vec(e).unwrap())
+        .collect();
+    run.store.commit(c.writes, events).unwrap();
+    run.feed.committed();
+    ids
+}
+
+fn identities(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e {
+            Event::ReportRow(r) => r.identity.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+/// Every row of the range exactly once.
+fn assert_each_row_once(published: &[String]) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for id in published {
+        *counts.entry(id).or_default() += 1;
+    }
+    assert_eq!(published.len(), (HOURS * 3600) as usize);
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "a row was published twice"
+    );
+}
+
+#[tokio::test]
+async fn a_large_window_is_committed_in_chunks_and_the_cursor_moves_with_the_last() {
+    let mut run = start("CHUNK_TOKEN_A").await;
+    let mut published = Vec::new();
+    let mut sizes = Vec::new();
+    loop {
+        let c = poll(&mut run).await;
+        let (cursor, more, n) = (c.cursor, c.more, c.events.len());
+        assert_eq!(cursor, !more, "the cursor moves with the last chunk only");
+        assert!(
+            run.store.get(&run.key).unwrap().is_none(),
+            "no cursor before the last chunk is committed"
+        );
+        published.extend(commit(&mut run, c));
+        sizes.push(n);
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(sizes, [CHUNK_ROWS, CHUNK_ROWS, 14_400 - 2 * CHUNK_ROWS]);
+    assert_each_row_once(&published);
+    assert!(run.store.get(&run.key).unwrap().is_some());
+    // The rows (7 MB of text) went through an unnamed temporary file: nothing is left.
+    assert_eq!(std::fs::read_dir(run.spill.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn a_chunk_not_committed_makes_the_window_be_pulled_again_without_duplicates() {
+    let mut run = start("CHUNK_TOKEN_B").await;
+    let first = poll(&mut run).await;
+    let mut published = commit(&mut run, first);
+    // The second chunk's commit fails: the poller does not call `committed`.
+    let lost = poll(&mut run).await;
+    assert!(lost.more && !lost.cursor);
+    drop(lost);
+    // The window is pulled again: the first chunk's rows are known by their dedupe marks.
+    let again = poll(&mut run).await;
+    assert!(
+        again.events.is_empty() && again.more,
+        "{}",
+        again.events.len()
+    );
+    commit(&mut run, again);
+    loop {
+        let c = poll(&mut run).await;
+        let more = c.more;
+        published.extend(commit(&mut run, c));
+        if !more {
+            break;
+        }
+    }
+    assert_each_row_once(&published);
+    assert!(run.store.get(&run.key).unwrap().is_some());
+}
