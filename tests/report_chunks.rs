@@ -5,14 +5,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use ccdc::config::{PollConfig, WolkvoxConfig};
 use ccdc::event::Event;
 use ccdc::feed::{Feed, PollOutcome};
 use ccdc::reports::rows::ReportKind;
 use ccdc::reports::{cursor_key, Mode, ReportFeed, ReportPlan, CHUNK_ROWS};
-use ccdc::secret::SecretRef;
 use ccdc::simulator::{SimMode, SimServer, SimState};
 use ccdc::sources::wolkvox::WolkvoxClient;
 use ccdc::store::{MemoryStore, Store, Write};
@@ -35,20 +32,11 @@ async fn start(token_env: &str) -> Run {
         .await
         .unwrap();
     std::env::set_var(token_env, "chunk-token");
-    let client = WolkvoxClient::new(&WolkvoxConfig {
-        name: "chunks".into(),
-        base_url: sim.base_url(),
-        token: SecretRef::Env(token_env.into()),
-        time_zone: "America/Bogota".into(),
-        max_concurrent_requests: 1,
-        request_timeout: Duration::from_secs(30),
-        max_response_bytes: 256 << 20,
-        allow_insecure_http: true,
-        interactions: PollConfig::default(),
-        agents: PollConfig::default(),
-        reports: vec![],
-        daily_call_limit: None,
-    })
+    let client = WolkvoxClient::new(&ccdc::simulator::wolkvox_source(
+        "chunks",
+        &sim.base_url(),
+        token_env,
+    ))
     .unwrap();
     let from = chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))

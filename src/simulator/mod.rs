@@ -437,3 +437,22 @@ impl SimServer {
         let _ = self.task.await;
     }
 }
+
+/// A Wolkvox source `name` on the simulator at `base_url` (plain HTTP, no feeds of its own, 256 MB
+/// responses allowed), its token read from the environment variable `token_env`.
+pub fn wolkvox_source(name: &str, base_url: &str, token_env: &str) -> crate::config::WolkvoxConfig {
+    crate::config::WolkvoxConfig {
+        name: name.into(),
+        base_url: base_url.into(),
+        token: crate::secret::SecretRef::Env(token_env.into()),
+        time_zone: "America/Bogota".into(),
+        max_concurrent_requests: 1,
+        request_timeout: Duration::from_secs(60),
+        max_response_bytes: 256 << 20,
+        allow_insecure_http: true,
+        interactions: Default::default(),
+        agents: Default::default(),
+        reports: vec![],
+        daily_call_limit: None,
+    }
+}

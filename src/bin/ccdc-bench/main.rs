@@ -25,13 +25,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ccdc::config::{KafkaConfig, PollConfig, TopicsConfig, WolkvoxConfig};
+use ccdc::config::{KafkaConfig, TopicsConfig, WolkvoxConfig};
 use ccdc::event::Stream;
 use ccdc::feed::SnapshotFeed;
 use ccdc::kafka::KafkaSink;
 use ccdc::poller::Poller;
 use ccdc::publisher::Publisher;
-use ccdc::secret::SecretRef;
 use ccdc::sink::{AvroEncoder, EventSink};
 use ccdc::sources::wolkvox::interactions::WolkvoxInteractions;
 use ccdc::sources::wolkvox::WolkvoxClient;
@@ -159,20 +158,7 @@ fn warm_up_record(topic: &str) -> ccdc::sink::OutRecord {
 /// A Wolkvox source on the simulator (token `bench-token`), with the vendor's limits.
 fn bench_source(name: &str, base_url: &str) -> WolkvoxConfig {
     std::env::set_var("CCDC_BENCH_TOKEN", "bench-token");
-    WolkvoxConfig {
-        name: name.into(),
-        base_url: base_url.into(),
-        token: SecretRef::Env("CCDC_BENCH_TOKEN".into()),
-        time_zone: "America/Bogota".into(),
-        max_concurrent_requests: 1,
-        request_timeout: Duration::from_secs(60),
-        max_response_bytes: 256 << 20,
-        allow_insecure_http: true,
-        interactions: PollConfig::default(),
-        agents: PollConfig::default(),
-        reports: vec![],
-        daily_call_limit: None,
-    }
+    ccdc::simulator::wolkvox_source(name, base_url, "CCDC_BENCH_TOKEN")
 }
 
 /// Seconds to send `req` (with the bench token) and read the whole body, and the body's length.
