@@ -1,12 +1,14 @@
 //! Kafka via rdkafka (bundled librdkafka): the idempotent producer behind [`EventSink`] and topic
 //! creation at start-up.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -64,6 +66,8 @@ struct Progress {
     /// Milliseconds after `start` of the last delivery (or of the producer's creation).
     last_ms: std::sync::atomic::AtomicU64,
     timed_out: std::sync::atomic::AtomicU64,
+    /// librdkafka reported the brokers unreachable, and nothing was delivered since.
+    brokers_down: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
@@ -72,7 +76,19 @@ impl Progress {
             start: std::time::Instant::now(),
             last_ms: Default::default(),
             timed_out: Default::default(),
+            brokers_down: Default::default(),
         }
+    }
+
+    /// The brokers are reported unreachable: whether that is news.
+    fn lost_brokers(&self) -> bool {
+        !self.brokers_down.swap(true, Ordering::Relaxed)
+    }
+
+    /// A record was delivered: whether the brokers were reported unreachable until now.
+    fn delivered(&self) -> bool {
+        self.restart();
+        self.brokers_down.swap(false, Ordering::Relaxed)
     }
 
     fn now_ms(&self) -> u64 {
@@ -94,7 +110,41 @@ impl Progress {
     }
 }
 
-impl ClientContext for AckContext {}
+impl ClientContext for AckContext {
+    /// librdkafka logs every failed connection attempt (`FAIL`) at error level, about once a
+    /// second per broker while they are away: the first of an outage as a warning, the rest at
+    /// debug level.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if fac == "FAIL" {
+            if self.progress.brokers_down.load(Ordering::Relaxed) {
+                tracing::debug!(target: "librdkafka", "{fac} {log_message}");
+            } else {
+                tracing::warn!(target: "librdkafka", "{fac} {log_message}");
+            }
+            return;
+        }
+        DefaultClientContext.log(level, fac, log_message);
+    }
+
+    /// An outage is reported once (and its end once, on the next delivery); each report of it by
+    /// librdkafka is counted.
+    fn error(&self, error: KafkaError, reason: &str) {
+        let outage = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+        );
+        if !outage {
+            tracing::error!(%error, reason, "librdkafka error");
+            return;
+        }
+        metrics::counter!("ccdc_kafka_connection_errors_total").increment(1);
+        if self.progress.lost_brokers() {
+            tracing::warn!(%error, reason, "Kafka unreachable: events wait in the outbox until it is back");
+        } else {
+            tracing::debug!(%error, reason, "Kafka still unreachable");
+        }
+    }
+}
 
 impl ProducerContext for AckContext {
     type DeliveryOpaque = usize;
@@ -108,7 +158,9 @@ impl ProducerContext for AckContext {
                     metrics::histogram!("ccdc_publish_latency_seconds")
                         .record((now - sent).max(0) as f64 / 1000.0);
                 }
-                self.progress.restart();
+                if self.progress.delivered() {
+                    tracing::info!("Kafka reachable again: delivering");
+                }
                 Ok(())
             }
             Err((e, _)) => {
@@ -326,5 +378,16 @@ mod tests {
         // A delivery (or a new producer) starts over.
         p.restart();
         assert!(!p.stalled(Duration::ZERO));
+    }
+
+    #[test]
+    fn an_outage_is_news_once_and_its_end_once() {
+        let p = Progress::new();
+        assert!(!p.delivered(), "no outage yet");
+        assert!(p.lost_brokers());
+        assert!(!p.lost_brokers(), "the same outage again");
+        assert!(p.delivered(), "the outage ended");
+        assert!(!p.delivered());
+        assert!(p.lost_brokers(), "a new outage");
     }
 }

@@ -328,4 +328,21 @@ async fn a_broker_outage_fills_the_outbox_pauses_polling_and_drops_nothing() {
         ],
         "{got:?}"
     );
+
+    // The outage is in the log once, as a warning, and its end once; librdkafka's reports of it
+    // (every reconnection attempt) are counted, not logged as errors.
+    let log = std::fs::read_to_string(&s.log).expect("ccdc log");
+    let unreachable = log.matches("Kafka unreachable").count();
+    let reports = scrape(&metrics, "ccdc_kafka_connection_errors_total", &[]);
+    println!("outage: {unreachable} log line(s), {reports} librdkafka report(s)");
+    assert!(
+        unreachable >= 1 && log.contains("Kafka reachable again"),
+        "{log}"
+    );
+    assert!(reports >= unreachable as f64, "{reports} {unreachable}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("ERROR") && (l.contains("AllBrokersDown") || l.contains("FAIL"))),
+        "{log}"
+    );
 }
