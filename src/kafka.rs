@@ -112,18 +112,27 @@ impl Progress {
 
 impl ClientContext for AckContext {
     /// librdkafka logs every failed connection attempt (`FAIL`) at error level, about once a
-    /// second per broker while they are away: the first of an outage as a warning, the rest at
-    /// debug level.
+    /// second per broker while they are away. ccdc retries, so a failed connection is a warning;
+    /// once the brokers are reported unreachable, the rest of the outage's are at debug level.
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        if fac == "FAIL" {
-            if self.progress.brokers_down.load(Ordering::Relaxed) {
-                tracing::debug!(target: "librdkafka", "{fac} {log_message}");
-            } else {
-                tracing::warn!(target: "librdkafka", "{fac} {log_message}");
-            }
-            return;
+        if fac != "FAIL" {
+            return DefaultClientContext.log(level, fac, log_message);
         }
-        DefaultClientContext.log(level, fac, log_message);
+        if self.progress.brokers_down.load(Ordering::Relaxed) {
+            tracing::debug!(target: "librdkafka", "{fac} {log_message}");
+        } else if matches!(
+            level,
+            RDKafkaLogLevel::Emerg
+                | RDKafkaLogLevel::Alert
+                | RDKafkaLogLevel::Critical
+                | RDKafkaLogLevel::Error
+                | RDKafkaLogLevel::Warning
+        ) {
+            tracing::warn!(target: "librdkafka", "{fac} {log_message}");
+        } else {
+            // e.g. an idle connection closed by the broker (Info).
+            tracing::info!(target: "librdkafka", "{fac} {log_message}");
+        }
     }
 
     /// An outage is reported once (and its end once, on the next delivery); each report of it by
