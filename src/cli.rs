@@ -71,6 +71,12 @@ pub enum Command {
         /// ...of which this percentage is replaced on every interactions request.
         #[arg(long, default_value_t = 1.0)]
         bench_churn_percent: f64,
+        /// Seconds between generated report rows.
+        #[arg(long, default_value_t = 60)]
+        report_spacing: i64,
+        /// Characters of `comments` in every generated chat_1 row (large responses).
+        #[arg(long, default_value_t = 0)]
+        report_padding: usize,
     },
     /// Schema Registry operations.
     Schemas {

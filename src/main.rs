@@ -80,6 +80,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             seed,
             bench_interactions,
             bench_churn_percent,
+            report_spacing,
+            report_padding,
         } => {
             use ccdc::simulator::{SimMode, SimServer, SimState};
             let mode = match bench_interactions {
@@ -90,7 +92,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 },
                 None => SimMode::Random { seed, agents },
             };
-            let sim = SimServer::start(listen, SimState::new(&token, mode)).await?;
+            let state = SimState::new(&token, mode);
+            state.set_report_generation(report_spacing, 60_000);
+            state.set_report_padding(report_padding);
+            let sim = SimServer::start(listen, state).await?;
             let (vonage, vonage_token) = sim.vonage_urls();
             eprintln!(
                 "simulator listening on {}; the token for every vendor is `{token}`",

@@ -246,6 +246,11 @@ impl SimState {
         g.reports.row_limit = row_limit.max(1);
     }
 
+    /// Give each generated chat_1 row a `comments` of `chars` characters.
+    pub fn set_report_padding(&self, chars: usize) {
+        self.lock().reports.padding = chars;
+    }
+
     /// Serve `row` as a row of `report` dated `at` (local) from now on; replaces a generated row with
     /// the same identity (a late, changed or malformed row).
     pub fn add_report_row(

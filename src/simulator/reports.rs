@@ -21,6 +21,8 @@ pub const SIM_TZ: chrono_tz::Tz = chrono_tz::America::Bogota;
 pub struct ReportSim {
     pub spacing_s: i64,
     pub row_limit: usize,
+    /// Characters of `comments` in each generated chat_1 row (large responses for benchmarks).
+    pub padding: usize,
     /// (report, local time, row): rows added on top of the generated ones; a row whose identity
     /// matches a generated one replaces it.
     pub extra: Vec<(String, NaiveDateTime, Map<String, Value>)>,
@@ -31,6 +33,7 @@ impl Default for ReportSim {
         ReportSim {
             spacing_s: 60,
             row_limit: 60_000,
+            padding: 0,
             extra: Vec::new(),
         }
     }
@@ -89,7 +92,11 @@ pub fn report_rows(
     }
     let mut rows: Vec<(NaiveDateTime, Map<String, Value>)> = Vec::new();
     while t <= last {
-        rows.push((t, generated_row(report, t)));
+        let mut row = generated_row(report, t);
+        if sim.padding > 0 && report == "chat_1" {
+            row.insert("comments".into(), Value::String("x".repeat(sim.padding)));
+        }
+        rows.push((t, row));
         t += Duration::seconds(spacing);
     }
     for (r, at, row) in &sim.extra {

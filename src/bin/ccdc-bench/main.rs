@@ -176,6 +176,35 @@ async fn timed_get(req: reqwest::RequestBuilder) -> (f64, usize) {
 }
 
 /// A poller that the bench drives cycle by cycle (its interval is never waited on).
+/// `ccdc simulate` in its own process (token `bench-token`) with `args`, and its Wolkvox
+/// `base_url` once it accepts connections.
+fn start_simulator(args: &[&str]) -> (Sim, String) {
+    let port = free_port();
+    let ccdc = std::env::current_exe().expect("exe").with_file_name("ccdc");
+    let sim = Sim(std::process::Command::new(&ccdc)
+        .args(["simulate", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--token", "bench-token"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} simulate: {e} (build the ccdc binary first)",
+                ccdc.display()
+            )
+        }));
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "simulator did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (sim, format!("http://127.0.0.1:{port}/api/v2"))
+}
+
 fn driven_poller(
     feed: Box<dyn ccdc::feed::Feed>,
     store: &Arc<dyn Store>,
@@ -222,38 +251,12 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
 async fn p1(bootstrap: &str, interactions: usize, cycles: usize) -> (f64, f64, u64) {
     // The simulator runs in its own process (`ccdc simulate` in bench mode: every interactions
     // request replaces 1 % of the interactions), so this process measures ccdc alone.
-    let port = free_port();
-    let ccdc = std::env::current_exe().expect("exe").with_file_name("ccdc");
-    let sim = Sim(std::process::Command::new(&ccdc)
-        .args([
-            "simulate",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--token",
-            "bench-token",
-            "--bench-interactions",
-            &interactions.to_string(),
-            "--bench-churn-percent",
-            "1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{} simulate: {e} (build the ccdc binary first)",
-                ccdc.display()
-            )
-        }));
-    let base_url = format!("http://127.0.0.1:{port}/api/v2");
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "simulator did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (sim, base_url) = start_simulator(&[
+        "--bench-interactions",
+        &interactions.to_string(),
+        "--bench-churn-percent",
+        "1",
+    ]);
     let cfg = bench_source("bench", &base_url);
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("state")).expect("sled"));
@@ -317,6 +320,11 @@ async fn p1(bootstrap: &str, interactions: usize, cycles: usize) -> (f64, f64, u
 fn main() {
     ccdc::alloc::configure();
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--p3-feed-child") {
+        let arg = |k: usize| args.get(i + k).cloned().unwrap_or_default();
+        memory::p3_feed_child(&arg(1), arg(2).parse().unwrap_or(1_000));
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--p3-child") {
         memory::p3_child(
             args.get(i + 1)
@@ -386,6 +394,13 @@ fn main() {
     let exe = std::env::current_exe().expect("exe");
     if runs("p3") {
         memory::p3(&exe, big);
+        // The vendor's limits: 60,000 rows (a window reaching them is split) and 256 MB per call.
+        let (rows, bytes) = if short {
+            (2_000, 4 << 20)
+        } else {
+            (59_000, 250_000_000)
+        };
+        memory::p3_feed(&exe, rows, bytes);
     }
     if runs("p4") {
         memory::p4_report(&exe.with_file_name("ccdc"), idle);

@@ -150,6 +150,92 @@ pub fn p3(exe: &std::path::Path, big: usize) {
     );
 }
 
+/// P3 through the service's report feed: a `rows`-row chat_1 window of about `bytes` bytes
+/// served by the simulator (its own process), pulled, kept, de-duplicated and committed to sled
+/// by the report feed in a child process, whose peak RSS is measured. No publisher: the events
+/// stay in the outbox, as while a broker is slow.
+pub fn p3_feed(exe: &std::path::Path, rows: usize, bytes: usize) {
+    // A generated chat_1 row is about 520 bytes with an empty `comments`.
+    let padding = (bytes / rows).saturating_sub(520).to_string();
+    let (_sim, base_url) =
+        super::start_simulator(&["--report-spacing", "1", "--report-padding", &padding]);
+    let out = std::process::Command::new(exe)
+        .args(["--p3-feed-child", &base_url, &rows.to_string()])
+        .output()
+        .expect("p3 feed child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!(
+        "   P3 detail, through the service's report feed (spill file, chunked commits to sled, no publisher): {}",
+        text.trim()
+    );
+    assert!(
+        out.status.success(),
+        "p3 feed failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Child of [`p3_feed`]: one backfill window of `rows` rows from the simulator at `base_url`.
+pub fn p3_feed_child(base_url: &str, rows: usize) {
+    use ccdc::reports::rows::ReportKind;
+    use ccdc::reports::{Mode, ReportFeed, ReportPlan};
+    use ccdc::store::{SledStore, Store};
+    use std::sync::Arc;
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("state")).expect("sled"));
+    let from = chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("date");
+    let plan = ReportPlan {
+        kind: ReportKind::Chat1,
+        settle_delay: chrono::Duration::zero(),
+        lookback: chrono::Duration::zero(),
+        max_window: chrono::Duration::days(1),
+        min_window: chrono::Duration::minutes(1),
+        row_limit: 60_000,
+        start_from: None,
+        dedupe_ttl: chrono::Duration::days(7),
+    };
+    let mode = Mode::Backfill {
+        from,
+        to: from + chrono::Duration::seconds(rows as i64),
+    };
+    let feed = ReportFeed::new(
+        ccdc::sources::wolkvox::WolkvoxClient::new(&super::bench_source("p3", base_url))
+            .expect("client"),
+        store.clone(),
+        plan,
+        mode,
+    )
+    .with_spill_dir(dir.path().join("state"));
+    let mut poller =
+        super::driven_poller(Box::new(feed), &store, Arc::new(tokio::sync::Notify::new()));
+    let t = Instant::now();
+    let mut committed = 0;
+    loop {
+        match rt
+            .block_on(poller.cycle(chrono::Utc::now().timestamp_millis()))
+            .expect("cycle")
+        {
+            ccdc::poller::CycleOutcome::Committed { events, more, .. } => {
+                committed += events;
+                if !more {
+                    break;
+                }
+            }
+            ccdc::poller::CycleOutcome::Idle { more: true } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    println!(
+        "{committed} rows in {:.2} s, peak RSS {} MB (sled's page cache is up to 64 MB of it)",
+        t.elapsed().as_secs_f64(),
+        status_kb("self", "VmHWM:") / 1024
+    );
+}
+
 pub fn p4_report(ccdc_bin: &std::path::Path, idle: Duration) {
     if ccdc_bin.exists() {
         let (rss, cpu) = p4(ccdc_bin, idle);
