@@ -41,16 +41,7 @@ async fn start(token_env: &str) -> Run {
     let from = chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .unwrap();
-    let plan = ReportPlan {
-        kind: ReportKind::Chat1,
-        settle_delay: chrono::Duration::zero(),
-        lookback: chrono::Duration::zero(),
-        max_window: chrono::Duration::hours(HOURS),
-        min_window: chrono::Duration::minutes(1),
-        row_limit: 60_000,
-        start_from: None,
-        dedupe_ttl: chrono::Duration::days(7),
-    };
+    let plan = ReportPlan::past_range(ReportKind::Chat1, chrono::Duration::hours(HOURS));
     let mode = Mode::Backfill {
         from,
         to: from + chrono::Duration::hours(HOURS),

@@ -52,6 +52,23 @@ pub struct ReportPlan {
     pub dedupe_ttl: Duration,
 }
 
+impl ReportPlan {
+    /// A plan for pulling a past range as it is: no settle delay, no look-back, windows of at most
+    /// `max_window` (split down to a minute), the report's own row limit, marks kept for a week.
+    pub fn past_range(kind: ReportKind, max_window: Duration) -> Self {
+        ReportPlan {
+            kind,
+            settle_delay: Duration::zero(),
+            lookback: Duration::zero(),
+            max_window,
+            min_window: Duration::minutes(1),
+            row_limit: kind.default_row_limit() as usize,
+            start_from: None,
+            dedupe_ttl: Duration::days(7),
+        }
+    }
+}
+
 /// Live pulls follow the clock; a backfill covers a fixed range with its own cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

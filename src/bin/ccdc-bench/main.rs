@@ -205,6 +205,13 @@ fn start_simulator(args: &[&str]) -> (Sim, String) {
     (sim, format!("http://127.0.0.1:{port}/api/v2"))
 }
 
+/// Where the benchmarks' report ranges start (local time): a past day, so every row exists.
+fn range_start() -> chrono::NaiveDateTime {
+    chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("date")
+}
+
 fn driven_poller(
     feed: Box<dyn ccdc::feed::Feed>,
     store: &Arc<dyn Store>,

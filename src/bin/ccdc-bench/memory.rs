@@ -185,19 +185,8 @@ pub fn p3_feed_child(base_url: &str, rows: usize) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("state")).expect("sled"));
-    let from = chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .expect("date");
-    let plan = ReportPlan {
-        kind: ReportKind::Chat1,
-        settle_delay: chrono::Duration::zero(),
-        lookback: chrono::Duration::zero(),
-        max_window: chrono::Duration::days(1),
-        min_window: chrono::Duration::minutes(1),
-        row_limit: 60_000,
-        start_from: None,
-        dedupe_ttl: chrono::Duration::days(7),
-    };
+    let from = super::range_start();
+    let plan = ReportPlan::past_range(ReportKind::Chat1, chrono::Duration::days(1));
     let mode = Mode::Backfill {
         from,
         to: from + chrono::Duration::seconds(rows as i64),

@@ -62,19 +62,8 @@ pub async fn run(k: &KafkaConfig, hours: i64, window_hours: i64) -> Measured {
         &notify,
     );
 
-    let from = chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .expect("date");
-    let plan = ReportPlan {
-        kind: ReportKind::Chat1,
-        settle_delay: chrono::Duration::zero(),
-        lookback: chrono::Duration::zero(),
-        max_window: chrono::Duration::hours(window_hours),
-        min_window: chrono::Duration::minutes(1),
-        row_limit: 60_000,
-        start_from: None,
-        dedupe_ttl: chrono::Duration::days(7),
-    };
+    let from = super::range_start();
+    let plan = ReportPlan::past_range(ReportKind::Chat1, chrono::Duration::hours(window_hours));
     let feed = ReportFeed::new(
         WolkvoxClient::new(&cfg).expect("client"),
         store.clone(),
