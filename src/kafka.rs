@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
-use rdkafka::config::ClientConfig;
-use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -97,16 +96,17 @@ impl Progress {
 
     /// A delivery, or a new producer: progress from here.
     fn restart(&self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.last_ms.store(self.now_ms(), Relaxed);
-        self.timed_out.store(0, Relaxed);
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.timed_out.store(0, Ordering::Relaxed);
     }
 
     /// Records have timed out and none was delivered for `after`.
     fn stalled(&self, after: Duration) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.timed_out.load(Relaxed) > 0
-            && self.now_ms().saturating_sub(self.last_ms.load(Relaxed)) >= after.as_millis() as u64
+        self.timed_out.load(Ordering::Relaxed) > 0
+            && self
+                .now_ms()
+                .saturating_sub(self.last_ms.load(Ordering::Relaxed))
+                >= after.as_millis() as u64
     }
 }
 
@@ -177,9 +177,7 @@ impl ProducerContext for AckContext {
                     e,
                     KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)
                 ) {
-                    self.progress
-                        .timed_out
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.progress.timed_out.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(classify(e))
             }
