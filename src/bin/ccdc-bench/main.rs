@@ -63,24 +63,28 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-struct Tansu(std::process::Child);
-
-/// The out-of-process simulator, killed on drop.
-struct Sim(std::process::Child);
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-impl Drop for Tansu {
+/// A process the bench started (the broker, the simulator), killed on drop.
+struct Child(std::process::Child);
+impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-fn start_tansu() -> (Tansu, String) {
+/// Wait until `what` accepts connections on `port`.
+fn wait_for_port(what: &str, port: u16) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start_tansu() -> (Child, String) {
     let port = free_port();
     let url = format!("tcp://127.0.0.1:{port}");
     let bin = std::env::var("TANSU_BIN").unwrap_or_else(|_| {
@@ -103,15 +107,9 @@ fn start_tansu() -> (Tansu, String) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("tansu (scripts/test.sh installs it)");
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "tansu did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (Tansu(child), format!("127.0.0.1:{port}"))
+    let child = Child(child);
+    wait_for_port("tansu", port);
+    (child, format!("127.0.0.1:{port}"))
 }
 
 fn kafka(bootstrap: &str) -> KafkaConfig {
@@ -178,30 +176,25 @@ async fn timed_get(req: reqwest::RequestBuilder) -> (f64, usize) {
 /// A poller that the bench drives cycle by cycle (its interval is never waited on).
 /// `ccdc simulate` in its own process (token `bench-token`) with `args`, and its Wolkvox
 /// `base_url` once it accepts connections.
-fn start_simulator(args: &[&str]) -> (Sim, String) {
+fn start_simulator(args: &[&str]) -> (Child, String) {
     let port = free_port();
     let ccdc = std::env::current_exe().expect("exe").with_file_name("ccdc");
-    let sim = Sim(std::process::Command::new(&ccdc)
-        .args(["simulate", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--token", "bench-token"])
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{} simulate: {e} (build the ccdc binary first)",
-                ccdc.display()
-            )
-        }));
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "simulator did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let sim = Child(
+        std::process::Command::new(&ccdc)
+            .args(["simulate", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--token", "bench-token"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} simulate: {e} (build the ccdc binary first)",
+                    ccdc.display()
+                )
+            }),
+    );
+    wait_for_port("simulator", port);
     (sim, format!("http://127.0.0.1:{port}/api/v2"))
 }
 
