@@ -121,8 +121,6 @@ pub const CHUNK_BYTES: usize = 4 << 20;
 struct PendingWindow {
     window: Window,
     rows: stream::Rows,
-    /// Every row of the window so far, by identity: its content hash.
-    in_window: HashMap<String, String>,
     size: usize,
 }
 
@@ -266,17 +264,17 @@ impl ReportFeed {
         spill.finish().map(Pulled::Rows).map_err(spill_error)
     }
 
-    /// Turn rows of a complete window into events and dedupe marks; `in_window` has the rows of
-    /// the window seen before (earlier chunks).
+    /// Turn a chunk of a complete window's rows into events and dedupe marks. Rows of earlier
+    /// chunks are known by their marks: a chunk is derived only once the one before is committed.
     fn derive(
         &self,
         w: &Window,
         rows: Vec<Box<str>>,
-        in_window: &mut HashMap<String, String>,
         now_ms: i64,
     ) -> Result<(Vec<Event>, Vec<Write>), SourceError> {
         let (kind, tz, source) = (self.plan.kind, self.tz(), &self.client.meta.name);
         let (start_raw, end_raw) = (w.date_ini(), w.date_end());
+        let mut in_window: HashMap<String, String> = HashMap::new();
         let (mut events, mut writes) = (Vec::new(), Vec::new());
         for raw in rows {
             let decoded = kind.decode(&raw, tz);
@@ -434,7 +432,6 @@ impl Feed for ReportFeed {
                     window: w,
                     size: rows.len(),
                     rows,
-                    in_window: HashMap::new(),
                 });
                 self.next_chunk(observed_at)
             }
@@ -458,7 +455,7 @@ impl ReportFeed {
             .rows
             .chunk(CHUNK_ROWS, CHUNK_BYTES)
             .map_err(|e| self.local_error("<spill file>", e.to_string()))
-            .and_then(|rows| self.derive(&p.window, rows, &mut p.in_window, now_ms))
+            .and_then(|rows| self.derive(&p.window, rows, now_ms))
             .and_then(|(events, mut writes)| {
                 if p.rows.is_empty() {
                     writes.extend(self.sweep(now_ms)?);
