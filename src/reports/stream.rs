@@ -167,10 +167,10 @@ impl Spill {
         self.memory.push(row);
         if self.bytes > SPILL_AT {
             let mut f = BufWriter::with_capacity(256 << 10, tempfile::tempfile_in(&self.dir)?);
-            for r in self.memory.drain(..) {
+            // Taken, not drained: the rows and the vector's capacity are released.
+            for r in std::mem::take(&mut self.memory) {
                 write_row(&mut f, &r)?;
             }
-            self.memory = Vec::new();
             self.file = Some(f);
         }
         Ok(())
