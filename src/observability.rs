@@ -18,7 +18,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
 
+/// How often histogram samples are folded into their buckets when nobody scrapes `/metrics`.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// Install the Prometheus recorder once per process; `None` if another recorder is installed.
+///
+/// The recorder keeps every histogram sample (one per published record, for the publish latency)
+/// until a scrape or an upkeep folds them into buckets, so a thread runs the upkeep every
+/// [`UPKEEP_EVERY`]: without it, memory grew with every record while `/metrics` went unscraped.
 pub fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
@@ -26,11 +33,22 @@ pub fn prometheus() -> Option<PrometheusHandle> {
             let buckets = [
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
             ];
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets(&buckets)
                 .ok()?
                 .install_recorder()
-                .ok()
+                .ok()?;
+            let upkeep = handle.clone();
+            let started = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                });
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "cannot start the metrics upkeep thread: histogram samples are folded only when /metrics is scraped");
+            }
+            Some(handle)
         })
         .clone()
 }
