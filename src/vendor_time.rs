@@ -15,9 +15,20 @@ const FORMATS: &[&str] = &[
     "%Y-%m-%d %H:%M",
 ];
 
+/// `s` without leading and trailing whitespace, exactly as [`str::trim`] gives it. Vendor values
+/// nearly always start and end with a visible ASCII character, and then nothing is decoded:
+/// `str::trim` decodes a character at each end to ask Unicode whether it is whitespace, which was
+/// ≈ 5 % of a report row's conversion.
+pub fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(z)) if a.is_ascii_graphic() && z.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
 /// Parse a local date-time in any of the formats Wolkvox is known to use.
 pub fn parse_local(raw: &str) -> Option<NaiveDateTime> {
-    let t = raw.trim();
+    let t = trim(raw);
     if t.is_empty() {
         return None;
     }
@@ -82,10 +93,33 @@ pub fn vendor_local_to_utc(raw: &str, tz: Tz) -> Option<i64> {
 /// `HH:MM:SS`, `HH:MM:SS.fffffff` and .NET's `d.HH:MM:SS[.fffffff]` (Comm100). `None` when empty or
 /// in no known form.
 pub fn parse_duration_ms(raw: &str) -> Option<i64> {
-    let t = raw.trim();
+    let t = trim(raw);
     if t.is_empty() {
         return None;
     }
+    if let Some(ms) = hh_mm_ss(t) {
+        return Some(ms);
+    }
+    clock_or_seconds(t)
+}
+
+/// `HH:MM:SS`, the form of Wolkvox's report durations, read directly: what [`clock_or_seconds`]
+/// gives for it, without splitting the text and parsing each part.
+fn hh_mm_ss(t: &str) -> Option<i64> {
+    let b: &[u8; 8] = t.as_bytes().try_into().ok()?;
+    if b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let two = |i: usize| -> Option<i64> {
+        (b[i].is_ascii_digit() && b[i + 1].is_ascii_digit())
+            .then(|| i64::from(b[i] - b'0') * 10 + i64::from(b[i + 1] - b'0'))
+    };
+    let (h, m, s) = (two(0)?, two(3)?, two(6)?);
+    (m < 60 && s < 60).then_some(((h * 60 + m) * 60 + s) * 1000)
+}
+
+/// Every duration form but the direct `HH:MM:SS`, `t` trimmed and not empty.
+fn clock_or_seconds(t: &str) -> Option<i64> {
     if !t.contains(':') {
         // Whole seconds (the common case) without the float parser.
         if let Ok(secs) = t.parse::<i64>() {
@@ -124,6 +158,56 @@ pub fn parse_duration_ms(raw: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_direct_hh_mm_ss_reader_agrees_with_the_general_one() {
+        let mut read = 0;
+        for t in [
+            "00:00:00",
+            "99:59:59",
+            "00:60:00",
+            "00:00:60",
+            "1:02:03",
+            "01:02:3",
+            "0a:00:00",
+            "00:00:0x",
+            "00-00-00",
+            "+1:00:00",
+            "00:+1:00",
+            "12:34:56",
+            "23:59:59.5",
+            "１2:00:00",
+        ] {
+            if let Some(ms) = super::hh_mm_ss(t) {
+                read += 1;
+                assert_eq!(Some(ms), super::clock_or_seconds(t), "{t}");
+            }
+        }
+        for n in (0..100 * 3600).step_by(7) {
+            let t = format!("{:02}:{:02}:{:02}", n / 3600, n / 60 % 60, n % 60);
+            assert_eq!(super::hh_mm_ss(&t), Some(n as i64 * 1000), "{t}");
+            assert_eq!(super::clock_or_seconds(&t), Some(n as i64 * 1000), "{t}");
+        }
+        assert_eq!(read, 3, "00:00:00, 99:59:59 and 12:34:56 are read directly");
+    }
+
+    #[test]
+    fn trim_is_str_trim() {
+        let spaces = [
+            " ", "\t", "\n", "\r", "\u{a0}", "\u{85}", "\u{2003}", "\u{3000}", "\u{1680}",
+        ];
+        let cores = [
+            "", "a", "ab c", "é", "ü😀", "x\u{a0}y", "\u{200b}", "!", "~", "\u{7f}", "\u{0}",
+        ];
+        for core in cores {
+            for before in ["", spaces[0]].into_iter().chain(spaces) {
+                for after in ["", spaces[2]].into_iter().chain(spaces) {
+                    let s = format!("{before}{core}{after}");
+                    assert_eq!(super::trim(&s), s.trim(), "{s:?}");
+                }
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

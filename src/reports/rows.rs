@@ -68,7 +68,7 @@ impl ReportKind {
             hash: hash(&[raw]),
             row: Err(format!("not a {} row: {e}", self.name())),
         };
-        if !raw.trim_start().starts_with('{') {
+        if !(raw.starts_with('{') || raw.trim_start().starts_with('{')) {
             // serde would read a JSON list positionally into the fields.
             return unreadable(serde::de::Error::custom("expected a JSON object"));
         }
@@ -118,8 +118,7 @@ fn hash(parts: &[&str]) -> String {
     for (i, d) in out.iter_mut().enumerate() {
         *d = HEX[((digest >> ((31 - i) * 4)) & 0xf) as usize];
     }
-    // Hex digits are ASCII.
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out.to_vec()).expect("hex digits are ASCII")
 }
 
 // Rows only travel inside an already boxed `ReportRecord`; boxing the variant again buys nothing.

@@ -275,7 +275,7 @@ pub struct Field<'a>(Option<Cow<'a, str>>);
 
 /// Field text: trimmed; empty is absent.
 fn trimmed(v: &str) -> Option<&str> {
-    Some(v.trim()).filter(|t| !t.is_empty())
+    Some(crate::vendor_time::trim(v)).filter(|t| !t.is_empty())
 }
 
 impl<'a> Field<'a> {
