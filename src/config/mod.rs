@@ -1,8 +1,8 @@
 //! Configuration: one TOML file plus `CCDC_`-prefixed environment overrides (`__` separates levels,
 //! e.g. `CCDC_KAFKA__BOOTSTRAP_SERVERS`). Everything is validated at start-up; errors name the key.
-//! Secrets are references ([`SecretRef`]) resolved during validation.
+//! Secrets are references ([`crate::secret::SecretRef`]) resolved during validation.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,10 +10,10 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
-use crate::secret::{Secret, SecretRef};
-
+mod output;
 mod reports;
 mod sources;
+pub use output::*;
 pub use reports::*;
 pub use sources::*;
 
@@ -167,52 +167,6 @@ impl Default for ObservabilityConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaConfig {
-    pub bootstrap_servers: String,
-    /// none | gzip | snappy | lz4 | zstd
-    #[serde(default = "default_compression")]
-    pub compression: String,
-    /// Create missing topics at start-up.
-    #[serde(default = "yes")]
-    pub create_topics: bool,
-    #[serde(default = "default_partitions")]
-    pub partitions: i32,
-    /// Replication factor for created topics; -1 = the broker's default.
-    #[serde(default = "default_replication")]
-    pub replication_factor: i32,
-    /// librdkafka `message.timeout.ms`: how long one record may be retried before it is reported failed
-    /// (it then stays in the outbox and is re-sent).
-    #[serde(default = "default_message_timeout", with = "humantime_serde")]
-    pub message_timeout: Duration,
-    /// Put the `ccdc.event_id` and `ccdc.event_type` headers on every record (both values are in
-    /// the Avro payload too). Off saves librdkafka about 0.8 µs per record on a 2-core box.
-    #[serde(default = "yes")]
-    pub record_headers: bool,
-    /// Any librdkafka property (security.protocol, ssl.*, sasl.mechanism, ...).
-    #[serde(default)]
-    pub properties: BTreeMap<String, String>,
-    /// librdkafka properties whose values are secrets (e.g. `sasl.password`), by reference.
-    #[serde(default)]
-    pub secret_properties: BTreeMap<String, SecretRef>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegistryConfig {
-    pub url: String,
-    pub username: Option<String>,
-    pub password: Option<SecretRef>,
-    /// Register the schemas at start-up (otherwise they must already be registered).
-    #[serde(default = "yes")]
-    pub auto_register: bool,
-    #[serde(default = "default_registry_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Extra trusted root certificate (PEM) for an https registry behind a private CA.
-    pub ca_file: Option<PathBuf>,
-}
-
 pub(crate) fn yes() -> bool {
     true
 }
@@ -225,35 +179,6 @@ fn default_shutdown_timeout() -> Duration {
 fn default_max_in_flight() -> usize {
     10_000
 }
-fn default_compression() -> String {
-    "zstd".into()
-}
-fn default_partitions() -> i32 {
-    6
-}
-fn default_replication() -> i32 {
-    -1
-}
-fn default_message_timeout() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_registry_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-/// librdkafka properties ccdc sets itself for its delivery guarantee; weakening them is refused.
-const GUARANTEE_PROPERTIES: &[&str] = &[
-    "enable.idempotence",
-    "acks",
-    "request.required.acks",
-    "max.in.flight.requests.per.connection",
-    "max.in.flight",
-    "bootstrap.servers",
-    "compression.type",
-    "compression.codec",
-    "message.timeout.ms",
-    "delivery.timeout.ms",
-];
 
 /// Top-level keys that `CCDC_*` variables may override. Other `CCDC_*` variables (`CCDC_LOG`, a
 /// token kept in `CCDC_WOLKVOX_TOKEN`, ...) are not configuration keys and are left alone.
@@ -396,132 +321,6 @@ fn validate_topic(key: &str, topic: &str) -> Result<(), ConfigError> {
             key,
             format!("`{topic}` is not a legal Kafka topic name"),
         ))
-    }
-}
-
-impl KafkaConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.bootstrap_servers.trim().is_empty() {
-            return Err(invalid("kafka.bootstrap_servers", "must not be empty"));
-        }
-        if !matches!(
-            self.compression.as_str(),
-            "none" | "gzip" | "snappy" | "lz4" | "zstd"
-        ) {
-            return Err(invalid(
-                "kafka.compression",
-                "one of none, gzip, snappy, lz4, zstd",
-            ));
-        }
-        if self.partitions < 1 {
-            return Err(invalid("kafka.partitions", "must be at least 1"));
-        }
-        if self.replication_factor == 0 || self.replication_factor < -1 {
-            return Err(invalid(
-                "kafka.replication_factor",
-                "must be -1 (broker default) or at least 1",
-            ));
-        }
-        if self.message_timeout.is_zero() {
-            return Err(invalid(
-                "kafka.message_timeout",
-                "must be greater than zero",
-            ));
-        }
-        for key in self.properties.keys().chain(self.secret_properties.keys()) {
-            if GUARANTEE_PROPERTIES.contains(&key.as_str()) {
-                return Err(invalid(
-                    format!("kafka.properties.{key}"),
-                    "is set by ccdc for its delivery guarantee (use the dedicated key if there is one)",
-                ));
-            }
-            if self.properties.contains_key(key) && self.secret_properties.contains_key(key) {
-                return Err(invalid(
-                    format!("kafka.secret_properties.{key}"),
-                    "also set in kafka.properties",
-                ));
-            }
-        }
-        for (key, r) in &self.secret_properties {
-            r.resolve()
-                .map_err(|e| invalid(format!("kafka.secret_properties.{key}"), e.to_string()))?;
-        }
-        Ok(())
-    }
-
-    /// Secret librdkafka properties, resolved.
-    pub fn resolved_secret_properties(&self) -> Result<Vec<(String, Secret)>, ConfigError> {
-        self.secret_properties
-            .iter()
-            .map(|(k, r)| {
-                r.resolve()
-                    .map(|s| (k.clone(), s))
-                    .map_err(|e| invalid(format!("kafka.secret_properties.{k}"), e.to_string()))
-            })
-            .collect()
-    }
-}
-
-impl RegistryConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|e| invalid("schema_registry.url", format!("not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid(
-                "schema_registry.url",
-                "scheme must be http or https",
-            ));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(invalid(
-                "schema_registry.url",
-                "credentials in the URL are refused: use username/password (by reference)",
-            ));
-        }
-        if self.password.is_some() != self.username.is_some() {
-            return Err(invalid(
-                "schema_registry.password",
-                "username and password go together",
-            ));
-        }
-        if let Some(ca) = &self.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| {
-                invalid(
-                    "schema_registry.ca_file",
-                    format!("cannot read `{}`: {}", ca.display(), e.kind()),
-                )
-            })?;
-            match reqwest::Certificate::from_pem_bundle(&pem) {
-                Ok(certs) if !certs.is_empty() => {}
-                Ok(_) => {
-                    return Err(invalid(
-                        "schema_registry.ca_file",
-                        "holds no PEM certificate",
-                    ))
-                }
-                Err(e) => {
-                    return Err(invalid(
-                        "schema_registry.ca_file",
-                        format!("not a PEM certificate: {e}"),
-                    ))
-                }
-            }
-        }
-        if let Some(p) = &self.password {
-            p.resolve()
-                .map_err(|e| invalid("schema_registry.password", e.to_string()))?;
-        }
-        Ok(())
-    }
-
-    pub fn resolved_password(&self) -> Result<Option<Secret>, ConfigError> {
-        self.password
-            .as_ref()
-            .map(|p| {
-                p.resolve()
-                    .map_err(|e| invalid("schema_registry.password", e.to_string()))
-            })
-            .transpose()
     }
 }
 
