@@ -379,11 +379,6 @@ fn main() {
         println!("P2 report throughput (kafka.record_headers = true, the default): ccdc {:.0} rows/s, librdkafka alone sending the same records {:.0} rows/s, ratio {:.2}", r.ccdc, r.alone, r.ccdc / r.alone);
         println!("P2 report throughput (kafka.record_headers = false): ccdc {:.0} rows/s, librdkafka alone sending the same records {:.0} rows/s, ratio {:.2}", r.ccdc_bare, r.alone_bare, r.ccdc_bare / r.alone_bare);
         println!(
-            "   P2 detail: ccdc's sink alone (KafkaSink and its acks) sending the header-less records: {:.0} rows/s, {:.2} × librdkafka alone",
-            r.sink_bare,
-            r.sink_bare / r.alone_bare
-        );
-        println!(
             "   P2 detail: ccdc with headers against librdkafka alone without them: ratio {:.2}",
             r.ccdc / r.alone_bare
         );

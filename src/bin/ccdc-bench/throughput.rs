@@ -22,8 +22,6 @@ pub struct P2 {
     pub alone: f64,
     pub ccdc_bare: f64,
     pub alone_bare: f64,
-    /// ccdc's sink alone (`KafkaSink` and its acks) sending the header-less records.
-    pub sink_bare: f64,
     /// ccdc's conversion alone (row text → framed record, no headers), one thread, no broker:
     /// microseconds per row, median of five passes.
     pub convert_us: f64,
@@ -58,21 +56,19 @@ pub async fn p2(bootstrap: &str, rows: usize) -> P2 {
     let convert_us = convert_us(&texts, &without, tz);
     // Five rounds, each rate the median of its rounds: a single pass depends on what the broker
     // did just before (librdkafka alone varied 580,000–890,000 rows/s between runs with three).
-    let mut rates: [Vec<f64>; 5] = Default::default();
+    let mut rates: [Vec<f64>; 4] = Default::default();
     for _ in 0..5 {
         rates[0].push(ccdc_path(&sink, &with, &texts, tz).await);
         rates[1].push(alone.send_all(&same));
         rates[2].push(ccdc_path(&sink, &without, &texts, tz).await);
         rates[3].push(alone.send_all(&same_bare));
-        rates[4].push(sink_path(&sink, same_bare.clone()).await);
     }
-    let [a, b, c, d, e] = rates.map(|v| super::percentile(v, 0.5));
+    let [a, b, c, d] = rates.map(|v| super::percentile(v, 0.5));
     P2 {
         ccdc: a,
         alone: b,
         ccdc_bare: c,
         alone_bare: d,
-        sink_bare: e,
         convert_us,
     }
 }
@@ -189,39 +185,6 @@ async fn ccdc_path(
         settle(&mut acks, &mut acked);
     }
     texts.len() as f64 / t.elapsed().as_secs_f64()
-}
-
-/// ccdc's sink alone: records made beforehand, sent and acknowledged as the publisher does.
-async fn sink_path(sink: &KafkaSink, records: Vec<OutRecord>) -> f64 {
-    let n = records.len();
-    let t = Instant::now();
-    let mut acked = 0;
-    let mut acks: Vec<Ack> = Vec::new();
-    let mut settle = |acks: &mut Vec<Ack>| {
-        sink.acks().drain_into(acks);
-        for a in acks.drain(..) {
-            a.result.expect("ack");
-            acked += 1;
-        }
-        acked
-    };
-    for (id, mut rec) in records.into_iter().enumerate() {
-        loop {
-            match sink.send(id as u64, rec) {
-                Ok(()) => break,
-                Err(SendError::QueueFull(r)) => {
-                    rec = r;
-                    settle(&mut acks);
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(SendError::Failed(e)) => panic!("{e}"),
-            }
-        }
-    }
-    while settle(&mut acks) < n {
-        sink.acks().wait().await;
-    }
-    n as f64 / t.elapsed().as_secs_f64()
 }
 
 /// A chat_1 record as the report feed builds it from one row's JSON text.
