@@ -379,6 +379,10 @@ fn main() {
         println!("P2 report throughput (kafka.record_headers = true, the default): ccdc {:.0} rows/s, librdkafka alone sending the same records {:.0} rows/s, ratio {:.2}", r.ccdc, r.alone, r.ccdc / r.alone);
         println!("P2 report throughput (kafka.record_headers = false): ccdc {:.0} rows/s, librdkafka alone sending the same records {:.0} rows/s, ratio {:.2}", r.ccdc_bare, r.alone_bare, r.ccdc_bare / r.alone_bare);
         println!(
+            "   P2 detail: the header-less ratio round by round (each ccdc pass against the librdkafka-alone pass after it): {}",
+            r.bare_rounds.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" ")
+        );
+        println!(
             "   P2 detail: ccdc with headers against librdkafka alone without them: ratio {:.2}",
             r.ccdc / r.alone_bare
         );

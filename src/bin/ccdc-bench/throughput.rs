@@ -22,6 +22,9 @@ pub struct P2 {
     pub alone: f64,
     pub ccdc_bare: f64,
     pub alone_bare: f64,
+    /// Each round's header-less ratio (its ccdc pass against the librdkafka-alone pass right
+    /// after it), in round order: how much a single pass varies.
+    pub bare_rounds: Vec<f64>,
     /// ccdc's conversion alone (row text → framed record, no headers), one thread, no broker:
     /// microseconds per row, median of five passes.
     pub convert_us: f64,
@@ -63,12 +66,14 @@ pub async fn p2(bootstrap: &str, rows: usize) -> P2 {
         rates[2].push(ccdc_path(&sink, &without, &texts, tz).await);
         rates[3].push(alone.send_all(&same_bare));
     }
+    let bare_rounds = rates[2].iter().zip(&rates[3]).map(|(c, a)| c / a).collect();
     let [a, b, c, d] = rates.map(|v| super::percentile(v, 0.5));
     P2 {
         ccdc: a,
         alone: b,
         ccdc_bare: c,
         alone_bare: d,
+        bare_rounds,
         convert_us,
     }
 }
