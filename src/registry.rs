@@ -156,12 +156,12 @@ impl HttpRegistry {
     ) -> Result<(u16, String), RegistryError> {
         let resp = r.send().await.map_err(|e| RegistryError::Unavailable {
             context: subject.into(),
-            message: e.without_url().to_string(),
+            message: crate::sources::http::cause_chain(&e.without_url()),
         })?;
         let status = resp.status().as_u16();
         let body = resp.text().await.map_err(|e| RegistryError::Unavailable {
             context: subject.into(),
-            message: e.to_string(),
+            message: crate::sources::http::cause_chain(&e.without_url()),
         })?;
         Ok((status, body))
     }

@@ -60,16 +60,12 @@ impl SourceHttp {
     fn transport(&self, endpoint: &str, e: &reqwest::Error) -> SourceError {
         // reqwest's Display includes the URL; our URLs carry no secrets (tokens travel in headers),
         // but strip it anyway to keep messages short and uniform.
-        let e2 = e.to_string();
+        let chain = cause_chain(e);
         let detail = match e.url() {
-            Some(u) => e2
+            Some(u) => chain
                 .replace(&format!(" ({u})"), "")
                 .replace(u.as_str(), "<url>"),
-            None => e2,
-        };
-        let detail = match std::error::Error::source(e) {
-            Some(src) => format!("{detail}: {src}"),
-            None => detail,
+            None => chain,
         };
         SourceError::Transport {
             source_name: self.source_name.clone(),
@@ -178,6 +174,24 @@ impl SourceHttp {
     }
 }
 
+/// `e` and every error beneath it, outermost first, joined by ": ", so a log line says why (for an
+/// HTTP call: "error sending request: client error (Connect): tcp connect error: Connection
+/// refused (os error 111)", where reqwest's own message stops at "error sending request"). A level
+/// whose message is already in the one above it is not repeated.
+pub fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
 /// The first few hundred characters of an error body, for the log (vendors put their message there).
 async fn read_snippet(resp: reqwest::Response) -> String {
     const MAX: usize = 300;
@@ -194,5 +208,59 @@ async fn read_snippet(resp: reqwest::Response) -> String {
         "(empty body)".into()
     } else {
         text.trim().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_says_why_without_the_url() {
+        // A port nothing listens on: bound, then released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let http = SourceHttp::new(
+            "src",
+            Duration::from_secs(5),
+            Arc::new(Semaphore::new(1)),
+            1024,
+        )
+        .expect("client");
+        let req = http
+            .client()
+            .get(format!("http://127.0.0.1:{port}/api?secret_path=1"));
+        let e = http
+            .fetch("ep", req, |_| Ok(()))
+            .await
+            .expect_err("nothing listens there");
+        let text = e.to_string();
+        assert!(text.starts_with("src ep: request failed: "), "{text}");
+        assert!(
+            text.contains("Connection refused"),
+            "the root cause: {text}"
+        );
+        assert!(!text.contains("secret_path"), "no URL: {text}");
+    }
+
+    #[test]
+    fn each_level_of_a_chain_once() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E("a: b", Some(Box::new(E("b", Some(Box::new(E("c", None)))))));
+        assert_eq!(cause_chain(&e), "a: b: c");
+        assert_eq!(cause_chain(&E("x", None)), "x");
     }
 }
