@@ -67,6 +67,8 @@ pub struct Infra {
     pub registry_url: String,
     pub dir: tempfile::TempDir,
     broker: Option<Proc>,
+    /// The broker's port, kept for a restart on the same address.
+    broker_port: u16,
     _registry: Proc,
 }
 
@@ -101,6 +103,7 @@ impl Infra {
             registry_url,
             dir,
             broker: Some(broker),
+            broker_port: kport,
             _registry: registry,
         }
     }
@@ -114,14 +117,12 @@ impl Infra {
     /// memory), without topics.
     pub fn restart_broker(&mut self) {
         drop(self.broker.take());
-        let port = self
-            .bootstrap
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("bootstrap port");
-        self.broker = Some(spawn_broker(self.dir.path(), port, "tansu-restarted"));
-        wait_for_broker(port);
+        self.broker = Some(spawn_broker(
+            self.dir.path(),
+            self.broker_port,
+            "tansu-restarted",
+        ));
+        wait_for_broker(self.broker_port);
     }
 
     /// rivven-schema's compatibility check wrongly rejects schemas with logical types (our uuid and
