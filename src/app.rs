@@ -221,7 +221,10 @@ impl Pipeline {
     /// Open the store and start the publisher. It begins once topics and schema ids are settled
     /// (retrying while Kafka or the registry are unreachable); events wait in the outbox meanwhile.
     pub fn start(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Pipeline> {
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.state_dir)?);
+        let store: Arc<dyn Store> = Arc::new(SledStore::open_with_cache(
+            &config.state_dir,
+            config.state_cache_mb << 20,
+        )?);
         metrics::gauge!("ccdc_outbox_depth").set(store.outbox_len() as f64);
         let sink: Arc<dyn EventSink> = match config.output {
             OutputKind::Stdout => Arc::new(StdoutSink::default()),

@@ -63,6 +63,10 @@ pub struct Config {
     /// Directory of the sled database (snapshots, outbox). Created with mode 0700.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// sled's page cache, MiB. The process holds about three times this once the state has
+    /// grown past it (sled counts cached pages by serialized size).
+    #[serde(default = "default_state_cache_mb")]
+    pub state_cache_mb: u64,
     /// How long shutdown may take to finish cycles, drain the outbox and flush.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -173,6 +177,9 @@ pub(crate) fn yes() -> bool {
 fn default_state_dir() -> PathBuf {
     PathBuf::from("./ccdc-state")
 }
+fn default_state_cache_mb() -> u64 {
+    crate::store::DEFAULT_CACHE_BYTES >> 20
+}
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -184,6 +191,7 @@ fn default_max_in_flight() -> usize {
 /// token kept in `CCDC_WOLKVOX_TOKEN`, ...) are not configuration keys and are left alone.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "state_dir",
+    "state_cache_mb",
     "shutdown_timeout",
     "output",
     "kafka",
@@ -242,6 +250,9 @@ impl Config {
         }
         if self.shutdown_timeout.is_zero() {
             return Err(invalid("shutdown_timeout", "must be greater than zero"));
+        }
+        if !(1..=65_536).contains(&self.state_cache_mb) {
+            return Err(invalid("state_cache_mb", "must be 1..=65536 (MiB)"));
         }
         let o = &self.observability;
         if o.enabled && !o.allow_remote && !o.listen.ip().is_loopback() {

@@ -46,6 +46,26 @@ fn record_headers_default_on_and_can_be_turned_off() {
 }
 
 #[test]
+fn the_state_cache_defaults_to_64_mib_and_is_bounded() {
+    let with = |line: &str| {
+        base("").replace(
+            "output = \"stdout\"",
+            &format!("output = \"stdout\"\n{line}"),
+        )
+    };
+    assert_eq!(Config::from_toml_str(&base("")).unwrap().state_cache_mb, 64);
+    assert_eq!(
+        Config::from_toml_str(&with("state_cache_mb = 16"))
+            .unwrap()
+            .state_cache_mb,
+        16
+    );
+    for bad in ["state_cache_mb = 0", "state_cache_mb = 65537"] {
+        assert!(err_of(&with(bad)).contains("state_cache_mb"), "{bad}");
+    }
+}
+
+#[test]
 fn errors_name_the_key() {
     assert!(
         err_of(&base("max_concurrent_requests = 3")).contains("sources[0].max_concurrent_requests")

@@ -6,6 +6,7 @@
 //! new snapshot and all its events. The publisher removes outbox entries only after the broker's ack.
 
 mod open;
+pub use open::DEFAULT_CACHE_BYTES;
 pub mod segments;
 
 use std::collections::BTreeMap;
@@ -108,7 +109,12 @@ impl SledStore {
     /// Open (or create) the store in `dir`, created owner-only (0700). Waits up to
     /// [`open::LOCK_WAIT`] for a previous holder of the directory's lock to let go.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        let db = open::open_db(dir, open::LOCK_WAIT)?;
+        Self::open_with_cache(dir, open::DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`SledStore::open`] with a page cache of `cache_bytes` (`state_cache_mb`).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
+        let db = open::open_db(dir, open::LOCK_WAIT, cache_bytes)?;
         let tree = db.open_tree("state")?;
         let store = SledStore {
             db,

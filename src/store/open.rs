@@ -15,8 +15,12 @@ use super::StoreError;
 /// How long [`open_db`] waits for another holder of the lock to let go.
 pub const LOCK_WAIT: Duration = Duration::from_secs(3);
 
-/// Open (or create) the sled database in `dir`, created owner-only (0700).
-pub fn open_db(dir: &Path, wait: Duration) -> Result<sled::Db, StoreError> {
+/// sled's page cache when the configuration does not say (`state_cache_mb`).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
+/// Open (or create) the sled database in `dir`, created owner-only (0700), with a page cache of
+/// `cache_bytes`.
+pub fn open_db(dir: &Path, wait: Duration, cache_bytes: u64) -> Result<sled::Db, StoreError> {
     let shown = dir.display().to_string();
     create_private_dir(dir).map_err(|e| StoreError::Open {
         path: shown.clone(),
@@ -28,7 +32,9 @@ pub fn open_db(dir: &Path, wait: Duration) -> Result<sled::Db, StoreError> {
         // Commits flush explicitly; no periodic background flush (idle CPU).
         .flush_every_ms(None)
         // sled caches up to 1 GiB by default; ccdc's working set is snapshots and the outbox.
-        .cache_capacity(64 * 1024 * 1024);
+        // sled counts its cache by serialized size and evicts only on reads: the memory it holds
+        // is about three times this (BENCHMARKS.md, item 20).
+        .cache_capacity(cache_bytes);
     let deadline = Instant::now() + wait;
     let mut waits = 0;
     loop {
@@ -92,13 +98,13 @@ mod tests {
     fn waits_for_a_holder_that_lets_go_within_the_bound() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state");
-        let held = open_db(&path, Duration::ZERO).unwrap();
+        let held = open_db(&path, Duration::ZERO, DEFAULT_CACHE_BYTES).unwrap();
         let release = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
             drop(held);
         });
         let started = Instant::now();
-        let db = open_db(&path, Duration::from_secs(10));
+        let db = open_db(&path, Duration::from_secs(10), DEFAULT_CACHE_BYTES);
         release.join().unwrap();
         assert!(db.is_ok(), "{:?}", db.err());
         // It really had to wait: the lock was held for the first 300 ms.
@@ -109,9 +115,9 @@ mod tests {
     fn a_lock_still_held_after_the_bound_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state");
-        let _held = open_db(&path, Duration::ZERO).unwrap();
-        let err =
-            open_db(&path, Duration::from_millis(200)).expect_err("the lock is held throughout");
+        let _held = open_db(&path, Duration::ZERO, DEFAULT_CACHE_BYTES).unwrap();
+        let err = open_db(&path, Duration::from_millis(200), DEFAULT_CACHE_BYTES)
+            .expect_err("the lock is held throughout");
         let text = err.to_string();
         assert!(text.contains("locked by another process"), "{text}");
         assert!(text.contains("waited 200 ms"), "{text}");
@@ -125,7 +131,8 @@ mod tests {
         let path = dir.path().join("state");
         std::fs::write(&path, b"not a directory").unwrap();
         let started = Instant::now();
-        let err = open_db(&path, Duration::from_secs(10)).expect_err("a file, not a directory");
+        let err = open_db(&path, Duration::from_secs(10), DEFAULT_CACHE_BYTES)
+            .expect_err("a file, not a directory");
         assert!(started.elapsed() < Duration::from_secs(5), "{err}");
         assert!(
             !err.to_string().contains("locked by another process"),
