@@ -63,8 +63,8 @@ pub struct Config {
     /// Directory of the sled database (snapshots, outbox). Created with mode 0700.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    /// sled's page cache, MiB. The process holds about three times this once the state has
-    /// grown past it (sled counts cached pages by serialized size).
+    /// sled's page cache, MiB. Once the state has grown past it, sled holds about twice this in
+    /// memory (it counts cached pages by their serialized size).
     #[serde(default = "default_state_cache_mb")]
     pub state_cache_mb: u64,
     /// How long shutdown may take to finish cycles, drain the outbox and flush.

@@ -33,7 +33,7 @@ pub fn open_db(dir: &Path, wait: Duration, cache_bytes: u64) -> Result<sled::Db,
         .flush_every_ms(None)
         // sled caches up to 1 GiB by default; ccdc's working set is snapshots and the outbox.
         // sled counts its cache by serialized size and evicts only on reads: the memory it holds
-        // is about three times this (BENCHMARKS.md, item 20).
+        // is about twice this (BENCHMARKS.md, item 20).
         .cache_capacity(cache_bytes);
     let deadline = Instant::now() + wait;
     let mut waits = 0;
