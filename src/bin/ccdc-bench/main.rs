@@ -173,7 +173,6 @@ async fn timed_get(req: reqwest::RequestBuilder) -> (f64, usize) {
     (t.elapsed().as_secs_f64(), body.len())
 }
 
-/// A poller that the bench drives cycle by cycle (its interval is never waited on).
 /// `ccdc simulate` in its own process (token `bench-token`) with `args`, and its Wolkvox
 /// `base_url` once it accepts connections.
 fn start_simulator(args: &[&str]) -> (Child, String) {
@@ -205,6 +204,7 @@ fn range_start() -> chrono::NaiveDateTime {
         .expect("date")
 }
 
+/// A poller that the bench drives cycle by cycle (its interval is never waited on).
 fn driven_poller(
     feed: Box<dyn ccdc::feed::Feed>,
     store: &Arc<dyn Store>,
