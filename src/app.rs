@@ -11,25 +11,24 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::avro::{schema_text, STREAMS};
-use crate::config::{Config, OutputKind, PollConfig, SourceConfig};
+use crate::config::{Config, KafkaConfig, OutputKind, PollConfig, SourceConfig, TopicsConfig};
+use crate::encode::{AvroEncoder, JsonEncoder};
 use crate::event::Stream;
-use crate::feed::{Feed, SnapshotFeed, SnapshotSource};
+use crate::feed::{Feed, SnapshotFeed};
 use crate::observability::Health;
 use crate::poller::Poller;
 use crate::publisher::{Publisher, PublisherReport};
-use crate::registry::{resolve_id, subject_for_topic, HttpRegistry};
-use crate::reports::{Mode, ReportFeed};
-use crate::sink::{AvroEncoder, EventSink, JsonEncoder, RecordEncoder, StdoutSink, Topics};
+use crate::registry::{resolve_id, subject_for_topic, HttpRegistry, RegistryError, SchemaRegistry};
+use crate::reports::{Mode, ReportFeed, ReportPlan};
+use crate::retry::{retry, Backoff};
+use crate::sink::{EventSink, StdoutSink};
 use crate::sources::comm100::{Comm100Agents, Comm100Client, Comm100Metrics, MetricsEndpoint};
 use crate::sources::vonage::{VonageInteractions, VonageSource};
 use crate::sources::wolkvox::agents::WolkvoxAgents;
 use crate::sources::wolkvox::interactions::WolkvoxInteractions;
 use crate::sources::wolkvox::WolkvoxClient;
+use crate::sources::SnapshotSource;
 use crate::store::{SledStore, Store};
-
-fn topics(config: &Config) -> Topics {
-    config.topics.clone()
-}
 
 /// Every feed the configuration enables, with how to poll it.
 pub fn feeds(
@@ -67,9 +66,13 @@ pub fn feeds(
                 );
                 add(&mut out, WolkvoxAgents(client.clone()), &w.agents, true);
                 for r in w.reports.iter().filter(|r| r.enabled) {
-                    let feed =
-                        ReportFeed::new(client.clone(), store.clone(), r.plan()?, Mode::Live)
-                            .with_spill_dir(config.state_dir.clone());
+                    let feed = ReportFeed::new(
+                        client.clone(),
+                        store.clone(),
+                        ReportPlan::from_config(r)?,
+                        Mode::Live,
+                    )
+                    .with_spill_dir(config.state_dir.clone());
                     let poll = PollConfig {
                         enabled: true,
                         interval: r.interval,
@@ -128,82 +131,110 @@ pub fn registry_client(config: &Config) -> anyhow::Result<HttpRegistry> {
 }
 
 /// Resolve every stream's schema id, retrying while the registry is unavailable; a refusal is fatal.
+/// `None`: shutdown came first.
 async fn resolve_schema_ids(
     config: &Config,
+    registry: &dyn SchemaRegistry,
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<Vec<(Stream, u32)>>> {
-    let reg = registry_client(config)?;
     let auto = config
         .schema_registry
         .as_ref()
         .is_none_or(|r| r.auto_register);
-    let topics = topics(config);
     let mut ids = Vec::new();
     for stream in STREAMS {
-        let subject = subject_for_topic(topics.for_stream(*stream));
-        let mut failures = 0;
-        loop {
-            match resolve_id(&reg, &subject, schema_text(*stream), auto).await {
-                Ok(id) => {
-                    tracing::info!(subject = %subject, schema_id = id, "schema resolved");
-                    ids.push((*stream, id));
-                    break;
-                }
-                Err(e) if e.is_retryable() => {
-                    failures += 1;
-                    metrics::counter!("ccdc_registry_errors_total", "kind" => "unavailable")
-                        .increment(1);
-                    let wait = crate::backoff::jittered(
-                        failures,
-                        Duration::from_secs(1),
-                        Duration::from_secs(30),
-                    );
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "schema registry unavailable; events wait in the outbox");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop.cancelled() => return Ok(None),
-                    }
-                }
-                Err(e) => {
-                    metrics::counter!("ccdc_registry_errors_total", "kind" => "rejected")
-                        .increment(1);
-                    return Err(anyhow::Error::new(e).context("schema registration failed"));
-                }
+        let subject = subject_for_topic(config.topics.for_stream(*stream));
+        let attempt = || async {
+            let r = resolve_id(registry, &subject, schema_text(*stream), auto).await;
+            if matches!(&r, Err(e) if e.is_retryable()) {
+                metrics::counter!("ccdc_registry_errors_total", "kind" => "unavailable")
+                    .increment(1);
+            }
+            r
+        };
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        match retry(
+            "schema registry unavailable; events wait in the outbox",
+            backoff,
+            stop,
+            RegistryError::is_retryable,
+            attempt,
+        )
+        .await
+        {
+            Ok(Some(id)) => {
+                tracing::info!(subject = %subject, schema_id = id, "schema resolved");
+                ids.push((*stream, id));
+            }
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                metrics::counter!("ccdc_registry_errors_total", "kind" => "rejected").increment(1);
+                return Err(anyhow::Error::new(e).context("schema registration failed"));
             }
         }
     }
     Ok(Some(ids))
 }
 
-/// Create topics, retrying while the cluster is unreachable.
-async fn ensure_topics(config: &Config, stop: &CancellationToken) -> anyhow::Result<bool> {
-    let Some(k) = config.kafka.as_ref().filter(|k| k.create_topics) else {
-        return Ok(true);
-    };
-    let t = topics(config);
-    let names: Vec<&str> = STREAMS.iter().map(|s| t.for_stream(*s)).collect();
-    let mut failures = 0;
-    loop {
-        match crate::kafka::ensure_topics(k, &names).await {
-            Ok(()) => return Ok(true),
-            Err(e) => {
-                failures += 1;
-                let wait = crate::backoff::jittered(
-                    failures,
-                    Duration::from_secs(1),
-                    Duration::from_secs(30),
-                );
-                tracing::warn!(error = %format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "cannot create topics yet");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.cancelled() => return Ok(false),
-                }
-            }
-        }
-    }
+/// Create topics, retrying while the cluster is unreachable. `false`: shutdown came first.
+async fn ensure_topics(
+    kafka: &KafkaConfig,
+    topics: &TopicsConfig,
+    stop: &CancellationToken,
+) -> bool {
+    let names: Vec<&str> = STREAMS.iter().map(|s| topics.for_stream(*s)).collect();
+    let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let created = retry(
+        "cannot create topics yet",
+        backoff,
+        stop,
+        |_: &anyhow::Error| true,
+        || crate::kafka::ensure_topics(kafka, &names),
+    )
+    .await;
+    matches!(created, Ok(Some(())))
 }
 
 type PublisherTask = tokio::task::JoinHandle<anyhow::Result<Option<PublisherReport>>>;
+
+/// What a [`Pipeline`] runs on. [`Parts::from_config`] builds the real ones (sled, Kafka or stdout,
+/// the HTTP registry); tests give in-memory ones ([`crate::store::MemoryStore`],
+/// [`crate::sink::MemorySink`], [`crate::registry::MemoryRegistry`]).
+pub struct Parts {
+    pub store: Arc<dyn Store>,
+    pub sink: Arc<dyn EventSink>,
+    /// Where schema ids come from: with a registry records are Avro (Confluent framing), without
+    /// one they are JSON lines.
+    pub registry: Option<Arc<dyn SchemaRegistry>>,
+    /// Create the topics in this cluster before publishing (`kafka.create_topics`).
+    pub create_topics: Option<KafkaConfig>,
+}
+
+impl Parts {
+    pub fn from_config(config: &Config) -> anyhow::Result<Parts> {
+        let store: Arc<dyn Store> = Arc::new(SledStore::open_with_cache(
+            &config.state_dir,
+            config.state_cache_mb << 20,
+        )?);
+        Ok(match config.output {
+            OutputKind::Stdout => Parts {
+                store,
+                sink: Arc::new(StdoutSink::default()),
+                registry: None,
+                create_topics: None,
+            },
+            OutputKind::Kafka => {
+                let kafka = config.kafka.as_ref().context("kafka is not configured")?;
+                Parts {
+                    store,
+                    sink: Arc::new(crate::kafka::KafkaSink::new(kafka)?),
+                    registry: Some(Arc::new(registry_client(config)?)),
+                    create_topics: Some(kafka.clone()).filter(|k| k.create_topics),
+                }
+            }
+        })
+    }
+}
 
 /// The durable half of ccdc, shared by `run` and `backfill`: the store, the sink and the publisher
 /// that drains the outbox into it.
@@ -218,20 +249,25 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Open the store and start the publisher. It begins once topics and schema ids are settled
-    /// (retrying while Kafka or the registry are unreachable); events wait in the outbox meanwhile.
+    /// [`Pipeline::with_parts`] on the parts the configuration names.
     pub fn start(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Pipeline> {
-        let store: Arc<dyn Store> = Arc::new(SledStore::open_with_cache(
-            &config.state_dir,
-            config.state_cache_mb << 20,
-        )?);
+        Ok(Self::with_parts(
+            config,
+            Parts::from_config(config)?,
+            shutdown,
+        ))
+    }
+
+    /// Start the publisher on `parts`. It begins once topics and schema ids are settled (retrying
+    /// while Kafka or the registry are unreachable); events wait in the outbox meanwhile.
+    pub fn with_parts(config: &Config, parts: Parts, shutdown: &CancellationToken) -> Pipeline {
+        let Parts {
+            store,
+            sink,
+            registry,
+            create_topics,
+        } = parts;
         metrics::gauge!("ccdc_outbox_depth").set(store.outbox_len() as f64);
-        let sink: Arc<dyn EventSink> = match config.output {
-            OutputKind::Stdout => Arc::new(StdoutSink::default()),
-            OutputKind::Kafka => Arc::new(crate::kafka::KafkaSink::new(
-                config.kafka.as_ref().context("kafka is not configured")?,
-            )?),
-        };
         let notify = Arc::new(Notify::new());
         let health = Health::new(
             store.clone(),
@@ -239,50 +275,42 @@ impl Pipeline {
             config.observability.stale_after_intervals,
         );
         let (publish_stop, publish_abort) = (CancellationToken::new(), CancellationToken::new());
-        let publisher = {
-            let (config, store, sink, notify, health) = (
-                config.clone(),
-                store.clone(),
-                sink.clone(),
-                notify.clone(),
-                health.clone(),
-            );
-            let (stop, abort, shutdown) = (
-                publish_stop.clone(),
-                publish_abort.clone(),
-                shutdown.clone(),
-            );
-            tokio::spawn(async move {
-                let encoder: Arc<dyn RecordEncoder> = match config.output {
-                    OutputKind::Stdout => Arc::new(JsonEncoder {
-                        topics: topics(&config),
-                    }),
-                    OutputKind::Kafka => {
-                        if !ensure_topics(&config, &shutdown).await? {
-                            return Ok(None);
-                        }
-                        let Some(ids) = resolve_schema_ids(&config, &shutdown).await? else {
-                            return Ok(None);
-                        };
-                        let headers = config.kafka.as_ref().is_none_or(|k| k.record_headers);
-                        Arc::new(
-                            AvroEncoder::new(topics(&config), &ids)?.with_record_headers(headers),
-                        )
-                    }
-                };
-                let p = Publisher {
-                    store,
-                    encoder,
-                    sink,
-                    notify,
-                    max_in_flight: config.publisher.max_in_flight,
-                    max_backoff: Duration::from_secs(30),
-                    health: Some(health),
-                };
-                anyhow::Ok(Some(p.run(stop, abort).await?))
-            })
+        let publisher = Publisher {
+            store: store.clone(),
+            encoder: Arc::new(JsonEncoder {
+                topics: config.topics.clone(),
+            }),
+            sink: sink.clone(),
+            notify: notify.clone(),
+            max_in_flight: config.publisher.max_in_flight,
+            max_backoff: Duration::from_secs(30),
+            health: Some(health.clone()),
         };
-        Ok(Pipeline {
+        let (config, stop, abort, shutdown) = (
+            config.clone(),
+            publish_stop.clone(),
+            publish_abort.clone(),
+            shutdown.clone(),
+        );
+        let publisher = tokio::spawn(async move {
+            let mut publisher = publisher;
+            if let Some(registry) = registry {
+                if let Some(kafka) = &create_topics {
+                    if !ensure_topics(kafka, &config.topics, &shutdown).await {
+                        return Ok(None);
+                    }
+                }
+                let Some(ids) = resolve_schema_ids(&config, &*registry, &shutdown).await? else {
+                    return Ok(None);
+                };
+                let headers = config.kafka.as_ref().is_none_or(|k| k.record_headers);
+                publisher.encoder = Arc::new(
+                    AvroEncoder::new(config.topics.clone(), &ids)?.with_record_headers(headers),
+                );
+            }
+            anyhow::Ok(Some(publisher.run(stop, abort).await?))
+        });
+        Pipeline {
             store,
             notify,
             health,
@@ -290,7 +318,7 @@ impl Pipeline {
             publisher,
             publish_stop,
             publish_abort,
-        })
+        }
     }
 
     /// Resolves only if the publisher stops by itself (a fatal error such as a refused schema).
@@ -343,33 +371,23 @@ impl Pipeline {
 
 /// Run the service until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let parts = Parts::from_config(&config)?;
+    run_with(config, parts, shutdown).await
+}
+
+/// [`run`] on the given parts (tests run the whole service in-process this way).
+pub async fn run_with(
+    config: Config,
+    parts: Parts,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     if config.observability.enabled {
         crate::observability::prometheus();
     }
-    let mut pipeline = Pipeline::start(&config, &shutdown)?;
-    let store = pipeline.store.clone();
-    tracing::info!(state_dir = %config.state_dir.display(), outbox = store.outbox_len(), sources = config.sources.len(), "ccdc starting");
-
-    // A corrupt stored state fails start-up.
+    let mut pipeline = Pipeline::with_parts(&config, parts, &shutdown);
+    tracing::info!(state_dir = %config.state_dir.display(), outbox = pipeline.store.outbox_len(), sources = config.sources.len(), "ccdc starting");
     let poll_stop = shutdown.child_token();
-    let mut pollers = JoinSet::new();
-    for (feed, poll) in feeds(&config, &store)? {
-        let what = format!("source `{}` endpoint `{}`", feed.source(), feed.endpoint());
-        let mut poller = Poller::new(
-            feed,
-            store.clone(),
-            pipeline.notify.clone(),
-            poll.interval,
-            poll.max_backoff,
-        )
-        .observe(
-            pipeline.health.clone(),
-            config.observability.heartbeat_every_polls,
-        );
-        poller.load().with_context(|| what)?;
-        pollers.spawn(poller.run(poll_stop.clone()));
-    }
-
+    let mut pollers = start_pollers(&config, &pipeline, &poll_stop)?;
     if config.observability.enabled {
         let (addr, _server) = crate::observability::serve(
             config.observability.listen,
@@ -403,4 +421,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     pipeline.finish(early, deadline).await?;
     tracing::info!("ccdc stopped");
     Ok(())
+}
+
+/// One poller per enabled feed, each restored from the store (a corrupt stored state fails
+/// start-up) and polling until `stop`.
+fn start_pollers(
+    config: &Config,
+    pipeline: &Pipeline,
+    stop: &CancellationToken,
+) -> anyhow::Result<JoinSet<()>> {
+    let mut pollers = JoinSet::new();
+    for (feed, poll) in feeds(config, &pipeline.store)? {
+        let what = format!("source `{}` endpoint `{}`", feed.source(), feed.endpoint());
+        let mut poller = Poller::new(
+            feed,
+            pipeline.store.clone(),
+            pipeline.notify.clone(),
+            poll.interval,
+            poll.max_backoff,
+        )
+        .observe(
+            pipeline.health.clone(),
+            config.observability.heartbeat_every_polls,
+        );
+        poller.load().with_context(|| what)?;
+        pollers.spawn(poller.run(stop.clone()));
+    }
+    Ok(pollers)
 }

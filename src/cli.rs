@@ -1,7 +1,9 @@
 //! Command line (clap).
 
+#[cfg(feature = "simulator")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
+#[cfg(feature = "simulator")]
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -37,6 +39,7 @@ pub enum Command {
         config: PathBuf,
     },
     /// No Kafka needed: start the built-in simulator, poll it, print events as JSON lines on stdout.
+    #[cfg(feature = "simulator")]
     Demo {
         /// Poll interval.
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
@@ -55,29 +58,8 @@ pub enum Command {
         vendors: Vec<String>,
     },
     /// Serve only the simulated vendor APIs (Wolkvox, Comm100, Vonage) for consumer development.
-    Simulate {
-        #[arg(long, default_value = "127.0.0.1:8089")]
-        listen: SocketAddr,
-        /// The `wolkvox-token` the simulator accepts (it is not a real secret).
-        #[arg(long, default_value = "sim-token")]
-        token: String,
-        #[arg(long, default_value_t = 8)]
-        agents: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Benchmark world instead of the random walk: this many active Wolkvox interactions...
-        #[arg(long)]
-        bench_interactions: Option<usize>,
-        /// ...of which this percentage is replaced on every interactions request.
-        #[arg(long, default_value_t = 1.0)]
-        bench_churn_percent: f64,
-        /// Seconds between generated report rows.
-        #[arg(long, default_value_t = 60)]
-        report_spacing: i64,
-        /// Characters of `comments` in every generated chat_1 row (large responses).
-        #[arg(long, default_value_t = 0)]
-        report_padding: usize,
-    },
+    #[cfg(feature = "simulator")]
+    Simulate(SimulateArgs),
     /// Schema Registry operations.
     Schemas {
         #[command(subcommand)]
@@ -119,4 +101,31 @@ pub enum SchemasAction {
         #[arg(long, short)]
         config: PathBuf,
     },
+}
+
+/// `ccdc simulate`.
+#[cfg(feature = "simulator")]
+#[derive(clap::Args, Debug)]
+pub struct SimulateArgs {
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub listen: SocketAddr,
+    /// The `wolkvox-token` the simulator accepts (it is not a real secret).
+    #[arg(long, default_value = "sim-token")]
+    pub token: String,
+    #[arg(long, default_value_t = 8)]
+    pub agents: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Benchmark world instead of the random walk: this many active Wolkvox interactions...
+    #[arg(long)]
+    pub bench_interactions: Option<usize>,
+    /// ...of which this percentage is replaced on every interactions request.
+    #[arg(long, default_value_t = 1.0)]
+    pub bench_churn_percent: f64,
+    /// Seconds between generated report rows.
+    #[arg(long, default_value_t = 60)]
+    pub report_spacing: i64,
+    /// Characters of `comments` in every generated chat_1 row (large responses).
+    #[arg(long, default_value_t = 0)]
+    pub report_padding: usize,
 }

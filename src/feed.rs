@@ -2,18 +2,51 @@
 //! against the state it holds (a pure diff), and hands both to the poller, which commits them
 //! atomically ([`crate::poller`]). The feed adopts the new state only once the commit succeeded.
 //!
-//! Most feeds are a [`SnapshotSource`] (typed fetch + pure diff) wrapped in a [`SnapshotFeed`].
+//! Most feeds are a [`SnapshotSource`] (a vendor's typed fetch + pure diff, [`crate::sources`])
+//! wrapped in a [`SnapshotFeed`]; report pulls are their own feed ([`crate::reports`]).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-use crate::diff::SourceMeta;
 use crate::event::Event;
-use crate::sources::SourceError;
-use crate::store::{Store, Write};
+use crate::sources::{SnapshotSource, SourceError};
+use crate::store::{Store, StoreError, Write};
+
+/// Why a poll of a feed failed: the vendor (or the local handling of its response), or the store.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl FeedError {
+    /// May the same poll succeed later without anyone changing the configuration?
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            FeedError::Source(e) => e.is_retryable(),
+            FeedError::Store(e) => e.is_retryable(),
+        }
+    }
+
+    /// A short label for `ccdc_poll_failures_total{kind}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FeedError::Source(e) => e.kind(),
+            FeedError::Store(_) => "store",
+        }
+    }
+
+    /// The vendor asked us to wait at least this long.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            FeedError::Source(e) => e.retry_after(),
+            FeedError::Store(_) => None,
+        }
+    }
+}
 
 /// The result of one successful poll.
 pub enum PollOutcome {
@@ -40,55 +73,11 @@ pub trait Feed: Send {
     /// Key of this feed's state in the store.
     fn state_key(&self) -> String;
     /// Restore the state stored by a previous run (under [`Feed::state_key`]).
-    fn restore(&mut self, store: &dyn Store) -> Result<(), String>;
+    fn restore(&mut self, store: &dyn Store) -> Result<(), StoreError>;
     /// Fetch and derive. Must not change the feed's state (that happens in [`Feed::committed`]).
-    async fn poll(&mut self, observed_at: i64) -> Result<PollOutcome, SourceError>;
+    async fn poll(&mut self, observed_at: i64) -> Result<PollOutcome, FeedError>;
     /// The last `Commit` outcome is durable: adopt its state.
     fn committed(&mut self);
-}
-
-/// One endpoint that yields complete snapshots, and the pure diff between two of them.
-#[async_trait]
-pub trait SnapshotSource: Send + Sync + 'static {
-    type Snapshot: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
-    fn meta(&self) -> &SourceMeta;
-    fn endpoint(&self) -> &str;
-    /// The stream this feed stores its state under (`interactions`, `agents`, ...).
-    fn stream(&self) -> &str;
-    /// Fetch one complete snapshot, or fail as a whole. `previous` lets a source carry over what it
-    /// could not observe this time (e.g. an agent the vendor answered 404 for).
-    async fn fetch(
-        &self,
-        observed_at: i64,
-        previous: Option<&Self::Snapshot>,
-    ) -> Result<Self::Snapshot, SourceError>;
-    /// The events that lead from `previous` to `current` (no IO).
-    fn diff(&self, previous: Option<&Self::Snapshot>, current: &Self::Snapshot) -> Vec<Event>;
-    /// Entities in a snapshot (for logs, metrics and the empty-snapshot guard).
-    fn size(&self, snapshot: &Self::Snapshot) -> usize;
-    /// The writes that store `current` under `key`, given what is stored now (`None`: nothing in
-    /// this source's layout). By default the whole snapshot is one value; a source with large
-    /// snapshots stores it in parts and writes only the parts that changed ([`crate::state`]).
-    fn state_writes(
-        &self,
-        key: &str,
-        stored: Option<&Self::Snapshot>,
-        current: &Self::Snapshot,
-    ) -> Vec<Write> {
-        let _ = stored;
-        vec![Write::Put(key.to_string(), encode_state(current))]
-    }
-    /// The snapshot stored under `key`, and whether it is in this source's current layout.
-    fn load_state(
-        &self,
-        store: &dyn Store,
-        key: &str,
-    ) -> Result<Option<(Self::Snapshot, bool)>, String> {
-        match store.get(key).map_err(|e| e.to_string())? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some((decode_state(&bytes)?, true))),
-        }
-    }
 }
 
 /// Adapts a [`SnapshotSource`] to [`Feed`], with the empty-snapshot guard: an empty snapshot right
@@ -130,7 +119,7 @@ impl<S: SnapshotSource> Feed for SnapshotFeed<S> {
     fn state_key(&self) -> String {
         format!("{}/{}", self.source.meta().name, self.source.stream())
     }
-    fn restore(&mut self, store: &dyn Store) -> Result<(), String> {
+    fn restore(&mut self, store: &dyn Store) -> Result<(), StoreError> {
         if let Some((previous, current_layout)) =
             self.source.load_state(store, &self.state_key())?
         {
@@ -139,7 +128,7 @@ impl<S: SnapshotSource> Feed for SnapshotFeed<S> {
         }
         Ok(())
     }
-    async fn poll(&mut self, observed_at: i64) -> Result<PollOutcome, SourceError> {
+    async fn poll(&mut self, observed_at: i64) -> Result<PollOutcome, FeedError> {
         let current = self
             .source
             .fetch(observed_at, self.previous.as_ref())
@@ -174,99 +163,5 @@ impl<S: SnapshotSource> Feed for SnapshotFeed<S> {
             self.previous = Some(p);
             self.stored = true;
         }
-    }
-}
-
-/// Serialize a feed state (plain serde data) as JSON, readable and easy to evolve.
-pub fn encode_state<T: Serialize>(state: &T) -> Vec<u8> {
-    // Feed states and events are plain data (strings, numbers, lists, string-keyed maps): JSON
-    // serialization of such values cannot fail.
-    serde_json::to_vec(state).expect("plain data serializes to JSON")
-}
-
-pub fn decode_state<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(bytes).map_err(|e| e.to_string())
-}
-
-/// Scripted in-memory source for tests: returns the queued results in order, then repeats the last.
-pub struct Scripted<T> {
-    meta: SourceMeta,
-    script: std::sync::Mutex<std::collections::VecDeque<Result<T, String>>>,
-    diff: fn(&SourceMeta, Option<&T>, &T) -> Vec<Event>,
-    size: fn(&T) -> usize,
-}
-
-impl<T> Scripted<T> {
-    pub fn new(
-        meta: SourceMeta,
-        script: Vec<Result<T, String>>,
-        diff: fn(&SourceMeta, Option<&T>, &T) -> Vec<Event>,
-        size: fn(&T) -> usize,
-    ) -> Self {
-        Scripted {
-            meta,
-            script: std::sync::Mutex::new(script.into()),
-            diff,
-            size,
-        }
-    }
-}
-
-/// A snapshot type whose observation time the scripted source can stamp.
-pub trait Stamped {
-    fn stamp(&mut self, observed_at: i64);
-}
-
-#[async_trait]
-impl<T> SnapshotSource for Scripted<T>
-where
-    T: Serialize + DeserializeOwned + Clone + Send + Sync + Stamped + 'static,
-{
-    type Snapshot = T;
-    fn meta(&self) -> &SourceMeta {
-        &self.meta
-    }
-    fn endpoint(&self) -> &str {
-        "scripted"
-    }
-    fn stream(&self) -> &str {
-        "scripted"
-    }
-    async fn fetch(&self, observed_at: i64, previous: Option<&T>) -> Result<T, SourceError> {
-        let next = self
-            .script
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front();
-        let mut snap = match next {
-            Some(Ok(s)) => s,
-            Some(Err(detail)) => {
-                return Err(SourceError::Http {
-                    source_name: self.meta.name.clone(),
-                    endpoint: "scripted".into(),
-                    status: 500,
-                    detail,
-                })
-            }
-            None => match previous {
-                Some(p) => p.clone(),
-                None => {
-                    return Err(SourceError::Http {
-                        source_name: self.meta.name.clone(),
-                        endpoint: "scripted".into(),
-                        status: 500,
-                        detail: "script exhausted".into(),
-                    })
-                }
-            },
-        };
-        snap.stamp(observed_at);
-        Ok(snap)
-    }
-    fn diff(&self, previous: Option<&T>, current: &T) -> Vec<Event> {
-        (self.diff)(&self.meta, previous, current)
-    }
-    fn size(&self, snapshot: &T) -> usize {
-        (self.size)(snapshot)
     }
 }

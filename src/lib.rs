@@ -1,38 +1,36 @@
 //! # ccdc — contact-center vendor APIs to Kafka event streams
 //!
-//! Module map (data flows top to bottom):
+//! Data path: **poll** (a vendor source fetches one complete observation) → **diff** (pure: the
+//! events that lead from the last committed observation to this one) → **outbox** (the new state
+//! and its events in one atomic store commit) → **encode** (Avro, Confluent framing) → **publish**
+//! (deleted from the outbox only on the broker's ack).
 //!
-//! | module | role |
-//! |---|---|
-//! | [`cli`], [`config`], [`secret`] | command line; TOML + `CCDC_*` env config, validated at start; secrets by reference |
-//! | [`sources`] | one module per vendor ([`sources::wolkvox`], [`sources::comm100`], [`sources::vonage`]); shared HTTP (timeouts, size cap, per-token limiter) in [`sources::http`] |
-//! | [`vendor_time`] | vendor local times → UTC with the configured zone (DST rules); vendor durations |
-//! | [`diff`] | the pure diffs `(previous, current) → events`: interactions, agents ([`diff::agents`]), latest-only ([`diff::latest`]) |
-//! | [`event`] | the published events and their stable ids |
-//! | [`feed`] | the [`feed::Feed`] / [`feed::SnapshotSource`] traits: one polled endpoint = fetch + pure diff |
-//! | [`poller`] | poll loop per feed: poll → atomic commit of state + outbox → wake the publisher |
-//! | [`reports`] | Wolkvox report pulls: window planning, truncation splits, cursors, de-duplication, dead letters |
-//! | [`store`] | the [`store::Store`] trait: sled (snapshots + outbox in one batch) and in-memory |
-//! | [`state`] | large snapshots stored one entry per item, so a cycle writes only its delta |
-//! | [`publisher`] | drains the outbox into a sink; deletes only on ack; resends on failure |
-//! | [`avro`], [`registry`] | Avro serde-path encoding, Confluent wire format; Schema Registry trait, HTTP and in-memory |
-//! | [`sink`], [`kafka`] | the [`sink::EventSink`] trait: Kafka (rdkafka, idempotent), stdout, in-memory; record encoders |
-//! | [`simulator`] | the built-in vendor simulator (`ccdc simulate`, `ccdc demo`, tests) |
-//! | [`app`] | wiring, start-up, ordered shutdown |
-//! | [`commands`] | `demo` (simulator + stdout) and `schemas register/check` |
-//! | [`observability`] | `/metrics` (Prometheus), `/healthz`, `/readyz`; readiness rules |
-//! | [`backoff`] | jittered exponential back-off |
-//! | [`alloc`] | settings of the binaries' allocator (mimalloc) |
+//! Layers, bottom to top. A module imports only modules of its own layer listed before it, or of
+//! the layers below (`tests/layers.rs` checks every `crate::` path in `src/`, so the import graph
+//! has no cycle):
+//!
+//! | layer | modules | role |
+//! |---|---|---|
+//! | 0. domain | [`secret`], [`retry`], [`vendor_time`], [`window`], [`event`], [`config`] | secrets by reference; the one back-off policy; vendor local times; report windows in local time; the published events and their ids ([`event::id`]), metrics and report rows; the validated configuration |
+//! | 1. logic and storage | [`diff`], [`store`] | the pure diffs `(previous, current) → events`; the [`store::Store`] trait (sled and in-memory), the named [`store::outbox`] and the snapshot bucket layout ([`store::buckets`]) |
+//! | 2. vendors | [`sources`] | the [`sources::SnapshotSource`] trait and [`sources::SourceError`]; Wolkvox (real time, report rows), Comm100, Vonage, shared HTTP; [`sources::scripted`], the in-memory source |
+//! | 3. pipeline | [`observability`], [`avro`], [`registry`], [`sink`], [`encode`], [`kafka`], [`feed`], [`reports`], [`poller`], [`publisher`] | readiness and metrics; Avro and the Schema Registry (HTTP and in-memory); the [`sink::EventSink`] trait (stdout, memory) and its Kafka impl; records from events; the [`feed::Feed`] of one endpoint; report pulls; the poll loop (commit state + outbox); the outbox drain |
+//! | 4. wiring | [`alloc`], [`simulator`] (feature `simulator`), [`cli`], [`app`], [`commands`], `main.rs` | the binaries' allocator; the built-in vendor simulator; the command line; [`app::run`] and the [`app::Pipeline`], given its store, sink and registry ([`app::Parts`]); `demo`, `simulate`, `backfill`, `schemas` |
 
-pub mod alloc;
-pub mod app;
-pub mod avro;
-pub mod backoff;
-pub mod cli;
-pub mod commands;
 pub mod config;
-pub mod diff;
 pub mod event;
+pub mod retry;
+pub mod secret;
+pub mod vendor_time;
+pub mod window;
+
+pub mod diff;
+pub mod store;
+
+pub mod sources;
+
+pub mod avro;
+pub mod encode;
 pub mod feed;
 pub mod kafka;
 pub mod observability;
@@ -40,10 +38,11 @@ pub mod poller;
 pub mod publisher;
 pub mod registry;
 pub mod reports;
-pub mod secret;
-pub mod simulator;
 pub mod sink;
-pub mod sources;
-pub mod state;
-pub mod store;
-pub mod vendor_time;
+
+pub mod alloc;
+pub mod app;
+pub mod cli;
+pub mod commands;
+#[cfg(feature = "simulator")]
+pub mod simulator;

@@ -57,6 +57,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     on_signals(shutdown.clone());
     match cli.command {
         Command::Run { config } => ccdc::app::run(Config::load(Some(&config))?, shutdown).await,
+        #[cfg(feature = "simulator")]
         Command::Demo {
             interval,
             duration,
@@ -73,54 +74,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             ccdc::commands::demo(interval, &vendors, agents, seed, shutdown).await
         }
-        Command::Simulate {
-            listen,
-            token,
-            agents,
-            seed,
-            bench_interactions,
-            bench_churn_percent,
-            report_spacing,
-            report_padding,
-        } => {
-            use ccdc::simulator::{SimMode, SimServer, SimState};
-            let mode = match bench_interactions {
-                Some(n) => SimMode::Bench {
-                    seed,
-                    interactions: n,
-                    churn: ((n as f64) * bench_churn_percent / 100.0).round() as usize,
-                },
-                None => SimMode::Random { seed, agents },
-            };
-            let state = SimState::new(&token, mode);
-            state.set_report_generation(report_spacing, 60_000);
-            state.set_report_padding(report_padding);
-            let sim = SimServer::start(listen, state).await?;
-            let (vonage, vonage_token) = sim.vonage_urls();
-            eprintln!(
-                "simulator listening on {}; the token for every vendor is `{token}`",
-                sim.addr
-            );
-            eprintln!(
-                "  wolkvox  base_url = {}   (header wolkvox-token)",
-                sim.base_url()
-            );
-            eprintln!(
-                "  comm100  base_url = {}   (bearer token)",
-                sim.comm100_base_url()
-            );
-            eprintln!(
-                "  vonage   base_url = {vonage}   token_url = {vonage_token}   client_id = {}",
-                ccdc::simulator::vonage::CLIENT_ID
-            );
-            eprintln!(
-                "  try: curl -H 'wolkvox-token: {token}' '{}/real_time.php?api=interactions'",
-                sim.base_url()
-            );
-            shutdown.cancelled().await;
-            sim.stop().await;
-            Ok(())
-        }
+        #[cfg(feature = "simulator")]
+        Command::Simulate(args) => ccdc::commands::simulate(args, shutdown).await,
         Command::Schemas {
             action: SchemasAction::Register { config },
         } => ccdc::commands::schemas_register(&Config::load(Some(&config))?).await,

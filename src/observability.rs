@@ -56,6 +56,8 @@ pub fn prometheus() -> Option<PrometheusHandle> {
 struct FeedHealth {
     interval: Duration,
     last_success: Option<Instant>,
+    /// A failure only an operator can fix (configuration, credentials): set until a poll succeeds.
+    failed: Option<String>,
 }
 
 /// What readiness is judged on.
@@ -92,6 +94,7 @@ impl Health {
             FeedHealth {
                 interval,
                 last_success: None,
+                failed: None,
             },
         );
     }
@@ -99,6 +102,14 @@ impl Health {
     pub fn success(&self, feed: &str) {
         if let Some(f) = self.lock().get_mut(feed) {
             f.last_success = Some(Instant::now());
+            f.failed = None;
+        }
+    }
+
+    /// The feed failed in a way retrying will not fix: not ready until it succeeds again.
+    pub fn failed(&self, feed: &str, reason: String) {
+        if let Some(f) = self.lock().get_mut(feed) {
+            f.failed = Some(reason);
         }
     }
 
@@ -126,6 +137,10 @@ impl Health {
             ));
         }
         for (name, f) in self.lock().iter() {
+            if let Some(reason) = &f.failed {
+                reasons.push(format!("{name}: failed, needs an operator: {reason}"));
+                continue;
+            }
             let limit = f.interval * self.stale_after_intervals;
             match f.last_success {
                 None => reasons.push(format!("{name}: no successful poll yet")),

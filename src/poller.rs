@@ -9,21 +9,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::event::{event_id, Event, Heartbeat};
-use crate::feed::{encode_state, Feed, PollOutcome};
+use crate::event::{id, Event, Heartbeat};
+use crate::feed::{Feed, FeedError, PollOutcome};
 use crate::observability::Health;
-use crate::sources::SourceError;
+use crate::retry::Backoff;
+use crate::store::outbox;
 use crate::store::{Store, StoreError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum CycleError {
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("stored state `{key}` cannot be read: {reason}")]
-    State { key: String, reason: String },
-}
 
 /// What one successful cycle did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,13 +106,8 @@ impl Poller {
     }
 
     /// Restore the stored state (after a restart it is the previous observation).
-    pub fn load(&mut self) -> Result<(), CycleError> {
-        self.feed
-            .restore(&*self.store)
-            .map_err(|reason| CycleError::State {
-                key: self.feed.state_key(),
-                reason,
-            })
+    pub fn load(&mut self) -> Result<(), StoreError> {
+        self.feed.restore(&*self.store)
     }
 
     /// Report successes to `health` and publish a heartbeat every `heartbeat_every` successful polls.
@@ -139,7 +125,7 @@ impl Poller {
     fn heartbeat(&self, now_ms: i64, size: usize) -> Event {
         let (source, endpoint) = (self.feed.source(), self.feed.endpoint());
         Event::Heartbeat(Heartbeat {
-            event_id: event_id(&[source, endpoint, "heartbeat", &now_ms.to_string()]).to_string(),
+            event_id: id::heartbeat(source, endpoint, now_ms).to_string(),
             source: source.to_string(),
             vendor: self.feed.vendor().to_string(),
             endpoint: endpoint.to_string(),
@@ -150,7 +136,7 @@ impl Poller {
     }
 
     /// One cycle. `now_ms` is the observation time.
-    pub async fn cycle(&mut self, now_ms: i64) -> Result<CycleOutcome, CycleError> {
+    pub async fn cycle(&mut self, now_ms: i64) -> Result<CycleOutcome, FeedError> {
         let outcome = self.feed.poll(now_ms).await?;
         self.polls += 1;
         if let Some(h) = &self.health {
@@ -188,19 +174,13 @@ impl Poller {
         let total = events.len();
         // The first poll of a large source derives tens of thousands of events: release each one
         // as it is encoded, and keep no spare capacity in the encodings.
-        let encoded: Vec<Vec<u8>> = events
-            .into_iter()
-            .map(|e| {
-                let mut bytes = encode_state(&e);
-                bytes.shrink_to_fit();
-                bytes
-            })
-            .collect();
+        let encoded: Vec<Vec<u8>> = events.iter().map(outbox::encode).collect();
+        drop(events);
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.commit(writes, encoded))
             .await
-            .map_err(|e| StoreError::Open {
-                path: "commit task".into(),
+            .map_err(|e| StoreError::Task {
+                what: "commit",
                 reason: e.to_string(),
             })??;
         if let Some(r) = result {
@@ -230,26 +210,16 @@ impl Poller {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let name = self.feed.source().to_string();
         let endpoint = self.feed.endpoint().to_string();
-        let mut failures: u32 = 0;
+        let mut backoff = Backoff::new(Duration::from_secs(1), self.max_backoff.min(self.interval));
         let mut cycle_no: u64 = 0;
         let mut paused = false;
         loop {
             // Back-pressure: while the outbox is over its bound (broker down for long), do not poll.
-            if let Some(h) = self.health.as_ref().filter(|h| h.outbox_over_bound()) {
-                if !paused {
-                    tracing::warn!(source = %name, endpoint = %endpoint, outbox = self.store.outbox_len(), "outbox over its bound: polling paused until the publisher catches up");
-                }
-                paused = true;
-                metrics::gauge!("ccdc_poller_paused", "source" => name.clone(), "endpoint" => endpoint.clone()).set(1.0);
-                h.success(&self.health_key()); // paused on purpose: staleness is reported by the outbox bound
+            if self.pause_for_outbox(&mut paused) {
                 tokio::select! {
                     _ = tokio::time::sleep(self.interval.min(Duration::from_secs(1))) => continue,
                     _ = shutdown.cancelled() => break,
                 }
-            }
-            if std::mem::take(&mut paused) {
-                tracing::info!(source = %name, endpoint = %endpoint, "outbox back under its bound: polling resumed");
-                metrics::gauge!("ccdc_poller_paused", "source" => name.clone(), "endpoint" => endpoint.clone()).set(0.0);
             }
             cycle_no += 1;
             let started = std::time::Instant::now();
@@ -258,68 +228,102 @@ impl Poller {
                 tracing::info_span!("poll", source = %name, endpoint = %endpoint, cycle = cycle_no);
             let result = self.cycle(now_ms).instrument(span.clone()).await;
             let elapsed = started.elapsed();
-            let labels = [("source", name.clone()), ("endpoint", endpoint.clone())];
-            metrics::histogram!("ccdc_poll_duration_seconds", &labels)
+            metrics::histogram!("ccdc_poll_duration_seconds", &self.labels())
                 .record(elapsed.as_secs_f64());
-            let _enter = span.enter();
-            let wait = match result {
+            let wait = span.in_scope(|| match result {
                 Ok(outcome) => {
-                    failures = 0;
-                    metrics::counter!("ccdc_polls_total", &labels).increment(1);
-                    metrics::gauge!("ccdc_last_success_timestamp_seconds", &labels)
-                        .set(chrono::Utc::now().timestamp() as f64);
-                    let more = match outcome {
-                        CycleOutcome::Committed { size, events, more } => {
-                            tracing::info!(
-                                size,
-                                events,
-                                ms = elapsed.as_millis() as u64,
-                                "poll committed"
-                            );
-                            more
-                        }
-                        CycleOutcome::Held { reason } => {
-                            metrics::counter!("ccdc_polls_held_total", &labels).increment(1);
-                            tracing::warn!(%reason, "observation not believed yet; nothing committed");
-                            false
-                        }
-                        CycleOutcome::Idle { more } => more,
-                    };
-                    if more {
-                        Duration::ZERO
-                    } else {
-                        self.interval.saturating_sub(elapsed)
-                    }
+                    backoff.reset();
+                    self.succeeded(outcome, elapsed)
                 }
-                Err(e) => {
-                    failures += 1;
-                    let kind = match &e {
-                        CycleError::Source(s) => s.kind(),
-                        _ => "store",
-                    };
-                    metrics::counter!("ccdc_poll_failures_total", "source" => name.clone(), "endpoint" => endpoint.clone(), "kind" => kind).increment(1);
-                    let backoff = crate::backoff::jittered(
-                        failures,
-                        Duration::from_secs(1),
-                        self.max_backoff.min(self.interval),
-                    );
-                    let wait = match &e {
-                        CycleError::Source(s) => {
-                            s.retry_after().map_or(backoff, |ra| ra.max(backoff))
-                        }
-                        _ => backoff,
-                    };
-                    tracing::warn!(error = %e, kind, failures, retry_in_ms = wait.as_millis() as u64, "poll failed; no events, state unchanged");
-                    wait
-                }
-            };
-            drop(_enter);
+                Err(e) => self.failed(&e, &mut backoff),
+            });
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => break,
             }
         }
         tracing::info!(source = %name, endpoint = %endpoint, "poller stopped");
+    }
+
+    fn labels(&self) -> [(&'static str, String); 2] {
+        [
+            ("source", self.feed.source().to_string()),
+            ("endpoint", self.feed.endpoint().to_string()),
+        ]
+    }
+
+    /// Whether to hold off polling because the outbox is over its bound; logs and gauges the change.
+    fn pause_for_outbox(&self, paused: &mut bool) -> bool {
+        let labels = self.labels();
+        if let Some(h) = self.health.as_ref().filter(|h| h.outbox_over_bound()) {
+            if !*paused {
+                tracing::warn!(source = %labels[0].1, endpoint = %labels[1].1, outbox = self.store.outbox_len(), "outbox over its bound: polling paused until the publisher catches up");
+            }
+            *paused = true;
+            metrics::gauge!("ccdc_poller_paused", &labels).set(1.0);
+            h.success(&self.health_key()); // paused on purpose: staleness is reported by the outbox bound
+            return true;
+        }
+        if std::mem::take(paused) {
+            tracing::info!(source = %labels[0].1, endpoint = %labels[1].1, "outbox back under its bound: polling resumed");
+            metrics::gauge!("ccdc_poller_paused", &labels).set(0.0);
+        }
+        false
+    }
+
+    /// Metrics and log of a successful cycle; the wait before the next one.
+    fn succeeded(&self, outcome: CycleOutcome, elapsed: Duration) -> Duration {
+        let labels = self.labels();
+        metrics::counter!("ccdc_polls_total", &labels).increment(1);
+        metrics::gauge!("ccdc_last_success_timestamp_seconds", &labels)
+            .set(chrono::Utc::now().timestamp() as f64);
+        metrics::gauge!("ccdc_feed_failed", &labels).set(0.0);
+        let more = match outcome {
+            CycleOutcome::Committed { size, events, more } => {
+                tracing::info!(
+                    size,
+                    events,
+                    ms = elapsed.as_millis() as u64,
+                    "poll committed"
+                );
+                more
+            }
+            CycleOutcome::Held { reason } => {
+                metrics::counter!("ccdc_polls_held_total", &labels).increment(1);
+                tracing::warn!(%reason, "observation not believed yet; nothing committed");
+                false
+            }
+            CycleOutcome::Idle { more } => more,
+        };
+        if more {
+            Duration::ZERO
+        } else {
+            self.interval.saturating_sub(elapsed)
+        }
+    }
+
+    /// Metrics and log of a failed cycle; the wait before the next one. A failure only an operator
+    /// can fix (configuration, credentials) is not retried at the back-off's pace: the feed is
+    /// reported failed on `/readyz` and tried again once per `max_backoff`, so that a fix (a new
+    /// token, a corrected account) is picked up without a restart.
+    fn failed(&self, e: &FeedError, backoff: &mut Backoff) -> Duration {
+        let [source, endpoint] = self.labels();
+        let kind = e.kind();
+        metrics::counter!("ccdc_poll_failures_total", "source" => source.1.clone(), "endpoint" => endpoint.1.clone(), "kind" => kind).increment(1);
+        let wait = backoff.fail();
+        if !e.is_retryable() {
+            if let Some(h) = &self.health {
+                h.failed(&self.health_key(), e.to_string());
+            }
+            metrics::gauge!("ccdc_feed_failed", "source" => source.1, "endpoint" => endpoint.1)
+                .set(1.0);
+            let wait = self.max_backoff.max(wait);
+            tracing::error!(error = %e, kind, retry_in_ms = wait.as_millis() as u64, "poll failed and retrying will not fix it: check the configuration or credentials; no events, state unchanged");
+            return wait;
+        }
+        let wait = e.retry_after().map_or(wait, |ra| ra.max(wait));
+        tracing::warn!(error = %e, kind, failures = backoff.failures(), retry_in_ms = wait.as_millis() as u64, "poll failed; no events, state unchanged");
+        wait
     }
 }
 
@@ -328,10 +332,11 @@ mod tests {
     use super::*;
     use crate::diff::{
         diff_interactions_events, ActiveInteraction, InteractionKey, InteractionSnapshot,
-        SourceMeta,
     };
     use crate::event::InteractionEventType::{self, *};
-    use crate::feed::{Scripted, SnapshotFeed};
+    use crate::event::SourceMeta;
+    use crate::feed::SnapshotFeed;
+    use crate::sources::scripted::Scripted;
     use crate::store::MemoryStore;
 
     fn snap(pairs: &[(&str, &str)]) -> InteractionSnapshot {
@@ -357,12 +362,10 @@ mod tests {
             .outbox_after(None, 1000)
             .unwrap()
             .into_iter()
-            .map(
-                |(_, b)| match serde_json::from_slice::<Event>(&b).unwrap() {
-                    Event::Interaction(e) => (e.event_type, e.interaction_id),
-                    other => panic!("unexpected {other:?}"),
-                },
-            )
+            .map(|(_, b)| match outbox::decode(&b).unwrap() {
+                Event::Interaction(e) => (e.event_type, e.interaction_id),
+                other => panic!("unexpected {other:?}"),
+            })
             .collect()
     }
 
@@ -376,6 +379,7 @@ mod tests {
             script,
             diff_interactions_events,
             |s: &InteractionSnapshot| s.interactions.len(),
+            |s, at| s.observed_at = at,
         );
         let feed = SnapshotFeed::new(Arc::new(source), 2);
         Poller::new(
@@ -401,7 +405,7 @@ mod tests {
         p.cycle(1).await.unwrap();
         let stored_before = store.get("s/scripted").unwrap();
         assert!(stored_before.is_some());
-        assert!(matches!(p.cycle(2).await, Err(CycleError::Source(_))));
+        assert!(matches!(p.cycle(2).await, Err(FeedError::Source(_))));
         assert_eq!(
             store.get("s/scripted").unwrap(),
             stored_before,
@@ -471,7 +475,7 @@ mod tests {
             .outbox_after(None, 10)
             .unwrap()
             .into_iter()
-            .map(|(_, b)| serde_json::from_slice(&b).unwrap())
+            .map(|(_, b)| outbox::decode(&b).unwrap())
             .collect();
         assert_eq!(evs.len(), 2);
         let Event::Interaction(last) = &evs[1] else {

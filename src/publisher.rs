@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::Event;
+use crate::encode::RecordEncoder;
 use crate::observability::Health;
-use crate::sink::{Ack, EventSink, RecordEncoder, SendError, SinkError};
+use crate::retry::Backoff;
+use crate::sink::{Ack, EventSink, SendError, SinkError};
+use crate::store::outbox::Outbox;
 use crate::store::{Store, StoreError};
 
 pub struct Publisher {
@@ -36,17 +38,32 @@ pub struct PublisherReport {
 
 const READ_BATCH: usize = 1000;
 
+/// The publisher's delivery state between two turns of its loop.
+struct Delivery {
+    outbox: Outbox,
+    /// Records handed to the sink and not yet reported on its acks. An ack from an earlier
+    /// publisher on the same sink only lowers this early (saturating): its Ok still removes a
+    /// delivered entry, and a record is at worst sent again, never skipped.
+    in_flight: usize,
+    reported: Vec<Ack>,
+    last_sent: Option<u64>,
+    failed: Option<SinkError>,
+    backoff: Backoff,
+    delivered: u64,
+    queue_full: bool,
+}
+
+impl Delivery {
+    fn has_room(&self, max_in_flight: usize) -> bool {
+        self.failed.is_none() && !self.queue_full && self.in_flight < max_in_flight
+    }
+}
+
 impl Publisher {
     /// Outbox depth and the age of its oldest entry.
-    fn outbox_gauges(&self) -> Result<(), StoreError> {
-        metrics::gauge!("ccdc_outbox_depth").set(self.store.outbox_len() as f64);
-        let oldest = self
-            .store
-            .outbox_after(None, 1)?
-            .first()
-            .and_then(|(_, b)| serde_json::from_slice::<Event>(b).ok())
-            .map(|e| e.time_ms());
-        let age = oldest.map_or(0.0, |t| {
+    fn outbox_gauges(&self, outbox: &Outbox) -> Result<(), StoreError> {
+        metrics::gauge!("ccdc_outbox_depth").set(outbox.len() as f64);
+        let age = outbox.oldest_time_ms()?.map_or(0.0, |t| {
             (chrono::Utc::now().timestamp_millis() - t).max(0) as f64 / 1000.0
         });
         metrics::gauge!("ccdc_outbox_oldest_age_seconds").set(age);
@@ -59,159 +76,180 @@ impl Publisher {
         stop: CancellationToken,
         abort: CancellationToken,
     ) -> Result<PublisherReport, StoreError> {
-        // Records handed to the sink and not yet reported on its acks. An ack from an earlier
-        // publisher on the same sink only lowers this early (saturating): its Ok still removes a
-        // delivered entry, and a record is at worst sent again, never skipped.
-        let mut in_flight: usize = 0;
-        let mut reported: Vec<Ack> = Vec::new();
-        let mut last_sent: Option<u64> = None;
-        let mut failed: Option<SinkError> = None;
-        let mut failures_in_a_row: u32 = 0;
-        let mut delivered: u64 = 0;
-        let mut queue_full = false;
+        let mut d = Delivery {
+            outbox: Outbox::new(self.store.clone()),
+            in_flight: 0,
+            reported: Vec::new(),
+            last_sent: None,
+            failed: None,
+            backoff: Backoff::new(Duration::from_millis(200), self.max_backoff),
+            delivered: 0,
+            queue_full: false,
+        };
         let mut last_gauges = Instant::now() - Duration::from_secs(60);
         if let Some(h) = &self.health {
             h.set_publishing(true);
         }
-        loop {
-            if abort.is_cancelled() {
-                break;
-            }
+        while !abort.is_cancelled() {
             if last_gauges.elapsed() >= Duration::from_secs(1) {
                 last_gauges = Instant::now();
-                self.outbox_gauges()?;
+                self.outbox_gauges(&d.outbox)?;
             }
-            // Fill the pipeline.
-            if failed.is_none() && !queue_full && in_flight < self.max_in_flight {
-                let room = (self.max_in_flight - in_flight).min(READ_BATCH);
-                let entries = self.store.outbox_after(last_sent, room)?;
-                for (seq, bytes) in entries {
-                    let record = match serde_json::from_slice::<Event>(&bytes)
-                        .map_err(|e| e.to_string())
-                        .and_then(|ev| self.encoder.encode(&ev).map_err(|e| e.to_string()))
-                    {
-                        Ok(r) => r,
-                        Err(reason) => {
-                            // Cannot happen for entries this version wrote; never silently skip.
-                            tracing::error!(seq, %reason, "outbox entry cannot be encoded; publishing paused");
-                            metrics::counter!("ccdc_publish_errors_total", "kind" => "encode")
-                                .increment(1);
-                            failed = Some(SinkError::Fatal(reason));
-                            break;
-                        }
-                    };
-                    match self.sink.send(seq, record) {
-                        Ok(()) => {
-                            last_sent = Some(seq);
-                            in_flight += 1;
-                        }
-                        Err(SendError::QueueFull(_)) => {
-                            metrics::counter!("ccdc_producer_queue_full_total").increment(1);
-                            queue_full = true;
-                            break;
-                        }
-                        Err(SendError::Failed(e)) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
-                }
+            if d.has_room(self.max_in_flight) {
+                self.fill(&mut d)?;
             }
-
-            if in_flight == 0 {
-                if let Some(e) = failed.take() {
-                    failures_in_a_row += 1;
-                    let wait = crate::backoff::jittered(
-                        failures_in_a_row,
-                        Duration::from_millis(200),
-                        self.max_backoff,
-                    );
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "publishing failed; resending from the oldest unacknowledged event");
-                    metrics::counter!("ccdc_publish_errors_total", "kind" => if matches!(e, SinkError::Fatal(_)) { "fatal" } else { "retryable" }).increment(1);
-                    if let Err(re) = self.sink.recover() {
-                        tracing::error!(error = %re, "the sink could not recover; retrying later");
-                    }
-                    last_sent = None;
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = abort.cancelled() => break,
-                    }
-                    continue;
-                }
-                if queue_full {
-                    queue_full = false;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-                if self.store.outbox_len() == 0
-                    || last_sent.is_some() && self.store.outbox_after(last_sent, 1)?.is_empty()
-                {
-                    if stop.is_cancelled() {
-                        break;
-                    }
-                    tokio::select! {
-                        _ = self.notify.notified() => {}
-                        _ = stop.cancelled() => {}
-                        _ = abort.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-                continue;
-            }
-
-            // Wait for at least one acknowledgement (or for new work while there is room).
-            let acks = self.sink.acks();
-            acks.drain_into(&mut reported);
-            if reported.is_empty() {
-                tokio::select! {
-                    _ = acks.wait() => {}
-                    _ = self.notify.notified(), if failed.is_none() && !queue_full && in_flight < self.max_in_flight => {}
-                    _ = abort.cancelled() => break,
-                }
-                acks.drain_into(&mut reported);
-            }
-            in_flight = in_flight.saturating_sub(reported.len());
-            let mut acked = Vec::new();
-            for Ack { id, result } in reported.drain(..) {
-                match result {
-                    Ok(()) => acked.push(id),
-                    Err(e) => {
-                        if failed.is_none() {
-                            failed = Some(e);
-                        }
-                    }
-                }
-            }
-            if !acked.is_empty() {
-                self.store.outbox_remove(&acked)?;
-                delivered += acked.len() as u64;
-                metrics::counter!("ccdc_events_published_total").increment(acked.len() as u64);
-                if failed.is_none() {
-                    failures_in_a_row = 0;
-                }
-                queue_full = false;
+            let go_on = if d.in_flight == 0 {
+                self.idle(&mut d, &stop, &abort).await?
+            } else {
+                self.settle(&mut d, &abort).await?
+            };
+            if !go_on {
+                break;
             }
         }
         if let Some(h) = &self.health {
             h.set_publishing(false);
         }
-        self.outbox_gauges()?;
+        self.outbox_gauges(&d.outbox)?;
         Ok(PublisherReport {
-            delivered,
-            left_in_outbox: self.store.outbox_len(),
+            delivered: d.delivered,
+            left_in_outbox: d.outbox.len(),
         })
+    }
+
+    /// Hand the next outbox entries to the sink, up to the in-flight limit.
+    fn fill(&self, d: &mut Delivery) -> Result<(), StoreError> {
+        let room = (self.max_in_flight - d.in_flight).min(READ_BATCH);
+        for (seq, event) in d.outbox.read_after(d.last_sent, room)? {
+            let record = match event
+                .map_err(|e| e.to_string())
+                .and_then(|ev| self.encoder.encode(&ev).map_err(|e| e.to_string()))
+            {
+                Ok(r) => r,
+                Err(reason) => {
+                    // Cannot happen for entries this version wrote; never silently skip.
+                    tracing::error!(seq, %reason, "outbox entry cannot be encoded; publishing paused");
+                    metrics::counter!("ccdc_publish_errors_total", "kind" => "encode").increment(1);
+                    d.failed = Some(SinkError::Fatal(reason));
+                    return Ok(());
+                }
+            };
+            match self.sink.send(seq, record) {
+                Ok(()) => {
+                    d.last_sent = Some(seq);
+                    d.in_flight += 1;
+                }
+                Err(SendError::QueueFull(_)) => {
+                    metrics::counter!("ccdc_producer_queue_full_total").increment(1);
+                    d.queue_full = true;
+                    return Ok(());
+                }
+                Err(SendError::Failed(e)) => {
+                    d.failed = Some(e);
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Nothing in flight: back off after a failure (then resend from the oldest unacknowledged
+    /// entry), wait out a full queue, or wait for new events. `false`: stop the loop.
+    async fn idle(
+        &self,
+        d: &mut Delivery,
+        stop: &CancellationToken,
+        abort: &CancellationToken,
+    ) -> Result<bool, StoreError> {
+        if let Some(e) = d.failed.take() {
+            let wait = d.backoff.fail();
+            tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "publishing failed; resending from the oldest unacknowledged event");
+            let kind = if e.is_retryable() {
+                "retryable"
+            } else {
+                "fatal"
+            };
+            metrics::counter!("ccdc_publish_errors_total", "kind" => kind).increment(1);
+            if let Err(re) = self.sink.recover() {
+                tracing::error!(error = %re, "the sink could not recover; retrying later");
+            }
+            d.last_sent = None;
+            return Ok(tokio::select! {
+                _ = tokio::time::sleep(wait) => true,
+                _ = abort.cancelled() => false,
+            });
+        }
+        if d.queue_full {
+            d.queue_full = false;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            return Ok(true);
+        }
+        if d.outbox.is_empty() || d.last_sent.is_some() && !d.outbox.has_after(d.last_sent)? {
+            if stop.is_cancelled() {
+                return Ok(false);
+            }
+            tokio::select! {
+                _ = self.notify.notified() => {}
+                _ = stop.cancelled() => {}
+                _ = abort.cancelled() => return Ok(false),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        Ok(true)
+    }
+
+    /// Wait for at least one acknowledgement (or for new work while there is room), then remove
+    /// what was delivered from the outbox. `false`: stop the loop.
+    async fn settle(
+        &self,
+        d: &mut Delivery,
+        abort: &CancellationToken,
+    ) -> Result<bool, StoreError> {
+        let acks = self.sink.acks();
+        acks.drain_into(&mut d.reported);
+        if d.reported.is_empty() {
+            let room = d.has_room(self.max_in_flight);
+            tokio::select! {
+                _ = acks.wait() => {}
+                _ = self.notify.notified(), if room => {}
+                _ = abort.cancelled() => return Ok(false),
+            }
+            acks.drain_into(&mut d.reported);
+        }
+        d.in_flight = d.in_flight.saturating_sub(d.reported.len());
+        let mut acked = Vec::new();
+        for Ack { id, result } in d.reported.drain(..) {
+            match result {
+                Ok(()) => acked.push(id),
+                Err(e) => {
+                    d.failed.get_or_insert(e);
+                }
+            }
+        }
+        if !acked.is_empty() {
+            d.outbox.acknowledge(&acked)?;
+            d.delivered += acked.len() as u64;
+            metrics::counter!("ccdc_events_published_total").increment(acked.len() as u64);
+            if d.failed.is_none() {
+                d.backoff.reset();
+            }
+            d.queue_full = false;
+        }
+        Ok(true)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::{JsonEncoder, MemorySink, Topics};
+    use crate::config::TopicsConfig as Topics;
+    use crate::encode::JsonEncoder;
+    use crate::sink::MemorySink;
     use crate::store::MemoryStore;
 
     fn ev(i: usize) -> Vec<u8> {
         let e = crate::event::started_for_tests(&format!("id-{i}"), &format!("c{i}"));
-        serde_json::to_vec(&e).unwrap()
+        crate::store::outbox::encode(&e)
     }
 
     fn setup(n: usize) -> (Arc<MemoryStore>, MemorySink, Publisher) {

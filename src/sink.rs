@@ -1,14 +1,10 @@
-//! Where encoded records go: the [`EventSink`] trait with the Kafka implementation (in [`crate::kafka`]),
-//! a stdout sink (JSON lines, the demo's embedded default) and an in-memory sink for tests. Also the
-//! [`RecordEncoder`]s that turn an outbox [`Event`] into a record: Avro (Confluent framing) or JSON.
+//! Where encoded records go: the [`EventSink`] trait, the acknowledgement queue every sink reports
+//! on, a stdout sink (JSON lines, the demo's embedded default) and an in-memory sink for tests. The
+//! Kafka sink is [`crate::kafka::KafkaSink`]; records are made by [`crate::encode`].
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use crate::avro::{AvroError, StreamEncoder};
-use crate::event::{Event, Stream};
 
 /// A record ready for the broker.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +23,14 @@ pub enum SinkError {
     /// The producer is unusable (e.g. fatal idempotence error) or the record can never be delivered.
     #[error("delivery failed (fatal): {0}")]
     Fatal(String),
+}
+
+impl SinkError {
+    /// Retryable errors resend the same records to the same producer; fatal ones replace the
+    /// producer first ([`EventSink::recover`]).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SinkError::Retryable(_))
+    }
 }
 
 /// How one handed-over record ended: the id it was sent under, and the outcome.
@@ -84,110 +88,6 @@ pub trait EventSink: Send + Sync {
     /// by the caller.
     fn recover(&self) -> Result<(), SinkError> {
         Ok(())
-    }
-}
-
-/// Turns an outbox event into a record.
-pub trait RecordEncoder: Send + Sync {
-    fn encode(&self, event: &Event) -> Result<OutRecord, AvroError>;
-}
-
-/// The `ccdc.*` headers of an event's record, when the configuration asks for them.
-fn headers(event: &Event, on: bool) -> Vec<(&'static str, String)> {
-    if !on {
-        return Vec::new();
-    }
-    vec![
-        ("ccdc.event_id", event.event_id().to_string()),
-        ("ccdc.event_type", event.type_name().to_string()),
-    ]
-}
-
-/// Topic of each stream (the configuration's `[topics]`).
-pub type Topics = crate::config::TopicsConfig;
-
-impl Topics {
-    pub fn for_stream(&self, s: Stream) -> &str {
-        match s {
-            Stream::Interactions => &self.interactions,
-            Stream::AgentStatus => &self.agent_status,
-            Stream::Comm100Queue => &self.comm100_queue,
-            Stream::Comm100Today => &self.comm100_today,
-            Stream::Comm100RightNow => &self.comm100_right_now,
-            Stream::WolkvoxChat1 => &self.wolkvox_chat_1,
-            Stream::WolkvoxDiagram9 => &self.wolkvox_diagram_9,
-            Stream::DeadLetter => &self.dead_letter,
-            Stream::Heartbeat => &self.heartbeat,
-        }
-    }
-}
-
-/// Avro in the Confluent wire format; schema ids resolved from the registry beforehand.
-pub struct AvroEncoder {
-    topics: Topics,
-    encoders: HashMap<Stream, StreamEncoder>,
-    record_headers: bool,
-}
-
-impl AvroEncoder {
-    pub fn new(topics: Topics, schema_ids: &[(Stream, u32)]) -> Result<Self, AvroError> {
-        let encoders = schema_ids
-            .iter()
-            .map(|(s, id)| StreamEncoder::new(*s, *id).map(|e| (*s, e)))
-            .collect::<Result<_, _>>()?;
-        Ok(AvroEncoder {
-            topics,
-            encoders,
-            record_headers: true,
-        })
-    }
-
-    /// `kafka.record_headers`: with `false`, records carry key and payload only.
-    pub fn with_record_headers(mut self, on: bool) -> Self {
-        self.record_headers = on;
-        self
-    }
-}
-
-impl RecordEncoder for AvroEncoder {
-    fn encode(&self, event: &Event) -> Result<OutRecord, AvroError> {
-        let stream = event.stream();
-        let enc = self
-            .encoders
-            .get(&stream)
-            .ok_or_else(|| AvroError::Encode {
-                stream,
-                event_id: event.event_id().into(),
-                reason: "no schema id resolved for this stream".into(),
-            })?;
-        Ok(OutRecord {
-            topic: self.topics.for_stream(stream).to_string(),
-            key: event.key(),
-            payload: enc.encode_event(event)?,
-            headers: headers(event, self.record_headers),
-        })
-    }
-}
-
-/// JSON (one object per event, the same field names as the Avro schema).
-pub struct JsonEncoder {
-    pub topics: Topics,
-}
-
-impl RecordEncoder for JsonEncoder {
-    fn encode(&self, event: &Event) -> Result<OutRecord, AvroError> {
-        let payload =
-            serde_json::to_vec(&crate::avro::WireView(event)).map_err(|e| AvroError::Encode {
-                stream: event.stream(),
-                event_id: event.event_id().into(),
-                reason: e.to_string(),
-            })?;
-        Ok(OutRecord {
-            topic: self.topics.for_stream(event.stream()).to_string(),
-            key: event.key(),
-            payload,
-            headers: headers(event, true),
-        })
     }
 }
 
@@ -282,31 +182,6 @@ impl EventSink for MemorySink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn event() -> Event {
-        crate::event::started_for_tests("00000000-0000-5000-8000-000000000001", "c1")
-    }
-
-    #[test]
-    fn record_headers_off_leaves_key_and_payload_unchanged() {
-        let on = AvroEncoder::new(Topics::default(), &[(Stream::Interactions, 7)]).unwrap();
-        let off = AvroEncoder::new(Topics::default(), &[(Stream::Interactions, 7)])
-            .unwrap()
-            .with_record_headers(false);
-        let (a, b) = (on.encode(&event()).unwrap(), off.encode(&event()).unwrap());
-        assert_eq!(
-            a.headers,
-            vec![
-                (
-                    "ccdc.event_id",
-                    "00000000-0000-5000-8000-000000000001".into()
-                ),
-                ("ccdc.event_type", "interaction-started".into()),
-            ]
-        );
-        assert!(b.headers.is_empty());
-        assert_eq!((a.topic, a.key, a.payload), (b.topic, b.key, b.payload));
-    }
 
     #[tokio::test]
     async fn acks_pushed_before_the_wait_are_not_missed_and_drain_in_order() {

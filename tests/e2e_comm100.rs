@@ -6,10 +6,10 @@ mod common;
 
 use std::time::Duration;
 
+use ccdc::event::metrics::{QueueMetrics, RightNowMetrics, TodayMetrics};
 use ccdc::event::{AgentStatusEvent, ABSENT};
 use ccdc::simulator::comm100::{AWAY, ONLINE};
 use ccdc::simulator::{C100Agent, Fault, Route, Scenario, SimMode};
-use ccdc::sources::comm100::{QueueMetrics, RightNowMetrics, TodayMetrics};
 use common::{Record, Stack};
 use serde::Deserialize;
 

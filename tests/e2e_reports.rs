@@ -8,8 +8,8 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use ccdc::event::report::{Chat1Row, ReportKind};
 use ccdc::event::DeadLetter;
-use ccdc::reports::rows::{Chat1Row, ReportKind};
 use ccdc::reports::{cursor_key, parse_cursor, Mode};
 use ccdc::simulator::reports::{generated_row, SIM_TZ};
 use ccdc::simulator::{SimMode, SimState};
@@ -80,7 +80,9 @@ fn identities(sim: &SimState, from: NaiveDateTime, to_exclusive: NaiveDateTime) 
         .map(|r| {
             let tz = "America/Bogota".parse().unwrap();
             let raw = serde_json::to_string(r).unwrap();
-            ReportKind::Chat1.decode(&raw, tz).identity.unwrap()
+            ccdc::sources::wolkvox::report_rows::decode(ReportKind::Chat1, &raw, tz)
+                .identity
+                .unwrap()
         })
         .collect()
 }

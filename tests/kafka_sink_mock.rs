@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccdc::config::KafkaConfig;
+use ccdc::config::TopicsConfig as Topics;
+use ccdc::encode::AvroEncoder;
 use ccdc::event::{Event, InteractionEvent, InteractionEventType, Stream};
 use ccdc::kafka::KafkaSink;
 use ccdc::publisher::Publisher;
-use ccdc::sink::{AvroEncoder, Topics};
 use ccdc::store::{MemoryStore, Store};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ccdc::event::report::ReportKind;
 use ccdc::event::Event;
 use ccdc::feed::{Feed, PollOutcome};
-use ccdc::reports::rows::ReportKind;
 use ccdc::reports::{cursor_key, Mode, ReportFeed, ReportPlan, CHUNK_ROWS};
 use ccdc::simulator::{SimMode, SimServer, SimState};
 use ccdc::sources::wolkvox::WolkvoxClient;

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ccdc::config::{PollConfig, WolkvoxConfig};
-use ccdc::feed::SnapshotSource;
 use ccdc::secret::SecretRef;
 use ccdc::simulator::{Fault, SimAgent, SimInteraction, SimMode, SimServer, SimState};
 use ccdc::sources::wolkvox::interactions::WolkvoxInteractions;
 use ccdc::sources::wolkvox::WolkvoxClient;
+use ccdc::sources::SnapshotSource;
 
 fn big_step(agents: usize) -> Vec<SimAgent> {
     (0..agents)

@@ -5,8 +5,8 @@
 //! when the encoder was built ([`super::StreamEncoder::new`]), and the tests compare both on many
 //! records. Field order here must follow `schemas/wolkvox-chat_1.avsc` and `wolkvox-diagram_9.avsc`.
 
+use crate::event::report::{Chat1Row, Diagram9Row, ReportRow};
 use crate::event::ReportRecord;
-use crate::reports::rows::{Chat1Row, Diagram9Row, ReportRow};
 
 fn long(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;

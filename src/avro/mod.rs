@@ -10,8 +10,8 @@ use std::sync::{Mutex, OnceLock};
 use apache_avro::Schema;
 use serde::Serialize;
 
+use crate::event::report::ReportRow;
 use crate::event::{Event, MetricsRecord, MetricsValues, ReportRecord, Stream};
-use crate::reports::rows::ReportRow;
 
 /// The schema text of each stream, exactly as registered.
 pub fn schema_text(stream: Stream) -> &'static str {

@@ -119,6 +119,24 @@ impl Default for TopicsConfig {
     }
 }
 
+impl TopicsConfig {
+    /// The topic of each stream.
+    pub fn for_stream(&self, s: crate::event::Stream) -> &str {
+        use crate::event::Stream;
+        match s {
+            Stream::Interactions => &self.interactions,
+            Stream::AgentStatus => &self.agent_status,
+            Stream::Comm100Queue => &self.comm100_queue,
+            Stream::Comm100Today => &self.comm100_today,
+            Stream::Comm100RightNow => &self.comm100_right_now,
+            Stream::WolkvoxChat1 => &self.wolkvox_chat_1,
+            Stream::WolkvoxDiagram9 => &self.wolkvox_diagram_9,
+            Stream::DeadLetter => &self.dead_letter,
+            Stream::Heartbeat => &self.heartbeat,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublisherConfig {
@@ -177,8 +195,11 @@ pub(crate) fn yes() -> bool {
 fn default_state_dir() -> PathBuf {
     PathBuf::from("./ccdc-state")
 }
+/// sled's page cache when the configuration does not say (`state_cache_mb`), in MiB.
+pub const DEFAULT_STATE_CACHE_MB: u64 = 64;
+
 fn default_state_cache_mb() -> u64 {
-    crate::store::DEFAULT_CACHE_BYTES >> 20
+    DEFAULT_STATE_CACHE_MB
 }
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(30)

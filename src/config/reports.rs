@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{invalid, limits, yes, ConfigError};
-use crate::reports::rows::ReportKind;
+use crate::event::report::ReportKind;
 
 /// One report pulled window by window (`[[sources.reports]]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -109,30 +109,6 @@ impl ReportConfig {
         }
         let _ = kind;
         Ok(())
-    }
-
-    /// The pull plan, validated.
-    pub fn plan(&self) -> Result<crate::reports::ReportPlan, ConfigError> {
-        let kind = ReportKind::parse(&self.report)
-            .ok_or_else(|| invalid("report", format!("unknown report `{}`", self.report)))?;
-        let dur = |d: Duration| {
-            chrono::Duration::from_std(d).map_err(|e| invalid("report", e.to_string()))
-        };
-        Ok(crate::reports::ReportPlan {
-            kind,
-            settle_delay: dur(self.settle_delay)?,
-            lookback: dur(self.lookback)?,
-            max_window: dur(self.max_window)?,
-            min_window: dur(self.min_window)?,
-            row_limit: self.row_limit.unwrap_or(kind.default_row_limit()) as usize,
-            start_from: self
-                .start_from
-                .as_deref()
-                .map(parse_local_start)
-                .transpose()
-                .map_err(|m| invalid("start_from", m))?,
-            dedupe_ttl: dur(self.dedupe_ttl)?,
-        })
     }
 }
 

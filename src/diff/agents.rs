@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{window, SourceMeta};
+use crate::event::id::{self, window};
 use crate::event::{
-    event_id, AgentStatusEvent, Comm100AgentDetails, Event, WolkvoxAgentDetails, ABSENT,
+    AgentStatusEvent, Comm100AgentDetails, Event, SourceMeta, WolkvoxAgentDetails, ABSENT,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -53,12 +53,6 @@ impl AgentSnapshot {
     }
 }
 
-impl crate::feed::Stamped for AgentSnapshot {
-    fn stamp(&mut self, observed_at: i64) {
-        self.observed_at = observed_at;
-    }
-}
-
 /// The events leading from `previous` to `current`. `current` must already hold absent agents
 /// (see [`AgentSnapshot::carry_absent`]).
 pub fn diff_agents(
@@ -78,7 +72,7 @@ pub fn diff_agents(
         if !changed {
             continue;
         }
-        let eid = event_id(&[&meta.name, "agent-status-changed", id, &win]);
+        let eid = id::agent_status(&meta.name, id, &win);
         events.push(Event::AgentStatus(Box::new(AgentStatusEvent {
             event_id: eid.to_string(),
             source: meta.name.clone(),

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{window, SourceMeta};
-use crate::event::{event_id, Event, InteractionEvent, InteractionEventType};
+use crate::event::id::{self, window};
+use crate::event::{Event, InteractionEvent, InteractionEventType, SourceMeta};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LatestInteraction {
@@ -31,12 +31,6 @@ pub struct LatestSnapshot {
     pub agents: BTreeMap<String, Option<LatestInteraction>>,
 }
 
-impl crate::feed::Stamped for LatestSnapshot {
-    fn stamp(&mut self, observed_at: i64) {
-        self.observed_at = observed_at;
-    }
-}
-
 pub fn diff_latest(
     meta: &SourceMeta,
     previous: Option<&LatestSnapshot>,
@@ -47,7 +41,7 @@ pub fn diff_latest(
     let mut events = Vec::new();
     let mut push = |ty: InteractionEventType, agent: &str, it: &LatestInteraction| {
         events.push(Event::Interaction(InteractionEvent {
-            event_id: event_id(&[&meta.name, ty.as_str(), agent, &it.guid, &win]).to_string(),
+            event_id: id::interaction(&meta.name, ty, agent, &it.guid, &win).to_string(),
             event_type: ty,
             source: meta.name.clone(),
             vendor: meta.vendor.clone(),

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{event_id, Event, InteractionEvent, InteractionEventType};
+use crate::event::id::{self, window};
+use crate::event::{Event, InteractionEvent, InteractionEventType, SourceMeta};
 
 pub mod agents;
 pub mod latest;
@@ -60,12 +61,6 @@ mod entries {
     }
 }
 
-impl crate::feed::Stamped for InteractionSnapshot {
-    fn stamp(&mut self, observed_at: i64) {
-        self.observed_at = observed_at;
-    }
-}
-
 /// One step of a merged walk over two sorted maps.
 pub enum Merged<'a, K, V> {
     /// Only in the left map.
@@ -110,18 +105,6 @@ pub fn diff_interactions_events(
         .collect()
 }
 
-/// The transition window of a diff: the previous observation's time, or `initial`.
-pub fn window(previous_observed_at: Option<i64>) -> String {
-    previous_observed_at.map_or_else(|| "initial".to_string(), |t| t.to_string())
-}
-
-/// Identity of the source, copied into every event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceMeta {
-    pub name: String,
-    pub vendor: String,
-}
-
 /// Derive the events that lead from `previous` to `current`. `previous = None` means this is the
 /// first snapshot of the source: every interaction yields an `initial` `STARTED` event.
 pub fn diff_interactions(
@@ -158,13 +141,7 @@ pub fn diff_interactions(
                 key: &InteractionKey,
                 seen: &ActiveInteraction,
                 counterpart: Option<String>| {
-        let id = event_id(&[
-            &meta.name,
-            ty.as_str(),
-            &key.agent_id,
-            &key.interaction_id,
-            &window,
-        ]);
+        let id = id::interaction(&meta.name, ty, &key.agent_id, &key.interaction_id, &window);
         InteractionEvent {
             event_id: id.to_string(),
             event_type: ty,

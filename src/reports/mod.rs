@@ -15,13 +15,6 @@
 //! failed commit between chunks leaves the cursor where it was: the window is pulled again, and the
 //! rows of its committed chunks are found in their dedupe marks and not published twice.
 
-mod flat;
-pub mod rows;
-mod stream;
-pub mod window;
-
-pub use stream::stream_rows;
-
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -30,14 +23,17 @@ use chrono::{Duration, NaiveDateTime};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{event_id, DeadLetter, Event, ReportRecord};
-use crate::feed::{Feed, PollOutcome};
+use crate::config::{invalid, parse_local_start, ConfigError, ReportConfig};
+use crate::event::report::ReportKind;
+use crate::event::{id, DeadLetter, Event, ReportRecord};
+use crate::feed::{Feed, FeedError, PollOutcome};
+use crate::sources::wolkvox::report_rows;
+use crate::sources::wolkvox::report_stream::{self as stream, stream_rows};
 use crate::sources::wolkvox::WolkvoxClient;
 use crate::sources::SourceError;
-use crate::store::{Store, Write};
+use crate::store::{Store, StoreError, Write};
 use crate::vendor_time::local_to_utc_millis;
-use rows::ReportKind;
-use window::{plan, trunc_seconds, Window};
+use crate::window::{plan, trunc_seconds, Window};
 
 /// How one report is pulled (from `[[sources.reports]]`).
 #[derive(Debug, Clone)]
@@ -53,6 +49,30 @@ pub struct ReportPlan {
 }
 
 impl ReportPlan {
+    /// The plan a `[[sources.reports]]` block asks for (validated again: errors name the key).
+    pub fn from_config(c: &ReportConfig) -> Result<Self, ConfigError> {
+        let kind = ReportKind::parse(&c.report)
+            .ok_or_else(|| invalid("report", format!("unknown report `{}`", c.report)))?;
+        let dur = |d: std::time::Duration| {
+            Duration::from_std(d).map_err(|e| invalid("report", e.to_string()))
+        };
+        Ok(ReportPlan {
+            kind,
+            settle_delay: dur(c.settle_delay)?,
+            lookback: dur(c.lookback)?,
+            max_window: dur(c.max_window)?,
+            min_window: dur(c.min_window)?,
+            row_limit: c.row_limit.unwrap_or(kind.default_row_limit()) as usize,
+            start_from: c
+                .start_from
+                .as_deref()
+                .map(parse_local_start)
+                .transpose()
+                .map_err(|m| invalid("start_from", m))?,
+            dedupe_ttl: dur(c.dedupe_ttl)?,
+        })
+    }
+
     /// A plan for pulling a past range as it is: no settle delay, no look-back, windows of at most
     /// `max_window` (split down to a minute), the report's own row limit, marks kept for a week.
     pub fn past_range(kind: ReportKind, max_window: Duration) -> Self {
@@ -193,16 +213,13 @@ impl ReportFeed {
     }
 
     /// Deletes for dedupe marks older than the ttl (at most once an hour).
-    fn sweep(&mut self, now_ms: i64) -> Result<Vec<Write>, SourceError> {
+    fn sweep(&mut self, now_ms: i64) -> Result<Vec<Write>, StoreError> {
         if self.last_sweep.is_some_and(|t| now_ms - t < 3_600_000) {
             return Ok(Vec::new());
         }
         self.last_sweep = Some(now_ms);
         let cutoff = now_ms - self.plan.dedupe_ttl.num_milliseconds();
-        let entries = self
-            .store
-            .scan_prefix(&self.seen_prefix())
-            .map_err(|e| self.store_error(e))?;
+        let entries = self.store.scan_prefix(&self.seen_prefix())?;
         Ok(entries
             .into_iter()
             .filter(|(_, v)| {
@@ -214,15 +231,11 @@ impl ReportFeed {
             .collect())
     }
 
-    fn store_error(&self, e: crate::store::StoreError) -> SourceError {
-        self.local_error("<state store>", e.to_string())
-    }
-
-    fn local_error(&self, field: &str, detail: String) -> SourceError {
-        SourceError::Parse {
+    /// Keeping a window's rows in the spill file failed (local disk, not the vendor).
+    fn spill_error(&self, detail: String) -> SourceError {
+        SourceError::Spill {
             source_name: self.client.meta.name.clone(),
             endpoint: self.endpoint.clone(),
-            field: field.into(),
             detail,
         }
     }
@@ -234,10 +247,10 @@ impl ReportFeed {
             self.plan.row_limit,
         );
         let spill_error = |e: std::io::Error| {
-            self.local_error(
-                "<spill file>",
-                format!("keeping the rows in {}: {e}", self.spill_dir.display()),
-            )
+            self.spill_error(format!(
+                "keeping the rows in {}: {e}",
+                self.spill_dir.display()
+            ))
         };
         let mut spill = stream::Spill::new(self.spill_dir.clone());
         let (spill, overflow, failed) = self
@@ -271,13 +284,13 @@ impl ReportFeed {
         w: &Window,
         rows: Vec<Box<str>>,
         now_ms: i64,
-    ) -> Result<(Vec<Event>, Vec<Write>), SourceError> {
+    ) -> Result<(Vec<Event>, Vec<Write>), FeedError> {
         let (kind, tz, source) = (self.plan.kind, self.tz(), &self.client.meta.name);
         let (start_raw, end_raw) = (w.date_ini(), w.date_end());
         let mut in_window: HashMap<String, String> = HashMap::new();
         let (mut events, mut writes) = (Vec::new(), Vec::new());
         for raw in rows {
-            let decoded = kind.decode(&raw, tz);
+            let decoded = report_rows::decode(kind, &raw, tz);
             let hash = decoded.hash;
             let (identity, coerced) = match (decoded.identity, decoded.row) {
                 (Some(id), Ok(r)) => (id, Ok(r)),
@@ -291,7 +304,7 @@ impl ReportFeed {
             if in_window.get(&identity) == Some(&hash) {
                 continue;
             }
-            let stored = self.store.get(&seen_key).map_err(|e| self.store_error(e))?;
+            let stored = self.store.get(&seen_key)?;
             if stored
                 .and_then(|v| serde_json::from_slice::<Seen>(&v).ok())
                 .is_some_and(|s| s.hash == hash)
@@ -301,14 +314,14 @@ impl ReportFeed {
             in_window.insert(identity.clone(), hash.clone());
             writes.push(Write::Put(
                 seen_key,
-                crate::feed::encode_state(&Seen {
+                crate::store::encode_state(&Seen {
                     hash: hash.clone(),
                     at: now_ms,
                 }),
             ));
             match coerced {
                 Ok(row) => events.push(Event::ReportRow(Box::new(ReportRecord {
-                    event_id: event_id(&[source, kind.name(), &identity, &hash]).to_string(),
+                    event_id: id::report_row(source, kind.name(), &identity, &hash).to_string(),
                     source: source.clone(),
                     vendor: crate::sources::wolkvox::VENDOR.into(),
                     identity,
@@ -324,8 +337,7 @@ impl ReportFeed {
                     metrics::counter!("ccdc_report_dead_letters_total", "source" => source.clone(), "report" => kind.name()).increment(1);
                     tracing::warn!(report = kind.name(), window = %format!("{start_raw}..{end_raw}"), %error, "row cannot be coerced; sent to the dead-letter topic");
                     events.push(Event::DeadLetter(DeadLetter {
-                        event_id: event_id(&[source, kind.name(), "dead-letter", &hash])
-                            .to_string(),
+                        event_id: id::dead_letter(source, kind.name(), &hash).to_string(),
                         source: source.clone(),
                         vendor: crate::sources::wolkvox::VENDOR.into(),
                         report: kind.name().into(),
@@ -377,13 +389,15 @@ impl Feed for ReportFeed {
     fn state_key(&self) -> String {
         cursor_key(&self.client.meta.name, self.plan.kind, self.mode)
     }
-    fn restore(&mut self, store: &dyn Store) -> Result<(), String> {
-        if let Some(state) = store.get(&self.state_key()).map_err(|e| e.to_string())? {
-            self.cursor = Some(parse_cursor(&state)?);
+    fn restore(&mut self, store: &dyn Store) -> Result<(), StoreError> {
+        let key = self.state_key();
+        if let Some(state) = store.get(&key)? {
+            self.cursor =
+                Some(parse_cursor(&state).map_err(|reason| StoreError::Corrupt { key, reason })?);
         }
         Ok(())
     }
-    async fn poll(&mut self, observed_at: i64) -> Result<PollOutcome, SourceError> {
+    async fn poll(&mut self, observed_at: i64) -> Result<PollOutcome, FeedError> {
         if let Some(w) = self.chunk_out.take() {
             // The last chunk was not committed: pull its window again, before any later window
             // can move the cursor past it (its committed chunks are in the dedupe marks).
@@ -404,7 +418,7 @@ impl Feed for ReportFeed {
             Ok(p) => p,
             Err(e) => {
                 self.queue.push_front(w);
-                return Err(e);
+                return Err(e.into());
             }
         };
         let source = self.client.meta.name.clone();
@@ -425,7 +439,8 @@ impl Feed for ReportFeed {
                     endpoint: self.endpoint.clone(),
                     window: format!("{}..{}", w.date_ini(), w.date_end()),
                     limit: self.plan.row_limit,
-                })
+                }
+                .into())
             }
             Pulled::Rows(rows) => {
                 self.pending = Some(PendingWindow {
@@ -447,14 +462,14 @@ impl Feed for ReportFeed {
 
 impl ReportFeed {
     /// The next chunk of the pending window; with its last, the dedupe sweep and the cursor.
-    fn next_chunk(&mut self, now_ms: i64) -> Result<PollOutcome, SourceError> {
+    fn next_chunk(&mut self, now_ms: i64) -> Result<PollOutcome, FeedError> {
         let Some(mut p) = self.pending.take() else {
             return Ok(PollOutcome::Idle { more: true });
         };
         let derived = p
             .rows
             .chunk(CHUNK_ROWS, CHUNK_BYTES)
-            .map_err(|e| self.local_error("<spill file>", e.to_string()))
+            .map_err(|e| FeedError::from(self.spill_error(e.to_string())))
             .and_then(|rows| self.derive(&p.window, rows, now_ms))
             .and_then(|(events, mut writes)| {
                 if p.rows.is_empty() {

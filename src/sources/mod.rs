@@ -1,11 +1,66 @@
-//! Vendor sources. One module per vendor; shared HTTP concerns live in [`http`].
+//! Vendor sources: the [`SnapshotSource`] boundary and its [`SourceError`], one module per vendor
+//! (each turns its wire types into the domain types of [`crate::event`] and [`crate::diff`]),
+//! shared HTTP concerns in [`http`], and [`scripted::Scripted`], the in-memory source that tests
+//! give a pipeline.
 
 pub mod comm100;
 pub mod http;
+pub mod scripted;
 pub mod vonage;
 pub mod wolkvox;
 
 use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::event::{Event, SourceMeta};
+use crate::store::{decode_state, encode_state, Store, StoreError, Write};
+
+/// One endpoint that yields complete snapshots, and the pure diff between two of them.
+#[async_trait]
+pub trait SnapshotSource: Send + Sync + 'static {
+    type Snapshot: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+    fn meta(&self) -> &SourceMeta;
+    fn endpoint(&self) -> &str;
+    /// The stream this feed stores its state under (`interactions`, `agents`, ...).
+    fn stream(&self) -> &str;
+    /// Fetch one complete snapshot, or fail as a whole. `previous` lets a source carry over what it
+    /// could not observe this time (e.g. an agent the vendor answered 404 for).
+    async fn fetch(
+        &self,
+        observed_at: i64,
+        previous: Option<&Self::Snapshot>,
+    ) -> Result<Self::Snapshot, SourceError>;
+    /// The events that lead from `previous` to `current` (no IO).
+    fn diff(&self, previous: Option<&Self::Snapshot>, current: &Self::Snapshot) -> Vec<Event>;
+    /// Entities in a snapshot (for logs, metrics and the empty-snapshot guard).
+    fn size(&self, snapshot: &Self::Snapshot) -> usize;
+    /// The writes that store `current` under `key`, given what is stored now (`None`: nothing in
+    /// this source's layout). By default the whole snapshot is one value; a source with large
+    /// snapshots stores it in parts and writes only the parts that changed ([`crate::store::buckets`]).
+    fn state_writes(
+        &self,
+        key: &str,
+        stored: Option<&Self::Snapshot>,
+        current: &Self::Snapshot,
+    ) -> Vec<Write> {
+        let _ = stored;
+        vec![Write::Put(key.to_string(), encode_state(current))]
+    }
+    /// The snapshot stored under `key`, and whether it is in this source's current layout.
+    fn load_state(
+        &self,
+        store: &dyn Store,
+        key: &str,
+    ) -> Result<Option<(Self::Snapshot, bool)>, StoreError> {
+        match store.get(key)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some((decode_state(key, &bytes)?, true))),
+        }
+    }
+}
 
 /// Why a poll failed. Every variant names the source and the endpoint; none carries a secret.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +120,13 @@ pub enum SourceError {
         window: String,
         limit: usize,
     },
+    /// A report window's rows could not be kept on local disk (the spill file in `state_dir`).
+    #[error("{source_name} {endpoint}: keeping the response on local disk failed: {detail}")]
+    Spill {
+        source_name: String,
+        endpoint: String,
+        detail: String,
+    },
     /// The token's daily consumption budget is spent.
     #[error("{source_name} {endpoint}: daily call limit reached ({used} of {limit} today); waiting for tomorrow")]
     Quota {
@@ -93,7 +155,24 @@ impl SourceError {
             SourceError::Config { .. } => "config",
             SourceError::Overflow { .. } => "overflow",
             SourceError::Quota { .. } => "quota",
+            SourceError::Spill { .. } => "disk",
         }
+    }
+
+    /// May the same request succeed later without anyone changing the configuration? `false` for
+    /// what only an operator can fix: a request the vendor calls malformed (HTTP 400, e.g. a wrong
+    /// account key) and refused credentials (HTTP 401/403, after the source's own token refresh).
+    /// Everything else (5xx, timeouts, 429, bad bodies, overflows, the daily quota, local disk) is
+    /// worth retrying.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            SourceError::Config { .. }
+                | SourceError::Http {
+                    status: 401 | 403,
+                    ..
+                }
+        )
     }
 
     /// The vendor asked us to wait at least this long.

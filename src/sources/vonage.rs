@@ -19,10 +19,10 @@ use super::http::SourceHttp;
 use super::SourceError;
 use crate::config::VonageConfig;
 use crate::diff::latest::{diff_latest, LatestInteraction, LatestSnapshot};
-use crate::diff::SourceMeta;
 use crate::event::Event;
-use crate::feed::SnapshotSource;
+use crate::event::SourceMeta;
 use crate::secret::Secret;
+use crate::sources::SnapshotSource;
 
 pub const VENDOR: &str = "vonage";
 pub const ENDPOINT: &str = "agents/{agentId}/latestInteractions";

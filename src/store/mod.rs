@@ -5,9 +5,14 @@
 //! makes it durable before returning, so a crash leaves either the old snapshot and no events, or the
 //! new snapshot and all its events. The publisher removes outbox entries only after the broker's ack.
 
+pub mod buckets;
+mod codec;
 mod open;
-pub use open::DEFAULT_CACHE_BYTES;
+pub mod outbox;
 pub mod segments;
+
+pub use codec::{decode_state, encode_state};
+pub use open::DEFAULT_CACHE_BYTES;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,6 +27,17 @@ pub enum StoreError {
     Open { path: String, reason: String },
     #[error("state store: corrupt entry {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// The blocking task that ran a store operation did not finish (it panicked or was cancelled).
+    #[error("state store: the {what} task did not finish: {reason}")]
+    Task { what: &'static str, reason: String },
+}
+
+impl StoreError {
+    /// May the operation succeed if tried again? An I/O error (a full disk, say) may clear; a
+    /// corrupt entry, a directory that cannot be opened or a lost task will not by retrying.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Sled(sled::Error::Io(_)))
+    }
 }
 
 /// An outbox entry: its sequence number (strictly increasing in commit order) and its payload.

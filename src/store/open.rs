@@ -16,7 +16,7 @@ use super::StoreError;
 pub const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// sled's page cache when the configuration does not say (`state_cache_mb`).
-pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+pub const DEFAULT_CACHE_BYTES: u64 = crate::config::DEFAULT_STATE_CACHE_MB << 20;
 
 /// Open (or create) the sled database in `dir`, created owner-only (0700), with a page cache of
 /// `cache_bytes`.
@@ -42,7 +42,7 @@ pub fn open_db(dir: &Path, wait: Duration, cache_bytes: u64) -> Result<sled::Db,
             Ok(db) => return Ok(db),
             Err(e) if is_lock_held(&e) && Instant::now() < deadline => {
                 waits += 1;
-                let pause = crate::backoff::jittered(
+                let pause = crate::retry::jittered(
                     waits,
                     Duration::from_millis(5),
                     Duration::from_millis(100),

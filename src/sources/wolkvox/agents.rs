@@ -11,9 +11,9 @@ use serde_json::{Map, Value};
 
 use super::{decode_envelope, row_text as text, WolkvoxClient};
 use crate::diff::agents::{diff_agents, AgentSnapshot, AgentState};
-use crate::diff::SourceMeta;
+use crate::event::SourceMeta;
 use crate::event::{Event, WolkvoxAgentDetails};
-use crate::feed::SnapshotSource;
+use crate::sources::SnapshotSource;
 use crate::sources::SourceError;
 use crate::vendor_time::parse_duration_ms;
 

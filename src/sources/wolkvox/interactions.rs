@@ -13,12 +13,12 @@ use serde::Deserialize;
 
 use super::{lenient_string, opt_lenient_string, Envelope, WolkvoxClient};
 use crate::diff::{
-    diff_interactions_events, ActiveInteraction, InteractionKey, InteractionSnapshot, SourceMeta,
+    diff_interactions_events, ActiveInteraction, InteractionKey, InteractionSnapshot,
 };
-use crate::event::Event;
-use crate::feed::SnapshotSource;
+use crate::event::{Event, SourceMeta};
+use crate::sources::SnapshotSource;
 use crate::sources::{decode_json, SourceError};
-use crate::store::{Store, Write};
+use crate::store::{Store, StoreError, Write};
 use crate::vendor_time::vendor_local_to_utc;
 
 pub const INTERACTIONS_ENDPOINT: &str = "real_time.php?api=interactions";
@@ -67,14 +67,14 @@ impl SnapshotSource for WolkvoxInteractions {
         stored: Option<&InteractionSnapshot>,
         current: &InteractionSnapshot,
     ) -> Vec<Write> {
-        crate::state::interaction_writes(key, stored, current)
+        crate::store::buckets::interaction_writes(key, stored, current)
     }
     fn load_state(
         &self,
         store: &dyn Store,
         key: &str,
-    ) -> Result<Option<(InteractionSnapshot, bool)>, String> {
-        crate::state::load_interactions(store, key)
+    ) -> Result<Option<(InteractionSnapshot, bool)>, StoreError> {
+        crate::store::buckets::load_interactions(store, key)
     }
 }
 

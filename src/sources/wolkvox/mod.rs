@@ -6,7 +6,10 @@
 //! One client per source; every request of every source using the same token shares one limiter.
 
 pub mod agents;
+mod flat;
 pub mod interactions;
+pub mod report_rows;
+pub mod report_stream;
 
 use std::borrow::Cow;
 use std::io::Read;
@@ -20,10 +23,10 @@ use serde::Deserialize;
 use super::http::{token_limiter, SourceHttp};
 use super::SourceError;
 use crate::config::WolkvoxConfig;
-use crate::diff::SourceMeta;
-use crate::reports::window::Window;
+use crate::event::SourceMeta;
 use crate::secret::Secret;
 use crate::store::Store;
+use crate::window::Window;
 
 pub const VENDOR: &str = "wolkvox";
 

@@ -18,9 +18,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::{decode_state, encode_state, Store, StoreError, Write};
 use crate::diff::{merge, ActiveInteraction, InteractionKey, InteractionSnapshot, Merged};
-use crate::feed::{decode_state, encode_state};
-use crate::store::{Store, Write};
 
 const FORMAT: &str = "buckets-v1";
 
@@ -109,30 +108,30 @@ pub fn interaction_writes(
 pub fn load_interactions(
     store: &dyn Store,
     key: &str,
-) -> Result<Option<(InteractionSnapshot, bool)>, String> {
-    let Some(head) = store.get(key).map_err(|e| e.to_string())? else {
+) -> Result<Option<(InteractionSnapshot, bool)>, StoreError> {
+    let Some(head) = store.get(key)? else {
         return Ok(None);
+    };
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.to_string(),
+        reason,
     };
     let header = match serde_json::from_slice::<Header>(&head) {
         Ok(h) if h.format == FORMAT => h,
-        Ok(h) => return Err(format!("unknown state format `{}`", h.format)),
-        Err(_) => return Ok(Some((decode_state(&head)?, false))),
+        Ok(h) => return Err(corrupt(format!("unknown state format `{}`", h.format))),
+        Err(_) => return Ok(Some((decode_state(key, &head)?, false))),
     };
     let mut interactions = BTreeMap::new();
-    for (k, v) in store
-        .scan_prefix(&buckets_prefix(key))
-        .map_err(|e| e.to_string())?
-    {
-        let items: Vec<(InteractionKey, ActiveInteraction)> =
-            decode_state(&v).map_err(|e| format!("bucket `{k}`: {e}"))?;
+    for (k, v) in store.scan_prefix(&buckets_prefix(key))? {
+        let items: Vec<(InteractionKey, ActiveInteraction)> = decode_state(&k, &v)?;
         interactions.extend(items);
     }
     if interactions.len() != header.entries {
-        return Err(format!(
+        return Err(corrupt(format!(
             "the header counts {} entries, the store holds {}",
             header.entries,
             interactions.len()
-        ));
+        )));
     }
     Ok(Some((
         InteractionSnapshot {
@@ -260,7 +259,7 @@ mod tests {
         store
             .commit(vec![Write::Delete(bucket_key("k", first))], vec![])
             .unwrap();
-        let e = load_interactions(&store, "k").unwrap_err();
+        let e = load_interactions(&store, "k").unwrap_err().to_string();
         assert!(e.contains("2 entries") && e.contains("holds"), "{e}");
     }
 

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccdc::config::{KafkaConfig, TopicsConfig};
+use ccdc::encode::AvroEncoder;
+use ccdc::event::report::ReportKind;
 use ccdc::event::Stream;
 use ccdc::kafka::KafkaSink;
 use ccdc::poller::CycleOutcome;
-use ccdc::reports::rows::ReportKind;
 use ccdc::reports::{Mode, ReportFeed, ReportPlan};
 use ccdc::simulator::{SimMode, SimServer, SimState};
-use ccdc::sink::AvroEncoder;
 use ccdc::sources::wolkvox::WolkvoxClient;
 use ccdc::store::{SledStore, Store};
 use tokio::sync::Notify;

@@ -1,31 +1,27 @@
-//! The events ccdc publishes. Each maps 1:1 onto an Avro schema under `schemas/` (same field names,
-//! same order) and is written through apache-avro's serde path.
+//! The domain: the events ccdc publishes and the identity of a source. Each event maps 1:1 onto an
+//! Avro schema under `schemas/` (same field names, same order) and is written through apache-avro's
+//! serde path. Nothing here knows how a vendor's JSON looks: vendors convert into these types
+//! ([`crate::sources`]), and the outbox stores them ([`crate::store::outbox`]).
+//!
+//! - [`id`]: every event id recipe (UUIDv5), in one place;
+//! - [`metrics`]: the Comm100 real-time metrics records;
+//! - [`report`]: the typed Wolkvox report rows.
+
+pub mod id;
+pub mod metrics;
+pub mod report;
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-/// Namespace of ccdc's UUIDv5 event ids. Never change it: ids must stay stable across versions.
-const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_3c2e_9b7d_4e58_a1c0_5d2f_8e4b_7c91);
+pub use id::event_id;
+use metrics::{QueueMetrics, RightNowMetrics, TodayMetrics};
+use report::ReportRow;
 
-/// Stable id of a state transition: the same transition always yields the same id, so a consumer can
-/// drop duplicates after a crash. `parts` must identify the transition completely.
-pub fn event_id(parts: &[&str]) -> Uuid {
-    // RFC 9562 UUIDv5, as `Uuid::new_v5(&EVENT_ID_NAMESPACE, parts.join("\u{1f}"))` (a test checks
-    // the two agree), with a SHA-1 that uses the CPU's SHA instructions where it has them: one id
-    // per event, 60,000 in a first poll.
-    use sha1::{Digest, Sha1};
-    let mut h = Sha1::new();
-    h.update(EVENT_ID_NAMESPACE.as_bytes());
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            h.update([0x1f]);
-        }
-        h.update(p.as_bytes());
-    }
-    let digest = h.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_sha1_bytes(bytes).into_uuid()
+/// Identity of a source, copied into every event: its configured `name` and its vendor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMeta {
+    pub name: String,
+    pub vendor: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -147,9 +143,9 @@ pub struct MetricsRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "endpoint", rename_all = "snake_case")]
 pub enum MetricsValues {
-    Comm100Queue(crate::sources::comm100::QueueMetrics),
-    Comm100Today(crate::sources::comm100::TodayMetrics),
-    Comm100RightNow(crate::sources::comm100::RightNowMetrics),
+    Comm100Queue(QueueMetrics),
+    Comm100Today(TodayMetrics),
+    Comm100RightNow(RightNowMetrics),
 }
 
 /// One report row (Wolkvox `reports_manager.php`), published once per identity and content.
@@ -169,7 +165,7 @@ pub struct ReportRecord {
     pub window_start_raw: String,
     pub window_end_raw: String,
     pub pulled_at: i64,
-    pub row: crate::reports::rows::ReportRow,
+    pub row: ReportRow,
 }
 
 /// A report row that could not be coerced, with everything needed to look at it.
@@ -238,8 +234,8 @@ impl Event {
                 MetricsValues::Comm100RightNow(_) => Stream::Comm100RightNow,
             },
             Event::ReportRow(r) => match r.row {
-                crate::reports::rows::ReportRow::Chat1(_) => Stream::WolkvoxChat1,
-                crate::reports::rows::ReportRow::Diagram9(_) => Stream::WolkvoxDiagram9,
+                ReportRow::Chat1(_) => Stream::WolkvoxChat1,
+                ReportRow::Diagram9(_) => Stream::WolkvoxDiagram9,
             },
             Event::DeadLetter(_) => Stream::DeadLetter,
             Event::Heartbeat(_) => Stream::Heartbeat,
@@ -279,8 +275,8 @@ impl Event {
                 MetricsValues::Comm100RightNow(_) => "comm100-right-now",
             },
             Event::ReportRow(r) => match r.row {
-                crate::reports::rows::ReportRow::Chat1(_) => "wolkvox-chat_1-row",
-                crate::reports::rows::ReportRow::Diagram9(_) => "wolkvox-diagram_9-row",
+                ReportRow::Chat1(_) => "wolkvox-chat_1-row",
+                ReportRow::Diagram9(_) => "wolkvox-diagram_9-row",
             },
             Event::DeadLetter(_) => "dead-letter",
             Event::Heartbeat(_) => "heartbeat",
@@ -334,39 +330,4 @@ pub(crate) fn started_for_tests(event_id: &str, interaction_id: &str) -> Event {
         from_name: None,
         latest_only: false,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn event_ids_are_the_uuid_crates_v5_of_the_joined_parts() {
-        let cases: [&[&str]; 5] = [
-            &[],
-            &[""],
-            &["ops", "interaction-started", "1001", "c1", "initial"],
-            &["bench", "c-1", "0123456789abcdef0123456789abcdef"],
-            &["ünïcode", "\u{1f}", "a\u{0}b"],
-        ];
-        for parts in cases {
-            let expected = Uuid::new_v5(&EVENT_ID_NAMESPACE, parts.join("\u{1f}").as_bytes());
-            assert_eq!(event_id(parts), expected, "{parts:?}");
-        }
-        // A known value, so that a change of namespace or joining shows up too.
-        assert_eq!(
-            event_id(&["ops", "x"]).to_string(),
-            Uuid::new_v5(&EVENT_ID_NAMESPACE, b"ops\x1fx").to_string()
-        );
-    }
-
-    #[test]
-    fn event_ids_are_stable_and_distinct() {
-        let a = event_id(&["s", "STARTED", "1", "c1", "initial"]);
-        assert_eq!(a, event_id(&["s", "STARTED", "1", "c1", "initial"]));
-        assert_ne!(a, event_id(&["s", "ENDED", "1", "c1", "initial"]));
-        // The separator keeps ("ab","c") and ("a","bc") apart.
-        assert_ne!(event_id(&["ab", "c"]), event_id(&["a", "bc"]));
-        assert_eq!(a.get_version_num(), 5);
-    }
 }

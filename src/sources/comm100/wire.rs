@@ -1,9 +1,12 @@
-//! Comm100 metrics: the vendor's rows (camelCase, as on seed 004) and the records ccdc publishes
-//! (snake_case, one Avro schema per endpoint). Durations such as `06:53:57.0500000` become
-//! milliseconds with the raw text kept; integers that arrive as `0.0` are accepted.
+//! Comm100 metrics as the vendor sends them (camelCase, as on seed 004), and their conversion into
+//! the records ccdc publishes ([`crate::event::metrics`]). Durations such as `06:53:57.0500000`
+//! become milliseconds with the raw text kept; integers that arrive as `0.0` are accepted; the
+//! vendor's typo `abandondedChats` maps to `abandoned_chats`.
 
 use serde::de::{self, Deserializer};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+use crate::event::metrics::{QueueMetrics, QueueVisitor, RightNowMetrics, TodayMetrics};
 
 use crate::vendor_time::parse_duration_ms;
 
@@ -72,33 +75,6 @@ pub struct QueueRow {
     visitors: Vec<VisitorRow>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueVisitor {
-    pub visitor_id: Option<String>,
-    pub contact_identity_id: Option<String>,
-    pub wait_time_ms: Option<i64>,
-    pub wait_time_raw: Option<String>,
-}
-
-/// The published queue record (schemas/comm100-queue.avsc, field `metrics`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueMetrics {
-    pub route_to_department_id: Option<String>,
-    pub route_to_department_name: Option<String>,
-    pub route_to_agent_id: Option<String>,
-    pub route_to_agent_name: Option<String>,
-    pub ongoing_chats: Option<i64>,
-    pub max_concurrent_chats: Option<i64>,
-    pub current_queue_length: Option<i64>,
-    pub avg_wait_time_last_30_mins_ms: Option<i64>,
-    pub avg_wait_time_last_30_mins_raw: Option<String>,
-    pub avg_wait_time_last_60_mins_ms: Option<i64>,
-    pub avg_wait_time_last_60_mins_raw: Option<String>,
-    pub abandoned_chats_last_30_mins: Option<i64>,
-    pub switched_to_messages_last_30_mins: Option<i64>,
-    pub visitors: Vec<QueueVisitor>,
-}
-
 impl From<QueueRow> for QueueMetrics {
     fn from(r: QueueRow) -> Self {
         let (w30, w30_raw) = duration(r.avg_wait_time_in_last30_mins);
@@ -134,79 +110,118 @@ impl From<QueueRow> for QueueMetrics {
     }
 }
 
-/// `GET livechat/realTime/Today` (schemas/comm100-today.avsc, field `metrics`). Vendor names are kept
+/// `GET livechat/realTime/Today` as the vendor sends it. Vendor names are kept
 /// recognisable; the vendor's typo `abandondedChats` maps to `abandoned_chats`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TodayMetrics {
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TodayRow {
     #[serde(alias = "chatRequests", default, deserialize_with = "opt_int")]
-    pub chat_requests: Option<i64>,
+    chat_requests: Option<i64>,
     #[serde(alias = "totalChats", default, deserialize_with = "opt_int")]
-    pub total_chats: Option<i64>,
+    total_chats: Option<i64>,
     #[serde(default, deserialize_with = "opt_int")]
-    pub chats: Option<i64>,
+    chats: Option<i64>,
     #[serde(alias = "chatAcceptanceRate", default)]
-    pub chat_acceptance_rate: Option<f64>,
+    chat_acceptance_rate: Option<f64>,
     #[serde(
         alias = "abandondedChats",
         alias = "abandonedChats",
         default,
         deserialize_with = "opt_int"
     )]
-    pub abandoned_chats: Option<i64>,
+    abandoned_chats: Option<i64>,
     #[serde(
         alias = "switchedToMessageChats",
         default,
         deserialize_with = "opt_int"
     )]
-    pub switched_to_message_chats: Option<i64>,
+    switched_to_message_chats: Option<i64>,
     #[serde(alias = "missedChats", default, deserialize_with = "opt_int")]
-    pub missed_chats: Option<i64>,
+    missed_chats: Option<i64>,
     #[serde(alias = "avgWaitingTime", default)]
-    pub avg_waiting_time: Option<f64>,
+    avg_waiting_time: Option<f64>,
     #[serde(alias = "avgChatTime", default)]
-    pub avg_chat_time: Option<f64>,
+    avg_chat_time: Option<f64>,
     #[serde(alias = "agentAvgResponseTime", default)]
-    pub agent_avg_response_time: Option<f64>,
+    agent_avg_response_time: Option<f64>,
     #[serde(alias = "acceptedInvitations", default, deserialize_with = "opt_int")]
-    pub accepted_invitations: Option<i64>,
+    accepted_invitations: Option<i64>,
     #[serde(alias = "serviceAccessibilityRate", default)]
-    pub service_accessibility_rate: Option<f64>,
+    service_accessibility_rate: Option<f64>,
     #[serde(
         alias = "departmentTransferredChats",
         default,
         deserialize_with = "opt_int"
     )]
-    pub department_transferred_chats: Option<i64>,
+    department_transferred_chats: Option<i64>,
     #[serde(alias = "totalTransferredChats", default, deserialize_with = "opt_int")]
-    pub total_transferred_chats: Option<i64>,
+    total_transferred_chats: Option<i64>,
     #[serde(alias = "uniqueChatRate", default)]
-    pub unique_chat_rate: Option<f64>,
+    unique_chat_rate: Option<f64>,
     #[serde(alias = "agentUtilization", default)]
-    pub agent_utilization: Option<f64>,
+    agent_utilization: Option<f64>,
     #[serde(alias = "avgScore", default)]
-    pub avg_score: Option<f64>,
+    avg_score: Option<f64>,
 }
 
-/// `GET livechat/realTime/RightNow` (schemas/comm100-right-now.avsc, field `metrics`).
+impl From<TodayRow> for TodayMetrics {
+    fn from(r: TodayRow) -> Self {
+        TodayMetrics {
+            chat_requests: r.chat_requests,
+            total_chats: r.total_chats,
+            chats: r.chats,
+            chat_acceptance_rate: r.chat_acceptance_rate,
+            abandoned_chats: r.abandoned_chats,
+            switched_to_message_chats: r.switched_to_message_chats,
+            missed_chats: r.missed_chats,
+            avg_waiting_time: r.avg_waiting_time,
+            avg_chat_time: r.avg_chat_time,
+            agent_avg_response_time: r.agent_avg_response_time,
+            accepted_invitations: r.accepted_invitations,
+            service_accessibility_rate: r.service_accessibility_rate,
+            department_transferred_chats: r.department_transferred_chats,
+            total_transferred_chats: r.total_transferred_chats,
+            unique_chat_rate: r.unique_chat_rate,
+            agent_utilization: r.agent_utilization,
+            avg_score: r.avg_score,
+        }
+    }
+}
+
+/// `GET livechat/realTime/RightNow` as the vendor sends it.
 /// `chatUtilization` is documented as int but sent as `0.0`: it is a double here.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RightNowMetrics {
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RightNowRow {
     #[serde(alias = "loggedInAgents", default, deserialize_with = "opt_int")]
-    pub logged_in_agents: Option<i64>,
+    logged_in_agents: Option<i64>,
     #[serde(alias = "agentsInChat", default, deserialize_with = "opt_int")]
-    pub agents_in_chat: Option<i64>,
+    agents_in_chat: Option<i64>,
     #[serde(alias = "chatUtilization", default)]
-    pub chat_utilization: Option<f64>,
+    chat_utilization: Option<f64>,
     #[serde(alias = "visitorOnSite", default, deserialize_with = "opt_int")]
-    pub visitor_on_site: Option<i64>,
+    visitor_on_site: Option<i64>,
     #[serde(alias = "ongoingChats", default, deserialize_with = "opt_int")]
-    pub ongoing_chats: Option<i64>,
+    ongoing_chats: Option<i64>,
     #[serde(alias = "ongoingChatsWithAgent", default, deserialize_with = "opt_int")]
-    pub ongoing_chats_with_agent: Option<i64>,
+    ongoing_chats_with_agent: Option<i64>,
     #[serde(alias = "currentQueueLength", default, deserialize_with = "opt_int")]
-    pub current_queue_length: Option<i64>,
+    current_queue_length: Option<i64>,
     #[serde(alias = "ongoingChatsWithBot", default, deserialize_with = "opt_int")]
-    pub ongoing_chats_with_bot: Option<i64>,
+    ongoing_chats_with_bot: Option<i64>,
+}
+
+impl From<RightNowRow> for RightNowMetrics {
+    fn from(r: RightNowRow) -> Self {
+        RightNowMetrics {
+            logged_in_agents: r.logged_in_agents,
+            agents_in_chat: r.agents_in_chat,
+            chat_utilization: r.chat_utilization,
+            visitor_on_site: r.visitor_on_site,
+            ongoing_chats: r.ongoing_chats,
+            ongoing_chats_with_agent: r.ongoing_chats_with_agent,
+            current_queue_length: r.current_queue_length,
+            ongoing_chats_with_bot: r.ongoing_chats_with_bot,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -243,23 +258,25 @@ mod tests {
         );
         assert_eq!(m.visitors[0].wait_time_ms, Some(42_500));
 
-        let t: TodayMetrics = serde_json::from_str(
+        let t: TodayMetrics = serde_json::from_str::<TodayRow>(
             r#"{"chatRequests":0,"totalChats":3,"chats":0,"chatAcceptanceRate":0.0,"abandondedChats":2,"switchedToMessageChats":0,
             "missedChats":0,"avgWaitingTime":0.0,"avgChatTime":0.0,"agentAvgResponseTime":0.0,"acceptedInvitations":0,
             "serviceAccessibilityRate":0.0,"departmentTransferredChats":0,"totalTransferredChats":0,"uniqueChatRate":0.0,
             "agentUtilization":1.0,"avgScore":0.0}"#,
         )
-        .unwrap();
+        .unwrap()
+        .into();
         assert_eq!(
             (t.total_chats, t.abandoned_chats, t.agent_utilization),
             (Some(3), Some(2), Some(1.0))
         );
 
-        let r: RightNowMetrics = serde_json::from_str(
+        let r: RightNowMetrics = serde_json::from_str::<RightNowRow>(
             r#"{"agentsInChat":0,"ongoingChats":1,"ongoingChatsWithAgent":1,"ongoingChatsWithBot":0,"currentQueueLength":0,
             "visitorOnSite":1,"loggedInAgents":2,"chatUtilization":0.0}"#,
         )
-        .unwrap();
+        .unwrap()
+        .into();
         assert_eq!(
             (r.logged_in_agents, r.ongoing_chats, r.chat_utilization),
             (Some(2), Some(1), Some(0.0))
@@ -272,7 +289,7 @@ mod tests {
 
     #[test]
     fn an_integer_field_with_a_fraction_is_an_error() {
-        assert!(serde_json::from_str::<RightNowMetrics>(r#"{"loggedInAgents":2.5}"#).is_err());
-        assert!(serde_json::from_str::<RightNowMetrics>(r#"{"loggedInAgents":"two"}"#).is_err());
+        assert!(serde_json::from_str::<RightNowRow>(r#"{"loggedInAgents":2.5}"#).is_err());
+        assert!(serde_json::from_str::<RightNowRow>(r#"{"loggedInAgents":"two"}"#).is_err());
     }
 }

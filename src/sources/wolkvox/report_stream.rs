@@ -181,6 +181,10 @@ impl Spill {
         self.count
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// Whether the rows went to a file.
     pub fn spilled(&self) -> bool {
         self.file.is_some()

@@ -72,12 +72,18 @@ pub fn p3_child(bytes: usize) {
         },
     );
     let t = Instant::now();
-    ccdc::reports::stream_rows("bench", "p3", &mut body, usize::MAX, |row| {
-        let ev = record(row.get(), tz);
-        let bytes = encoder.encode_event(&ev).expect("encode");
-        std::hint::black_box(bytes);
-        rows += 1;
-    })
+    ccdc::sources::wolkvox::report_stream::stream_rows(
+        "bench",
+        "p3",
+        &mut body,
+        usize::MAX,
+        |row| {
+            let ev = record(row.get(), tz);
+            let bytes = encoder.encode_event(&ev).expect("encode");
+            std::hint::black_box(bytes);
+            rows += 1;
+        },
+    )
     .expect("stream");
     println!(
         "p3 rows={rows} secs={:.2} vmhwm_kb={}",
@@ -177,7 +183,7 @@ pub fn p3_feed(exe: &std::path::Path, rows: usize, bytes: usize) {
 
 /// Child of [`p3_feed`]: one backfill window of `rows` rows from the simulator at `base_url`.
 pub fn p3_feed_child(base_url: &str, rows: usize) {
-    use ccdc::reports::rows::ReportKind;
+    use ccdc::event::report::ReportKind;
     use ccdc::reports::{Mode, ReportFeed, ReportPlan};
     use ccdc::store::{SledStore, Store};
     use std::sync::Arc;

@@ -5,7 +5,7 @@ fn bogota() -> Tz {
 }
 
 fn decode(kind: ReportKind, v: serde_json::Value) -> DecodedRow {
-    kind.decode(&v.to_string(), bogota())
+    super::decode(kind, &v.to_string(), bogota())
 }
 
 fn chat(v: serde_json::Value) -> Result<Chat1Row, String> {
@@ -94,7 +94,7 @@ fn rows_that_are_not_objects_are_error_rows_with_a_hash() {
         "\"text\"",
         "{\"conn_id\": \"c\", \"conn_id\": \"d\"}",
     ] {
-        let d = ReportKind::Chat1.decode(raw, bogota());
+        let d = super::decode(ReportKind::Chat1, raw, bogota());
         assert!(d.row.unwrap_err().contains("not a chat_1 row"), "{raw}");
         assert_eq!(d.hash.len(), 32);
     }
@@ -112,10 +112,26 @@ fn the_hash_is_xxh3_128_of_the_separated_parts_in_hex() {
 
 #[test]
 fn the_hash_follows_content_not_key_order_or_spacing() {
-    let a = ReportKind::Chat1.decode(r#"{"conn_id":"c","agent_id":"1"}"#, bogota());
-    let b = ReportKind::Chat1.decode(r#"{ "agent_id" : "1", "conn_id" : "c" }"#, bogota());
-    let c = ReportKind::Chat1.decode(r#"{"conn_id":"c","agent_id":"2"}"#, bogota());
-    let d = ReportKind::Chat1.decode(r#"{"conn_id":"c","agent_name":"1"}"#, bogota());
+    let a = super::decode(
+        ReportKind::Chat1,
+        r#"{"conn_id":"c","agent_id":"1"}"#,
+        bogota(),
+    );
+    let b = super::decode(
+        ReportKind::Chat1,
+        r#"{ "agent_id" : "1", "conn_id" : "c" }"#,
+        bogota(),
+    );
+    let c = super::decode(
+        ReportKind::Chat1,
+        r#"{"conn_id":"c","agent_id":"2"}"#,
+        bogota(),
+    );
+    let d = super::decode(
+        ReportKind::Chat1,
+        r#"{"conn_id":"c","agent_name":"1"}"#,
+        bogota(),
+    );
     assert_eq!(a.hash, b.hash);
     assert_ne!(a.hash, c.hash);
     assert_ne!(

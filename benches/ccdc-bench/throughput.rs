@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ccdc::config::TopicsConfig;
+use ccdc::encode::{AvroEncoder, RecordEncoder};
+use ccdc::event::report::ReportKind;
 use ccdc::event::{Event, ReportRecord, Stream};
 use ccdc::kafka::KafkaSink;
-use ccdc::reports::rows::ReportKind;
 use ccdc::simulator::reports::generated_row;
-use ccdc::sink::{Ack, AvroEncoder, EventSink, OutRecord, RecordEncoder, SendError};
+use ccdc::sink::{Ack, EventSink, OutRecord, SendError};
 use rdkafka::client::ClientContext;
 use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
@@ -194,7 +195,7 @@ async fn ccdc_path(
 
 /// A chat_1 record as the report feed builds it from one row's JSON text.
 pub fn record(raw: &str, tz: chrono_tz::Tz) -> Event {
-    let decoded = ReportKind::Chat1.decode(raw, tz);
+    let decoded = ccdc::sources::wolkvox::report_rows::decode(ReportKind::Chat1, raw, tz);
     let identity = decoded.identity.expect("identity");
     Event::ReportRow(Box::new(ReportRecord {
         event_id: ccdc::event::event_id(&["bench", &identity, &decoded.hash]).to_string(),

@@ -18,10 +18,10 @@ use super::http::{token_limiter, SourceHttp};
 use super::{decode_json, SourceError};
 use crate::config::Comm100Config;
 use crate::diff::agents::{diff_agents, AgentSnapshot, AgentState};
-use crate::diff::SourceMeta;
-use crate::event::{event_id, Comm100AgentDetails, Event, MetricsRecord, MetricsValues};
-use crate::feed::SnapshotSource;
+use crate::event::SourceMeta;
+use crate::event::{id, Comm100AgentDetails, Event, MetricsRecord, MetricsValues};
 use crate::secret::Secret;
+use crate::sources::SnapshotSource;
 use crate::vendor_time::parse_duration_ms;
 
 pub const VENDOR: &str = "comm100";
@@ -260,8 +260,8 @@ impl SnapshotSource for Comm100Agents {
     }
 }
 
-mod metrics_types;
-pub use metrics_types::*;
+mod wire;
+use wire::{QueueRow, RightNowRow, TodayRow};
 
 /// Which metrics endpoint a [`Comm100Metrics`] feed polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,23 +338,23 @@ impl SnapshotSource for Comm100Metrics {
                     .with_timezone(&c.tz)
                     .format("%Y-%m-%dT00:00:00")
                     .to_string();
-                let t: TodayMetrics = c.get(path, url, vec![("startTime", midnight)]).await?;
-                vec![(None, MetricsValues::Comm100Today(t))]
+                let t: TodayRow = c.get(path, url, vec![("startTime", midnight)]).await?;
+                vec![(None, MetricsValues::Comm100Today(t.into()))]
             }
             MetricsEndpoint::RightNow => {
-                let r: RightNowMetrics = c.get(path, url, vec![]).await?;
-                vec![(None, MetricsValues::Comm100RightNow(r))]
+                let r: RightNowRow = c.get(path, url, vec![]).await?;
+                vec![(None, MetricsValues::Comm100RightNow(r.into()))]
             }
         };
         let records = values
             .into_iter()
             .map(|(department_id, values)| MetricsRecord {
-                event_id: event_id(&[
+                event_id: id::metrics(
                     &c.meta.name,
                     path,
                     department_id.as_deref().unwrap_or(""),
-                    &observed_at.to_string(),
-                ])
+                    observed_at,
+                )
                 .to_string(),
                 source: c.meta.name.clone(),
                 vendor: VENDOR.into(),

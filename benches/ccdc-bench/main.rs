@@ -10,9 +10,10 @@
 //!   encoding, in a child process whose peak RSS is read from /proc.
 //! - **P4** idle: `ccdc run` between polls: RSS and CPU time over a few idle seconds.
 //!
-//! `cargo run --release --bin ccdc-bench` (full sizes) or `-- --short` (CI: small sizes, checks that
-//! every benchmark runs; timings are printed, never asserted); `-- --only p1,p3` runs a subset.
-//! Results go in BENCHMARKS.md.
+//! `cargo bench --bench ccdc-bench` (full sizes) or `-- --short` (small sizes); `-- --only p1,p3`
+//! runs a subset. Under `cargo test` (which does not pass `--bench`) it runs in short mode: CI
+//! checks that every benchmark runs; timings are printed, never asserted. Results go in
+//! BENCHMARKS.md.
 
 mod memory;
 mod report_path;
@@ -26,12 +27,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccdc::config::{KafkaConfig, TopicsConfig, WolkvoxConfig};
+use ccdc::encode::AvroEncoder;
 use ccdc::event::Stream;
 use ccdc::feed::SnapshotFeed;
 use ccdc::kafka::KafkaSink;
 use ccdc::poller::Poller;
 use ccdc::publisher::Publisher;
-use ccdc::sink::{AvroEncoder, EventSink};
+use ccdc::sink::EventSink;
 use ccdc::sources::wolkvox::interactions::WolkvoxInteractions;
 use ccdc::sources::wolkvox::WolkvoxClient;
 use ccdc::store::{SledStore, Store};
@@ -177,7 +179,7 @@ async fn timed_get(req: reqwest::RequestBuilder) -> (f64, usize) {
 /// `base_url` once it accepts connections.
 fn start_simulator(args: &[&str]) -> (Child, String) {
     let port = free_port();
-    let ccdc = std::env::current_exe().expect("exe").with_file_name("ccdc");
+    let ccdc = std::path::PathBuf::from(env!("CARGO_BIN_EXE_ccdc"));
     let sim = Child(
         std::process::Command::new(&ccdc)
             .args(["simulate", "--listen", &format!("127.0.0.1:{port}")])
@@ -333,7 +335,8 @@ fn main() {
         );
         return;
     }
-    let short = args.iter().any(|a| a == "--short");
+    // `cargo bench` passes `--bench`; `cargo test` does not (and may pass its own flags, ignored).
+    let short = args.iter().any(|a| a == "--short") || !args.iter().any(|a| a == "--bench");
     // `--only p1,p2`: run a subset (for profiling one benchmark); `--only convert`: P2's
     // conversion alone, without a broker.
     let only = args

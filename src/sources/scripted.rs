@@ -1,0 +1,91 @@
+//! The in-memory [`SnapshotSource`]: a script of snapshots (or failures) served in order. Tests give
+//! it to a [`crate::feed::SnapshotFeed`] in place of a vendor.
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{SnapshotSource, SourceError};
+use crate::event::{Event, SourceMeta};
+
+/// Scripted in-memory source: returns the queued results in order, then repeats the last (with the
+/// new observation time stamped by `stamp`).
+pub struct Scripted<T> {
+    meta: SourceMeta,
+    script: std::sync::Mutex<std::collections::VecDeque<Result<T, String>>>,
+    diff: fn(&SourceMeta, Option<&T>, &T) -> Vec<Event>,
+    size: fn(&T) -> usize,
+    stamp: fn(&mut T, i64),
+}
+
+impl<T> Scripted<T> {
+    pub fn new(
+        meta: SourceMeta,
+        script: Vec<Result<T, String>>,
+        diff: fn(&SourceMeta, Option<&T>, &T) -> Vec<Event>,
+        size: fn(&T) -> usize,
+        stamp: fn(&mut T, i64),
+    ) -> Self {
+        Scripted {
+            meta,
+            script: std::sync::Mutex::new(script.into()),
+            diff,
+            size,
+            stamp,
+        }
+    }
+}
+
+#[async_trait]
+impl<T> SnapshotSource for Scripted<T>
+where
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    type Snapshot = T;
+    fn meta(&self) -> &SourceMeta {
+        &self.meta
+    }
+    fn endpoint(&self) -> &str {
+        "scripted"
+    }
+    fn stream(&self) -> &str {
+        "scripted"
+    }
+    async fn fetch(&self, observed_at: i64, previous: Option<&T>) -> Result<T, SourceError> {
+        let next = self
+            .script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
+        let mut snap = match next {
+            Some(Ok(s)) => s,
+            Some(Err(detail)) => {
+                return Err(SourceError::Http {
+                    source_name: self.meta.name.clone(),
+                    endpoint: "scripted".into(),
+                    status: 500,
+                    detail,
+                })
+            }
+            None => match previous {
+                Some(p) => p.clone(),
+                None => {
+                    return Err(SourceError::Http {
+                        source_name: self.meta.name.clone(),
+                        endpoint: "scripted".into(),
+                        status: 500,
+                        detail: "script exhausted".into(),
+                    })
+                }
+            },
+        };
+        (self.stamp)(&mut snap, observed_at);
+        Ok(snap)
+    }
+    fn diff(&self, previous: Option<&T>, current: &T) -> Vec<Event> {
+        (self.diff)(&self.meta, previous, current)
+    }
+    fn size(&self, snapshot: &T) -> usize {
+        (self.size)(snapshot)
+    }
+}
