@@ -336,7 +336,7 @@ mod tests {
     use crate::event::InteractionEventType::{self, *};
     use crate::event::SourceMeta;
     use crate::feed::SnapshotFeed;
-    use crate::sources::scripted::Scripted;
+    use crate::sources::scripted::{Scripted, Step};
     use crate::store::MemoryStore;
 
     fn snap(pairs: &[(&str, &str)]) -> InteractionSnapshot {
@@ -369,7 +369,7 @@ mod tests {
             .collect()
     }
 
-    fn poller(script: Vec<Result<InteractionSnapshot, String>>, store: Arc<MemoryStore>) -> Poller {
+    fn poller(script: Vec<Step<InteractionSnapshot>>, store: Arc<MemoryStore>) -> Poller {
         let meta = SourceMeta {
             name: "s".into(),
             vendor: "wolkvox".into(),
@@ -396,9 +396,9 @@ mod tests {
         let store = Arc::new(MemoryStore::default());
         let mut p = poller(
             vec![
-                Ok(snap(&[("a", "c1"), ("a", "c2")])),
-                Err("boom".into()),
-                Ok(snap(&[("a", "c2")])),
+                Step::Snapshot(snap(&[("a", "c1"), ("a", "c2")])),
+                Step::Fail("boom"),
+                Step::Snapshot(snap(&[("a", "c2")])),
             ],
             store.clone(),
         );
@@ -428,11 +428,11 @@ mod tests {
         let store = Arc::new(MemoryStore::default());
         let mut p = poller(
             vec![
-                Ok(snap(&[("a", "c1")])),
-                Ok(snap(&[])),
-                Ok(snap(&[("a", "c1")])),
-                Ok(snap(&[])),
-                Ok(snap(&[])),
+                Step::Snapshot(snap(&[("a", "c1")])),
+                Step::Snapshot(snap(&[])),
+                Step::Snapshot(snap(&[("a", "c1")])),
+                Step::Snapshot(snap(&[])),
+                Step::Snapshot(snap(&[])),
             ],
             store.clone(),
         );
@@ -466,9 +466,12 @@ mod tests {
     #[tokio::test]
     async fn restart_resumes_from_the_stored_state() {
         let store = Arc::new(MemoryStore::default());
-        let mut p = poller(vec![Ok(snap(&[("a", "c1")]))], store.clone());
+        let mut p = poller(vec![Step::Snapshot(snap(&[("a", "c1")]))], store.clone());
         p.cycle(1).await.unwrap();
-        let mut p2 = poller(vec![Ok(snap(&[("a", "c1"), ("b", "c9")]))], store.clone());
+        let mut p2 = poller(
+            vec![Step::Snapshot(snap(&[("a", "c1"), ("b", "c9")]))],
+            store.clone(),
+        );
         p2.load().unwrap();
         p2.cycle(2).await.unwrap();
         let evs: Vec<Event> = store

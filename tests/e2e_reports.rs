@@ -108,13 +108,8 @@ fn drain(
 
 fn stored_cursor(s: &Stack, mode: Mode) -> NaiveDateTime {
     let store = SledStore::open(&s.infra.dir.path().join("state")).unwrap();
-    parse_cursor(
-        &store
-            .get(&cursor_key("rep-it", ReportKind::Chat1, mode))
-            .unwrap()
-            .expect("a cursor"),
-    )
-    .unwrap()
+    let key = cursor_key("rep-it", ReportKind::Chat1, mode);
+    parse_cursor(&key, &store.get(&key).unwrap().expect("a cursor")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

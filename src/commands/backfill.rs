@@ -32,10 +32,7 @@ pub async fn backfill(
         None => serde_json::from_value::<ReportConfig>(serde_json::json!({ "report": report }))?,
     };
     let plan = ReportPlan::from_config(&report_cfg)?;
-    let (from, to) = (
-        parse_local_start(from).map_err(anyhow::Error::msg)?,
-        parse_local_start(to).map_err(anyhow::Error::msg)?,
-    );
+    let (from, to) = (parse_local_start(from)?, parse_local_start(to)?);
     anyhow::ensure!(from < to, "--from must be before --to");
     let mode = Mode::Backfill { from, to };
 
@@ -185,7 +182,7 @@ impl Progress {
             .get(&self.cursor_key)
             .ok()
             .flatten()
-            .and_then(|b| parse_cursor(&b).ok())
+            .and_then(|b| parse_cursor(&self.cursor_key, &b).ok())
             .map_or(0, |c| {
                 (c - self.from).num_seconds().clamp(0, self.total as i64) as u64
             })

@@ -99,7 +99,7 @@ impl ReportConfig {
             _ => {}
         }
         if let Some(s) = &self.start_from {
-            parse_local_start(s).map_err(|m| invalid(format!("{at}.start_from"), m))?;
+            parse_local_start(s).map_err(|m| invalid(format!("{at}.start_from"), m.to_string()))?;
         }
         if self.dedupe_ttl < self.lookback {
             return Err(invalid(
@@ -112,12 +112,17 @@ impl ReportConfig {
     }
 }
 
+/// A local time that is neither `YYYY-MM-DD HH:MM:SS` nor `YYYY-MM-DD`.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not YYYY-MM-DD[ HH:MM:SS]")]
+pub struct BadLocalTime(String);
+
 /// `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD` (midnight), local time.
-pub fn parse_local_start(s: &str) -> Result<chrono::NaiveDateTime, String> {
+pub fn parse_local_start(s: &str) -> Result<chrono::NaiveDateTime, BadLocalTime> {
     chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
         .or_else(|_| {
             chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
                 .map(|d| d.and_time(chrono::NaiveTime::MIN))
         })
-        .map_err(|_| format!("`{s}` is not YYYY-MM-DD[ HH:MM:SS]"))
+        .map_err(|_| BadLocalTime(s.to_string()))
 }

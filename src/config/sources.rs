@@ -246,10 +246,13 @@ impl WolkvoxConfig {
         Ok(())
     }
 
-    pub fn tz(&self) -> Result<chrono_tz::Tz, String> {
-        self.time_zone
-            .parse::<chrono_tz::Tz>()
-            .map_err(|_| format!("`{}` is not an IANA time zone", self.time_zone))
+    pub fn tz(&self) -> Result<chrono_tz::Tz, ConfigError> {
+        self.time_zone.parse::<chrono_tz::Tz>().map_err(|_| {
+            invalid(
+                "time_zone",
+                format!("`{}` is not an IANA time zone", self.time_zone),
+            )
+        })
     }
 }
 

@@ -27,7 +27,7 @@ use crate::config::{invalid, parse_local_start, ConfigError, ReportConfig};
 use crate::event::report::ReportKind;
 use crate::event::{id, DeadLetter, Event, ReportRecord};
 use crate::feed::{Feed, FeedError, PollOutcome};
-use crate::sources::wolkvox::report_rows;
+use crate::sources::wolkvox::report_rows::{self, RowError};
 use crate::sources::wolkvox::report_stream::{self as stream, stream_rows};
 use crate::sources::wolkvox::WolkvoxClient;
 use crate::sources::SourceError;
@@ -68,7 +68,7 @@ impl ReportPlan {
                 .as_deref()
                 .map(parse_local_start)
                 .transpose()
-                .map_err(|m| invalid("start_from", m))?,
+                .map_err(|m| invalid("start_from", m.to_string()))?,
             dedupe_ttl: dur(c.dedupe_ttl)?,
         })
     }
@@ -297,7 +297,7 @@ impl ReportFeed {
                 (id, Err(e)) => (id.unwrap_or_else(|| format!("raw:{hash}")), Err(e)),
                 (None, Ok(_)) => (
                     format!("raw:{hash}"),
-                    Err("the row has no identity".to_string()),
+                    Err(RowError::from("the row has no identity")),
                 ),
             };
             let seen_key = format!("{}{identity}", self.seen_prefix());
@@ -343,7 +343,7 @@ impl ReportFeed {
                         report: kind.name().into(),
                         window_start_raw: start_raw.clone(),
                         window_end_raw: end_raw.clone(),
-                        error,
+                        error: error.to_string(),
                         raw: raw.into(),
                         failed_at: now_ms,
                     }))
@@ -370,9 +370,14 @@ pub fn cursor_key(source: &str, kind: ReportKind, mode: Mode) -> String {
 const CURSOR_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// Read a stored cursor (local time).
-pub fn parse_cursor(bytes: &[u8]) -> Result<NaiveDateTime, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
-    NaiveDateTime::parse_from_str(text, CURSOR_FORMAT).map_err(|e| format!("`{text}`: {e}"))
+pub fn parse_cursor(key: &str, bytes: &[u8]) -> Result<NaiveDateTime, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|e| corrupt(e.to_string()))?;
+    NaiveDateTime::parse_from_str(text, CURSOR_FORMAT)
+        .map_err(|e| corrupt(format!("cursor `{text}`: {e}")))
 }
 
 #[async_trait]
@@ -392,8 +397,7 @@ impl Feed for ReportFeed {
     fn restore(&mut self, store: &dyn Store) -> Result<(), StoreError> {
         let key = self.state_key();
         if let Some(state) = store.get(&key)? {
-            self.cursor =
-                Some(parse_cursor(&state).map_err(|reason| StoreError::Corrupt { key, reason })?);
+            self.cursor = Some(parse_cursor(&key, &state)?);
         }
         Ok(())
     }

@@ -101,6 +101,16 @@ impl SourceHttp {
             .send()
             .await
             .map_err(|e| self.transport(endpoint, &e))?;
+        let resp = self.check_status(endpoint, resp).await?;
+        self.parse_body(endpoint, resp, parse).await
+    }
+
+    /// A successful response whose announced size is within the limit, or the error it stands for.
+    async fn check_status(
+        &self,
+        endpoint: &str,
+        resp: reqwest::Response,
+    ) -> Result<reqwest::Response, SourceError> {
         let status = resp.status();
         if status.as_u16() == 429 {
             let retry_after = resp
@@ -127,15 +137,37 @@ impl SourceHttp {
         if resp.content_length().is_some_and(|n| n > self.max_body) {
             return Err(self.too_large(endpoint));
         }
-        // Stream the body through a counting guard into a synchronous reader.
+        Ok(resp)
+    }
+
+    /// Stream the body through a counting guard into `parse`, on a blocking thread. Past the size
+    /// limit the stream fails and the result is [`SourceError::TooLarge`]; a transport timeout
+    /// while reading surfaces as an I/O error of kind `TimedOut`.
+    async fn parse_body<T, F>(
+        &self,
+        endpoint: &str,
+        resp: reqwest::Response,
+        parse: F,
+    ) -> Result<T, SourceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
+    {
         let exceeded = Arc::new(AtomicBool::new(false));
         let (limit, flag) = (self.max_body, exceeded.clone());
         let mut seen: u64 = 0;
         let stream = resp
             .bytes_stream()
-            .map_err(std::io::Error::other)
+            .map_err(|e| {
+                let kind = if e.is_timeout() {
+                    std::io::ErrorKind::TimedOut
+                } else {
+                    std::io::ErrorKind::Other
+                };
+                std::io::Error::new(kind, e)
+            })
             .and_then(move |chunk| {
-                seen += chunk.len() as u64;
+                seen = seen.saturating_add(chunk.len() as u64);
                 let over = seen > limit;
                 if over {
                     flag.store(true, Ordering::SeqCst);
@@ -153,11 +185,10 @@ impl SourceHttp {
             parse(&mut buffered)
         })
         .await
-        .map_err(|e| SourceError::Parse {
+        .map_err(|e| SourceError::Internal {
             source_name: self.source_name.clone(),
             endpoint: endpoint.into(),
-            field: "<body>".into(),
-            detail: format!("parser task failed: {e}"),
+            detail: format!("the parser task did not finish: {e}"),
         })?;
         if exceeded.load(Ordering::SeqCst) {
             return Err(self.too_large(endpoint));

@@ -127,6 +127,14 @@ pub enum SourceError {
         endpoint: String,
         detail: String,
     },
+    /// ccdc's own handling of a response failed (e.g. its parser task panicked): a bug to report,
+    /// not the vendor's fault; the poll is retried.
+    #[error("{source_name} {endpoint}: internal error: {detail}")]
+    Internal {
+        source_name: String,
+        endpoint: String,
+        detail: String,
+    },
     /// The token's daily consumption budget is spent.
     #[error("{source_name} {endpoint}: daily call limit reached ({used} of {limit} today); waiting for tomorrow")]
     Quota {
@@ -156,6 +164,7 @@ impl SourceError {
             SourceError::Overflow { .. } => "overflow",
             SourceError::Quota { .. } => "quota",
             SourceError::Spill { .. } => "disk",
+            SourceError::Internal { .. } => "internal",
         }
     }
 
@@ -197,7 +206,7 @@ impl SourceError {
             return SourceError::Transport {
                 source_name: source.into(),
                 endpoint: endpoint.into(),
-                timeout: e.to_string().contains("timed out"),
+                timeout: e.io_error_kind() == Some(std::io::ErrorKind::TimedOut),
                 detail: format!("reading the body: {e}"),
             };
         }

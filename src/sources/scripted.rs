@@ -8,11 +8,18 @@ use serde::Serialize;
 use super::{SnapshotSource, SourceError};
 use crate::event::{Event, SourceMeta};
 
+/// One step of a script: a snapshot, or a failed poll (served as an HTTP 500 with this text).
+#[derive(Debug, Clone)]
+pub enum Step<T> {
+    Snapshot(T),
+    Fail(&'static str),
+}
+
 /// Scripted in-memory source: returns the queued results in order, then repeats the last (with the
 /// new observation time stamped by `stamp`).
 pub struct Scripted<T> {
     meta: SourceMeta,
-    script: std::sync::Mutex<std::collections::VecDeque<Result<T, String>>>,
+    script: std::sync::Mutex<std::collections::VecDeque<Step<T>>>,
     diff: fn(&SourceMeta, Option<&T>, &T) -> Vec<Event>,
     size: fn(&T) -> usize,
     stamp: fn(&mut T, i64),
@@ -21,7 +28,7 @@ pub struct Scripted<T> {
 impl<T> Scripted<T> {
     pub fn new(
         meta: SourceMeta,
-        script: Vec<Result<T, String>>,
+        script: Vec<Step<T>>,
         diff: fn(&SourceMeta, Option<&T>, &T) -> Vec<Event>,
         size: fn(&T) -> usize,
         stamp: fn(&mut T, i64),
@@ -58,13 +65,13 @@ where
             .unwrap_or_else(|p| p.into_inner())
             .pop_front();
         let mut snap = match next {
-            Some(Ok(s)) => s,
-            Some(Err(detail)) => {
+            Some(Step::Snapshot(s)) => s,
+            Some(Step::Fail(detail)) => {
                 return Err(SourceError::Http {
                     source_name: self.meta.name.clone(),
                     endpoint: "scripted".into(),
                     status: 500,
-                    detail,
+                    detail: detail.into(),
                 })
             }
             None => match previous {

@@ -98,10 +98,10 @@ fn key_id(k: &[u8]) -> Result<u64, StoreError> {
         })
 }
 
-fn corrupt_segment(id: u64, reason: String) -> StoreError {
+fn corrupt_segment(id: u64, reason: segments::Malformed) -> StoreError {
     StoreError::Corrupt {
         key: format!("outbox segment {id}"),
-        reason,
+        reason: reason.to_string(),
     }
 }
 
@@ -276,8 +276,10 @@ impl Store for SledStore {
             let Some(segment) = self.tree.get(id_key(SEGMENT_PREFIX, id))? else {
                 continue;
             };
-            let n =
-                segments::count(&segment).ok_or_else(|| corrupt_segment(id, "no header".into()))?;
+            let n = segments::count(&segment).ok_or_else(|| StoreError::Corrupt {
+                key: format!("outbox segment {id}"),
+                reason: "no header".into(),
+            })?;
             let ack_key = id_key(ACK_PREFIX, id);
             let mut delivered = self
                 .tree

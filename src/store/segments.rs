@@ -79,24 +79,30 @@ pub struct Segment {
 /// Largest body a segment may claim (a few times [`SEGMENT_BYTES`], or one very large event).
 const MAX_BODY: usize = 256 << 20;
 
-pub fn decode(stored: &[u8]) -> Result<Segment, String> {
-    let count = count(stored).ok_or("segment shorter than its header")?;
+/// What is wrong with a stored segment.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Malformed(String);
+
+pub fn decode(stored: &[u8]) -> Result<Segment, Malformed> {
+    let malformed = |m: &str| Malformed(m.to_string());
+    let count = count(stored).ok_or_else(|| malformed("segment shorter than its header"))?;
     let claimed = stored
         .get(4..8)
         .and_then(|b| b.try_into().ok())
         .map(u32::from_le_bytes)
-        .ok_or("segment has no body")?;
+        .ok_or_else(|| malformed("segment has no body"))?;
     if claimed as usize > MAX_BODY {
-        return Err(format!("segment claims a {claimed}-byte body"));
+        return Err(Malformed(format!("segment claims a {claimed}-byte body")));
     }
     let body = lz4_flex::decompress_size_prepended(&stored[4..])
-        .map_err(|e| format!("segment does not decompress: {e}"))?;
+        .map_err(|e| Malformed(format!("segment does not decompress: {e}")))?;
     Ok(Segment { count, body })
 }
 
 impl Segment {
     /// The events with their indexes, in order; `Err` names what is malformed.
-    pub fn events(&self) -> impl Iterator<Item = Result<(usize, &[u8]), String>> {
+    pub fn events(&self) -> impl Iterator<Item = Result<(usize, &[u8]), Malformed>> {
         let (n, body) = (self.count, self.body.as_slice());
         let mut at = 0;
         let mut index = 0;
@@ -116,7 +122,9 @@ impl Segment {
                 None => {
                     let bad = index;
                     index = n;
-                    Some(Err(format!("event {bad} runs past the segment's end")))
+                    Some(Err(Malformed(format!(
+                        "event {bad} runs past the segment's end"
+                    ))))
                 }
             }
         })
@@ -191,7 +199,7 @@ mod tests {
         assert!(decode(&enc[..enc.len() - 2]).is_err(), "truncated");
         let mut huge = enc.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode(&huge).unwrap_err().contains("claims"));
+        assert!(decode(&huge).unwrap_err().0.contains("claims"));
         // A count larger than the body holds.
         let mut more = enc.clone();
         more[..4].copy_from_slice(&3u32.to_be_bytes());

@@ -49,7 +49,7 @@ struct Quota {
 impl WolkvoxClient {
     pub fn new(cfg: &WolkvoxConfig) -> anyhow::Result<Arc<Self>> {
         let token = cfg.token.resolve()?;
-        let tz = cfg.tz().map_err(anyhow::Error::msg)?;
+        let tz = cfg.tz()?;
         let limiter = token_limiter(&token, cfg.max_concurrent_requests);
         let http = SourceHttp::new(
             &cfg.name,

@@ -11,6 +11,23 @@ use super::Field;
 use crate::event::report::{Chat1Row, Diagram9Row, ReportKind, ReportRow};
 use crate::vendor_time::{parse_duration_ms, vendor_local_to_utc};
 
+/// Why a row cannot be typed (it goes to the dead-letter topic with this text and its raw JSON).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RowError(pub String);
+
+impl From<&str> for RowError {
+    fn from(s: &str) -> Self {
+        RowError(s.to_string())
+    }
+}
+
+impl From<String> for RowError {
+    fn from(s: String) -> Self {
+        RowError(s)
+    }
+}
+
 /// One vendor row, decoded: its identity, a hash of its content, and the typed row (or why it
 /// cannot be typed: it then goes to the dead-letter topic with its raw JSON).
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +37,7 @@ pub struct DecodedRow {
     /// A hash of every field the row's schema knows (32 hex digits): the same content gives the
     /// same hash whatever the key order or spacing of the vendor's JSON.
     pub hash: String,
-    pub row: Result<ReportRow, String>,
+    pub row: Result<ReportRow, RowError>,
 }
 
 /// Decode one row of `kind` from its JSON text. Field values are borrowed from `raw` (no copy per
@@ -30,7 +47,7 @@ pub fn decode(kind: ReportKind, raw: &str, tz: Tz) -> DecodedRow {
     let unreadable = |e: serde_json::Error| DecodedRow {
         identity: None,
         hash: hash(&[raw]),
-        row: Err(format!("not a {} row: {e}", kind.name())),
+        row: Err(RowError(format!("not a {} row: {e}", kind.name()))),
     };
     if !(raw.starts_with('{') || raw.trim_start().starts_with('{')) {
         // serde would read a JSON list positionally into the fields.
@@ -84,31 +101,31 @@ fn hash(parts: &[&str]) -> String {
     String::from_utf8(out.to_vec()).expect("hex digits are ASCII")
 }
 
-fn count(f: &Field, key: &str) -> Result<Option<i64>, String> {
+fn count(f: &Field, key: &str) -> Result<Option<i64>, RowError> {
     match f.as_str() {
         None => Ok(None),
         Some(t) => t
             .parse::<i64>()
             .map(Some)
-            .map_err(|_| format!("`{key}`: `{t}` is not a whole number")),
+            .map_err(|_| RowError(format!("`{key}`: `{t}` is not a whole number"))),
     }
 }
 
-fn seconds(f: &Field, key: &str) -> Result<Option<i64>, String> {
+fn seconds(f: &Field, key: &str) -> Result<Option<i64>, RowError> {
     match f.as_str() {
         None => Ok(None),
         Some(t) => parse_duration_ms(t)
             .map(|ms| Some(ms / 1000))
-            .ok_or_else(|| format!("`{key}`: `{t}` is not a duration")),
+            .ok_or_else(|| RowError(format!("`{key}`: `{t}` is not a duration"))),
     }
 }
 
-fn date(f: &Field, key: &str, tz: Tz) -> Result<(Option<i64>, Option<String>), String> {
+fn date(f: &Field, key: &str, tz: Tz) -> Result<(Option<i64>, Option<String>), RowError> {
     match f.as_str() {
         None => Ok((None, None)),
         Some(t) => vendor_local_to_utc(t, tz)
             .map(|ms| (Some(ms), Some(t.to_string())))
-            .ok_or_else(|| format!("`{key}`: `{t}` is not a date")),
+            .ok_or_else(|| RowError(format!("`{key}`: `{t}` is not a date"))),
     }
 }
 
@@ -189,14 +206,17 @@ raw_row!(
     }
 );
 
-fn coerce_chat1(r: &Chat1Raw, tz: Tz) -> Result<Chat1Row, String> {
+fn coerce_chat1(r: &Chat1Raw, tz: Tz) -> Result<Chat1Row, RowError> {
     let (date, date_raw) = date(&r.date, "date", tz)?;
     let answers = match r.agent_answers_sic.as_str() {
         Some(_) => count(&r.agent_answers_sic, "agent_anwers ")?,
         None => count(&r.agent_answers_trimmed, "agent_anwers")?,
     };
     Ok(Chat1Row {
-        conn_id: r.conn_id.text().ok_or("`conn_id` is empty")?,
+        conn_id: r
+            .conn_id
+            .text()
+            .ok_or(RowError::from("`conn_id` is empty"))?,
         channel: r.channel.text(),
         date,
         date_raw,
@@ -224,10 +244,13 @@ fn coerce_chat1(r: &Chat1Raw, tz: Tz) -> Result<Chat1Row, String> {
     })
 }
 
-fn coerce_diagram9(r: &Diagram9Raw, tz: Tz) -> Result<Diagram9Row, String> {
+fn coerce_diagram9(r: &Diagram9Raw, tz: Tz) -> Result<Diagram9Row, RowError> {
     let (date, date_raw) = date(&r.date, "date", tz)?;
     Ok(Diagram9Row {
-        session_id: r.session_id.text().ok_or("`session_id` is empty")?,
+        session_id: r
+            .session_id
+            .text()
+            .ok_or(RowError::from("`session_id` is empty"))?,
         channel: r.channel.text(),
         rp_id: r.rp_id.text(),
         date,
@@ -238,7 +261,10 @@ fn coerce_diagram9(r: &Diagram9Raw, tz: Tz) -> Result<Diagram9Row, String> {
         customer_query: r.customer_query.text(),
         routing_answer: r.routing_answer.text(),
         customer_id: r.customer_id.text(),
-        conn_id: r.conn_id.text().ok_or("`conn_id` is empty")?,
+        conn_id: r
+            .conn_id
+            .text()
+            .ok_or(RowError::from("`conn_id` is empty"))?,
     })
 }
 

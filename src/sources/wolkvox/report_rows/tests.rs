@@ -9,7 +9,7 @@ fn decode(kind: ReportKind, v: serde_json::Value) -> DecodedRow {
 }
 
 fn chat(v: serde_json::Value) -> Result<Chat1Row, String> {
-    match decode(ReportKind::Chat1, v).row? {
+    match decode(ReportKind::Chat1, v).row.map_err(|e| e.0)? {
         ReportRow::Chat1(r) => Ok(r),
         other => panic!("{other:?}"),
     }
@@ -65,7 +65,7 @@ fn empty_is_null_and_garbage_is_an_error_naming_the_field() {
     let e = chat(serde_json::json!({"conn_id": "c", "date": "yesterday"})).unwrap_err();
     assert!(e.contains("date"), "{e}");
     let no_id = decode(ReportKind::Chat1, serde_json::json!({"conn_id": " "}));
-    assert!(no_id.row.unwrap_err().contains("conn_id"));
+    assert!(no_id.row.unwrap_err().0.contains("conn_id"));
     assert_eq!(no_id.identity, None);
 }
 
@@ -95,7 +95,7 @@ fn rows_that_are_not_objects_are_error_rows_with_a_hash() {
         "{\"conn_id\": \"c\", \"conn_id\": \"d\"}",
     ] {
         let d = super::decode(ReportKind::Chat1, raw, bogota());
-        assert!(d.row.unwrap_err().contains("not a chat_1 row"), "{raw}");
+        assert!(d.row.unwrap_err().0.contains("not a chat_1 row"), "{raw}");
         assert_eq!(d.hash.len(), 32);
     }
 }
