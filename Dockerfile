@@ -7,7 +7,10 @@ COPY Cargo.toml Cargo.lock ./
 COPY .cargo ./.cargo
 COPY src ./src
 COPY schemas ./schemas
-RUN cargo build --release --locked --bin ccdc
+# The built-in simulator is a default feature (docker-compose.yml runs `ccdc simulate`); a lean
+# production image: docker build --build-arg FEATURES=--no-default-features -t ccdc .
+ARG FEATURES=""
+RUN cargo build --release --locked --bin ccdc $FEATURES
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 && rm -rf /var/lib/apt/lists/* \
