@@ -371,6 +371,10 @@ impl Pipeline {
 
 /// Run the service until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Before the parts: the Kafka sink registers its metric handles when it is created.
+    if config.observability.enabled {
+        crate::observability::prometheus();
+    }
     let parts = Parts::from_config(&config)?;
     run_with(config, parts, shutdown).await
 }

@@ -254,3 +254,96 @@ async fn paged_agents_and_metrics_reach_their_topics() {
         "the shift is reported"
     );
 }
+
+const SHIFT_TOPIC: &str = "ccdc.it.c100.shift";
+const SHIFT_SOURCES: &str = r#"
+[[sources]]
+vendor = "comm100"
+name = "c100-shift"
+base_url = "{comm100}"
+token = { file = "{token_file}" }
+allow_insecure_http = true
+page_size = 2
+request_timeout = "5s"
+[sources.agents]
+interval = "200ms"
+max_backoff = "300ms"
+[sources.queue]
+enabled = false
+[sources.today]
+enabled = false
+[sources.right_now]
+enabled = false
+"#;
+
+/// The interleaving an independent acceptance run found (pages of 2): between page 1 and page 2
+/// of one poll, a1 (page 1) logs out and a5 logs in at the end, so a3 slides from page 2 onto the
+/// page already read and is on no page of that poll, which still sees exactly `total` agents. a3
+/// must never be reported absent; a1's logout is reported (one poll late, as CONFIRMED_ABSENT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_hidden_by_a_shift_between_pages_is_never_reported_absent() {
+    let scenario = Scenario {
+        comm100: vec![
+            agents(&[
+                ("a1", ONLINE),
+                ("a2", ONLINE),
+                ("a3", ONLINE),
+                ("a4", ONLINE),
+            ]),
+            agents(&[
+                ("a2", ONLINE),
+                ("a3", ONLINE),
+                ("a4", ONLINE),
+                ("a5", ONLINE),
+            ]),
+        ],
+        ..Default::default()
+    };
+    let s = Stack::start(
+        TOKEN,
+        SimMode::Scenario(scenario),
+        SHIFT_SOURCES,
+        &[("agent_status", SHIFT_TOPIC)],
+    )
+    .await;
+    let _ccdc = s.ccdc(&[]);
+    let mut reader = s.reader(SHIFT_TOPIC).await;
+    let initial: Vec<(Record, AgentStatusEvent)> = s.read(&mut reader, 4);
+    assert!(initial.iter().all(|(_, e)| e.initial && e.status == ONLINE));
+
+    // The change happens in the middle of the next poll.
+    s.sim.state.advance_comm100_between_pages_once();
+    let got: Vec<(Record, AgentStatusEvent)> = s.read(&mut reader, 6);
+    // Several more polls: nothing else may arrive (in particular nothing about a3).
+    s.wait_requests(Route::Comm100Agents, 8).await;
+    reader.poll_for(Duration::from_millis(500));
+    let n = reader.records.len();
+    let all: Vec<(Record, AgentStatusEvent)> = s.read(&mut reader, n);
+    assert_eq!(
+        all.len(),
+        6,
+        "{:#?}",
+        all.iter().map(|(_, e)| brief(e)).collect::<Vec<_>>()
+    );
+    // Different keys may sit on different partitions: compare without their order.
+    let mut later: Vec<Brief> = got[4..].iter().map(|(_, e)| brief(e)).collect();
+    later.sort();
+    assert_eq!(
+        later,
+        vec![
+            ("a1".into(), Some(ONLINE.into()), ABSENT.into(), false),
+            ("a5".into(), None, ONLINE.into(), true),
+        ]
+    );
+    let a1 = &got.iter().find(|(_, e)| e.status == ABSENT).unwrap().1;
+    assert_eq!(a1.derivation, ccdc::event::Derivation::ConfirmedAbsent);
+    let (after, before) = (
+        a1.status_since_after.unwrap(),
+        a1.status_since_before.unwrap(),
+    );
+    assert!(after < before && before < a1.observed_at, "{a1:?}");
+    assert!(
+        all.iter().filter(|(_, e)| e.agent_id == "a3").count() == 1,
+        "a3 only has its initial status"
+    );
+}

@@ -43,7 +43,7 @@ fn interactions_encoder(topic: &str) -> Arc<AvroEncoder> {
 }
 
 fn event(i: usize) -> Vec<u8> {
-    serde_json::to_vec(&Event::Interaction(InteractionEvent {
+    ccdc::store::outbox::encode(&Event::Interaction(InteractionEvent {
         event_id: format!("00000000-0000-5000-8000-{i:012}"),
         event_type: InteractionEventType::Started,
         source: "s".into(),
@@ -60,8 +60,16 @@ fn event(i: usize) -> Vec<u8> {
         subject: None,
         from_name: None,
         latest_only: false,
+        started_at: None,
+        started_at_raw: None,
+        first_observed_at: Some(1),
+        ended_after: None,
+        ended_before: None,
+        duration_ms: None,
+        duration_min_ms: None,
+        duration_max_ms: None,
+        derivation: ccdc::event::Derivation::SnapshotDiff,
     }))
-    .unwrap()
 }
 
 fn read_ids(bootstrap: &str, topic: &str, n: usize) -> Vec<String> {

@@ -412,6 +412,6 @@ fn main() {
         memory::p3_feed(&exe, rows, bytes);
     }
     if runs("p4") {
-        memory::p4_report(&exe.with_file_name("ccdc"), idle);
+        memory::p4_report(std::path::Path::new(env!("CARGO_BIN_EXE_ccdc")), idle);
     }
 }

@@ -25,6 +25,9 @@ pub fn schema_text(stream: Stream) -> &'static str {
         Stream::WolkvoxDiagram9 => include_str!("../../schemas/wolkvox-diagram_9.avsc"),
         Stream::DeadLetter => include_str!("../../schemas/dead-letter.avsc"),
         Stream::Heartbeat => include_str!("../../schemas/heartbeat.avsc"),
+        Stream::InteractionsReconciled => {
+            include_str!("../../schemas/interaction-reconciled.avsc")
+        }
     }
 }
 
@@ -39,6 +42,7 @@ pub const STREAMS: &[Stream] = &[
     Stream::WolkvoxDiagram9,
     Stream::DeadLetter,
     Stream::Heartbeat,
+    Stream::InteractionsReconciled,
 ];
 
 /// The Avro shape of a metrics record: the common header and the endpoint's values under `metrics`.
@@ -114,6 +118,7 @@ impl Serialize for WireView<'_> {
             },
             Event::DeadLetter(d) => d.serialize(s),
             Event::Heartbeat(h) => h.serialize(s),
+            Event::Reconciled(r) => r.serialize(s),
         }
     }
 }
@@ -261,6 +266,15 @@ mod tests {
             subject: Some("Hola".into()),
             from_name: None,
             latest_only: false,
+            started_at: None,
+            started_at_raw: Some("2026-11-21 10:15:00".into()),
+            first_observed_at: Some(1_795_273_900_000),
+            ended_after: Some(1_795_274_000_000),
+            ended_before: Some(1_795_274_100_000),
+            duration_ms: Some(150_000),
+            duration_min_ms: Some(100_000),
+            duration_max_ms: None,
+            derivation: crate::event::Derivation::SnapshotDiff,
         }
     }
 

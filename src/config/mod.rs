@@ -101,6 +101,8 @@ pub struct TopicsConfig {
     pub dead_letter: String,
     /// Heartbeat records: one per feed every `observability.heartbeat_every_polls` polls.
     pub heartbeat: String,
+    /// `interaction-reconciled`: report chats set against what polling saw (Wolkvox `chat_1`).
+    pub interactions_reconciled: String,
 }
 
 impl Default for TopicsConfig {
@@ -115,6 +117,7 @@ impl Default for TopicsConfig {
             wolkvox_diagram_9: "ccdc.wolkvox.diagram_9".into(),
             dead_letter: "ccdc.dead-letter".into(),
             heartbeat: "ccdc.heartbeat".into(),
+            interactions_reconciled: "ccdc.interactions-reconciled".into(),
         }
     }
 }
@@ -133,6 +136,7 @@ impl TopicsConfig {
             Stream::WolkvoxDiagram9 => &self.wolkvox_diagram_9,
             Stream::DeadLetter => &self.dead_letter,
             Stream::Heartbeat => &self.heartbeat,
+            Stream::InteractionsReconciled => &self.interactions_reconciled,
         }
     }
 }
@@ -302,6 +306,7 @@ impl Config {
             ("topics.wolkvox_diagram_9", &t.wolkvox_diagram_9),
             ("topics.dead_letter", &t.dead_letter),
             ("topics.heartbeat", &t.heartbeat),
+            ("topics.interactions_reconciled", &t.interactions_reconciled),
         ];
         for (i, (key, topic)) in topics.iter().enumerate() {
             validate_topic(key, topic)?;

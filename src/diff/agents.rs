@@ -3,16 +3,25 @@
 //! - an agent seen for the first time emits its status, marked `initial`;
 //! - a status change emits previous and current status (and names when known);
 //! - an agent no longer listed emits a change to [`ABSENT`]; it stays in the snapshot as absent, so
-//!   its return is a change from `ABSENT`, not a new initial status;
+//!   its return is a change from `ABSENT`, not a new initial status. When the list came in several
+//!   pages (Comm100), one poll that misses an agent proves nothing (the list may have shifted
+//!   between pages): the agent keeps its state, and only a second consecutive poll that misses it
+//!   makes it `ABSENT` (derivation `CONFIRMED_ABSENT`, one interval late, with the logout's time
+//!   bounded by the last poll that listed it and the first that did not);
 //! - other fields (counters) changing alone emit nothing; they ride along in the next event.
+//!
+//! Times: [`AgentSnapshot::settle`] gives every status the moment it began, as bounds and an
+//! estimate ([`super::timing`]), carried from poll to poll while the status lasts.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::timing::Bounds;
 use crate::event::id::{self, window};
 use crate::event::{
-    AgentStatusEvent, Comm100AgentDetails, Event, SourceMeta, WolkvoxAgentDetails, ABSENT,
+    AgentStatusEvent, Comm100AgentDetails, Derivation, Event, SourceMeta, WolkvoxAgentDetails,
+    ABSENT,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -22,6 +31,35 @@ pub struct AgentState {
     pub status_name: Option<String>,
     pub wolkvox: Option<WolkvoxAgentDetails>,
     pub comm100: Option<Comm100AgentDetails>,
+    /// What the vendor says of when the status began (Wolkvox: `observed_at − time_state_now`),
+    /// set by the source on a fresh observation; [`AgentSnapshot::settle`] turns it into `since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_hint: Option<i64>,
+    /// When the current status began: the estimate and its bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    #[serde(default, skip_serializing_if = "is_unbounded")]
+    pub since_bounds: Bounds,
+    /// The last poll that listed the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<i64>,
+    /// Consecutive polls of a paged list that did not list the agent (not yet believed absent).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missed: u32,
+    /// The first of those polls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed_since: Option<i64>,
+    /// The status became `ABSENT` only after a second consecutive miss.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirmed_absent: bool,
+}
+
+fn is_unbounded(b: &Bounds) -> bool {
+    *b == Bounds::default()
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -31,30 +69,101 @@ pub struct AgentSnapshot {
     pub agents: BTreeMap<String, AgentState>,
 }
 
+/// How much one poll's list proves about agents it does not contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// One response: an agent not in it is gone.
+    Whole,
+    /// Several pages read one after the other: the list may have shifted between them, so an
+    /// agent missing from it is gone only if the next poll misses it too.
+    Paged,
+}
+
 impl AgentSnapshot {
     /// Agents currently listed (not absent).
     pub fn present(&self) -> usize {
         self.agents.values().filter(|a| a.status != ABSENT).count()
     }
 
-    /// Mark every agent of `previous` that `self` lacks as absent (the vendor no longer lists it).
-    pub fn carry_absent(&mut self, previous: Option<&AgentSnapshot>) {
+    /// Make this fresh observation a complete state: agents of `previous` it lacks are absent (or,
+    /// from a [`Listing::Paged`] list, absent only when missed twice in a row), and every status
+    /// knows when it began (carried over while it lasts).
+    pub fn settle(&mut self, previous: Option<&AgentSnapshot>, listing: Listing) {
+        let now = self.observed_at;
+        let before = previous.map(|p| p.observed_at);
+        for state in self.agents.values_mut() {
+            state.last_seen = Some(now);
+        }
         if let Some(p) = previous {
-            for (id, a) in &p.agents {
-                self.agents.entry(id.clone()).or_insert_with(|| AgentState {
-                    name: a.name.clone(),
-                    status: ABSENT.into(),
-                    status_name: None,
-                    wolkvox: None,
-                    comm100: None,
-                });
+            for (id, was) in &p.agents {
+                if !self.agents.contains_key(id) {
+                    self.agents
+                        .insert(id.clone(), missing(was, now, before, listing));
+                }
             }
+        }
+        for (id, state) in self.agents.iter_mut() {
+            let was = previous.and_then(|p| p.agents.get(id));
+            match was.filter(|w| w.status == state.status) {
+                Some(w) => {
+                    state.since = w.since;
+                    state.since_bounds = w.since_bounds;
+                }
+                None if state.status == ABSENT && state.since.is_some() => {}
+                None => {
+                    let window = Bounds::between(before.filter(|_| was.is_some()), now);
+                    state.since_bounds = match state.since_hint {
+                        Some(t) if was.is_some() => Bounds::exactly(window.clamp(t)),
+                        Some(t) => Bounds::exactly(t.min(now)),
+                        None => window,
+                    };
+                    state.since = match (was, state.since_hint) {
+                        (None, None) => None,
+                        _ => state.since_bounds.estimate(),
+                    };
+                }
+            }
+            state.since_hint = None;
         }
     }
 }
 
-/// The events leading from `previous` to `current`. `current` must already hold absent agents
-/// (see [`AgentSnapshot::carry_absent`]).
+/// The state of an agent that `previous` had and this poll did not list.
+fn missing(was: &AgentState, now: i64, before: Option<i64>, listing: Listing) -> AgentState {
+    if was.status == ABSENT {
+        return AgentState {
+            missed: 0,
+            ..was.clone()
+        };
+    }
+    let missed = was.missed.saturating_add(1);
+    let missed_since = was.missed_since.or(Some(now));
+    if listing == Listing::Paged && missed < 2 {
+        // Not believed yet: the same state, one miss counted.
+        return AgentState {
+            missed,
+            missed_since,
+            ..was.clone()
+        };
+    }
+    // Gone: between the last poll that listed it and the first that did not.
+    let gone = Bounds {
+        after: was.last_seen.or(before),
+        before: missed_since,
+    };
+    AgentState {
+        name: was.name.clone(),
+        status: ABSENT.into(),
+        since: gone.estimate(),
+        since_bounds: gone,
+        last_seen: was.last_seen,
+        confirmed_absent: listing == Listing::Paged,
+        ..AgentState::default()
+    }
+}
+
+/// The events leading from `previous` to `current`. `current` must be settled
+/// ([`AgentSnapshot::settle`]).
 pub fn diff_agents(
     meta: &SourceMeta,
     previous: Option<&AgentSnapshot>,
@@ -72,9 +181,14 @@ pub fn diff_agents(
         if !changed {
             continue;
         }
-        let eid = id::agent_status(&meta.name, id, &win);
+        let derivation = match (before, cur.confirmed_absent) {
+            (None, _) if prev_at.is_none() => Derivation::InitialSnapshot,
+            (Some(_), true) if cur.status == ABSENT => Derivation::ConfirmedAbsent,
+            _ => Derivation::SnapshotDiff,
+        };
+        let previous_duration = before.map(|b| previous_span(b, cur)).unwrap_or_default();
         events.push(Event::AgentStatus(Box::new(AgentStatusEvent {
-            event_id: eid.to_string(),
+            event_id: id::agent_status(&meta.name, id, &win).to_string(),
             source: meta.name.clone(),
             vendor: meta.vendor.clone(),
             agent_id: id.clone(),
@@ -88,9 +202,27 @@ pub fn diff_agents(
             previous_observed_at: prev_at,
             wolkvox: cur.wolkvox.clone(),
             comm100: cur.comm100.clone(),
+            status_since: cur.since,
+            status_since_after: cur.since_bounds.after,
+            status_since_before: cur.since_bounds.before,
+            previous_status_since: before.and_then(|b| b.since),
+            previous_status_duration_ms: previous_duration.estimate,
+            previous_status_duration_min_ms: previous_duration.min,
+            previous_status_duration_max_ms: previous_duration.max,
+            derivation,
         })));
     }
     events
+}
+
+/// How long the status `was` lasted, ending when `now` began.
+fn previous_span(was: &AgentState, now: &AgentState) -> super::timing::Span {
+    let mut span = super::timing::span(was.since_bounds, now.since_bounds);
+    span.estimate = match (was.since, now.since) {
+        (Some(a), Some(b)) => b.checked_sub(a).map(|d| d.max(0)),
+        _ => None,
+    };
+    span
 }
 
 #[cfg(test)]
@@ -121,7 +253,7 @@ mod tests {
                 })
                 .collect(),
         };
-        s.carry_absent(previous);
+        s.settle(previous, Listing::Whole);
         s
     }
 
@@ -190,5 +322,145 @@ mod tests {
         let a = diff_agents(&meta(), Some(&s1), &s3);
         let b = diff_agents(&meta(), Some(&s1), &snap(4, &[("a", "Busy")], Some(&s1)));
         assert_eq!(a[0].event_id(), b[0].event_id());
+    }
+
+    fn listed(at: i64, ids: &[&str], previous: &AgentSnapshot, listing: Listing) -> AgentSnapshot {
+        let mut s = AgentSnapshot {
+            observed_at: at,
+            agents: ids
+                .iter()
+                .map(|id| {
+                    let state = AgentState {
+                        status: "Online".into(),
+                        ..Default::default()
+                    };
+                    (id.to_string(), state)
+                })
+                .collect(),
+        };
+        s.settle(Some(previous), listing);
+        s
+    }
+
+    /// The interleaving an acceptance run found: pages of 2; between page 1 and page 2 of one poll,
+    /// a1 (page 1) logs out and a5 logs in at the end, so a3 slides from page 2 onto page 1 and is
+    /// on no page: that poll sees a1, a2, a4, a5 — exactly `total` distinct agents.
+    #[test]
+    fn an_agent_hidden_by_a_shift_between_pages_is_not_reported_absent() {
+        let mut s0 = AgentSnapshot {
+            observed_at: 1_000,
+            ..Default::default()
+        };
+        for id in ["a1", "a2", "a3", "a4"] {
+            s0.agents.insert(
+                id.into(),
+                AgentState {
+                    status: "Online".into(),
+                    ..Default::default()
+                },
+            );
+        }
+        s0.settle(None, Listing::Paged);
+        let s1 = listed(2_000, &["a1", "a2", "a4", "a5"], &s0, Listing::Paged);
+        let e1 = diff_agents(&meta(), Some(&s0), &s1);
+        assert_eq!(brief(&e1), vec![("a5".into(), None, "Online".into(), true)]);
+        assert_eq!(s1.agents["a3"].status, "Online", "a3 keeps its state");
+        // The next poll lists everyone as they are now: a3 is back on page 1, a1 is missing once.
+        let s2 = listed(3_000, &["a2", "a3", "a4", "a5"], &s1, Listing::Paged);
+        assert!(
+            diff_agents(&meta(), Some(&s1), &s2).is_empty(),
+            "no a3 return, no a1 yet"
+        );
+        // A second miss: a1 is gone, between the last poll that listed it and the first that did not.
+        let s3 = listed(4_000, &["a2", "a3", "a4", "a5"], &s2, Listing::Paged);
+        let e3 = diff_agents(&meta(), Some(&s2), &s3);
+        assert_eq!(
+            brief(&e3),
+            vec![("a1".into(), Some("Online".into()), ABSENT.into(), false)]
+        );
+        let Event::AgentStatus(a1) = &e3[0] else {
+            panic!()
+        };
+        assert_eq!(a1.derivation, Derivation::ConfirmedAbsent);
+        assert_eq!(
+            (
+                a1.status_since_after,
+                a1.status_since_before,
+                a1.status_since
+            ),
+            (Some(2_000), Some(3_000), Some(2_500))
+        );
+        // One response is one moment: a missing agent is gone at once.
+        let s4 = listed(5_000, &["a2", "a3", "a4"], &s3, Listing::Whole);
+        let e4 = diff_agents(&meta(), Some(&s3), &s4);
+        assert_eq!(
+            brief(&e4),
+            vec![("a5".into(), Some("Online".into()), ABSENT.into(), false)]
+        );
+        let Event::AgentStatus(a5) = &e4[0] else {
+            panic!()
+        };
+        assert_eq!(a5.derivation, Derivation::SnapshotDiff);
+    }
+
+    #[test]
+    fn status_times_are_bounded_by_polls_or_told_by_the_vendor() {
+        let hinted = |at: i64, status: &str, since: Option<i64>| AgentSnapshot {
+            observed_at: at,
+            agents: [(
+                "a".to_string(),
+                AgentState {
+                    status: status.into(),
+                    since_hint: since,
+                    ..Default::default()
+                },
+            )]
+            .into(),
+        };
+        // Initial: the vendor's time when it tells (Wolkvox), else unknown.
+        let mut s1 = hinted(10_000, "Ready", Some(4_000));
+        s1.settle(None, Listing::Whole);
+        assert_eq!(s1.agents["a"].since, Some(4_000));
+        let mut quiet = hinted(10_000, "Ready", None);
+        quiet.settle(None, Listing::Whole);
+        assert_eq!(quiet.agents["a"].since, None);
+        // The same status later keeps its start, whatever the vendor's counter says now.
+        let mut s2 = hinted(20_000, "Ready", Some(19_000));
+        s2.settle(Some(&s1), Listing::Whole);
+        assert_eq!(s2.agents["a"].since, Some(4_000));
+        // A change: the vendor's time, kept inside the window (18,000 is in (20,000, 30,000]? no).
+        let mut s3 = hinted(30_000, "Busy", Some(18_000));
+        s3.settle(Some(&s2), Listing::Whole);
+        let e = diff_agents(&meta(), Some(&s2), &s3);
+        let Event::AgentStatus(busy) = &e[0] else {
+            panic!()
+        };
+        assert_eq!(busy.status_since, Some(20_000), "clamped into the window");
+        assert_eq!(busy.previous_status_since, Some(4_000));
+        assert_eq!(busy.previous_status_duration_ms, Some(16_000));
+        // Without the vendor's time: the middle of the window, with its bounds.
+        let mut s4 = hinted(40_000, "Away", None);
+        s4.settle(Some(&s3), Listing::Whole);
+        let e = diff_agents(&meta(), Some(&s3), &s4);
+        let Event::AgentStatus(away) = &e[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                away.status_since,
+                away.status_since_after,
+                away.status_since_before
+            ),
+            (Some(35_000), Some(30_000), Some(40_000))
+        );
+        assert_eq!(away.previous_status_duration_ms, Some(15_000));
+        assert_eq!(
+            (
+                away.previous_status_duration_min_ms,
+                away.previous_status_duration_max_ms
+            ),
+            (Some(10_000), Some(20_000))
+        );
+        assert_eq!(away.derivation, Derivation::SnapshotDiff);
     }
 }

@@ -13,15 +13,33 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::timing::{span, Bounds};
 use crate::event::id::{self, window};
-use crate::event::{Event, InteractionEvent, InteractionEventType, SourceMeta};
+use crate::event::{Derivation, Event, InteractionEvent, InteractionEventType, SourceMeta};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LatestInteraction {
     pub guid: String,
+    /// The vendor's start (UTC ms) and its text.
     pub start: Option<i64>,
     pub start_raw: Option<String>,
     pub has_ended: bool,
+    /// The first poll that saw this guid at this agent ([`LatestSnapshot::settle`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<i64>,
+    /// The poll before that one (`None`: there at the source's first poll).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_after: Option<i64>,
+}
+
+impl LatestInteraction {
+    fn start_bounds(&self) -> Bounds {
+        match (self.start, self.first_seen) {
+            (Some(t), _) => Bounds::exactly(t),
+            (None, Some(first)) => Bounds::between(self.seen_after, first),
+            (None, None) => Bounds::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -31,34 +49,108 @@ pub struct LatestSnapshot {
     pub agents: BTreeMap<String, Option<LatestInteraction>>,
 }
 
-pub fn diff_latest(
-    meta: &SourceMeta,
-    previous: Option<&LatestSnapshot>,
-    current: &LatestSnapshot,
-) -> Vec<Event> {
-    let prev_at = previous.map(|p| p.observed_at);
-    let win = window(prev_at);
-    let mut events = Vec::new();
-    let mut push = |ty: InteractionEventType, agent: &str, it: &LatestInteraction| {
-        events.push(Event::Interaction(InteractionEvent {
-            event_id: id::interaction(&meta.name, ty, agent, &it.guid, &win).to_string(),
+impl LatestSnapshot {
+    /// Carry `first_seen` / `seen_after` of a guid already seen at the agent; a new one was first
+    /// seen now, after `previous`'s poll.
+    pub fn settle(&mut self, previous: Option<&LatestSnapshot>) {
+        let (now, before) = (self.observed_at, previous.map(|p| p.observed_at));
+        for (agent, latest) in self.agents.iter_mut() {
+            let Some(cur) = latest else { continue };
+            let was = previous
+                .and_then(|p| p.agents.get(agent))
+                .and_then(|w| w.as_ref())
+                .filter(|w| w.guid == cur.guid);
+            (cur.first_seen, cur.seen_after) = match was {
+                Some(w) => (w.first_seen, w.seen_after),
+                None => (Some(now), before),
+            };
+        }
+    }
+}
+
+/// One observation window of one source.
+struct Window<'a> {
+    meta: &'a SourceMeta,
+    previous_at: Option<i64>,
+    observed_at: i64,
+}
+
+impl Window<'_> {
+    fn event(
+        &self,
+        ty: InteractionEventType,
+        agent: &str,
+        it: &LatestInteraction,
+        derivation: Derivation,
+    ) -> InteractionEvent {
+        let win = window(self.previous_at);
+        InteractionEvent {
+            event_id: id::interaction(&self.meta.name, ty, agent, &it.guid, &win).to_string(),
             event_type: ty,
-            source: meta.name.clone(),
-            vendor: meta.vendor.clone(),
+            source: self.meta.name.clone(),
+            vendor: self.meta.vendor.clone(),
             agent_id: agent.to_string(),
             interaction_id: it.guid.clone(),
-            initial: previous.is_none(),
+            initial: self.previous_at.is_none(),
             transfer: false,
             transfer_agent_id: None,
-            observed_at: current.observed_at,
-            previous_observed_at: prev_at,
+            observed_at: self.observed_at,
+            previous_observed_at: self.previous_at,
             vendor_timestamp: it.start,
             vendor_timestamp_raw: it.start_raw.clone(),
             subject: None,
             from_name: None,
             latest_only: true,
-        }))
+            started_at: it.start,
+            started_at_raw: it.start_raw.clone(),
+            first_observed_at: it.first_seen,
+            ended_after: None,
+            ended_before: None,
+            duration_ms: None,
+            duration_min_ms: None,
+            duration_max_ms: None,
+            derivation,
+        }
+    }
+
+    fn started(&self, agent: &str, it: &LatestInteraction) -> InteractionEvent {
+        let derivation = match self.previous_at {
+            None => Derivation::InitialSnapshot,
+            Some(_) => Derivation::SnapshotDiff,
+        };
+        let mut e = self.event(InteractionEventType::Started, agent, it, derivation);
+        e.first_observed_at = Some(self.observed_at);
+        e
+    }
+
+    /// `it` ended within `end`.
+    fn ended(
+        &self,
+        agent: &str,
+        it: &LatestInteraction,
+        end: Bounds,
+        derivation: Derivation,
+    ) -> InteractionEvent {
+        let mut e = self.event(InteractionEventType::Ended, agent, it, derivation);
+        let d = span(it.start_bounds(), end);
+        (e.ended_after, e.ended_before) = (end.after, end.before);
+        (e.duration_ms, e.duration_min_ms, e.duration_max_ms) = (d.estimate, d.min, d.max);
+        e
+    }
+}
+
+pub fn diff_latest(
+    meta: &SourceMeta,
+    previous: Option<&LatestSnapshot>,
+    current: &LatestSnapshot,
+) -> Vec<Event> {
+    let w = Window {
+        meta,
+        previous_at: previous.map(|p| p.observed_at),
+        observed_at: current.observed_at,
     };
+    let window_end = Bounds::between(w.previous_at, w.observed_at);
+    let mut events = Vec::new();
     for (agent, cur) in &current.agents {
         let Some(cur) = cur else { continue };
         let before = previous
@@ -67,26 +159,35 @@ pub fn diff_latest(
         match before {
             Some(b) if b.guid == cur.guid => {
                 if !b.has_ended && cur.has_ended {
-                    push(InteractionEventType::Ended, agent, cur);
+                    events.push(w.ended(agent, cur, window_end, Derivation::VendorEndedFlag));
                 }
             }
             _ if previous.is_none() => {
                 if !cur.has_ended {
-                    push(InteractionEventType::Started, agent, cur);
+                    events.push(w.started(agent, cur));
                 }
             }
             _ => {
                 if let Some(b) = before.filter(|b| !b.has_ended) {
-                    push(InteractionEventType::Ended, agent, b);
+                    // The agent moved on: the earlier one ended at the latest when this one started.
+                    let by = cur.start.map_or(w.observed_at, |s| window_end.clamp(s));
+                    let end = Bounds::between(w.previous_at, by);
+                    events.push(w.ended(agent, b, end, Derivation::ReplacedByNext));
                 }
-                push(InteractionEventType::Started, agent, cur);
+                events.push(w.started(agent, cur));
                 if cur.has_ended {
-                    push(InteractionEventType::Ended, agent, cur);
+                    // Not the latest at the previous poll: it ended after that and after its start.
+                    let after = match (w.previous_at, cur.start) {
+                        (Some(p), Some(s)) => Some(window_end.clamp(s).max(p)),
+                        (p, s) => p.or(s),
+                    };
+                    let end = Bounds::between(after, w.observed_at);
+                    events.push(w.ended(agent, cur, end, Derivation::VendorEndedFlag));
                 }
             }
         }
     }
-    events
+    events.into_iter().map(Event::Interaction).collect()
 }
 
 #[cfg(test)]
@@ -114,6 +215,8 @@ mod tests {
                             start: Some(5),
                             start_raw: Some("x".into()),
                             has_ended: e,
+                            first_seen: None,
+                            seen_after: None,
                         }),
                     )
                 })

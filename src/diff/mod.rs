@@ -6,23 +6,47 @@
 //! interaction id, `ENDED` before `STARTED` within one interaction, so a consumer reading one key sees
 //! the old agent's end before the new agent's start.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::event::id::{self, window};
-use crate::event::{Event, InteractionEvent, InteractionEventType, SourceMeta};
+use crate::event::reconciled::Sighting;
+use crate::event::{Derivation, Event, InteractionEvent, InteractionEventType, SourceMeta};
 
 pub mod agents;
 pub mod latest;
+pub mod timing;
+
+use timing::{span, Bounds};
 
 /// One active interaction as last seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ActiveInteraction {
     pub subject: Option<String>,
     pub from_name: Option<String>,
+    /// The vendor's start (UTC ms) and its text.
     pub vendor_timestamp: Option<i64>,
     pub vendor_timestamp_raw: Option<String>,
+    /// The first poll that saw it at this agent ([`InteractionSnapshot::settle`]); `None` for
+    /// entries stored before ccdc kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<i64>,
+    /// The poll before that one (`None`: it was there at the source's first poll).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_after: Option<i64>,
+}
+
+impl ActiveInteraction {
+    /// When it can have started: the vendor's start if known, else between the poll before the
+    /// first one that saw it and that one.
+    fn start_bounds(&self) -> Bounds {
+        match (self.vendor_timestamp, self.first_seen) {
+            (Some(t), _) => Bounds::exactly(t),
+            (None, Some(first)) => Bounds::between(self.seen_after, first),
+            (None, None) => Bounds::default(),
+        }
+    }
 }
 
 /// Key of a snapshot entry.
@@ -59,6 +83,61 @@ mod entries {
         let v: Vec<(InteractionKey, ActiveInteraction)> = Vec::deserialize(d)?;
         Ok(v.into_iter().collect())
     }
+}
+
+impl InteractionSnapshot {
+    /// Carry what earlier polls learnt into this fresh observation: an entry seen before keeps its
+    /// `first_seen` / `seen_after`; a new one was first seen now, after `previous`'s poll.
+    pub fn settle(&mut self, previous: Option<&InteractionSnapshot>) {
+        let now = self.observed_at;
+        let before = previous.map(|p| p.observed_at);
+        let empty = BTreeMap::new();
+        let old = previous.map_or(&empty, |p| &p.interactions);
+        let mut known = old.iter().peekable();
+        for (k, v) in self.interactions.iter_mut() {
+            while known.next_if(|(ok, _)| *ok < k).is_some() {}
+            match known.next_if(|(ok, _)| *ok == k) {
+                Some((_, was)) => {
+                    v.first_seen = was.first_seen;
+                    v.seen_after = was.seen_after;
+                }
+                None => {
+                    v.first_seen = Some(now);
+                    v.seen_after = before;
+                }
+            }
+        }
+    }
+}
+
+/// What polling saw of the interactions that started or ended from `previous` to `current`, for
+/// the reconciliation with reports (one [`Sighting`] per interaction and agent; an ended one
+/// carries its end bounds). Unchanged interactions need no new sighting.
+pub fn sightings(
+    previous: Option<&InteractionSnapshot>,
+    current: &InteractionSnapshot,
+) -> Vec<(InteractionKey, Sighting)> {
+    let empty = BTreeMap::new();
+    let before = previous.map_or(&empty, |p| &p.interactions);
+    let sighting = |k: &InteractionKey, v: &ActiveInteraction| Sighting {
+        agent_id: k.agent_id.clone(),
+        started_at: v.vendor_timestamp,
+        first_seen: v.first_seen.unwrap_or(current.observed_at),
+        seen_after: v.seen_after,
+        ..Sighting::default()
+    };
+    merge(before, &current.interactions)
+        .filter_map(|m| match m {
+            Merged::Right(k, v) => Some((k.clone(), sighting(k, v))),
+            Merged::Left(k, v) => {
+                let mut s = sighting(k, v);
+                s.ended_after = previous.map(|p| p.observed_at);
+                s.ended_before = Some(current.observed_at);
+                Some((k.clone(), s))
+            }
+            Merged::Both(..) => None,
+        })
+        .collect()
 }
 
 /// One step of a merged walk over two sorted maps.
@@ -114,10 +193,11 @@ pub fn diff_interactions(
 ) -> Vec<InteractionEvent> {
     let empty = BTreeMap::new();
     let prev_map = previous.map(|p| &p.interactions).unwrap_or(&empty);
-    let prev_at = previous.map(|p| p.observed_at);
-    // The transition is identified by the state it left: the previous observation (or "initial").
-    let window = window(prev_at);
-
+    let window = Window {
+        meta,
+        previous_at: previous.map(|p| p.observed_at),
+        observed_at: current.observed_at,
+    };
     let (mut ended, mut started): (Vec<&InteractionKey>, Vec<&InteractionKey>) = (vec![], vec![]);
     for m in merge(prev_map, &current.interactions) {
         match m {
@@ -126,79 +206,113 @@ pub fn diff_interactions(
             Merged::Both(..) => {}
         }
     }
-
-    // Interactions that lost and gained agents in this window are transfers.
-    let ended_ids: BTreeSet<&str> = ended.iter().map(|k| k.interaction_id.as_str()).collect();
-    let started_ids: BTreeSet<&str> = started.iter().map(|k| k.interaction_id.as_str()).collect();
-    let first_agent = |keys: &[&InteractionKey], id: &str| {
-        keys.iter()
-            .find(|k| k.interaction_id == id)
-            .map(|k| k.agent_id.clone())
-    };
-
     let mut events = Vec::with_capacity(ended.len() + started.len());
-    let make = |ty: InteractionEventType,
-                key: &InteractionKey,
-                seen: &ActiveInteraction,
-                counterpart: Option<String>| {
-        let id = id::interaction(&meta.name, ty, &key.agent_id, &key.interaction_id, &window);
+    for key in &ended {
+        let counterpart = counterpart(&started, &key.interaction_id);
+        events.push(window.ended(key, &prev_map[*key], counterpart));
+    }
+    for key in &started {
+        let counterpart = counterpart(&ended, &key.interaction_id);
+        events.push(window.started(key, &current.interactions[*key], counterpart));
+    }
+    // Stable order: by interaction, ENDED before STARTED, then by agent.
+    fn order(e: &InteractionEvent) -> (&str, bool, &str) {
+        let started = e.event_type == InteractionEventType::Started;
+        (e.interaction_id.as_str(), started, e.agent_id.as_str())
+    }
+    events.sort_by(|a, b| order(a).cmp(&order(b)));
+    events
+}
+
+/// A transfer: the first agent on the other side of the window that has the same interaction.
+fn counterpart(other_side: &[&InteractionKey], interaction_id: &str) -> Option<String> {
+    other_side
+        .iter()
+        .find(|k| k.interaction_id == interaction_id)
+        .map(|k| k.agent_id.clone())
+}
+
+/// One observation window of one source: the events of its diff.
+struct Window<'a> {
+    meta: &'a SourceMeta,
+    previous_at: Option<i64>,
+    observed_at: i64,
+}
+
+impl Window<'_> {
+    fn event(
+        &self,
+        ty: InteractionEventType,
+        key: &InteractionKey,
+        seen: &ActiveInteraction,
+        counterpart: Option<String>,
+    ) -> InteractionEvent {
+        let win = window(self.previous_at);
+        let id = id::interaction(
+            &self.meta.name,
+            ty,
+            &key.agent_id,
+            &key.interaction_id,
+            &win,
+        );
         InteractionEvent {
             event_id: id.to_string(),
             event_type: ty,
-            source: meta.name.clone(),
-            vendor: meta.vendor.clone(),
+            source: self.meta.name.clone(),
+            vendor: self.meta.vendor.clone(),
             agent_id: key.agent_id.clone(),
             interaction_id: key.interaction_id.clone(),
-            initial: previous.is_none(),
+            initial: self.previous_at.is_none(),
             transfer: counterpart.is_some(),
             transfer_agent_id: counterpart,
-            observed_at: current.observed_at,
-            previous_observed_at: prev_at,
+            observed_at: self.observed_at,
+            previous_observed_at: self.previous_at,
             vendor_timestamp: seen.vendor_timestamp,
             vendor_timestamp_raw: seen.vendor_timestamp_raw.clone(),
             subject: seen.subject.clone(),
             from_name: seen.from_name.clone(),
             latest_only: false,
+            started_at: seen.vendor_timestamp,
+            started_at_raw: seen.vendor_timestamp_raw.clone(),
+            first_observed_at: seen.first_seen,
+            ended_after: None,
+            ended_before: None,
+            duration_ms: None,
+            duration_min_ms: None,
+            duration_max_ms: None,
+            derivation: if self.previous_at.is_none() {
+                Derivation::InitialSnapshot
+            } else {
+                Derivation::SnapshotDiff
+            },
         }
-    };
-    for key in &ended {
-        let counterpart = started_ids
-            .contains(key.interaction_id.as_str())
-            .then(|| first_agent(&started, &key.interaction_id))
-            .flatten();
-        events.push(make(
-            InteractionEventType::Ended,
-            key,
-            &prev_map[*key],
-            counterpart,
-        ));
     }
-    for key in &started {
-        let counterpart = ended_ids
-            .contains(key.interaction_id.as_str())
-            .then(|| first_agent(&ended, &key.interaction_id))
-            .flatten();
-        events.push(make(
-            InteractionEventType::Started,
-            key,
-            &current.interactions[*key],
-            counterpart,
-        ));
+
+    fn started(
+        &self,
+        key: &InteractionKey,
+        seen: &ActiveInteraction,
+        counterpart: Option<String>,
+    ) -> InteractionEvent {
+        let mut e = self.event(InteractionEventType::Started, key, seen, counterpart);
+        e.first_observed_at = Some(self.observed_at);
+        e
     }
-    // Stable order: by interaction, ENDED before STARTED, then by agent.
-    events.sort_by(|a, b| {
-        (
-            &a.interaction_id,
-            a.event_type == InteractionEventType::Started,
-            &a.agent_id,
-        )
-            .cmp(&(
-                &b.interaction_id,
-                b.event_type == InteractionEventType::Started,
-                &b.agent_id,
-            ))
-    });
-    events
+
+    /// `seen`: the interaction as the last poll that saw it had it.
+    fn ended(
+        &self,
+        key: &InteractionKey,
+        seen: &ActiveInteraction,
+        counterpart: Option<String>,
+    ) -> InteractionEvent {
+        let mut e = self.event(InteractionEventType::Ended, key, seen, counterpart);
+        let end = Bounds::between(self.previous_at, self.observed_at);
+        let d = span(seen.start_bounds(), end);
+        (e.ended_after, e.ended_before) = (end.after, end.before);
+        (e.duration_ms, e.duration_min_ms, e.duration_max_ms) = (d.estimate, d.min, d.max);
+        e
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,12 @@ pub fn report_row(source: &str, report: &str, identity: &str, row_hash: &str) ->
     event_id(&[source, report, identity, row_hash])
 }
 
+/// An `interaction-reconciled` record of `interaction`, reconciling `basis`: the report row's
+/// content hash, or `polling/<first seen>` for a chat only polling saw.
+pub fn reconciled(source: &str, interaction: &str, basis: &str) -> Uuid {
+    event_id(&[source, "interaction-reconciled", interaction, basis])
+}
+
 /// A report row that could not be coerced, by the hash of its raw text.
 pub fn dead_letter(source: &str, report: &str, row_hash: &str) -> Uuid {
     event_id(&[source, report, "dead-letter", row_hash])

@@ -5,16 +5,19 @@
 //!
 //! - [`id`]: every event id recipe (UUIDv5), in one place;
 //! - [`metrics`]: the Comm100 real-time metrics records;
-//! - [`report`]: the typed Wolkvox report rows.
+//! - [`report`]: the typed Wolkvox report rows;
+//! - [`reconciled`]: report chats set against what polling saw.
 
 pub mod id;
 pub mod metrics;
+pub mod reconciled;
 pub mod report;
 
 use serde::{Deserialize, Serialize};
 
 pub use id::event_id;
 use metrics::{QueueMetrics, RightNowMetrics, TodayMetrics};
+use reconciled::InteractionReconciled;
 use report::ReportRow;
 
 /// Identity of a source, copied into every event: its configured `name` and its vendor.
@@ -39,6 +42,29 @@ impl InteractionEventType {
             InteractionEventType::Ended => "interaction-ended",
         }
     }
+}
+
+/// How an event was derived, so that a consumer can tell an observed change from an inferred one
+/// (Avro enum `Derivation`; `UNKNOWN` is the default for records written before it existed and
+/// the fallback for readers that do not know a later symbol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Derivation {
+    /// The first snapshot of a source: the state was already there when ccdc started watching.
+    InitialSnapshot,
+    /// Two consecutive complete snapshots differ.
+    SnapshotDiff,
+    /// The vendor says the interaction ended (Vonage `hasEnded`).
+    VendorEndedFlag,
+    /// The agent's latest interaction was replaced by another that the vendor shows instead; the
+    /// earlier one ended at the latest when the next started (Vonage).
+    ReplacedByNext,
+    /// The agent was missing from two consecutive polls of a paged list (Comm100 `Agents`).
+    ConfirmedAbsent,
+    /// From a vendor report row (reconciliation).
+    Report,
+    #[default]
+    Unknown,
 }
 
 /// `interaction-started` / `interaction-ended`, as in `schemas/interaction-event.avsc`.
@@ -70,6 +96,38 @@ pub struct InteractionEvent {
     /// ends between two polls is never seen, and one seen already ended gets both events at once.
     #[serde(default)]
     pub latest_only: bool,
+    /// The vendor's start of the interaction (UTC ms), on every event of it; the same value as
+    /// `vendor_timestamp`, which is kept for compatibility. Null when the vendor gives none.
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    /// The vendor's start as sent.
+    #[serde(default)]
+    pub started_at_raw: Option<String>,
+    /// The first poll that saw the interaction at this agent (UTC ms).
+    #[serde(default)]
+    pub first_observed_at: Option<i64>,
+    /// `ENDED` only: the last poll that saw it active. The end lies in `(ended_after, ended_before]`.
+    #[serde(default)]
+    pub ended_after: Option<i64>,
+    /// `ENDED` only: the first poll that saw it ended or gone, or the start of the interaction that
+    /// replaced it (Vonage), whichever is earlier.
+    #[serde(default)]
+    pub ended_before: Option<i64>,
+    /// `ENDED` only: the estimated handle time (ms), the middle of `[duration_min_ms,
+    /// duration_max_ms]` (the lower bound when no upper bound is known).
+    #[serde(default)]
+    pub duration_ms: Option<i64>,
+    /// `ENDED` only: the shortest duration consistent with the observations: `ended_after` − the
+    /// latest possible start (the vendor's start, else the first poll that saw it).
+    #[serde(default)]
+    pub duration_min_ms: Option<i64>,
+    /// `ENDED` only: the longest: `ended_before` − the earliest possible start (the vendor's start,
+    /// else the poll before the first one that saw it; null when it was there from the first poll).
+    #[serde(default)]
+    pub duration_max_ms: Option<i64>,
+    /// How this event was derived.
+    #[serde(default)]
+    pub derivation: Derivation,
 }
 
 /// Status of an agent that is no longer listed by the vendor (logged out).
@@ -94,6 +152,32 @@ pub struct AgentStatusEvent {
     pub previous_observed_at: Option<i64>,
     pub wolkvox: Option<WolkvoxAgentDetails>,
     pub comm100: Option<Comm100AgentDetails>,
+    /// When the new status began (UTC ms): the estimate, inside `[status_since_after,
+    /// status_since_before]`. Wolkvox tells it (`observed_at − time_state_now`, kept inside the
+    /// observation window); otherwise it is the middle of the window. Null when unknown (an initial
+    /// status of a vendor that does not tell).
+    #[serde(default)]
+    pub status_since: Option<i64>,
+    /// The earliest the new status can have begun (null: unknown).
+    #[serde(default)]
+    pub status_since_after: Option<i64>,
+    /// The latest the new status can have begun.
+    #[serde(default)]
+    pub status_since_before: Option<i64>,
+    /// When the previous status began (its `status_since`), if known.
+    #[serde(default)]
+    pub previous_status_since: Option<i64>,
+    /// How long the previous status lasted (ms): `status_since − previous_status_since`.
+    #[serde(default)]
+    pub previous_status_duration_ms: Option<i64>,
+    /// Its bounds, from the two statuses' bounds.
+    #[serde(default)]
+    pub previous_status_duration_min_ms: Option<i64>,
+    #[serde(default)]
+    pub previous_status_duration_max_ms: Option<i64>,
+    /// How this event was derived.
+    #[serde(default)]
+    pub derivation: Derivation,
 }
 
 /// Wolkvox `real_time.php?api=agents` counters; durations in seconds, raw text alongside.
@@ -207,6 +291,7 @@ pub enum Event {
     ReportRow(Box<ReportRecord>),
     DeadLetter(DeadLetter),
     Heartbeat(Heartbeat),
+    Reconciled(Box<InteractionReconciled>),
 }
 
 /// The stream (and therefore topic and schema) an event belongs to.
@@ -221,6 +306,7 @@ pub enum Stream {
     WolkvoxDiagram9,
     DeadLetter,
     Heartbeat,
+    InteractionsReconciled,
 }
 
 impl Event {
@@ -239,6 +325,7 @@ impl Event {
             },
             Event::DeadLetter(_) => Stream::DeadLetter,
             Event::Heartbeat(_) => Stream::Heartbeat,
+            Event::Reconciled(_) => Stream::InteractionsReconciled,
         }
     }
 
@@ -251,6 +338,7 @@ impl Event {
             Event::ReportRow(r) => r.pulled_at,
             Event::DeadLetter(d) => d.failed_at,
             Event::Heartbeat(h) => h.observed_at,
+            Event::Reconciled(r) => r.reconciled_at,
         }
     }
 
@@ -262,6 +350,7 @@ impl Event {
             Event::ReportRow(r) => &r.event_id,
             Event::DeadLetter(d) => &d.event_id,
             Event::Heartbeat(h) => &h.event_id,
+            Event::Reconciled(r) => &r.event_id,
         }
     }
 
@@ -280,6 +369,7 @@ impl Event {
             },
             Event::DeadLetter(_) => "dead-letter",
             Event::Heartbeat(_) => "heartbeat",
+            Event::Reconciled(_) => "interaction-reconciled",
         }
     }
 
@@ -305,6 +395,7 @@ impl Event {
             Event::ReportRow(r) => join(&r.source, &r.identity),
             Event::DeadLetter(d) => join(&d.source, &d.report),
             Event::Heartbeat(h) => join(&h.source, &h.endpoint),
+            Event::Reconciled(r) => join(&r.source, &r.interaction_id),
         }
     }
 }
@@ -329,5 +420,14 @@ pub(crate) fn started_for_tests(event_id: &str, interaction_id: &str) -> Event {
         subject: None,
         from_name: None,
         latest_only: false,
+        started_at: None,
+        started_at_raw: None,
+        first_observed_at: Some(1),
+        ended_after: None,
+        ended_before: None,
+        duration_ms: None,
+        duration_min_ms: None,
+        duration_max_ms: None,
+        derivation: Derivation::SnapshotDiff,
     })
 }

@@ -15,7 +15,7 @@
 //! failed commit between chunks leaves the cursor where it was: the window is pulled again, and the
 //! rows of its committed chunks are found in their dedupe marks and not published twice.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{invalid, parse_local_start, ConfigError, ReportConfig};
 use crate::event::report::ReportKind;
+use crate::event::report::ReportRow;
 use crate::event::{id, DeadLetter, Event, ReportRecord};
 use crate::feed::{Feed, FeedError, PollOutcome};
 use crate::sources::wolkvox::report_rows::{self, RowError};
@@ -34,6 +35,9 @@ use crate::sources::SourceError;
 use crate::store::{Store, StoreError, Write};
 use crate::vendor_time::local_to_utc_millis;
 use crate::window::{plan, trunc_seconds, Window};
+use reconcile::{Counts, Reconciler};
+
+mod reconcile;
 
 /// How one report is pulled (from `[[sources.reports]]`).
 #[derive(Debug, Clone)]
@@ -212,15 +216,16 @@ impl ReportFeed {
         !self.queue.is_empty()
     }
 
-    /// Deletes for dedupe marks older than the ttl (at most once an hour).
+    /// Deletes for dedupe marks (and, when reconciling, sightings) older than the ttl (at most
+    /// once an hour).
     fn sweep(&mut self, now_ms: i64) -> Result<Vec<Write>, StoreError> {
         if self.last_sweep.is_some_and(|t| now_ms - t < 3_600_000) {
             return Ok(Vec::new());
         }
         self.last_sweep = Some(now_ms);
-        let cutoff = now_ms - self.plan.dedupe_ttl.num_milliseconds();
+        let cutoff = now_ms.saturating_sub(self.plan.dedupe_ttl.num_milliseconds());
         let entries = self.store.scan_prefix(&self.seen_prefix())?;
-        Ok(entries
+        let mut deletes: Vec<Write> = entries
             .into_iter()
             .filter(|(_, v)| {
                 serde_json::from_slice::<Seen>(v)
@@ -228,7 +233,36 @@ impl ReportFeed {
                     .unwrap_or(true)
             })
             .map(|(k, _)| Write::Delete(k))
-            .collect())
+            .collect();
+        if self.reconciler_enabled() {
+            deletes.extend(reconcile::expired_sightings(
+                &*self.store,
+                &self.client.meta.name,
+                cutoff,
+            )?);
+        }
+        Ok(deletes)
+    }
+
+    fn reconciler_enabled(&self) -> bool {
+        self.plan.kind == ReportKind::Chat1 && self.client.reconcile
+    }
+
+    /// Metrics and a warning for what a chunk reconciled.
+    fn count_reconciled(&self, w: &Window, c: Counts) {
+        let source = self.client.meta.name.clone();
+        for (outcome, n) in [
+            ("seen", c.seen),
+            ("missed", c.missed),
+            ("only_polling", c.only_polling),
+        ] {
+            if n > 0 {
+                metrics::counter!("ccdc_reconciled_chats_total", "source" => source.clone(), "outcome" => outcome).increment(n);
+            }
+        }
+        if c.only_polling > 0 {
+            tracing::warn!(window = %format!("{}..{}", w.date_ini(), w.date_end()), chats = c.only_polling, "real-time polling saw chats start in this settled window that the chat_1 report does not list");
+        }
     }
 
     /// Keeping a window's rows in the spill file failed (local disk, not the vendor).
@@ -279,16 +313,12 @@ impl ReportFeed {
 
     /// Turn a chunk of a complete window's rows into events and dedupe marks. Rows of earlier
     /// chunks are known by their marks: a chunk is derived only once the one before is committed.
-    fn derive(
-        &self,
-        w: &Window,
-        rows: Vec<Box<str>>,
-        now_ms: i64,
-    ) -> Result<(Vec<Event>, Vec<Write>), FeedError> {
+    fn derive(&self, w: &Window, rows: Vec<Box<str>>, now_ms: i64) -> Result<Derived, FeedError> {
         let (kind, tz, source) = (self.plan.kind, self.tz(), &self.client.meta.name);
         let (start_raw, end_raw) = (w.date_ini(), w.date_end());
         let mut in_window: HashMap<String, String> = HashMap::new();
-        let (mut events, mut writes) = (Vec::new(), Vec::new());
+        let mut d = Derived::default();
+        let reconciler = self.reconciler(w, now_ms);
         for raw in rows {
             let decoded = report_rows::decode(kind, &raw, tz);
             let hash = decoded.hash;
@@ -312,7 +342,7 @@ impl ReportFeed {
                 continue;
             }
             in_window.insert(identity.clone(), hash.clone());
-            writes.push(Write::Put(
+            d.writes.push(Write::Put(
                 seen_key,
                 crate::store::encode_state(&Seen {
                     hash: hash.clone(),
@@ -320,23 +350,31 @@ impl ReportFeed {
                 }),
             ));
             match coerced {
-                Ok(row) => events.push(Event::ReportRow(Box::new(ReportRecord {
-                    event_id: id::report_row(source, kind.name(), &identity, &hash).to_string(),
-                    source: source.clone(),
-                    vendor: crate::sources::wolkvox::VENDOR.into(),
-                    identity,
-                    row_hash: hash,
-                    window_start: local_to_utc_millis(w.start, tz),
-                    window_end: local_to_utc_millis(w.end, tz),
-                    window_start_raw: start_raw.clone(),
-                    window_end_raw: end_raw.clone(),
-                    pulled_at: now_ms,
-                    row,
-                }))),
+                Ok(row) => {
+                    if let (Some(r), ReportRow::Chat1(chat)) = (&reconciler, &row) {
+                        let (event, writes) = r.chat(chat, &hash, &mut d.counts)?;
+                        d.matched.insert(chat.conn_id.clone());
+                        d.events.push(event);
+                        d.writes.extend(writes);
+                    }
+                    d.events.push(Event::ReportRow(Box::new(ReportRecord {
+                        event_id: id::report_row(source, kind.name(), &identity, &hash).to_string(),
+                        source: source.clone(),
+                        vendor: crate::sources::wolkvox::VENDOR.into(),
+                        identity,
+                        row_hash: hash,
+                        window_start: local_to_utc_millis(w.start, tz),
+                        window_end: local_to_utc_millis(w.end, tz),
+                        window_start_raw: start_raw.clone(),
+                        window_end_raw: end_raw.clone(),
+                        pulled_at: now_ms,
+                        row,
+                    })))
+                }
                 Err(error) => {
                     metrics::counter!("ccdc_report_dead_letters_total", "source" => source.clone(), "report" => kind.name()).increment(1);
                     tracing::warn!(report = kind.name(), window = %format!("{start_raw}..{end_raw}"), %error, "row cannot be coerced; sent to the dead-letter topic");
-                    events.push(Event::DeadLetter(DeadLetter {
+                    d.events.push(Event::DeadLetter(DeadLetter {
                         event_id: id::dead_letter(source, kind.name(), &hash).to_string(),
                         source: source.clone(),
                         vendor: crate::sources::wolkvox::VENDOR.into(),
@@ -350,8 +388,30 @@ impl ReportFeed {
                 }
             }
         }
-        Ok((events, writes))
+        Ok(d)
     }
+
+    /// The reconciler of `w` when this feed reconciles (`chat_1` of a source whose interactions
+    /// are polled).
+    fn reconciler<'a>(&'a self, w: &'a Window, now_ms: i64) -> Option<Reconciler<'a>> {
+        self.reconciler_enabled().then(|| Reconciler {
+            store: &*self.store,
+            source: &self.client.meta.name,
+            tz: self.tz(),
+            window: w,
+            now_ms,
+        })
+    }
+}
+
+/// What a chunk of report rows derived: its events and writes (rows, dedupe marks, reconciled
+/// sightings), the `conn_id`s it reconciled, and how.
+#[derive(Default)]
+struct Derived {
+    events: Vec<Event>,
+    writes: Vec<Write>,
+    matched: HashSet<String>,
+    counts: Counts,
 }
 
 /// The state key of a feed's cursor.
@@ -475,13 +535,23 @@ impl ReportFeed {
             .chunk(CHUNK_ROWS, CHUNK_BYTES)
             .map_err(|e| FeedError::from(self.spill_error(e.to_string())))
             .and_then(|rows| self.derive(&p.window, rows, now_ms))
-            .and_then(|(events, mut writes)| {
+            .and_then(|mut d| {
                 if p.rows.is_empty() {
-                    writes.extend(self.sweep(now_ms)?);
+                    if let Some(r) = self.reconciler(&p.window, now_ms) {
+                        let (events, writes) = r.only_polling(&d.matched, &mut d.counts)?;
+                        d.events.extend(events);
+                        d.writes.extend(writes);
+                    }
+                    d.writes.extend(self.sweep(now_ms)?);
                 }
-                Ok((events, writes))
+                Ok(d)
             });
-        let (events, mut writes) = match derived {
+        let Derived {
+            events,
+            mut writes,
+            counts,
+            ..
+        } = match derived {
             Ok(d) => d,
             Err(e) => {
                 // Pulled again before any later window moves the cursor.
@@ -490,6 +560,7 @@ impl ReportFeed {
             }
         };
         let (w, size) = (p.window, p.size);
+        self.count_reconciled(&w, counts);
         if p.rows.is_empty() {
             if self.cursor.is_none_or(|c| w.end > c) {
                 writes.push(Write::Put(

@@ -131,6 +131,10 @@ async fn agents_page(
     let body = json!({"total": all.len(), "pageCount": all.len().div_ceil(size).max(1), "list": list, "pageIndex": page, "pageSize": size});
     let empty =
         json!({"total": 0, "pageCount": 1, "list": [], "pageIndex": page, "pageSize": size});
+    let advance = page == 1 && std::mem::take(&mut st.lock().comm100_advance_after_page_1);
+    if advance {
+        st.advance();
+    }
     respond(&st, Route::Comm100Agents, body, empty).await
 }
 

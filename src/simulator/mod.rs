@@ -101,6 +101,8 @@ pub(crate) struct Inner {
     pub slow: Duration,
     pub comm100_page_size: usize,
     pub comm100_shift_once: bool,
+    /// Advance the scenario right after serving the next page 1 of `Agents`.
+    pub comm100_advance_after_page_1: bool,
     pub vonage: vonage::TokenIssuer,
     pub reports: reports::ReportSim,
 }
@@ -165,6 +167,7 @@ impl SimState {
                 slow: Duration::from_secs(65),
                 comm100_page_size: 5,
                 comm100_shift_once: false,
+                comm100_advance_after_page_1: false,
                 vonage: vonage::TokenIssuer::default(),
                 reports: reports::ReportSim::default(),
             }),
@@ -237,6 +240,13 @@ impl SimState {
     /// The next paged Comm100 poll sees the list shift by one between page 1 and the following pages.
     pub fn shift_comm100_list_once(&self) {
         self.lock().comm100_shift_once = true;
+    }
+
+    /// The next step happens in the middle of the next paged Comm100 poll: right after its page 1
+    /// is served (e.g. an agent of page 1 logs out and a new one is appended, so an agent of page 2
+    /// slides onto page 1, already read, and is on no page of that poll).
+    pub fn advance_comm100_between_pages_once(&self) {
+        self.lock().comm100_advance_after_page_1 = true;
     }
 
     /// Report rows every `spacing_s` seconds and at most `row_limit` rows per response.

@@ -268,6 +268,8 @@ fn to_latest(r: LatestRow) -> LatestInteraction {
         start,
         start_raw: r.start,
         has_ended: r.has_ended,
+        first_seen: None,
+        seen_after: None,
     }
 }
 
@@ -322,10 +324,12 @@ impl SnapshotSource for VonageInteractions {
                 .increment(not_found.len() as u64);
             tracing::warn!(agents = ?not_found, "the vendor does not know these agents (HTTP 404); check agent_ids");
         }
-        Ok(LatestSnapshot {
+        let mut snap = LatestSnapshot {
             observed_at,
             agents,
-        })
+        };
+        snap.settle(previous);
+        Ok(snap)
     }
     fn diff(&self, previous: Option<&LatestSnapshot>, current: &LatestSnapshot) -> Vec<Event> {
         diff_latest(&self.0.meta, previous, current)

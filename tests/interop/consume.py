@@ -59,8 +59,8 @@ def main():
             return 1
         for k, v in want.items():
             have = rec[k]
-            if k in ("observed_at", "previous_observed_at", "vendor_timestamp"):
-                have = millis(have)
+            if isinstance(have, datetime.datetime):
+                have = millis(have)  # every timestamp-millis field
             if k == "event_id":
                 have = str(have)
             if have != v:

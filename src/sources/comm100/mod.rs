@@ -2,9 +2,12 @@
 //! `Today`, `RightNow` → one metrics record per poll (per department for `Queue`).
 //!
 //! Paging: every page of one poll is fetched (`pageIndex` from 1 to `pageCount`); any failed page
-//! fails the whole poll. The list can shift between pages: agents are deduplicated by `agentId`, and
-//! when fewer distinct agents than `total` were seen, agents missing from this poll keep their
-//! previous state (no "absent" event) — a logout that coincides with a shift is reported one poll late.
+//! fails the whole poll. The list can shift between pages (an agent logs out on page 1, and one
+//! listed on page 2 slides onto page 1 after it was read): agents are deduplicated by `agentId`,
+//! and no count can prove that a paged poll saw everyone, so an agent missing from a poll of
+//! several pages is believed gone only when the next poll misses it too
+//! ([`crate::diff::agents::Listing::Paged`]). A real logout is then reported one interval late,
+//! with its time bounded by the last poll that listed the agent and the first that did not.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::http::{token_limiter, SourceHttp};
 use super::{decode_json, SourceError};
 use crate::config::Comm100Config;
-use crate::diff::agents::{diff_agents, AgentSnapshot, AgentState};
+use crate::diff::agents::{diff_agents, AgentSnapshot, AgentState, Listing};
 use crate::event::SourceMeta;
 use crate::event::{id, Comm100AgentDetails, Event, MetricsRecord, MetricsValues};
 use crate::secret::Secret;
@@ -162,6 +165,51 @@ struct AgentRow {
     intraday_linear_chat_time: Option<String>,
 }
 
+/// Every page of one poll of `Agents`, the agents deduplicated by id (the first row wins).
+struct Pages {
+    rows: BTreeMap<String, AgentRow>,
+    pages: u32,
+    total: u64,
+    duplicates: usize,
+}
+
+impl Comm100Client {
+    /// Read `Agents` page by page (`pageIndex` 1..`pageCount`, as page 1 says); any failed page
+    /// fails the whole poll.
+    async fn agent_pages(&self) -> Result<Pages, SourceError> {
+        let mut out = Pages {
+            rows: BTreeMap::new(),
+            pages: 0,
+            total: 0,
+            duplicates: 0,
+        };
+        let mut page_count = 1u32;
+        while out.pages < page_count {
+            let page = out.pages + 1;
+            let mut q = vec![("pageIndex", page.to_string())];
+            if let Some(size) = self.page_size {
+                q.push(("pageSize", size.to_string()));
+            }
+            let p: AgentsPage = self
+                .get(AGENTS_ENDPOINT, self.url(AGENTS_ENDPOINT), q)
+                .await?;
+            if page == 1 {
+                out.total = p.total;
+                page_count = p.page_count.min(MAX_PAGES);
+            }
+            for row in p.list {
+                if out.rows.contains_key(&row.agent_id) {
+                    out.duplicates += 1;
+                } else {
+                    out.rows.insert(row.agent_id.clone(), row);
+                }
+            }
+            out.pages = page;
+        }
+        Ok(out)
+    }
+}
+
 /// The agent-status feed of one Comm100 site.
 pub struct Comm100Agents(pub Arc<Comm100Client>);
 
@@ -184,35 +232,19 @@ impl SnapshotSource for Comm100Agents {
     ) -> Result<AgentSnapshot, SourceError> {
         let c = &self.0;
         let names = c.status_names().await;
-        let mut rows: BTreeMap<String, AgentRow> = BTreeMap::new();
-        let (mut total, mut page_count, mut page, mut duplicates) = (0u64, 1u32, 1u32, 0usize);
-        while page <= page_count {
-            let mut q = vec![("pageIndex", page.to_string())];
-            if let Some(size) = c.page_size {
-                q.push(("pageSize", size.to_string()));
-            }
-            let p: AgentsPage = c.get(AGENTS_ENDPOINT, c.url(AGENTS_ENDPOINT), q).await?;
-            if page == 1 {
-                total = p.total;
-                page_count = p.page_count.min(MAX_PAGES);
-            }
-            for row in p.list {
-                if rows.contains_key(&row.agent_id) {
-                    duplicates += 1;
-                } else {
-                    rows.insert(row.agent_id.clone(), row);
-                }
-            }
-            page += 1;
-        }
-        let complete = rows.len() as u64 >= total;
-        if duplicates > 0 || !complete {
+        let Pages {
+            rows,
+            pages,
+            total,
+            duplicates,
+        } = c.agent_pages().await?;
+        if duplicates > 0 || (rows.len() as u64) < total {
             metrics::counter!("ccdc_list_shifts_total", "source" => c.meta.name.clone(), "endpoint" => AGENTS_ENDPOINT).increment(1);
             tracing::warn!(
                 duplicates,
                 seen = rows.len(),
                 total,
-                "the agent list shifted between pages; missing agents keep their previous state"
+                "the agent list shifted between pages; an agent missing from this poll is believed gone only if the next poll misses it too"
             );
         }
         let mut snap = AgentSnapshot {
@@ -227,7 +259,6 @@ impl SnapshotSource for Comm100Agents {
                     name: r.display_name.clone(),
                     status_name: names.get(&status).cloned(),
                     status,
-                    wolkvox: None,
                     comm100: Some(Comm100AgentDetails {
                         display_name: r.display_name,
                         ongoing_chats: r.ongoing_chats,
@@ -239,17 +270,18 @@ impl SnapshotSource for Comm100Agents {
                             .and_then(parse_duration_ms),
                         intraday_linear_chat_time_raw: r.intraday_linear_chat_time,
                     }),
+                    ..AgentState::default()
                 },
             );
         }
-        if !complete {
-            if let Some(p) = previous {
-                for (id, a) in &p.agents {
-                    snap.agents.entry(id.clone()).or_insert_with(|| a.clone());
-                }
-            }
-        }
-        snap.carry_absent(previous);
+        // Several pages are several moments: an agent missing from them may have slid between
+        // pages; it is believed gone only when the next poll misses it too.
+        let listing = if pages > 1 {
+            Listing::Paged
+        } else {
+            Listing::Whole
+        };
+        snap.settle(previous, listing);
         Ok(snap)
     }
     fn diff(&self, previous: Option<&AgentSnapshot>, current: &AgentSnapshot) -> Vec<Event> {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 use super::{decode_envelope, row_text as text, WolkvoxClient};
-use crate::diff::agents::{diff_agents, AgentSnapshot, AgentState};
+use crate::diff::agents::{diff_agents, AgentSnapshot, AgentState, Listing};
 use crate::event::SourceMeta;
 use crate::event::{Event, WolkvoxAgentDetails};
 use crate::sources::SnapshotSource;
@@ -46,7 +46,7 @@ impl SnapshotSource for WolkvoxAgents {
                 parse_agents(&name, observed_at, r)
             })
             .await?;
-        snap.carry_absent(previous);
+        snap.settle(previous, Listing::Whole);
         Ok(snap)
     }
     fn diff(&self, previous: Option<&AgentSnapshot>, current: &AgentSnapshot) -> Vec<Event> {
@@ -119,6 +119,11 @@ pub fn parse_agents(
             ocupation: text(row, "ocupation"),
             raw: Value::Object(row.clone()).to_string(),
         };
+        // The vendor says how long the agent has been in this status.
+        let since_hint = details
+            .time_state_now_s
+            .and_then(|s| s.checked_mul(1000))
+            .and_then(|ms| observed_at.checked_sub(ms));
         snap.agents.insert(
             id,
             AgentState {
@@ -126,7 +131,8 @@ pub fn parse_agents(
                 status: status.clone(),
                 status_name: Some(status),
                 wolkvox: Some(details),
-                comm100: None,
+                since_hint,
+                ..AgentState::default()
             },
         );
     }

@@ -13,12 +13,13 @@ use serde::Deserialize;
 
 use super::{lenient_string, opt_lenient_string, Envelope, WolkvoxClient};
 use crate::diff::{
-    diff_interactions_events, ActiveInteraction, InteractionKey, InteractionSnapshot,
+    diff_interactions_events, sightings, ActiveInteraction, InteractionKey, InteractionSnapshot,
 };
+use crate::event::reconciled::sighting_key;
 use crate::event::{Event, SourceMeta};
 use crate::sources::SnapshotSource;
 use crate::sources::{decode_json, SourceError};
-use crate::store::{Store, StoreError, Write};
+use crate::store::{encode_state, Store, StoreError, Write};
 use crate::vendor_time::vendor_local_to_utc;
 
 pub const INTERACTIONS_ENDPOINT: &str = "real_time.php?api=interactions";
@@ -41,14 +42,17 @@ impl SnapshotSource for WolkvoxInteractions {
     async fn fetch(
         &self,
         observed_at: i64,
-        _previous: Option<&InteractionSnapshot>,
+        previous: Option<&InteractionSnapshot>,
     ) -> Result<InteractionSnapshot, SourceError> {
         let (name, tz) = (self.0.meta.name.clone(), self.0.tz);
-        self.0
+        let mut snap = self
+            .0
             .real_time("interactions", INTERACTIONS_ENDPOINT, move |r| {
                 parse_interactions(&name, tz, observed_at, r)
             })
-            .await
+            .await?;
+        snap.settle(previous);
+        Ok(snap)
     }
     fn diff(
         &self,
@@ -67,7 +71,17 @@ impl SnapshotSource for WolkvoxInteractions {
         stored: Option<&InteractionSnapshot>,
         current: &InteractionSnapshot,
     ) -> Vec<Write> {
-        crate::store::buckets::interaction_writes(key, stored, current)
+        let mut writes = crate::store::buckets::interaction_writes(key, stored, current);
+        if self.0.reconcile {
+            let source = &self.0.meta.name;
+            for (k, s) in sightings(stored, current) {
+                writes.push(Write::Put(
+                    sighting_key(source, &k.interaction_id, &k.agent_id),
+                    encode_state(&s),
+                ));
+            }
+        }
+        writes
     }
     fn load_state(
         &self,
@@ -169,6 +183,8 @@ impl<'de> Deserialize<'de> for Folded {
                                     from_name: it.fromname,
                                     vendor_timestamp: None,
                                     vendor_timestamp_raw: it.date,
+                                    first_seen: None,
+                                    seen_after: None,
                                 });
                             }
                             Entry::Occupied(_) => out.duplicates += 1,

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use super::http::{token_limiter, SourceHttp};
 use super::SourceError;
 use crate::config::WolkvoxConfig;
+use crate::event::report::ReportKind;
 use crate::event::SourceMeta;
 use crate::secret::Secret;
 use crate::store::Store;
@@ -37,6 +38,9 @@ pub struct WolkvoxClient {
     token: Secret,
     pub tz: Tz,
     quota: Option<Quota>,
+    /// A `chat_1` report is pulled for this source: real-time polling keeps what it saw of each
+    /// interaction for the report's reconciliation ([`crate::event::reconciled::Sighting`]).
+    pub reconcile: bool,
 }
 
 /// Calls per token per day (in the operation's zone), persisted in the store; the vendor allows
@@ -67,6 +71,11 @@ impl WolkvoxClient {
             token,
             tz,
             quota: None,
+            reconcile: cfg.interactions.enabled
+                && cfg
+                    .reports
+                    .iter()
+                    .any(|r| r.enabled && r.report == ReportKind::Chat1.name()),
         }))
     }
 
