@@ -12,6 +12,8 @@ use crate::sink::OutRecord;
 /// Turns an outbox event into a record.
 pub trait RecordEncoder: Send + Sync {
     fn encode(&self, event: &Event) -> Result<OutRecord, AvroError>;
+    /// The topic `event` goes to.
+    fn topic(&self, event: &Event) -> String;
 }
 
 /// The `ccdc.*` headers of an event's record, when the configuration asks for them.
@@ -70,6 +72,9 @@ impl RecordEncoder for AvroEncoder {
             headers: headers(event, self.record_headers),
         })
     }
+    fn topic(&self, event: &Event) -> String {
+        self.topics.for_stream(event.stream()).to_string()
+    }
 }
 
 /// JSON (one object per event, the same field names as the Avro schema).
@@ -91,6 +96,9 @@ impl RecordEncoder for JsonEncoder {
             payload,
             headers: headers(event, true),
         })
+    }
+    fn topic(&self, event: &Event) -> String {
+        self.topics.for_stream(event.stream()).to_string()
     }
 }
 

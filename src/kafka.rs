@@ -265,22 +265,21 @@ impl KafkaSink {
     }
 }
 
+/// What a failed produce or delivery means: this record can never be delivered (it goes to the
+/// dead-letter topic), the producer is unusable or the cluster refuses us (fatal), or try again.
 fn classify(e: &KafkaError) -> SinkError {
-    let fatal = match e {
-        KafkaError::MessageProduction(code) => matches!(
-            code,
-            RDKafkaErrorCode::Fatal
-                | RDKafkaErrorCode::MessageSizeTooLarge
-                | RDKafkaErrorCode::InvalidRecord
-                | RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::ClusterAuthorizationFailed
-        ),
-        _ => false,
+    let KafkaError::MessageProduction(code) = e else {
+        return SinkError::Retryable(e.to_string());
     };
-    if fatal {
-        SinkError::Fatal(e.to_string())
-    } else {
-        SinkError::Retryable(e.to_string())
+    match code {
+        RDKafkaErrorCode::MessageSizeTooLarge
+        | RDKafkaErrorCode::InvalidRecord
+        | RDKafkaErrorCode::InvalidMessage
+        | RDKafkaErrorCode::InvalidMessageSize => SinkError::Rejected(e.to_string()),
+        RDKafkaErrorCode::Fatal
+        | RDKafkaErrorCode::TopicAuthorizationFailed
+        | RDKafkaErrorCode::ClusterAuthorizationFailed => SinkError::Fatal(e.to_string()),
+        _ => SinkError::Retryable(e.to_string()),
     }
 }
 

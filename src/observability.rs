@@ -67,6 +67,8 @@ pub struct Health {
     outbox_bound: usize,
     stale_after_intervals: u32,
     publishing: AtomicBool,
+    /// Outbox entries that could be neither delivered nor dead-lettered, kept aside in the store.
+    set_aside: std::sync::atomic::AtomicUsize,
 }
 
 impl Health {
@@ -81,6 +83,7 @@ impl Health {
             outbox_bound,
             stale_after_intervals,
             publishing: AtomicBool::new(false),
+            set_aside: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -117,6 +120,12 @@ impl Health {
         self.publishing.store(on, Ordering::SeqCst);
     }
 
+    /// How many outbox entries are kept aside (not ready while there are any: an operator must
+    /// look at them).
+    pub fn set_aside(&self, n: usize) {
+        self.set_aside.store(n, Ordering::SeqCst);
+    }
+
     pub fn outbox_over_bound(&self) -> bool {
         self.store.outbox_len() > self.outbox_bound
     }
@@ -128,6 +137,12 @@ impl Health {
             reasons.push(
                 "the publisher is not running yet (topics or schemas not settled)".to_string(),
             );
+        }
+        let aside = self.set_aside.load(Ordering::SeqCst);
+        if aside > 0 {
+            reasons.push(format!(
+                "{aside} outbox entries could be neither delivered nor dead-lettered; they are kept aside in the state store under `aside/` (see the log)"
+            ));
         }
         let depth = self.store.outbox_len();
         if depth > self.outbox_bound {

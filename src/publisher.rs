@@ -2,6 +2,13 @@
 //! only after the sink acknowledged it. On a failed delivery the publisher stops sending, lets the
 //! in-flight records settle, waits (jittered back-off) and resends from the oldest unacknowledged
 //! entry: a record may be repeated (same event id), never skipped.
+//!
+//! No single entry may stall the rest. A record the broker refuses for good (too large, invalid)
+//! or that cannot be encoded goes to the dead-letter topic instead, under the same outbox entry,
+//! with the reason and its original topic, key and event id; one that cannot go there either, or
+//! an entry that cannot be read at all, is moved aside in the store (`aside/<seq>`), counted
+//! (`ccdc_records_set_aside_total`) and reported on `/readyz`. Either way the others go on, in
+//! order per key.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use std::collections::HashSet;
+
 use crate::encode::RecordEncoder;
+use crate::event::{bound, id, DeadLetter, Event};
 use crate::observability::Health;
 use crate::retry::Backoff;
 use crate::sink::{Ack, EventSink, SendError, SinkError};
@@ -38,6 +48,45 @@ pub struct PublisherReport {
 
 const READ_BATCH: usize = 1000;
 
+/// The dead letter of a record the broker refuses for good.
+fn undeliverable(event: &Event, topic: &str, reason: &str) -> Event {
+    let raw = serde_json::to_string(&crate::avro::WireView(event)).unwrap_or_default();
+    let raw = match raw.len() > bound::MAX_FIELD_BYTES {
+        false => raw,
+        true => {
+            let mut end = bound::MAX_FIELD_BYTES;
+            while !raw.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}{}", &raw[..end], bound::marker(raw.len() - end))
+        }
+    };
+    Event::DeadLetter(DeadLetter {
+        event_id: id::undeliverable(event.event_id()).to_string(),
+        source: event.source().to_string(),
+        vendor: event.vendor().to_string(),
+        report: event.type_name().to_string(),
+        window_start_raw: String::new(),
+        window_end_raw: String::new(),
+        error: reason.to_string(),
+        raw,
+        failed_at: chrono::Utc::now().timestamp_millis(),
+        original_topic: Some(topic.to_string()),
+        original_key: Some(event.key()),
+        original_event_id: Some(event.event_id().to_string()),
+    })
+}
+
+/// What became of an entry handed to the sink.
+enum Handled {
+    /// Its record (or its dead letter) is in flight.
+    Sent,
+    /// Moved aside: nothing in flight for it.
+    SetAside,
+    /// Not taken now (queue full, or a failure to retry).
+    Later(SendError),
+}
+
 /// The publisher's delivery state between two turns of its loop.
 struct Delivery {
     outbox: Outbox,
@@ -51,6 +100,8 @@ struct Delivery {
     backoff: Backoff,
     delivered: u64,
     queue_full: bool,
+    /// Entries whose dead-letter record is in flight in place of their own.
+    dead_lettering: HashSet<u64>,
 }
 
 impl Delivery {
@@ -60,6 +111,33 @@ impl Delivery {
 }
 
 impl Publisher {
+    /// The broker refused entry `id`'s record for good when it was delivered: send its dead letter
+    /// (or, if that was its dead letter, set it aside).
+    fn refused_on_delivery(
+        &self,
+        d: &mut Delivery,
+        id: u64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        if d.dead_lettering.contains(&id) {
+            return self.set_aside(d, id, &format!("its dead letter was refused too: {reason}"));
+        }
+        let Some((_, Ok(event))) = d.outbox.get(id)? else {
+            return Ok(()); // already gone (acknowledged by an earlier round) or unreadable: next fill
+        };
+        match self.dead_letter(d, id, &event, reason)? {
+            Handled::Sent => d.in_flight += 1,
+            Handled::SetAside => {}
+            Handled::Later(_) => {
+                // Resent from the oldest unacknowledged entry; refused again, dead-lettered then.
+                d.failed.get_or_insert(SinkError::Retryable(format!(
+                    "dead letter of entry {id} not sent yet"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Outbox depth and the age of its oldest entry.
     fn outbox_gauges(&self, outbox: &Outbox) -> Result<(), StoreError> {
         metrics::gauge!("ccdc_outbox_depth").set(outbox.len() as f64);
@@ -85,7 +163,11 @@ impl Publisher {
             backoff: Backoff::new(Duration::from_millis(200), self.max_backoff),
             delivered: 0,
             queue_full: false,
+            dead_lettering: HashSet::new(),
         };
+        if let Some(h) = &self.health {
+            h.set_aside(d.outbox.set_aside_count()?);
+        }
         let mut last_gauges = Instant::now() - Duration::from_secs(60);
         if let Some(h) = &self.health {
             h.set_publishing(true);
@@ -121,34 +203,85 @@ impl Publisher {
     fn fill(&self, d: &mut Delivery) -> Result<(), StoreError> {
         let room = (self.max_in_flight - d.in_flight).min(READ_BATCH);
         for (seq, event) in d.outbox.read_after(d.last_sent, room)? {
-            let record = match event
-                .map_err(|e| e.to_string())
-                .and_then(|ev| self.encoder.encode(&ev).map_err(|e| e.to_string()))
-            {
-                Ok(r) => r,
-                Err(reason) => {
-                    // Cannot happen for entries this version wrote; never silently skip.
-                    tracing::error!(seq, %reason, "outbox entry cannot be encoded; publishing paused");
-                    metrics::counter!("ccdc_publish_errors_total", "kind" => "encode").increment(1);
-                    d.failed = Some(SinkError::Fatal(reason));
-                    return Ok(());
+            let event = match event {
+                Ok(e) => e,
+                Err(unreadable) => {
+                    // Written by another version, or damaged: keep its bytes for an operator.
+                    self.set_aside(d, seq, &unreadable.to_string())?;
+                    d.last_sent = Some(seq);
+                    continue;
                 }
             };
-            match self.sink.send(seq, record) {
-                Ok(()) => {
+            let sent = match self.encoder.encode(&event) {
+                Ok(record) => self.sink.send(seq, record),
+                Err(e) => {
+                    metrics::counter!("ccdc_publish_errors_total", "kind" => "encode").increment(1);
+                    Err(SendError::Failed(SinkError::Rejected(e.to_string())))
+                }
+            };
+            let sent = match sent {
+                Ok(()) => Handled::Sent,
+                Err(SendError::Failed(SinkError::Rejected(reason))) => {
+                    self.dead_letter(d, seq, &event, &reason)?
+                }
+                Err(e) => Handled::Later(e),
+            };
+            match sent {
+                Handled::Sent => {
                     d.last_sent = Some(seq);
                     d.in_flight += 1;
                 }
-                Err(SendError::QueueFull(_)) => {
+                Handled::SetAside => d.last_sent = Some(seq),
+                Handled::Later(SendError::QueueFull(_)) => {
                     metrics::counter!("ccdc_producer_queue_full_total").increment(1);
                     d.queue_full = true;
                     return Ok(());
                 }
-                Err(SendError::Failed(e)) => {
+                Handled::Later(SendError::Failed(e)) => {
                     d.failed = Some(e);
                     return Ok(());
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Send the dead-letter record of entry `seq` (whose own record was refused for `reason`) in
+    /// its place. Refused there too: the entry is set aside.
+    fn dead_letter(
+        &self,
+        d: &mut Delivery,
+        seq: u64,
+        event: &Event,
+        reason: &str,
+    ) -> Result<Handled, StoreError> {
+        let dead = undeliverable(event, &self.encoder.topic(event), reason);
+        tracing::warn!(seq, event_id = event.event_id(), event_type = event.type_name(), %reason, "a record the broker refuses for good: sent to the dead-letter topic instead");
+        let sent = match self.encoder.encode(&dead) {
+            Ok(record) => self.sink.send(seq, record),
+            Err(e) => Err(SendError::Failed(SinkError::Rejected(e.to_string()))),
+        };
+        Ok(match sent {
+            Ok(()) => {
+                d.dead_lettering.insert(seq);
+                Handled::Sent
+            }
+            Err(SendError::Failed(SinkError::Rejected(again))) => {
+                self.set_aside(d, seq, &format!("{reason}; its dead letter too: {again}"))?;
+                Handled::SetAside
+            }
+            Err(e) => Handled::Later(e),
+        })
+    }
+
+    /// Move entry `seq` aside (see [`Outbox::set_aside`]) and report it.
+    fn set_aside(&self, d: &mut Delivery, seq: u64, reason: &str) -> Result<(), StoreError> {
+        tracing::error!(seq, %reason, "an outbox entry can be neither delivered nor dead-lettered: kept aside in the state store (aside/), publishing goes on");
+        metrics::counter!("ccdc_records_set_aside_total").increment(1);
+        d.outbox.set_aside(seq, reason)?;
+        d.dead_lettering.remove(&seq);
+        if let Some(h) = &self.health {
+            h.set_aside(d.outbox.set_aside_count()?);
         }
         Ok(())
     }
@@ -218,9 +351,16 @@ impl Publisher {
         }
         d.in_flight = d.in_flight.saturating_sub(d.reported.len());
         let mut acked = Vec::new();
-        for Ack { id, result } in d.reported.drain(..) {
+        let reported = std::mem::take(&mut d.reported);
+        for Ack { id, result } in reported {
             match result {
-                Ok(()) => acked.push(id),
+                Ok(()) => {
+                    if d.dead_lettering.remove(&id) {
+                        metrics::counter!("ccdc_records_dead_lettered_total").increment(1);
+                    }
+                    acked.push(id)
+                }
+                Err(SinkError::Rejected(reason)) => self.refused_on_delivery(d, id, &reason)?,
                 Err(e) => {
                     d.failed.get_or_insert(e);
                 }
@@ -362,5 +502,114 @@ mod tests {
             }
         );
         assert_eq!(store.outbox_len(), 5);
+    }
+
+    fn huge(i: usize) -> Vec<u8> {
+        let mut e = crate::event::started_for_tests(&format!("id-{i}"), &format!("c{i}"));
+        if let Event::Interaction(x) = &mut e {
+            x.subject = Some("x".repeat(50_000));
+        }
+        crate::store::outbox::encode(&e)
+    }
+
+    fn publisher(
+        store: &Arc<MemoryStore>,
+        sink: &MemorySink,
+        health: Option<Arc<Health>>,
+    ) -> Publisher {
+        Publisher {
+            store: store.clone(),
+            encoder: Arc::new(JsonEncoder {
+                topics: Topics::default(),
+            }),
+            sink: Arc::new(sink.clone()),
+            notify: Arc::new(Notify::new()),
+            max_in_flight: 7,
+            max_backoff: Duration::from_millis(20),
+            health,
+        }
+    }
+
+    fn on(sink: &MemorySink, topic: &str) -> Vec<serde_json::Value> {
+        sink.delivered()
+            .iter()
+            .filter(|r| r.topic == topic)
+            .map(|r| serde_json::from_slice(&r.payload).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_record_the_broker_refuses_goes_to_the_dead_letter_topic_and_the_rest_flows() {
+        let store = Arc::new(MemoryStore::default());
+        store
+            .commit(vec![], vec![ev(0), huge(1), ev(2), ev(3)])
+            .unwrap();
+        let sink = MemorySink::default();
+        sink.reject_larger_than(40_000);
+        let report = drain(publisher(&store, &sink, None)).await;
+        assert_eq!(report.left_in_outbox, 0);
+        let topics = Topics::default();
+        let ids: Vec<String> = on(&sink, &topics.interactions)
+            .iter()
+            .map(|v| v["event_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, vec!["id-0", "id-2", "id-3"], "the others, in order");
+        let dead = on(&sink, &topics.dead_letter);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0]["original_event_id"], "id-1");
+        assert_eq!(dead[0]["original_topic"], topics.interactions.as_str());
+        assert_eq!(dead[0]["original_key"], "s/c1");
+        assert_eq!(dead[0]["report"], "interaction-started");
+        assert!(dead[0]["error"].as_str().unwrap().contains("too large"));
+        let raw = dead[0]["raw"].as_str().unwrap();
+        assert!(
+            raw.contains("xxxx") && raw.ends_with("more bytes]"),
+            "cut to fit"
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_on_both_topics_or_unreadable_it_is_kept_aside_and_reported() {
+        let store = Arc::new(MemoryStore::default());
+        let unreadable = vec![9, b'{'];
+        store
+            .commit(vec![], vec![ev(0), unreadable, ev(2)])
+            .unwrap();
+        let topics = Topics::default();
+        let sink = MemorySink::default();
+        sink.refuse_topic(&topics.dead_letter);
+        sink.reject_larger_than(40_000);
+        store.commit(vec![], vec![huge(3), ev(4)]).unwrap();
+        let health = Health::new(store.clone(), 1_000, 3);
+        let report = drain(publisher(&store, &sink, Some(health.clone()))).await;
+        assert_eq!(report.left_in_outbox, 0, "nothing blocks the outbox");
+        let ids: Vec<String> = on(&sink, &topics.interactions)
+            .iter()
+            .map(|v| v["event_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, vec!["id-0", "id-2", "id-4"]);
+        let aside = store
+            .scan_prefix(crate::store::outbox::ASIDE_PREFIX)
+            .unwrap();
+        assert_eq!(
+            aside.len(),
+            2,
+            "the unreadable entry and the twice-refused one"
+        );
+        let reasons: Vec<String> = aside
+            .iter()
+            .map(|(_, v)| {
+                serde_json::from_slice::<crate::store::outbox::Aside>(v)
+                    .unwrap()
+                    .reason
+            })
+            .collect();
+        assert!(
+            reasons[0].contains("unknown encoding version 9"),
+            "{reasons:?}"
+        );
+        assert!(reasons[1].contains("dead letter"), "{reasons:?}");
+        let not_ready = health.readiness().unwrap_err().join("; ");
+        assert!(not_ready.contains("2 outbox entries"), "{not_ready}");
     }
 }

@@ -20,14 +20,18 @@ pub enum SinkError {
     /// Delivery failed but may succeed later (broker down, timeout): keep the entry and retry.
     #[error("delivery failed (retryable): {0}")]
     Retryable(String),
-    /// The producer is unusable (e.g. fatal idempotence error) or the record can never be delivered.
+    /// The producer is unusable (e.g. a fatal idempotence error): replace it, then retry.
     #[error("delivery failed (fatal): {0}")]
     Fatal(String),
+    /// This record can never be delivered (too large for the broker, invalid): the producer is
+    /// fine. The publisher sends it to the dead-letter topic instead.
+    #[error("record refused for good: {0}")]
+    Rejected(String),
 }
 
 impl SinkError {
     /// Retryable errors resend the same records to the same producer; fatal ones replace the
-    /// producer first ([`EventSink::recover`]).
+    /// producer first ([`EventSink::recover`]); a rejected record is never sent again.
     pub fn is_retryable(&self) -> bool {
         matches!(self, SinkError::Retryable(_))
     }
@@ -132,6 +136,11 @@ struct MemSinkInner {
     fail_next: usize,
     queue_full_next: usize,
     sends: usize,
+    /// Refuse records with a larger payload when they are handed over (as librdkafka checks
+    /// `message.max.bytes`).
+    max_payload: Option<usize>,
+    /// Refuse every record to these topics when it is delivered (as a broker would).
+    refused_topics: Vec<String>,
 }
 
 impl MemorySink {
@@ -150,6 +159,14 @@ impl MemorySink {
     pub fn sends(&self) -> usize {
         self.lock().sends
     }
+    /// Refuse (for good) records whose payload is over `n` bytes, at hand-over.
+    pub fn reject_larger_than(&self, n: usize) {
+        self.lock().max_payload = Some(n);
+    }
+    /// Refuse (for good) every record to `topic`, on delivery.
+    pub fn refuse_topic(&self, topic: &str) {
+        self.lock().refused_topics.push(topic.to_string());
+    }
 }
 
 impl EventSink for MemorySink {
@@ -160,7 +177,15 @@ impl EventSink for MemorySink {
             g.queue_full_next -= 1;
             return Err(SendError::QueueFull(record));
         }
-        let result = if g.fail_next > 0 {
+        if g.max_payload.is_some_and(|max| record.payload.len() > max) {
+            return Err(SendError::Failed(SinkError::Rejected(format!(
+                "message size too large ({} bytes)",
+                record.payload.len()
+            ))));
+        }
+        let result = if g.refused_topics.contains(&record.topic) {
+            Err(SinkError::Rejected("refused by the broker".into()))
+        } else if g.fail_next > 0 {
             g.fail_next -= 1;
             Err(SinkError::Retryable("injected failure".into()))
         } else {

@@ -74,6 +74,11 @@ pub fn reconciled(source: &str, interaction: &str, basis: &str) -> Uuid {
     event_id(&[source, "interaction-reconciled", interaction, basis])
 }
 
+/// The dead letter of a record the broker refused for good, by the refused event's id.
+pub fn undeliverable(refused: &str) -> Uuid {
+    event_id(&["undeliverable", refused])
+}
+
 /// A report row that could not be coerced, by the hash of its raw text.
 pub fn dead_letter(source: &str, report: &str, row_hash: &str) -> Uuid {
     event_id(&[source, report, "dead-letter", row_hash])

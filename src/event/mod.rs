@@ -4,10 +4,12 @@
 //! ([`crate::sources`]), and the outbox stores them ([`crate::store::outbox`]).
 //!
 //! - [`id`]: every event id recipe (UUIDv5), in one place;
+//! - [`bound`]: the size bounds on vendor values inside one event;
 //! - [`metrics`]: the Comm100 real-time metrics records;
 //! - [`report`]: the typed Wolkvox report rows;
 //! - [`reconciled`]: report chats set against what polling saw.
 
+pub mod bound;
 pub mod id;
 pub mod metrics;
 pub mod reconciled;
@@ -258,13 +260,23 @@ pub struct DeadLetter {
     pub event_id: String,
     pub source: String,
     pub vendor: String,
+    /// The report of the row; for a record the broker refused, the event's type (e.g.
+    /// `interaction-ended`).
     pub report: String,
     pub window_start_raw: String,
     pub window_end_raw: String,
     pub error: String,
-    /// The row exactly as received (JSON).
+    /// The row exactly as received (JSON); for a refused record, the event as JSON (cut to
+    /// [`bound::MAX_FIELD_BYTES`] with a marker when longer).
     pub raw: String,
     pub failed_at: i64,
+    /// A record the broker refused: the topic, key and event id it was sent with.
+    #[serde(default)]
+    pub original_topic: Option<String>,
+    #[serde(default)]
+    pub original_key: Option<String>,
+    #[serde(default)]
+    pub original_event_id: Option<String>,
 }
 
 /// "This feed is alive": lets consumers tell "nothing changed" from "ccdc is down".
@@ -339,6 +351,31 @@ impl Event {
             Event::DeadLetter(d) => d.failed_at,
             Event::Heartbeat(h) => h.observed_at,
             Event::Reconciled(r) => r.reconciled_at,
+        }
+    }
+
+    /// The configured name of the source the event came from.
+    pub fn source(&self) -> &str {
+        match self {
+            Event::Interaction(e) => &e.source,
+            Event::AgentStatus(e) => &e.source,
+            Event::Metrics(m) => &m.source,
+            Event::ReportRow(r) => &r.source,
+            Event::DeadLetter(d) => &d.source,
+            Event::Heartbeat(h) => &h.source,
+            Event::Reconciled(r) => &r.source,
+        }
+    }
+
+    pub fn vendor(&self) -> &str {
+        match self {
+            Event::Interaction(e) => &e.vendor,
+            Event::AgentStatus(e) => &e.vendor,
+            Event::Metrics(m) => &m.vendor,
+            Event::ReportRow(r) => &r.vendor,
+            Event::DeadLetter(d) => &d.vendor,
+            Event::Heartbeat(h) => &h.vendor,
+            Event::Reconciled(r) => &r.vendor,
         }
     }
 

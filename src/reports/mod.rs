@@ -384,6 +384,9 @@ impl ReportFeed {
                         error: error.to_string(),
                         raw: raw.into(),
                         failed_at: now_ms,
+                        original_topic: None,
+                        original_key: None,
+                        original_event_id: None,
                     }))
                 }
             }

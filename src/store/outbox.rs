@@ -10,8 +10,10 @@
 
 use std::sync::Arc;
 
+use base64::Engine;
+
 use super::{Store, StoreError};
-use crate::event::Event;
+use crate::event::{bound, Event};
 
 /// The version byte this build writes.
 pub const VERSION: u8 = 1;
@@ -25,8 +27,29 @@ pub enum OutboxError {
     Undecodable { seq: u64, reason: String },
 }
 
-/// An event as stored in the outbox.
+/// An event as stored in the outbox. An event over [`bound::MAX_EVENT_BYTES`] is stored with its
+/// long vendor values cut ([`bound`]): it must stay deliverable.
 pub fn encode(event: &Event) -> Vec<u8> {
+    let bytes = to_bytes(event);
+    if bytes.len() <= bound::MAX_EVENT_BYTES {
+        return bytes;
+    }
+    let (bounded, cut) = bound::bounded(event.clone(), bytes.len());
+    if cut == 0 {
+        return bytes;
+    }
+    metrics::counter!("ccdc_event_fields_cut_total").increment(cut as u64);
+    tracing::warn!(
+        event_id = event.event_id(),
+        event_type = event.type_name(),
+        bytes = bytes.len(),
+        fields = cut,
+        "an oversized vendor value: long fields cut (with a marker) so the record stays deliverable"
+    );
+    to_bytes(&bounded)
+}
+
+fn to_bytes(event: &Event) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(256);
     bytes.push(VERSION);
     // Events are plain data (strings, numbers, lists, string-keyed maps): JSON serialization of
@@ -59,6 +82,17 @@ fn decode_entry(seq: u64, bytes: &[u8]) -> Result<Event, OutboxError> {
         seq,
         reason: e.to_string(),
     })
+}
+
+/// Where entries set aside are kept: `aside/<seq>` → [`Aside`].
+pub const ASIDE_PREFIX: &str = "aside/";
+
+/// An entry set aside: why, when (UTC ms), and its bytes as stored (base64).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Aside {
+    pub reason: String,
+    pub at: i64,
+    pub entry: String,
 }
 
 /// One entry read from the outbox: its sequence number and its event (or why it cannot be read).
@@ -103,6 +137,47 @@ impl Outbox {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The entry `seq` (if still waiting).
+    pub fn get(&self, seq: u64) -> Result<Option<Entry>, StoreError> {
+        let after = seq.checked_sub(1);
+        Ok(self
+            .read_after(after, 1)?
+            .into_iter()
+            .find(|(s, _)| *s == seq))
+    }
+
+    /// An entry that can be neither delivered nor dead-lettered (undecodable, or refused on both
+    /// topics): move its bytes, as stored, out of the outbox to `aside/<seq>` with the reason, so
+    /// the rest goes on. Nothing is dropped: an operator can look at it (or a later ccdc read it).
+    pub fn set_aside(&self, seq: u64, reason: &str) -> Result<(), StoreError> {
+        let bytes = self
+            .store
+            .outbox_after(seq.checked_sub(1), 1)?
+            .into_iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, b)| b);
+        if let Some(bytes) = bytes {
+            let aside = Aside {
+                reason: reason.to_string(),
+                at: chrono::Utc::now().timestamp_millis(),
+                entry: base64::engine::general_purpose::STANDARD.encode(bytes),
+            };
+            self.store.commit(
+                vec![super::Write::Put(
+                    format!("{ASIDE_PREFIX}{seq:020}"),
+                    super::encode_state(&aside),
+                )],
+                vec![],
+            )?;
+        }
+        self.acknowledge(&[seq])
+    }
+
+    /// Entries set aside so far.
+    pub fn set_aside_count(&self) -> Result<usize, StoreError> {
+        Ok(self.store.scan_prefix(ASIDE_PREFIX)?.len())
     }
 
     /// The event time ([`Event::time_ms`]) of the oldest waiting entry that can be read.
