@@ -215,9 +215,15 @@ impl Store for SledStore {
         }
         let n = events.len();
         self.append_segments(&mut batch, events)?;
-        self.tree.apply_batch(batch)?;
+        // Counted before the entries become visible: a publisher that sees and removes them
+        // at once must find them counted, or the count would wrap below zero. Taken back only if
+        // the batch was not applied (a failed flush after it leaves them in the outbox).
+        self.outbox_len.fetch_add(n, Ordering::SeqCst);
+        if let Err(e) = self.tree.apply_batch(batch) {
+            self.outbox_len.fetch_sub(n, Ordering::SeqCst);
+            return Err(e.into());
+        }
         self.db.flush()?;
-        self.outbox_len.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 
@@ -299,12 +305,17 @@ impl Store for SledStore {
             }
         }
         self.tree.apply_batch(batch)?;
-        self.outbox_len.fetch_sub(removed, Ordering::Relaxed);
+        // Never below zero, whatever happens (a count that wrapped paused every poller).
+        let _ = self
+            .outbox_len
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(removed))
+            });
         Ok(())
     }
 
     fn outbox_len(&self) -> usize {
-        self.outbox_len.load(Ordering::Relaxed)
+        self.outbox_len.load(Ordering::SeqCst)
     }
 
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
