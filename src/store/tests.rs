@@ -193,9 +193,10 @@ fn the_outbox_count_is_exact_under_concurrent_commits_and_removals() {
         let (store, done, max_seen) = (store.clone(), done.clone(), max_seen.clone());
         std::thread::spawn(move || {
             let mut removed = 0;
-            while !done.load(Ordering::SeqCst) || store.outbox_len() > 0 {
-                let n = store.outbox_len();
-                max_seen.fetch_max(n, Ordering::SeqCst);
+            loop {
+                // Read before looking: once every feed is done, an empty read means all is seen.
+                let finished = done.load(Ordering::SeqCst);
+                max_seen.fetch_max(store.outbox_len(), Ordering::SeqCst);
                 let seqs: Vec<u64> = store
                     .outbox_after(None, 1000)
                     .unwrap()
@@ -204,7 +205,7 @@ fn the_outbox_count_is_exact_under_concurrent_commits_and_removals() {
                     .collect();
                 removed += seqs.len();
                 store.outbox_remove(&seqs).unwrap();
-                if done.load(Ordering::SeqCst) && seqs.is_empty() {
+                if finished && seqs.is_empty() {
                     break;
                 }
             }
