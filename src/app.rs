@@ -403,9 +403,17 @@ pub async fn run_with(
         tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     }
 
-    let early = tokio::select! {
-        _ = shutdown.cancelled() => None,
-        r = pipeline.publisher_failed() => Some(r),
+    let early = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break None,
+            r = pipeline.publisher_failed() => break Some(r),
+            Some(ended) = pollers.join_next() => {
+                // A poller returns only at shutdown, and a panic in a cycle is caught there: this
+                // is a bug, and its feed is no longer polled. Say so loudly; /readyz goes stale.
+                metrics::counter!("ccdc_poller_tasks_ended_total").increment(1);
+                tracing::error!(outcome = ?ended.err(), "a poller ended before shutdown: its feed is no longer polled (its readiness goes stale); restart ccdc");
+            }
+        }
     };
     let deadline = Instant::now() + config.shutdown_timeout;
     tracing::info!(

@@ -20,6 +20,10 @@ pub enum FeedError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The cycle panicked (a bug, on data nobody foresaw): nothing was committed; the feed is
+    /// reported failed until a poll succeeds, and polled again after the back-off.
+    #[error("the poll panicked: {0}")]
+    Panicked(String),
 }
 
 impl FeedError {
@@ -28,6 +32,7 @@ impl FeedError {
         match self {
             FeedError::Source(e) => e.is_retryable(),
             FeedError::Store(e) => e.is_retryable(),
+            FeedError::Panicked(_) => true,
         }
     }
 
@@ -36,6 +41,7 @@ impl FeedError {
         match self {
             FeedError::Source(e) => e.kind(),
             FeedError::Store(_) => "store",
+            FeedError::Panicked(_) => "panic",
         }
     }
 
@@ -43,7 +49,7 @@ impl FeedError {
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
             FeedError::Source(e) => e.retry_after(),
-            FeedError::Store(_) => None,
+            FeedError::Store(_) | FeedError::Panicked(_) => None,
         }
     }
 }

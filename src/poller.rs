@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -71,6 +72,15 @@ fn failpoint_after_commit(state_key: &str, commits: u64) {
         }
         std::process::abort();
     }
+}
+
+/// The message of a panic payload.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 fn type_counts(events: &[Event]) -> Vec<(&'static str, u64)> {
@@ -226,7 +236,13 @@ impl Poller {
             let now_ms = chrono::Utc::now().timestamp_millis();
             let span =
                 tracing::info_span!("poll", source = %name, endpoint = %endpoint, cycle = cycle_no);
-            let result = self.cycle(now_ms).instrument(span.clone()).await;
+            // A panic in a cycle (a bug meeting data nobody foresaw) must not end the feed
+            // silently: it is a failed poll, reported, and retried after the back-off.
+            let result = std::panic::AssertUnwindSafe(self.cycle(now_ms))
+                .catch_unwind()
+                .instrument(span.clone())
+                .await
+                .unwrap_or_else(|panic| Err(FeedError::Panicked(panic_text(&*panic))));
             let elapsed = started.elapsed();
             metrics::histogram!("ccdc_poll_duration_seconds", &self.labels())
                 .record(elapsed.as_secs_f64());
@@ -311,6 +327,11 @@ impl Poller {
         let kind = e.kind();
         metrics::counter!("ccdc_poll_failures_total", "source" => source.1.clone(), "endpoint" => endpoint.1.clone(), "kind" => kind).increment(1);
         let wait = backoff.fail();
+        if let (FeedError::Panicked(_), Some(h)) = (e, &self.health) {
+            h.failed(&self.health_key(), e.to_string());
+            tracing::error!(error = %e, kind, retry_in_ms = wait.as_millis() as u64, "poll panicked: nothing committed; the feed is reported failed until a poll succeeds");
+            return wait;
+        }
         if !e.is_retryable() {
             if let Some(h) = &self.health {
                 h.failed(&self.health_key(), e.to_string());
@@ -492,5 +513,82 @@ mod tests {
             ),
             ("c9", false, Some(1))
         );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_poll_is_a_reported_failure_and_the_feed_goes_on() {
+        fn diff_or_panic(
+            meta: &SourceMeta,
+            previous: Option<&InteractionSnapshot>,
+            current: &InteractionSnapshot,
+        ) -> Vec<Event> {
+            let boom = InteractionKey {
+                interaction_id: "boom".into(),
+                agent_id: "a".into(),
+            };
+            assert!(
+                !current.interactions.contains_key(&boom),
+                "a bug met odd data"
+            );
+            diff_interactions_events(meta, previous, current)
+        }
+        let store = Arc::new(MemoryStore::default());
+        let meta = SourceMeta {
+            name: "s".into(),
+            vendor: "wolkvox".into(),
+        };
+        // A few polls in a row meet the odd data, then it is gone.
+        let mut script = vec![Step::Snapshot(snap(&[("a", "c1")]))];
+        script.extend((0..10).map(|_| Step::Snapshot(snap(&[("a", "boom")]))));
+        script.push(Step::Snapshot(snap(&[("a", "c2")])));
+        let source = Scripted::new(
+            meta,
+            script,
+            diff_or_panic,
+            |s| s.interactions.len(),
+            |s, at| s.observed_at = at,
+        );
+        let health = Health::new(store.clone(), 1_000, 1_000);
+        health.set_publishing(true);
+        let poller = Poller::new(
+            Box::new(SnapshotFeed::new(Arc::new(source), 1)),
+            store.clone(),
+            Arc::new(Notify::new()),
+            Duration::from_millis(20),
+            Duration::from_millis(20),
+        )
+        .observe(health.clone(), 0);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(poller.run(stop.clone()));
+        // The panic is reported on readiness...
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let panicked = |h: &Health| {
+            h.readiness()
+                .is_err_and(|r| r.join(" ").contains("panicked"))
+        };
+        while !panicked(&health) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                health.readiness()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // ...and the feed goes on: the next snapshot is diffed against the last good one.
+        while outbox(&store).len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "the feed stopped");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(
+            outbox(&store),
+            vec![
+                (Started, "c1".into()),
+                (Ended, "c1".into()),
+                (Started, "c2".into())
+            ]
+        );
+        assert!(health.readiness().is_ok(), "cleared by the next success");
     }
 }

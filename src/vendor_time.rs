@@ -115,7 +115,7 @@ fn hh_mm_ss(t: &str) -> Option<i64> {
             .then(|| i64::from(b[i] - b'0') * 10 + i64::from(b[i + 1] - b'0'))
     };
     let (h, m, s) = (two(0)?, two(3)?, two(6)?);
-    (m < 60 && s < 60).then_some(((h * 60 + m) * 60 + s) * 1000)
+    (m < 60 && s < 60).then_some(((h * 60 + m) * 60 + s) * 1000) // at most 99:59:59
 }
 
 /// Every duration form but the direct `HH:MM:SS`, `t` trimmed and not empty.
@@ -125,8 +125,9 @@ fn clock_or_seconds(t: &str) -> Option<i64> {
         if let Ok(secs) = t.parse::<i64>() {
             return (secs >= 0).then(|| secs.checked_mul(1000)).flatten();
         }
-        let secs: f64 = t.parse().ok()?;
-        return (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0).round() as i64);
+        let ms = (t.parse::<f64>().ok()? * 1000.0).round();
+        // `as` would saturate a huge vendor number: none is a duration.
+        return (ms.is_finite() && ms >= 0.0 && ms < i64::MAX as f64).then_some(ms as i64);
     }
     let mut parts = t.split(':');
     let (Some(h), Some(m), Some(s), None) =
@@ -153,7 +154,15 @@ fn clock_or_seconds(t: &str) -> Option<i64> {
         let padded = format!("{frac:0<3}");
         padded[..3].parse::<i64>().ok()?
     };
-    Some((((days * 24 + hours) * 60 + minutes) * 60 + seconds) * 1000 + millis)
+    // Vendor numbers: a day count that overflows is no duration, never a panic.
+    days.checked_mul(24)?
+        .checked_add(hours)?
+        .checked_mul(60)?
+        .checked_add(minutes)?
+        .checked_mul(60)?
+        .checked_add(seconds)?
+        .checked_mul(1000)?
+        .checked_add(millis)
 }
 
 #[cfg(test)]
@@ -324,5 +333,13 @@ mod tests {
             vendor_local_to_utc("2026-03-08 02:10:00", tz),
             vendor_local_to_utc("2026-03-08 02:20:00", tz)
         );
+    }
+
+    #[test]
+    fn vendor_numbers_that_overflow_are_no_duration_not_a_panic() {
+        assert_eq!(parse_duration_ms("99999999999999999.23:00:00"), None);
+        assert_eq!(parse_duration_ms("9223372036854775807"), None);
+        assert_eq!(parse_duration_ms("1.5e300"), None);
+        assert_eq!(parse_duration_ms("1.5"), Some(1_500));
     }
 }

@@ -15,7 +15,7 @@
 //! failed commit between chunks leaves the cursor where it was: the window is pulled again, and the
 //! rows of its committed chunks are found in their dedupe marks and not published twice.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -25,18 +25,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{invalid, parse_local_start, ConfigError, ReportConfig};
 use crate::event::report::ReportKind;
-use crate::event::report::ReportRow;
-use crate::event::{id, DeadLetter, Event, ReportRecord};
 use crate::feed::{Feed, FeedError, PollOutcome};
-use crate::sources::wolkvox::report_rows::{self, RowError};
 use crate::sources::wolkvox::report_stream::{self as stream, stream_rows};
 use crate::sources::wolkvox::WolkvoxClient;
 use crate::sources::SourceError;
 use crate::store::{Store, StoreError, Write};
-use crate::vendor_time::local_to_utc_millis;
 use crate::window::{plan, trunc_seconds, Window};
-use reconcile::{Counts, Reconciler};
+use derive::Derived;
+use reconcile::Counts;
 
+mod derive;
 mod reconcile;
 
 /// How one report is pulled (from `[[sources.reports]]`).
@@ -104,7 +102,7 @@ pub enum Mode {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Seen {
+pub(super) struct Seen {
     hash: String,
     at: i64,
 }
@@ -310,111 +308,6 @@ impl ReportFeed {
         }
         spill.finish().map(Pulled::Rows).map_err(spill_error)
     }
-
-    /// Turn a chunk of a complete window's rows into events and dedupe marks. Rows of earlier
-    /// chunks are known by their marks: a chunk is derived only once the one before is committed.
-    fn derive(&self, w: &Window, rows: Vec<Box<str>>, now_ms: i64) -> Result<Derived, FeedError> {
-        let (kind, tz, source) = (self.plan.kind, self.tz(), &self.client.meta.name);
-        let (start_raw, end_raw) = (w.date_ini(), w.date_end());
-        let mut in_window: HashMap<String, String> = HashMap::new();
-        let mut d = Derived::default();
-        let reconciler = self.reconciler(w, now_ms);
-        for raw in rows {
-            let decoded = report_rows::decode(kind, &raw, tz);
-            let hash = decoded.hash;
-            let (identity, coerced) = match (decoded.identity, decoded.row) {
-                (Some(id), Ok(r)) => (id, Ok(r)),
-                (id, Err(e)) => (id.unwrap_or_else(|| format!("raw:{hash}")), Err(e)),
-                (None, Ok(_)) => (
-                    format!("raw:{hash}"),
-                    Err(RowError::from("the row has no identity")),
-                ),
-            };
-            let seen_key = format!("{}{identity}", self.seen_prefix());
-            if in_window.get(&identity) == Some(&hash) {
-                continue;
-            }
-            let stored = self.store.get(&seen_key)?;
-            if stored
-                .and_then(|v| serde_json::from_slice::<Seen>(&v).ok())
-                .is_some_and(|s| s.hash == hash)
-            {
-                continue;
-            }
-            in_window.insert(identity.clone(), hash.clone());
-            d.writes.push(Write::Put(
-                seen_key,
-                crate::store::encode_state(&Seen {
-                    hash: hash.clone(),
-                    at: now_ms,
-                }),
-            ));
-            match coerced {
-                Ok(row) => {
-                    if let (Some(r), ReportRow::Chat1(chat)) = (&reconciler, &row) {
-                        let (event, writes) = r.chat(chat, &hash, &mut d.counts)?;
-                        d.matched.insert(chat.conn_id.clone());
-                        d.events.push(event);
-                        d.writes.extend(writes);
-                    }
-                    d.events.push(Event::ReportRow(Box::new(ReportRecord {
-                        event_id: id::report_row(source, kind.name(), &identity, &hash).to_string(),
-                        source: source.clone(),
-                        vendor: crate::sources::wolkvox::VENDOR.into(),
-                        identity,
-                        row_hash: hash,
-                        window_start: local_to_utc_millis(w.start, tz),
-                        window_end: local_to_utc_millis(w.end, tz),
-                        window_start_raw: start_raw.clone(),
-                        window_end_raw: end_raw.clone(),
-                        pulled_at: now_ms,
-                        row,
-                    })))
-                }
-                Err(error) => {
-                    metrics::counter!("ccdc_report_dead_letters_total", "source" => source.clone(), "report" => kind.name()).increment(1);
-                    tracing::warn!(report = kind.name(), window = %format!("{start_raw}..{end_raw}"), %error, "row cannot be coerced; sent to the dead-letter topic");
-                    d.events.push(Event::DeadLetter(DeadLetter {
-                        event_id: id::dead_letter(source, kind.name(), &hash).to_string(),
-                        source: source.clone(),
-                        vendor: crate::sources::wolkvox::VENDOR.into(),
-                        report: kind.name().into(),
-                        window_start_raw: start_raw.clone(),
-                        window_end_raw: end_raw.clone(),
-                        error: error.to_string(),
-                        raw: raw.into(),
-                        failed_at: now_ms,
-                        original_topic: None,
-                        original_key: None,
-                        original_event_id: None,
-                    }))
-                }
-            }
-        }
-        Ok(d)
-    }
-
-    /// The reconciler of `w` when this feed reconciles (`chat_1` of a source whose interactions
-    /// are polled).
-    fn reconciler<'a>(&'a self, w: &'a Window, now_ms: i64) -> Option<Reconciler<'a>> {
-        self.reconciler_enabled().then(|| Reconciler {
-            store: &*self.store,
-            source: &self.client.meta.name,
-            tz: self.tz(),
-            window: w,
-            now_ms,
-        })
-    }
-}
-
-/// What a chunk of report rows derived: its events and writes (rows, dedupe marks, reconciled
-/// sightings), the `conn_id`s it reconciled, and how.
-#[derive(Default)]
-struct Derived {
-    events: Vec<Event>,
-    writes: Vec<Write>,
-    matched: HashSet<String>,
-    counts: Counts,
 }
 
 /// The state key of a feed's cursor.

@@ -27,6 +27,8 @@ use crate::sources::SnapshotSource;
 pub const VENDOR: &str = "vonage";
 pub const ENDPOINT: &str = "agents/{agentId}/latestInteractions";
 const TOKEN_ENDPOINT: &str = "oauth token";
+/// The longest token lifetime believed (a vendor's `expires_in` is vendor data).
+const MAX_TOKEN_LIFE_S: u64 = 24 * 3600;
 const MAX_429_RETRIES: u32 = 3;
 
 /// Requests per second for one account, shared by every call; a 429 pauses everyone.
@@ -164,13 +166,23 @@ impl VonageSource {
                 })
             })
             .await?;
-        // Refresh a minute early (or at 80% of a short lifetime).
-        let life = Duration::from_secs(resp.expires_in.unwrap_or(3600));
+        // Refresh a minute early (or at 80% of a short lifetime). The lifetime is the vendor's
+        // number: at most a day is believed (a token is simply refreshed then).
+        let said = resp.expires_in.unwrap_or(3600);
+        if said > MAX_TOKEN_LIFE_S {
+            tracing::warn!(
+                expires_in_s = said,
+                max_s = MAX_TOKEN_LIFE_S,
+                "the token endpoint's expires_in is implausible; refreshing after a day instead"
+            );
+        }
+        let life = Duration::from_secs(said.min(MAX_TOKEN_LIFE_S));
         let margin = Duration::from_secs(60).min(life / 5);
         let token = Secret::new(resp.access_token);
+        let now = Instant::now();
         *cached = Some(CachedToken {
             token: token.clone(),
-            refresh_at: Instant::now() + life - margin,
+            refresh_at: now.checked_add(life - margin).unwrap_or(now),
         });
         metrics::counter!("ccdc_oauth_token_refreshes_total", "source" => self.meta.name.clone())
             .increment(1);

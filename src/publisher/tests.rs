@@ -1,0 +1,231 @@
+use super::*;
+use crate::config::TopicsConfig as Topics;
+use crate::encode::JsonEncoder;
+use crate::sink::MemorySink;
+use crate::store::MemoryStore;
+
+fn ev(i: usize) -> Vec<u8> {
+    let e = crate::event::started_for_tests(&format!("id-{i}"), &format!("c{i}"));
+    crate::store::outbox::encode(&e)
+}
+
+fn setup(n: usize) -> (Arc<MemoryStore>, MemorySink, Publisher) {
+    let store = Arc::new(MemoryStore::default());
+    store
+        .commit(vec![], (0..n).map(ev).collect::<Vec<_>>())
+        .unwrap();
+    let sink = MemorySink::default();
+    let p = Publisher {
+        store: store.clone(),
+        encoder: Arc::new(JsonEncoder {
+            topics: Topics::default(),
+        }),
+        sink: Arc::new(sink.clone()),
+        notify: Arc::new(Notify::new()),
+        max_in_flight: 7,
+        max_backoff: Duration::from_millis(20),
+        health: None,
+    };
+    (store, sink, p)
+}
+
+fn ids(sink: &MemorySink) -> Vec<String> {
+    sink.delivered()
+        .iter()
+        .map(|r| r.headers[0].1.clone())
+        .collect()
+}
+
+async fn drain(p: Publisher) -> PublisherReport {
+    let stop = CancellationToken::new();
+    stop.cancel();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        p.run(stop, CancellationToken::new()),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn delivers_everything_in_order_and_empties_the_outbox() {
+    let (store, sink, p) = setup(50);
+    let report = drain(p).await;
+    assert_eq!(
+        report,
+        PublisherReport {
+            delivered: 50,
+            left_in_outbox: 0
+        }
+    );
+    assert_eq!(
+        ids(&sink),
+        (0..50).map(|i| format!("id-{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(store.outbox_len(), 0);
+}
+
+#[tokio::test]
+async fn failed_delivery_is_resent_and_nothing_is_lost() {
+    let (store, sink, p) = setup(20);
+    sink.fail_next(3);
+    let report = drain(p).await;
+    assert_eq!(report.left_in_outbox, 0);
+    assert_eq!(store.outbox_len(), 0);
+    let got = ids(&sink);
+    // Every id arrives; the failed ones arrive (once) after the retry.
+    let mut uniq = got.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), 20);
+    assert_eq!(
+        got.len(),
+        20,
+        "failed sends were not delivered, so no duplicates here"
+    );
+    // The first three failed: they come after the rest of the first batch.
+    assert_eq!(got[0], "id-3");
+}
+
+#[tokio::test]
+async fn queue_full_is_back_pressure_not_loss() {
+    let (_store, sink, p) = setup(30);
+    sink.queue_full_next(5);
+    let report = drain(p).await;
+    assert_eq!(report.delivered, 30);
+    assert_eq!(
+        ids(&sink),
+        (0..30).map(|i| format!("id-{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        sink.sends(),
+        35,
+        "each QueueFull was retried with the same record"
+    );
+}
+
+#[tokio::test]
+async fn abort_leaves_undelivered_entries_in_the_outbox() {
+    let (store, _sink, p) = setup(5);
+    let abort = CancellationToken::new();
+    abort.cancel();
+    let r = p.run(CancellationToken::new(), abort).await.unwrap();
+    assert_eq!(
+        r,
+        PublisherReport {
+            delivered: 0,
+            left_in_outbox: 5
+        }
+    );
+    assert_eq!(store.outbox_len(), 5);
+}
+
+fn huge(i: usize) -> Vec<u8> {
+    let mut e = crate::event::started_for_tests(&format!("id-{i}"), &format!("c{i}"));
+    if let Event::Interaction(x) = &mut e {
+        x.subject = Some("x".repeat(50_000));
+    }
+    crate::store::outbox::encode(&e)
+}
+
+fn publisher(
+    store: &Arc<MemoryStore>,
+    sink: &MemorySink,
+    health: Option<Arc<Health>>,
+) -> Publisher {
+    Publisher {
+        store: store.clone(),
+        encoder: Arc::new(JsonEncoder {
+            topics: Topics::default(),
+        }),
+        sink: Arc::new(sink.clone()),
+        notify: Arc::new(Notify::new()),
+        max_in_flight: 7,
+        max_backoff: Duration::from_millis(20),
+        health,
+    }
+}
+
+fn on(sink: &MemorySink, topic: &str) -> Vec<serde_json::Value> {
+    sink.delivered()
+        .iter()
+        .filter(|r| r.topic == topic)
+        .map(|r| serde_json::from_slice(&r.payload).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_record_the_broker_refuses_goes_to_the_dead_letter_topic_and_the_rest_flows() {
+    let store = Arc::new(MemoryStore::default());
+    store
+        .commit(vec![], vec![ev(0), huge(1), ev(2), ev(3)])
+        .unwrap();
+    let sink = MemorySink::default();
+    sink.reject_larger_than(40_000);
+    let report = drain(publisher(&store, &sink, None)).await;
+    assert_eq!(report.left_in_outbox, 0);
+    let topics = Topics::default();
+    let ids: Vec<String> = on(&sink, &topics.interactions)
+        .iter()
+        .map(|v| v["event_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, vec!["id-0", "id-2", "id-3"], "the others, in order");
+    let dead = on(&sink, &topics.dead_letter);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["original_event_id"], "id-1");
+    assert_eq!(dead[0]["original_topic"], topics.interactions.as_str());
+    assert_eq!(dead[0]["original_key"], "s/c1");
+    assert_eq!(dead[0]["report"], "interaction-started");
+    assert!(dead[0]["error"].as_str().unwrap().contains("too large"));
+    let raw = dead[0]["raw"].as_str().unwrap();
+    assert!(
+        raw.contains("xxxx") && raw.ends_with("more bytes]"),
+        "cut to fit"
+    );
+}
+
+#[tokio::test]
+async fn refused_on_both_topics_or_unreadable_it_is_kept_aside_and_reported() {
+    let store = Arc::new(MemoryStore::default());
+    let unreadable = vec![9, b'{'];
+    store
+        .commit(vec![], vec![ev(0), unreadable, ev(2)])
+        .unwrap();
+    let topics = Topics::default();
+    let sink = MemorySink::default();
+    sink.refuse_topic(&topics.dead_letter);
+    sink.reject_larger_than(40_000);
+    store.commit(vec![], vec![huge(3), ev(4)]).unwrap();
+    let health = Health::new(store.clone(), 1_000, 3);
+    let report = drain(publisher(&store, &sink, Some(health.clone()))).await;
+    assert_eq!(report.left_in_outbox, 0, "nothing blocks the outbox");
+    let ids: Vec<String> = on(&sink, &topics.interactions)
+        .iter()
+        .map(|v| v["event_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, vec!["id-0", "id-2", "id-4"]);
+    let aside = store
+        .scan_prefix(crate::store::outbox::ASIDE_PREFIX)
+        .unwrap();
+    assert_eq!(
+        aside.len(),
+        2,
+        "the unreadable entry and the twice-refused one"
+    );
+    let reasons: Vec<String> = aside
+        .iter()
+        .map(|(_, v)| {
+            serde_json::from_slice::<crate::store::outbox::Aside>(v)
+                .unwrap()
+                .reason
+        })
+        .collect();
+    assert!(
+        reasons[0].contains("unknown encoding version 9"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("dead letter"), "{reasons:?}");
+    let not_ready = health.readiness().unwrap_err().join("; ");
+    assert!(not_ready.contains("2 outbox entries"), "{not_ready}");
+}
