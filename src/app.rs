@@ -390,7 +390,8 @@ pub async fn run_with(
     }
     let mut pipeline = Pipeline::with_parts(&config, parts, &shutdown);
     tracing::info!(state_dir = %config.state_dir.display(), outbox = pipeline.store.outbox_len(), sources = config.sources.len(), "ccdc starting");
-    let poll_stop = shutdown.child_token();
+    // Not a child of `shutdown`: pollers stop when the shutdown sequence says so, after it began.
+    let poll_stop = CancellationToken::new();
     let mut pollers = start_pollers(&config, &pipeline, &poll_stop)?;
     if config.observability.enabled {
         let (addr, _server) = crate::observability::serve(
