@@ -15,14 +15,68 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "Contact-center vendor APIs to Kafka event streams (Confluent-framed Avro)"
 )]
 pub struct Cli {
-    /// Log filter (e.g. `info`, `ccdc=debug`). Also from CCDC_LOG or RUST_LOG.
-    #[arg(long, global = true, env = "CCDC_LOG", default_value = "info")]
-    pub log_level: String,
+    /// Log filter (e.g. `info`, `info,ccdc=debug`). Without the flag: CCDC_LOG, else RUST_LOG,
+    /// else `info`.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Where the log filter came from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum LogFilterOrigin {
+    Flag,
+    CcdcLog,
+    RustLog,
+    Default,
+}
+
+impl LogFilterOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFilterOrigin::Flag => "--log-level",
+            LogFilterOrigin::CcdcLog => "CCDC_LOG",
+            LogFilterOrigin::RustLog => "RUST_LOG",
+            LogFilterOrigin::Default => "default",
+        }
+    }
+}
+
+/// The log filter: `--log-level`, else `CCDC_LOG`, else `RUST_LOG`, else `info`. An empty (or blank)
+/// value counts as unset.
+pub fn resolve_log_filter(
+    flag: Option<&str>,
+    ccdc_log: Option<&str>,
+    rust_log: Option<&str>,
+) -> (String, LogFilterOrigin) {
+    [
+        (flag, LogFilterOrigin::Flag),
+        (ccdc_log, LogFilterOrigin::CcdcLog),
+        (rust_log, LogFilterOrigin::RustLog),
+    ]
+    .into_iter()
+    .find_map(|(v, origin)| {
+        v.map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| (v.to_string(), origin))
+    })
+    .unwrap_or_else(|| ("info".to_string(), LogFilterOrigin::Default))
+}
+
+impl Cli {
+    /// [`resolve_log_filter`] with this command line and the process environment.
+    pub fn log_filter(&self) -> (String, LogFilterOrigin) {
+        let var = |name: &str| std::env::var(name).ok();
+        resolve_log_filter(
+            self.log_level.as_deref(),
+            var("CCDC_LOG").as_deref(),
+            var("RUST_LOG").as_deref(),
+        )
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -128,4 +182,44 @@ pub struct SimulateArgs {
     /// Characters of `comments` in every generated chat_1 row (large responses).
     #[arg(long, default_value_t = 0)]
     pub report_padding: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_filter_is_the_flag_then_ccdc_log_then_rust_log_then_info() {
+        use LogFilterOrigin::*;
+        let r = |f, c, r| resolve_log_filter(f, c, r);
+        let s = |v: &str, o| (v.to_string(), o);
+        assert_eq!(
+            r(Some("warn"), Some("debug"), Some("trace")),
+            s("warn", Flag)
+        );
+        assert_eq!(r(None, Some("debug"), Some("trace")), s("debug", CcdcLog));
+        assert_eq!(r(None, None, Some("trace")), s("trace", RustLog));
+        assert_eq!(r(None, None, None), s("info", Default));
+        assert_eq!(
+            r(None, Some(" "), Some("info,ccdc=debug")),
+            s("info,ccdc=debug", RustLog),
+            "an empty variable counts as unset"
+        );
+    }
+
+    #[test]
+    fn the_flag_is_optional_and_global() {
+        let cli = Cli::try_parse_from(["ccdc", "check-config", "-c", "x.toml"]).unwrap();
+        assert_eq!(cli.log_level, None);
+        let cli = Cli::try_parse_from([
+            "ccdc",
+            "check-config",
+            "-c",
+            "x.toml",
+            "--log-level",
+            "debug",
+        ])
+        .unwrap();
+        assert_eq!(cli.log_level.as_deref(), Some("debug"));
+    }
 }

@@ -114,16 +114,17 @@ impl<S: SnapshotSource> SnapshotFeed<S> {
 #[async_trait]
 impl<S: SnapshotSource> Feed for SnapshotFeed<S> {
     fn source(&self) -> &str {
-        &self.source.meta().name
+        &self.source.name().meta.name
     }
     fn vendor(&self) -> &str {
-        &self.source.meta().vendor
+        &self.source.name().meta.vendor
     }
     fn endpoint(&self) -> &str {
-        self.source.endpoint()
+        self.source.name().endpoint
     }
     fn state_key(&self) -> String {
-        format!("{}/{}", self.source.meta().name, self.source.stream())
+        let name = self.source.name();
+        format!("{}/{}", name.meta.name, name.stream)
     }
     fn restore(&mut self, store: &dyn Store) -> Result<(), StoreError> {
         if let Some((previous, current_layout)) =

@@ -35,6 +35,61 @@ pub fn client_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
     Ok(c)
 }
 
+/// A failure to create a librdkafka client, as ccdc reports it. rdkafka's text of a refused
+/// property ends with the property's value, and librdkafka's own message may quote it: here the
+/// property is named by its configuration key and its value is never shown (for a secret
+/// property, not even librdkafka's message); every configured secret value is then blanked out of
+/// the whole text.
+fn creation_error(cfg: &KafkaConfig, what: &str, e: &KafkaError) -> anyhow::Error {
+    let text = match e {
+        KafkaError::ClientConfig(_, desc, key, value) => {
+            if cfg.secret_properties.contains_key(key) {
+                format!(
+                    "librdkafka refused `kafka.secret_properties.{key}` (its value is not shown)"
+                )
+            } else {
+                let table = if cfg.properties.contains_key(key) {
+                    "kafka.properties."
+                } else {
+                    ""
+                };
+                let desc = if value.is_empty() {
+                    desc.clone()
+                } else {
+                    desc.replace(value.as_str(), "<value>")
+                };
+                format!("librdkafka refused `{table}{key}`: {desc}")
+            }
+        }
+        other => other.to_string(),
+    };
+    anyhow::anyhow!(
+        "cannot create the Kafka {what}: {}",
+        without_secrets(cfg, text)
+    )
+}
+
+/// `e`, a refused property named without its value or librdkafka's message about it.
+fn key_only(e: &KafkaError) -> String {
+    match e {
+        KafkaError::ClientConfig(_, _, key, _) => {
+            format!("librdkafka refused the property `{key}` (its value is not shown)")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `text` with the value of every configured secret property replaced by `<secret>`.
+fn without_secrets(cfg: &KafkaConfig, mut text: String) -> String {
+    for (_, secret) in cfg.resolved_secret_properties().unwrap_or_default() {
+        let v = secret.expose();
+        if !v.is_empty() {
+            text = text.replace(v, "<secret>");
+        }
+    }
+    text
+}
+
 /// The producer settings ccdc runs with (also the bench's librdkafka-alone baseline).
 pub fn producer_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
     let mut c = client_config(cfg)?;
@@ -231,7 +286,7 @@ impl KafkaSink {
         let acks = Arc::new(Acks::default());
         let progress = Arc::new(Progress::new());
         let producer = Self::create(&config, &acks, &progress)
-            .map_err(|e| anyhow::anyhow!("cannot create the Kafka producer: {e}"))?;
+            .map_err(|e| creation_error(cfg, "producer", &e))?;
         Ok(KafkaSink {
             config,
             acks,
@@ -327,8 +382,9 @@ impl EventSink for KafkaSink {
             return Ok(());
         };
         metrics::counter!("ccdc_producer_recreated_total", "reason" => reason).increment(1);
-        let fresh = Self::create(&self.config, &self.acks, &self.progress)
-            .map_err(|e| SinkError::Fatal(format!("cannot recreate the producer: {e}")))?;
+        let fresh = Self::create(&self.config, &self.acks, &self.progress).map_err(|e| {
+            SinkError::Fatal(format!("cannot recreate the producer: {}", key_only(&e)))
+        })?;
         *self.producer.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -340,7 +396,7 @@ impl EventSink for KafkaSink {
 pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[&str]) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(cfg)?
         .create()
-        .map_err(|e| anyhow::anyhow!("cannot create the Kafka admin client: {e}"))?;
+        .map_err(|e| creation_error(cfg, "admin client", &e))?;
     let new: Vec<NewTopic> = topics
         .iter()
         .map(|t| {
@@ -398,5 +454,46 @@ mod tests {
         assert!(p.delivered(), "the outage ended");
         assert!(!p.delivered());
         assert!(p.lost_brokers(), "a new outage");
+    }
+
+    /// A configuration with a secret property librdkafka refuses, the secret's value in
+    /// `CCDC_KAFKA_TEST_SECRET`.
+    fn refused_secret(value: &str) -> KafkaConfig {
+        std::env::set_var("CCDC_KAFKA_TEST_SECRET", value);
+        KafkaConfig {
+            bootstrap_servers: "127.0.0.1:9".into(),
+            compression: "none".into(),
+            create_topics: true,
+            partitions: 1,
+            replication_factor: 1,
+            message_timeout: Duration::from_secs(5),
+            record_headers: true,
+            properties: Default::default(),
+            secret_properties: [(
+                "sasl.passwrod".to_string(),
+                crate::secret::SecretRef::Env("CCDC_KAFKA_TEST_SECRET".into()),
+            )]
+            .into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_secret_property_is_named_without_its_value() {
+        const VALUE: &str = "kafka-secret-never-shown-5";
+        let cfg = refused_secret(VALUE);
+        let producer = KafkaSink::new(&cfg)
+            .err()
+            .expect("librdkafka refuses the key");
+        let admin = ensure_topics(&cfg, &["t"])
+            .await
+            .expect_err("the admin client too");
+        for e in [producer, admin] {
+            let text = format!("{e:#} {e:?}");
+            assert!(
+                text.contains("kafka.secret_properties.sasl.passwrod"),
+                "{text}"
+            );
+            assert!(!text.contains(VALUE), "the value leaked: {text}");
+        }
     }
 }

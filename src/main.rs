@@ -12,9 +12,14 @@ use tokio_util::sync::CancellationToken;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Logs on stderr, filtered by `--log-level`, else `CCDC_LOG`, else `RUST_LOG`, else `info`. An
+/// invalid filter falls back to `info`, with a warning naming where it came from.
 fn init_tracing(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (spec, origin) = cli.log_filter();
+    let (filter, invalid) = match tracing_subscriber::EnvFilter::try_new(&spec) {
+        Ok(f) => (f, None),
+        Err(e) => (tracing_subscriber::EnvFilter::new("info"), Some(e)),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -25,6 +30,12 @@ fn init_tracing(cli: &Cli) {
             .with_current_span(true)
             .init(),
         LogFormat::Text => builder.init(),
+    }
+    match invalid {
+        Some(e) => {
+            tracing::warn!(filter = %spec, from = origin.as_str(), error = %e, "invalid log filter; logging at info")
+        }
+        None => tracing::debug!(filter = %spec, from = origin.as_str(), "log filter"),
     }
 }
 

@@ -121,7 +121,11 @@ impl HttpRegistry {
             context: "client".into(),
             message,
         };
-        let mut builder = reqwest::Client::builder().timeout(timeout);
+        // Credentials never follow a redirect off the registry's origin (reqwest would keep them on
+        // a same-host switch from https to plain http).
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(crate::sources::http::same_origin_redirects());
         if let Some(pem) = ca_pem {
             for cert in reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| err(format!("ca_file: {e}")))?

@@ -70,7 +70,7 @@ max_backoff = "200ms"
     // Registry basic auth and a SASL password, both by reference (rivven and tansu ignore them here).
     let cfg = std::fs::read_to_string(&s.config).unwrap();
     let cfg = cfg
-        .replace("[schema_registry]\n", "[schema_registry]\nusername = \"ccdc\"\npassword = { env = \"SEC_REGISTRY_PASSWORD\" }\n")
+        .replace("[schema_registry]\n", "[schema_registry]\nusername = \"ccdc\"\npassword = { env = \"SEC_REGISTRY_PASSWORD\" }\nallow_insecure_http = true\n")
         .replace("message_timeout = \"30s\"\n", "message_timeout = \"30s\"\n[kafka.secret_properties]\n\"sasl.password\" = { env = \"SEC_SASL_PASSWORD\" }\n");
     assert!(
         cfg.contains("SEC_REGISTRY_PASSWORD") && cfg.contains("\"sasl.password\""),

@@ -10,6 +10,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
+mod kafka_props;
 mod output;
 mod reports;
 mod sources;

@@ -53,6 +53,10 @@ pub struct RegistryConfig {
     pub timeout: Duration,
     /// Extra trusted root certificate (PEM) for an https registry behind a private CA.
     pub ca_file: Option<PathBuf>,
+    /// With `username`/`password`, a plain `http://` url is refused unless this is set (the
+    /// credentials would travel in clear). Without credentials plain http is allowed.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 fn default_compression() -> String {
@@ -70,20 +74,6 @@ fn default_message_timeout() -> Duration {
 fn default_registry_timeout() -> Duration {
     Duration::from_secs(10)
 }
-
-/// librdkafka properties ccdc sets itself for its delivery guarantee; weakening them is refused.
-const GUARANTEE_PROPERTIES: &[&str] = &[
-    "enable.idempotence",
-    "acks",
-    "request.required.acks",
-    "max.in.flight.requests.per.connection",
-    "max.in.flight",
-    "bootstrap.servers",
-    "compression.type",
-    "compression.codec",
-    "message.timeout.ms",
-    "delivery.timeout.ms",
-];
 
 impl KafkaConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
@@ -114,19 +104,12 @@ impl KafkaConfig {
                 "must be greater than zero",
             ));
         }
-        for key in self.properties.keys().chain(self.secret_properties.keys()) {
-            if GUARANTEE_PROPERTIES.contains(&key.as_str()) {
-                return Err(invalid(
-                    format!("kafka.properties.{key}"),
-                    "is set by ccdc for its delivery guarantee (use the dedicated key if there is one)",
-                ));
-            }
-            if self.properties.contains_key(key) && self.secret_properties.contains_key(key) {
-                return Err(invalid(
-                    format!("kafka.secret_properties.{key}"),
-                    "also set in kafka.properties",
-                ));
-            }
+        super::kafka_props::validate(&self.properties, &self.secret_properties)?;
+        for (key, why) in super::kafka_props::tls_downgrades(&self.properties) {
+            tracing::warn!(
+                "configuration key `kafka.properties.{key}` = {:?}: TLS downgrade, {why}; only for a test cluster",
+                self.properties[&key]
+            );
         }
         for (key, r) in &self.secret_properties {
             r.resolve()
@@ -168,6 +151,12 @@ impl RegistryConfig {
             return Err(invalid(
                 "schema_registry.password",
                 "username and password go together",
+            ));
+        }
+        if url.scheme() == "http" && self.username.is_some() && !self.allow_insecure_http {
+            return Err(invalid(
+                "schema_registry.url",
+                "plain http with username/password would send the credentials in clear: use https, or set schema_registry.allow_insecure_http = true (a local registry only)",
             ));
         }
         if let Some(ca) = &self.ca_file {

@@ -119,6 +119,20 @@ fn validate_url(key: &str, url: &str, allow_insecure_http: bool) -> Result<(), C
     }
 }
 
+/// Whether two absolute URLs share scheme, host and port (unparsable: no).
+pub fn same_origin(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin().is_tuple() && a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
+fn origin_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
+}
+
 fn validate_tz(key: &str, tz: &str) -> Result<chrono_tz::Tz, ConfigError> {
     tz.parse::<chrono_tz::Tz>().map_err(|_| {
         invalid(
@@ -322,11 +336,17 @@ impl Comm100Config {
             self.allow_insecure_http,
         )?;
         if let Some(u) = &self.away_statuses_url {
-            validate_url(
-                &format!("{at}.away_statuses_url"),
-                u,
-                self.allow_insecure_http,
-            )?;
+            let key = format!("{at}.away_statuses_url");
+            validate_url(&key, u, self.allow_insecure_http)?;
+            if !same_origin(u, &self.base_url) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "must be on the origin of base_url ({}): the bearer token is sent to it",
+                        origin_of(&self.base_url)
+                    ),
+                ));
+            }
         }
         self.token
             .resolve()

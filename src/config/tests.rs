@@ -207,3 +207,139 @@ fn inline_secrets_are_not_accepted() {
         "the value must not be echoed: {e}"
     );
 }
+
+/// A kafka-output config: `kafka` lines go under `[kafka]` (before any sub-table), `registry`
+/// lines under `[schema_registry]` (whose url is plain http unless `registry` sets another).
+fn kafka_text(kafka: &str, registry: &str) -> String {
+    let url = if registry.contains("url =") {
+        ""
+    } else {
+        "url = \"http://r:8081\"\n"
+    };
+    format!(
+        "{}\n[schema_registry]\n{url}{registry}\n[kafka]\nbootstrap_servers = \"k:9092\"\n{kafka}\n",
+        base("").replace("output = \"stdout\"", "")
+    )
+}
+
+#[test]
+fn comm100_away_statuses_url_must_be_on_the_base_urls_origin() {
+    std::env::set_var("CCDC_TEST_CFG_C100", "bearer-token");
+    let with = |url: &str, extra: &str| {
+        format!(
+            "output = \"stdout\"\n[[sources]]\nvendor = \"comm100\"\nname = \"c\"\nbase_url = \"https://api11.comm100.io/v4\"\ntoken = {{ env = \"CCDC_TEST_CFG_C100\" }}\naway_statuses_url = {url:?}\n{extra}"
+        )
+    };
+    Config::from_toml_str(&with(
+        "https://api11.comm100.io/v3/globalSettings/agentAwayStatuses",
+        "",
+    ))
+    .expect("same origin, another path");
+    Config::from_toml_str(&with(
+        "https://API11.comm100.io:443/v3/globalSettings/agentAwayStatuses",
+        "",
+    ))
+    .expect("the same origin spelled differently");
+    for other in [
+        "https://evil.example.com/agentAwayStatuses",
+        "https://api12.comm100.io/v3/globalSettings/agentAwayStatuses",
+        "https://api11.comm100.io:8443/v3/globalSettings/agentAwayStatuses",
+        "http://api11.comm100.io/v3/globalSettings/agentAwayStatuses",
+    ] {
+        let e = err_of(&with(other, "allow_insecure_http = true\n"));
+        assert!(
+            e.contains("sources[0].away_statuses_url") && e.contains("origin"),
+            "{other}: {e}"
+        );
+    }
+}
+
+#[test]
+fn registry_credentials_over_plain_http_need_the_opt_in() {
+    std::env::set_var("CCDC_TEST_CFG_REG_PASS", "registry-pass-value");
+    let creds = "username = \"ccdc\"\npassword = { env = \"CCDC_TEST_CFG_REG_PASS\" }\n";
+    let e = err_of(&kafka_text("", creds));
+    assert!(
+        e.contains("schema_registry.allow_insecure_http") && !e.contains("registry-pass-value"),
+        "{e}"
+    );
+    let c = Config::from_toml_str(&kafka_text(
+        "",
+        &format!("{creds}allow_insecure_http = true\n"),
+    ))
+    .expect("explicitly allowed");
+    assert!(c.schema_registry.unwrap().allow_insecure_http);
+    Config::from_toml_str(&kafka_text("", "")).expect("plain http without credentials");
+    Config::from_toml_str(&kafka_text(
+        "",
+        &format!("url = \"https://r:8081\"\n{creds}"),
+    ))
+    .expect("https with credentials");
+}
+
+#[test]
+fn secret_property_keys_must_be_librdkafka_secret_keys() {
+    std::env::set_var("CCDC_TEST_CFG_KAFKA_SECRET", "kafka-secret-value-7");
+    let secret = |key: &str| {
+        kafka_text(
+            &format!(
+                "[kafka.secret_properties]\n{key:?} = {{ env = \"CCDC_TEST_CFG_KAFKA_SECRET\" }}\n"
+            ),
+            "",
+        )
+    };
+    for ok in [
+        "sasl.password",
+        "ssl.key.password",
+        "ssl.keystore.password",
+        "sasl.oauthbearer.client.secret",
+        "ssl.key.pem",
+    ] {
+        Config::from_toml_str(&secret(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for bad in ["sasl.passwrod", "client.id", "ssl_key", "Sasl.Password "] {
+        let e = err_of(&secret(bad));
+        assert!(
+            e.contains(&format!("kafka.secret_properties.{bad}")),
+            "names the key: {e}"
+        );
+        assert!(!e.contains("kafka-secret-value-7"), "no value: {e}");
+    }
+}
+
+#[test]
+fn secret_valued_keys_are_refused_in_plain_properties_without_echoing_the_value() {
+    for key in [
+        "sasl.password",
+        "ssl.key.password",
+        "ssl.key.pem",
+        "ssl.keystore.password",
+        "sasl.oauthbearer.client.secret",
+        "SASL.PASSWORD",
+    ] {
+        let e = err_of(&kafka_text(
+            &format!("[kafka.properties]\n{key:?} = \"plain-secret-value-3\"\n"),
+            "",
+        ));
+        assert!(
+            e.contains(&format!("kafka.properties.{key}")) && e.contains("secret_properties"),
+            "{key}: {e}"
+        );
+        assert!(!e.contains("plain-secret-value-3"), "{key}: no value: {e}");
+    }
+}
+
+#[test]
+fn properties_that_break_delivery_silently_are_refused() {
+    for (key, value) in [
+        ("delivery.report.only.error", "true"),
+        ("transactional.id", "ccdc-tx"),
+        ("metadata.broker.list", "other:9092"),
+    ] {
+        let e = err_of(&kafka_text(
+            &format!("[kafka.properties]\n{key:?} = {value:?}\n"),
+            "",
+        ));
+        assert!(e.contains(&format!("kafka.properties.{key}")), "{e}");
+    }
+}

@@ -34,11 +34,7 @@ pub struct LatestInteraction {
 
 impl LatestInteraction {
     fn start_bounds(&self) -> Bounds {
-        match (self.start, self.first_seen) {
-            (Some(t), _) => Bounds::exactly(t),
-            (None, Some(first)) => Bounds::between(self.seen_after, first),
-            (None, None) => Bounds::default(),
-        }
+        super::timing::start_bounds(self.start, self.first_seen, self.seen_after)
     }
 }
 

@@ -41,11 +41,7 @@ impl ActiveInteraction {
     /// When it can have started: the vendor's start if known, else between the poll before the
     /// first one that saw it and that one.
     fn start_bounds(&self) -> Bounds {
-        match (self.vendor_timestamp, self.first_seen) {
-            (Some(t), _) => Bounds::exactly(t),
-            (None, Some(first)) => Bounds::between(self.seen_after, first),
-            (None, None) => Bounds::default(),
-        }
+        timing::start_bounds(self.vendor_timestamp, self.first_seen, self.seen_after)
     }
 }
 

@@ -45,6 +45,21 @@ impl Bounds {
     }
 }
 
+/// When something polled can have started: exactly the vendor's start if it gives one, else between
+/// the poll before the first one that saw it (`seen_after`, `None`: there from the first poll) and
+/// that one (`first_seen`, `None`: unknown, e.g. stored before ccdc kept it).
+pub fn start_bounds(
+    vendor_start: Option<i64>,
+    first_seen: Option<i64>,
+    seen_after: Option<i64>,
+) -> Bounds {
+    match (vendor_start, first_seen) {
+        (Some(t), _) => Bounds::exactly(t),
+        (None, Some(first)) => Bounds::between(seen_after, first),
+        (None, None) => Bounds::default(),
+    }
+}
+
 /// The middle of `[a, b]` without overflow.
 pub fn midpoint(a: i64, b: i64) -> Option<i64> {
     let (lo, hi) = (a.min(b), a.max(b));

@@ -15,17 +15,7 @@ fn setup(n: usize) -> (Arc<MemoryStore>, MemorySink, Publisher) {
         .commit(vec![], (0..n).map(ev).collect::<Vec<_>>())
         .unwrap();
     let sink = MemorySink::default();
-    let p = Publisher {
-        store: store.clone(),
-        encoder: Arc::new(JsonEncoder {
-            topics: Topics::default(),
-        }),
-        sink: Arc::new(sink.clone()),
-        notify: Arc::new(Notify::new()),
-        max_in_flight: 7,
-        max_backoff: Duration::from_millis(20),
-        health: None,
-    };
+    let p = publisher(&store, &sink, None);
     (store, sink, p)
 }
 

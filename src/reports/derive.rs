@@ -122,6 +122,7 @@ impl ReportFeed {
             tz: self.tz(),
             window: w,
             now_ms,
+            settled_before: now_ms.saturating_sub(self.plan.settle_delay.num_milliseconds()),
         })
     }
 }

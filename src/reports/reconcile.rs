@@ -5,8 +5,9 @@
 //! poll). When a report window's rows are committed, every new or changed chat row gets an
 //! `interaction-reconciled` record with the report's times and what polling saw of that
 //! `conn_id`; its sightings are marked reconciled in the same commit. With the window's last
-//! chunk, the sightings that started in the window and that no row matched become records with
-//! `in_report = false`. Ids are stable (the row's hash, or the polled start), and each record is
+//! chunk, the sightings that started in the window, ended at least `settle_delay` ago and that no
+//! row matched become records with `in_report = false` (a chat still running, or ended since, is
+//! looked at again when the look-back pulls the window again). Ids are stable (the row's hash, or the polled start), and each record is
 //! derived in the commit that marks its inputs, so a crash or a re-read never makes a second one
 //! with other content. Sightings expire with the report's dedupe marks (`dedupe_ttl`).
 //!
@@ -17,7 +18,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono_tz::Tz;
 
-use crate::diff::timing::{span, Bounds};
+use crate::diff::timing::{span, start_bounds, Bounds};
 use crate::event::id;
 use crate::event::reconciled::{sighting_prefix, InteractionReconciled, Sighting};
 use crate::event::report::Chat1Row;
@@ -44,6 +45,10 @@ pub struct Reconciler<'a> {
     pub tz: Tz,
     pub window: &'a Window,
     pub now_ms: i64,
+    /// A chat polling saw end before this (UTC ms) should be in the report (the report's
+    /// `settle_delay` before now); one still running, or ended later, is left for a later pull
+    /// of the same window (the look-back re-reads it).
+    pub settled_before: i64,
 }
 
 impl Reconciler<'_> {
@@ -137,7 +142,12 @@ impl Reconciler<'_> {
             let Some((conn_id, _agent)) = key[prefix.len()..].rsplit_once('/') else {
                 continue;
             };
-            if s.reconciled || matched.contains(conn_id) || !(from..to).contains(&s.start()) {
+            let settled = s.ended_before.is_some_and(|e| e <= self.settled_before);
+            if s.reconciled
+                || !settled
+                || matched.contains(conn_id)
+                || !(from..to).contains(&s.start())
+            {
                 continue;
             }
             by_interaction
@@ -182,10 +192,7 @@ fn polled(r: &mut InteractionReconciled, mut sightings: Vec<Sighting>) {
     r.ended_after = last.ended_after;
     r.ended_before = last.ended_before;
     if last.ended_before.is_some() {
-        let start = match first.started_at {
-            Some(t) => Bounds::exactly(t),
-            None => Bounds::between(first.seen_after, first.first_seen),
-        };
+        let start = start_bounds(first.started_at, Some(first.first_seen), first.seen_after);
         let end = Bounds {
             after: last.ended_after,
             before: last.ended_before,
@@ -313,11 +320,23 @@ mod tests {
                 Some((at(15, 0), at(20, 0))),
             ),
         );
-        // c9: polled, started in the window, never in the report. c8: started before the window.
+        // c9: polled, started in the window, ended, never in the report. c8: started before the
+        // window. c6 still runs and c5 ended too recently: not judged yet.
+        let ended = |a: i64, b: i64| Some((at(a, 0), at(b, 0)));
         put(
             &store,
             "c9",
-            &sighting("1003", at(30, 0), Some(at(25, 0)), None),
+            &sighting("1003", at(30, 0), Some(at(25, 0)), ended(31, 32)),
+        );
+        put(
+            &store,
+            "c6",
+            &sighting("1003", at(40, 0), Some(at(35, 0)), None),
+        );
+        put(
+            &store,
+            "c5",
+            &sighting("1004", at(40, 0), Some(at(35, 0)), ended(66, 67)),
         );
         put(&store, "c8", &sighting("1003", at(-30, 0), None, None));
         let w = window();
@@ -327,6 +346,7 @@ mod tests {
             tz: utc(),
             window: &w,
             now_ms: at(70, 0),
+            settled_before: at(65, 0),
         };
         let mut counts = Counts::default();
         let (e1, w1) = r
@@ -373,7 +393,7 @@ mod tests {
         assert_eq!(
             rest.len(),
             1,
-            "c9 only; c1 reconciled, c8 started before the window"
+            "c9 only: c1 reconciled, c8 before the window, c6 and c5 not settled"
         );
         let c9 = record(&rest[0]);
         assert_eq!(
@@ -395,7 +415,7 @@ mod tests {
         put(
             &store,
             "c7",
-            &sighting("1001", at(50, 0), Some(at(45, 0)), None),
+            &sighting("1001", at(50, 0), Some(at(45, 0)), ended(51, 52)),
         );
         let matched: HashSet<String> = ["c7".to_string()].into();
         assert!(r

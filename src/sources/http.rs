@@ -1,6 +1,11 @@
 //! Shared HTTP concerns for every vendor: one client per source with the call timeout, a per-token
 //! concurrency limiter shared by every source using the same token, a response-size ceiling enforced
 //! while streaming (never buffering the body), and status classification into [`SourceError`].
+//!
+//! Redirects are followed only within the origin (scheme, host, port) of the request: vendor
+//! tokens travel in headers (`wolkvox-token`, which reqwest does not strip on a cross-host
+//! redirect as it does `Authorization`), so a 3xx to another host, or to plain http, fails the
+//! call instead. A vendor's `Retry-After` is honoured up to [`MAX_RETRY_AFTER`].
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -24,6 +29,57 @@ pub fn token_limiter(token: &Secret, permits: usize) -> Arc<Semaphore> {
         .clone()
 }
 
+/// The longest a vendor's `Retry-After` is honoured; a longer one is cut to this, with a warning
+/// (`Retry-After: 999999999` would otherwise stop a feed until the next restart).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Redirects in one chain, at most (reqwest's default).
+const MAX_REDIRECTS: usize = 10;
+
+/// Why a redirect was not followed.
+#[derive(Debug, thiserror::Error)]
+enum RedirectRefused {
+    #[error("redirect to another origin ({to}) refused: credentials are sent only to the configured origin")]
+    OtherOrigin { to: String },
+    #[error("more than {MAX_REDIRECTS} redirects")]
+    TooMany,
+}
+
+/// The redirect policy of every vendor client: follow a redirect only within the origin of the
+/// request (scheme, host and port), at most [`MAX_REDIRECTS`] times.
+pub fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let to = attempt.url().origin();
+        let same = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| to.is_tuple() && first.origin() == to);
+        if !same {
+            let to = to.ascii_serialization();
+            attempt.error(RedirectRefused::OtherOrigin { to })
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(RedirectRefused::TooMany)
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// A `Retry-After` value: delay-seconds, or an HTTP-date (IMF-fixdate, e.g. `Wed, 21 Oct 2015
+/// 07:28:00 GMT`; a date in the past is zero). Not clamped; `None` if it is neither.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
 /// An HTTP client bound to one source.
 #[derive(Clone)]
 pub struct SourceHttp {
@@ -44,6 +100,7 @@ impl SourceHttp {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("ccdc/", env!("CARGO_PKG_VERSION")))
+            .redirect(same_origin_redirects())
             .build()?;
         Ok(SourceHttp {
             client,
@@ -117,8 +174,19 @@ impl SourceHttp {
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                .and_then(|v| parse_retry_after(v, chrono::Utc::now()))
+                .map(|d| {
+                    if d > MAX_RETRY_AFTER {
+                        tracing::warn!(
+                            source = %self.source_name,
+                            endpoint,
+                            retry_after_s = d.as_secs(),
+                            max_s = MAX_RETRY_AFTER.as_secs(),
+                            "the vendor's Retry-After is beyond the ceiling; waiting the ceiling instead"
+                        );
+                    }
+                    d.min(MAX_RETRY_AFTER)
+                });
             return Err(SourceError::RateLimited {
                 source_name: self.source_name.clone(),
                 endpoint: endpoint.into(),
@@ -274,6 +342,22 @@ mod tests {
             "the root cause: {text}"
         );
         assert!(!text.contains("secret_path"), "no URL: {text}");
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let p = |v| parse_retry_after(v, now);
+        assert_eq!(p(" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(
+            p("Sat, 21 Nov 2026 10:02:00 GMT"),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(p("Sat, 21 Nov 2026 09:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(p("soon"), None);
+        assert_eq!(p("-5"), None);
     }
 
     #[test]

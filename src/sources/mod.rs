@@ -18,14 +18,22 @@ use serde::Serialize;
 use crate::event::{Event, SourceMeta};
 use crate::store::{decode_state, encode_state, Store, StoreError, Write};
 
+/// What names one polled endpoint of a source.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedName<'a> {
+    pub meta: &'a SourceMeta,
+    /// The endpoint label for logs and metrics (e.g. `real_time.php?api=interactions`).
+    pub endpoint: &'a str,
+    /// The stream the feed's state is stored under (`interactions`, `agents`, ...).
+    pub stream: &'a str,
+}
+
 /// One endpoint that yields complete snapshots, and the pure diff between two of them.
 #[async_trait]
 pub trait SnapshotSource: Send + Sync + 'static {
     type Snapshot: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
-    fn meta(&self) -> &SourceMeta;
-    fn endpoint(&self) -> &str;
-    /// The stream this feed stores its state under (`interactions`, `agents`, ...).
-    fn stream(&self) -> &str;
+    /// Which source, endpoint and stream this is.
+    fn name(&self) -> FeedName<'_>;
     /// Fetch one complete snapshot, or fail as a whole. `previous` lets a source carry over what it
     /// could not observe this time (e.g. an agent the vendor answered 404 for).
     async fn fetch(

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{SnapshotSource, SourceError};
+use super::{FeedName, SnapshotSource, SourceError};
 use crate::event::{Event, SourceMeta};
 
 /// One step of a script: a snapshot, or a failed poll (served as an HTTP 500 with this text).
@@ -49,14 +49,12 @@ where
     T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
     type Snapshot = T;
-    fn meta(&self) -> &SourceMeta {
-        &self.meta
-    }
-    fn endpoint(&self) -> &str {
-        "scripted"
-    }
-    fn stream(&self) -> &str {
-        "scripted"
+    fn name(&self) -> FeedName<'_> {
+        FeedName {
+            meta: &self.meta,
+            endpoint: "scripted",
+            stream: "scripted",
+        }
     }
     async fn fetch(&self, observed_at: i64, previous: Option<&T>) -> Result<T, SourceError> {
         let next = self

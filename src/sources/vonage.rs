@@ -22,7 +22,7 @@ use crate::diff::latest::{diff_latest, LatestInteraction, LatestSnapshot};
 use crate::event::Event;
 use crate::event::SourceMeta;
 use crate::secret::Secret;
-use crate::sources::SnapshotSource;
+use crate::sources::{FeedName, SnapshotSource};
 
 pub const VENDOR: &str = "vonage";
 pub const ENDPOINT: &str = "agents/{agentId}/latestInteractions";
@@ -291,14 +291,12 @@ pub struct VonageInteractions(pub Arc<VonageSource>);
 #[async_trait]
 impl SnapshotSource for VonageInteractions {
     type Snapshot = LatestSnapshot;
-    fn meta(&self) -> &SourceMeta {
-        &self.0.meta
-    }
-    fn endpoint(&self) -> &str {
-        ENDPOINT
-    }
-    fn stream(&self) -> &str {
-        "latest-interactions"
+    fn name(&self) -> FeedName<'_> {
+        FeedName {
+            meta: &self.0.meta,
+            endpoint: ENDPOINT,
+            stream: "latest-interactions",
+        }
     }
     async fn fetch(
         &self,

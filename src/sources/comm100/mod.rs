@@ -24,7 +24,7 @@ use crate::diff::agents::{diff_agents, AgentSnapshot, AgentState, Listing};
 use crate::event::SourceMeta;
 use crate::event::{id, Comm100AgentDetails, Event, MetricsRecord, MetricsValues};
 use crate::secret::Secret;
-use crate::sources::SnapshotSource;
+use crate::sources::{FeedName, SnapshotSource};
 use crate::vendor_time::parse_duration_ms;
 
 pub const VENDOR: &str = "comm100";
@@ -48,6 +48,14 @@ pub struct Comm100Client {
 
 impl Comm100Client {
     pub fn new(cfg: &Comm100Config) -> anyhow::Result<Arc<Self>> {
+        // The bearer token goes to the away-status list too: never to another origin.
+        if let Some(u) = &cfg.away_statuses_url {
+            anyhow::ensure!(
+                crate::config::same_origin(u, &cfg.base_url),
+                "source {}: away_statuses_url must be on the origin of base_url (the bearer token is sent to it)",
+                cfg.name
+            );
+        }
         let token = cfg.token.resolve()?;
         let limiter = token_limiter(&token, cfg.max_concurrent_requests);
         Ok(Arc::new(Comm100Client {
@@ -216,14 +224,12 @@ pub struct Comm100Agents(pub Arc<Comm100Client>);
 #[async_trait]
 impl SnapshotSource for Comm100Agents {
     type Snapshot = AgentSnapshot;
-    fn meta(&self) -> &SourceMeta {
-        &self.0.meta
-    }
-    fn endpoint(&self) -> &str {
-        AGENTS_ENDPOINT
-    }
-    fn stream(&self) -> &str {
-        "agents"
+    fn name(&self) -> FeedName<'_> {
+        FeedName {
+            meta: &self.0.meta,
+            endpoint: AGENTS_ENDPOINT,
+            stream: "agents",
+        }
     }
     async fn fetch(
         &self,
@@ -336,14 +342,12 @@ pub struct Comm100Metrics {
 #[async_trait]
 impl SnapshotSource for Comm100Metrics {
     type Snapshot = MetricsSnapshot;
-    fn meta(&self) -> &SourceMeta {
-        &self.client.meta
-    }
-    fn endpoint(&self) -> &str {
-        self.endpoint.path()
-    }
-    fn stream(&self) -> &str {
-        self.endpoint.stream()
+    fn name(&self) -> FeedName<'_> {
+        FeedName {
+            meta: &self.client.meta,
+            endpoint: self.endpoint.path(),
+            stream: self.endpoint.stream(),
+        }
     }
     async fn fetch(
         &self,

@@ -11,10 +11,9 @@ use serde_json::{Map, Value};
 
 use super::{decode_envelope, row_text as text, WolkvoxClient};
 use crate::diff::agents::{diff_agents, AgentSnapshot, AgentState, Listing};
-use crate::event::SourceMeta;
 use crate::event::{Event, WolkvoxAgentDetails};
-use crate::sources::SnapshotSource;
 use crate::sources::SourceError;
+use crate::sources::{FeedName, SnapshotSource};
 use crate::vendor_time::parse_duration_ms;
 
 pub const AGENTS_ENDPOINT: &str = "real_time.php?api=agents";
@@ -25,14 +24,12 @@ pub struct WolkvoxAgents(pub Arc<WolkvoxClient>);
 #[async_trait]
 impl SnapshotSource for WolkvoxAgents {
     type Snapshot = AgentSnapshot;
-    fn meta(&self) -> &SourceMeta {
-        &self.0.meta
-    }
-    fn endpoint(&self) -> &str {
-        AGENTS_ENDPOINT
-    }
-    fn stream(&self) -> &str {
-        "agents"
+    fn name(&self) -> FeedName<'_> {
+        FeedName {
+            meta: &self.0.meta,
+            endpoint: AGENTS_ENDPOINT,
+            stream: "agents",
+        }
     }
     async fn fetch(
         &self,

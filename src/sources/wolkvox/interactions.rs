@@ -16,9 +16,9 @@ use crate::diff::{
     diff_interactions_events, sightings, ActiveInteraction, InteractionKey, InteractionSnapshot,
 };
 use crate::event::reconciled::sighting_key;
-use crate::event::{Event, SourceMeta};
-use crate::sources::SnapshotSource;
+use crate::event::Event;
 use crate::sources::{decode_json, SourceError};
+use crate::sources::{FeedName, SnapshotSource};
 use crate::store::{encode_state, Store, StoreError, Write};
 use crate::vendor_time::vendor_local_to_utc;
 
@@ -30,14 +30,12 @@ pub struct WolkvoxInteractions(pub Arc<WolkvoxClient>);
 #[async_trait]
 impl SnapshotSource for WolkvoxInteractions {
     type Snapshot = InteractionSnapshot;
-    fn meta(&self) -> &SourceMeta {
-        &self.0.meta
-    }
-    fn endpoint(&self) -> &str {
-        INTERACTIONS_ENDPOINT
-    }
-    fn stream(&self) -> &str {
-        "interactions"
+    fn name(&self) -> FeedName<'_> {
+        FeedName {
+            meta: &self.0.meta,
+            endpoint: INTERACTIONS_ENDPOINT,
+            stream: "interactions",
+        }
     }
     async fn fetch(
         &self,
