@@ -39,7 +39,8 @@ fn init_tracing(cli: &Cli) {
     }
 }
 
-/// Cancel `token` on SIGINT or SIGTERM.
+/// Cancel `token` on SIGINT or SIGTERM (an orderly shutdown within `shutdown_timeout`); a second
+/// signal exits at once: nothing durable is lost, the outbox keeps what was not acknowledged.
 fn on_signals(token: CancellationToken) {
     tokio::spawn(async move {
         #[cfg(unix)]
@@ -56,10 +57,19 @@ fn on_signals(token: CancellationToken) {
                 _ = term.recv() => tracing::info!("SIGTERM received"),
                 _ = int.recv() => tracing::info!("SIGINT received"),
             }
+            token.cancel();
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::warn!("second signal: exiting now (what was not acknowledged stays in the outbox for the next start)");
+            std::process::exit(130);
         }
         #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        token.cancel();
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            token.cancel();
+        }
     });
 }
 
