@@ -64,7 +64,15 @@ pub trait SchemaRegistry: Send + Sync {
     async fn lookup(&self, subject: &str, schema: &str) -> Result<Option<u32>, RegistryError>;
     /// Would registering `schema` under `subject` succeed?
     async fn check(&self, subject: &str, schema: &str) -> Result<Compatibility, RegistryError>;
+    /// The compatibility level in force for `subject` (its own, else the registry's default), if
+    /// the registry says.
+    async fn compatibility_level(&self, subject: &str) -> Result<Option<String>, RegistryError>;
 }
+
+/// The levels that keep ccdc's schema evolution safe for consumers: a consumer with the newest
+/// schema reads every record ccdc wrote before (ccdc only adds optional fields with defaults).
+pub const EXPECTED_LEVELS: &[&str] =
+    &["BACKWARD", "BACKWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"];
 
 /// Register or look up every schema a publisher needs, returning the id.
 pub async fn resolve_id(
@@ -350,9 +358,37 @@ impl SchemaRegistry for HttpRegistry {
             (s, b) => Err(Self::error(subject, s, &b)),
         }
     }
+
+    async fn compatibility_level(&self, subject: &str) -> Result<Option<String>, RegistryError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Level {
+            compatibility_level: Option<String>,
+            compatibility: Option<String>,
+        }
+        let r = self.req(
+            reqwest::Method::GET,
+            &format!("/config/{subject}?defaultToGlobal=true"),
+        );
+        let body = match self.send(subject, r).await? {
+            (200, b) => b,
+            // No level of its own (registries without defaultToGlobal): the global one.
+            (404, _) => match self
+                .send(subject, self.req(reqwest::Method::GET, "/config"))
+                .await?
+            {
+                (200, b) => b,
+                _ => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        let l: Level = Self::parse(subject, &body)?;
+        Ok(l.compatibility_level.or(l.compatibility))
+    }
 }
 
 /// In-memory registry for tests: ids are assigned in order; `reject` makes a subject refuse.
+/// Every subject is `BACKWARD` unless [`MemoryRegistry::set_level`] says otherwise.
 #[derive(Default)]
 pub struct MemoryRegistry {
     inner: Mutex<MemInner>,
@@ -364,6 +400,7 @@ struct MemInner {
     subjects: HashMap<String, Vec<(u32, String)>>,
     rejecting: HashMap<String, String>,
     unavailable: bool,
+    levels: HashMap<String, String>,
 }
 
 impl MemoryRegistry {
@@ -372,6 +409,9 @@ impl MemoryRegistry {
     }
     pub fn set_unavailable(&self, down: bool) {
         self.lock().unavailable = down;
+    }
+    pub fn set_level(&self, subject: &str, level: &str) {
+        self.lock().levels.insert(subject.into(), level.into());
     }
     fn lock(&self) -> std::sync::MutexGuard<'_, MemInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -428,6 +468,15 @@ impl SchemaRegistry for MemoryRegistry {
         } else {
             Compatibility::NewSubject
         })
+    }
+    async fn compatibility_level(&self, subject: &str) -> Result<Option<String>, RegistryError> {
+        let g = self.lock();
+        Ok(Some(
+            g.levels
+                .get(subject)
+                .cloned()
+                .unwrap_or_else(|| "BACKWARD".into()),
+        ))
     }
 }
 

@@ -88,6 +88,11 @@ fn check_and_register_report_per_subject_and_fail_on_incompatibility() {
     let (ok, out) = ccdc(&["schemas", "check"], &cfg);
     assert!(ok, "{out}");
     assert!(out.contains("sc.ok-value\tnew subject"), "{out}");
+    // The level ccdc expects, from the registry's default.
+    assert!(
+        out.contains("sc.ok-value\tcompatibility level BACKWARD"),
+        "{out}"
+    );
 
     let (ok, out) = ccdc(&["schemas", "register"], &cfg);
     assert!(ok, "{out}");
@@ -104,6 +109,11 @@ fn check_and_register_report_per_subject_and_fail_on_incompatibility() {
     let (ok, out) = ccdc(&["schemas", "check"], &cfg);
     assert!(ok, "{out}");
     assert!(out.contains("sc.ok-value\tcompatible"), "{out}");
+    // Weaker than BACKWARD: said, as a warning (the exit stays 0: the registration would pass).
+    assert!(
+        out.contains("sc.ok-value\tWARNING: compatibility level NONE; ccdc expects BACKWARD"),
+        "{out}"
+    );
 
     // A subject holding an unrelated schema under BACKWARD: check says no, with a non-zero exit.
     let bad = config(&infra, "sc.bad");
