@@ -9,6 +9,8 @@
 //! - **P3** memory: a 256 MB report response streamed through the row parser, coercion and Avro
 //!   encoding, in a child process whose peak RSS is read from /proc.
 //! - **P4** idle: `ccdc run` between polls: RSS and CPU time over a few idle seconds.
+//! - **TRUTH**: the service against a simulated operation with a known ground truth, scored
+//!   ([`truth`]; no broker: `--only truth` runs it alone).
 //!
 //! `cargo bench --bench ccdc-bench` (full sizes) or `-- --short` (small sizes); `-- --only p1,p3`
 //! runs a subset. Under `cargo test` (which does not pass `--bench`) it runs in short mode: CI
@@ -18,6 +20,7 @@
 mod memory;
 mod report_path;
 mod throughput;
+mod truth;
 
 /// The same allocator as the `ccdc` binary, so the pipeline is measured as it runs.
 #[global_allocator]
@@ -358,6 +361,15 @@ fn main() {
     );
     // Metrics are recorded as in the service, where observability is on by default.
     ccdc::observability::prometheus().expect("the bench's metrics recorder");
+    if runs("truth") {
+        truth::run(short);
+    }
+    if only
+        .as_ref()
+        .is_some_and(|o| o.iter().all(|x| x == "truth"))
+    {
+        return;
+    }
     let (_broker, bootstrap) = start_tansu();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -7,12 +7,15 @@
 //! | Comm100 | `http://ADDR/comm100/v4` | `livechat/realTime/Agents` (paged), `Queue`, `Today`, `RightNow`, `agentAwayStatuses` (bearer) |
 //! | Vonage | `http://ADDR/vonage` (token: `http://ADDR/vonage/Auth/connect/token`) | `v{n}/{account}/agents/{id}/latestInteractions` (OAuth2 client credentials, client id `ccdc-sim`, secret = the token) |
 //!
-//! Modes: **scripted** (a [`Scenario`] of steps, served until advanced with `POST /_sim/advance`) and
-//! **random** (a seeded random walk that changes on every Wolkvox interactions request).
+//! Modes: **scripted** (a [`Scenario`] of steps, served until advanced with `POST /_sim/advance`),
+//! **random** (a seeded random walk that changes on every Wolkvox interactions request) and
+//! **truth** ([`truth`]: a seeded Wolkvox world with a known ground truth, served as of the real
+//! instant of each request, for scoring ccdc's output).
 //! Faults for the next requests of a route: `POST /_sim/fault?kind=...&count=N[&route=...]`.
 
 pub mod comm100;
 pub mod reports;
+pub mod truth;
 pub mod vonage;
 pub mod wolkvox;
 
@@ -90,6 +93,8 @@ pub enum SimMode {
         interactions: usize,
         churn: usize,
     },
+    /// Wolkvox serves a world with a known ground truth, at the real instant of each request.
+    Truth(Arc<truth::TruthWorld>),
 }
 
 pub(crate) struct Inner {
@@ -105,6 +110,7 @@ pub(crate) struct Inner {
     pub comm100_advance_after_page_1: bool,
     pub vonage: vonage::TokenIssuer,
     pub reports: reports::ReportSim,
+    pub truth: Option<Arc<truth::TruthWorld>>,
 }
 
 pub struct SimState {
@@ -134,6 +140,10 @@ impl Drop for InFlight<'_> {
 impl SimState {
     /// `token` is Wolkvox's `wolkvox-token`, Comm100's bearer token and Vonage's client secret.
     pub fn new(token: &str, mode: SimMode) -> Arc<Self> {
+        let truth = match &mode {
+            SimMode::Truth(world) => Some(world.clone()),
+            _ => None,
+        };
         let (scenario, random) = match mode {
             SimMode::Scripted(steps) => (
                 Scenario {
@@ -143,6 +153,7 @@ impl SimState {
                 None,
             ),
             SimMode::Scenario(s) => (s, None),
+            SimMode::Truth(_) => (Scenario::default(), None),
             SimMode::Bench {
                 seed,
                 interactions,
@@ -170,6 +181,7 @@ impl SimState {
                 comm100_advance_after_page_1: false,
                 vonage: vonage::TokenIssuer::default(),
                 reports: reports::ReportSim::default(),
+                truth,
             }),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),

@@ -159,11 +159,14 @@ async fn reports(
     }
     let (fault, slow) = st.begin(Route::WolkvoxReports);
     let now = chrono::Utc::now().with_timezone(&SIM_TZ).naive_local();
-    let rows = {
-        let g = st.lock();
-        let mut rows = report_rows(&g.reports, &report, ini, end, now);
-        rows.truncate(g.reports.row_limit);
-        rows
+    let rows = match super::truth::report_rows(&st, &report, ini, end).await {
+        Some(rows) => rows,
+        None => {
+            let g = st.lock();
+            let mut rows = report_rows(&g.reports, &report, ini, end, now);
+            rows.truncate(g.reports.row_limit);
+            rows
+        }
     };
     let body = envelope(
         "200",

@@ -213,12 +213,16 @@ struct ApiQuery {
     api: Option<String>,
 }
 
-fn envelope(code: &str, error: Option<&str>, data: serde_json::Value) -> serde_json::Value {
+pub(crate) fn envelope(
+    code: &str,
+    error: Option<&str>,
+    data: serde_json::Value,
+) -> serde_json::Value {
     let n = data.as_array().map_or(0, |a| a.len());
     json!({"code": code, "error": error, "msg": records_found(n), "data": data})
 }
 
-fn agent_row(a: &SimAgent) -> serde_json::Value {
+pub(crate) fn agent_row(a: &SimAgent) -> serde_json::Value {
     let calls = a.active_interactions.len() + a.agent_id.len();
     json!({
         "agent_id": a.agent_id, "agent_name": format!("Agent {}", a.agent_id), "agent_status": a.status,
@@ -255,6 +259,9 @@ async fn real_time(
         }
     };
     let (fault, slow) = st.begin(route);
+    if let Some(body) = super::truth::real_time(&st, route) {
+        return Json(body).into_response();
+    }
     if fault.is_none() && route == Route::WolkvoxInteractions {
         return (
             [("content-type", "application/json")],
