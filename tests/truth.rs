@@ -11,7 +11,7 @@
 //!
 //! Chats last at most 8 intervals, shorter than `settle_delay` minus two intervals: a report pull
 //! then always comes after polling committed the chat's end (see the bench for longer chats).
-//! The ignored test reproduces a ccdc bug: a `settle_delay` that is not a whole number of seconds.
+//! One test keeps a fixed ccdc bug fixed: a `settle_delay` that is not a whole number of seconds.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -160,9 +160,8 @@ async fn ccdc_against_a_known_truth() {
 /// for `date_ini=…100002&date_end=…100006` (the text is truncated: `[02.0, 07.0)`), while the
 /// reconciliation judges the sightings against `[02.5, 07.5)`: a chat that started in
 /// `[07.0, 07.5)` is "seen by polling, not in the report" (`in_report = false`, a warning), and the
-/// next window lists it. Asserts the right behaviour: fails until ccdc rounds its windows.
+/// next window lists it. ccdc now plans its windows on whole seconds (this failed before).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "ccdc bug: a settle_delay that is not whole seconds gives false in_report = false records"]
 async fn a_settle_delay_with_a_fraction_of_a_second_flags_no_reported_chat() {
     let (_, _, s) = run(spec(6_500)).await;
     assert!(s.reported > 50, "{s:#?}");

@@ -112,9 +112,16 @@ impl AgentSnapshot {
                 None if state.status == ABSENT && state.since.is_some() => {}
                 None => {
                     let window = Bounds::between(before.filter(|_| was.is_some()), now);
-                    state.since_bounds = match state.since_hint {
-                        Some(t) if was.is_some() => Bounds::exactly(window.clamp(t)),
-                        Some(t) => Bounds::exactly(t.min(now)),
+                    // The vendor counts whole seconds in the status: it began in the second
+                    // before `observed_at − time_state_now`, inside the observation window.
+                    let told = state.since_hint.map(|t| Bounds {
+                        after: t.checked_sub(super::timing::VENDOR_TIME_RESOLUTION_MS),
+                        before: Some(t),
+                    });
+                    state.since_bounds = match told {
+                        Some(t) => t.intersect(&window).unwrap_or_else(|| {
+                            Bounds::exactly(window.clamp(t.before.unwrap_or(now)))
+                        }),
                         None => window,
                     };
                     state.since = match (was, state.since_hint) {
@@ -417,17 +424,25 @@ mod tests {
             )]
             .into(),
         };
-        // Initial: the vendor's time when it tells (Wolkvox), else unknown.
+        // Initial: the vendor's time when it tells (Wolkvox, whole seconds: the status began in
+        // the second before 4,000), else unknown.
         let mut s1 = hinted(10_000, "Ready", Some(4_000));
         s1.settle(None, Listing::Whole);
-        assert_eq!(s1.agents["a"].since, Some(4_000));
+        assert_eq!(s1.agents["a"].since, Some(3_500));
+        assert_eq!(
+            s1.agents["a"].since_bounds,
+            Bounds {
+                after: Some(3_001),
+                before: Some(4_000)
+            }
+        );
         let mut quiet = hinted(10_000, "Ready", None);
         quiet.settle(None, Listing::Whole);
         assert_eq!(quiet.agents["a"].since, None);
         // The same status later keeps its start, whatever the vendor's counter says now.
         let mut s2 = hinted(20_000, "Ready", Some(19_000));
         s2.settle(Some(&s1), Listing::Whole);
-        assert_eq!(s2.agents["a"].since, Some(4_000));
+        assert_eq!(s2.agents["a"].since, Some(3_500));
         // A change: the vendor's time, kept inside the window (18,000 is in (20,000, 30,000]? no).
         let mut s3 = hinted(30_000, "Busy", Some(18_000));
         s3.settle(Some(&s2), Listing::Whole);
@@ -436,8 +451,8 @@ mod tests {
             panic!()
         };
         assert_eq!(busy.status_since, Some(20_000), "clamped into the window");
-        assert_eq!(busy.previous_status_since, Some(4_000));
-        assert_eq!(busy.previous_status_duration_ms, Some(16_000));
+        assert_eq!(busy.previous_status_since, Some(3_500));
+        assert_eq!(busy.previous_status_duration_ms, Some(16_500));
         // Without the vendor's time: the middle of the window, with its bounds.
         let mut s4 = hinted(40_000, "Away", None);
         s4.settle(Some(&s3), Listing::Whole);

@@ -38,6 +38,28 @@ impl Bounds {
         }
     }
 
+    /// What both bounds allow; `None` when they do not meet.
+    pub fn intersect(&self, other: &Bounds) -> Option<Bounds> {
+        let pick = |a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64| match (a, b) {
+            (Some(x), Some(y)) => Some(f(x, y)),
+            (x, y) => x.or(y),
+        };
+        let after = pick(self.after, other.after, i64::max);
+        let before = pick(self.before, other.before, i64::min);
+        match (after, before) {
+            (Some(a), Some(b)) if a > b => None,
+            _ => Some(Bounds { after, before }),
+        }
+    }
+
+    /// A vendor time given in whole seconds as `t`: the true moment lies in `[t, t + 999 ms]`.
+    pub fn vendor_second(t: i64) -> Bounds {
+        Bounds {
+            after: Some(t),
+            before: t.checked_add(VENDOR_TIME_RESOLUTION_MS),
+        }
+    }
+
     /// `t` moved inside these bounds.
     pub fn clamp(&self, t: i64) -> i64 {
         let t = self.after.map_or(t, |a| t.max(a));
@@ -45,19 +67,28 @@ impl Bounds {
     }
 }
 
-/// When something polled can have started: exactly the vendor's start if it gives one, else between
-/// the poll before the first one that saw it (`seen_after`, `None`: there from the first poll) and
-/// that one (`first_seen`, `None`: unknown, e.g. stored before ccdc kept it).
+/// The resolution of vendor times: Wolkvox and Vonage give whole seconds, so a start stamped `t`
+/// lies in `[t, t + 999 ms]`.
+pub const VENDOR_TIME_RESOLUTION_MS: i64 = 999;
+
+/// When an interaction can have started *at this agent*: after the poll before the first one that
+/// saw it there (`seen_after`; `None`: there from the source's first poll) and at the latest at
+/// that one (`first_seen`; `None`: unknown, stored before ccdc kept it), and — when the vendor
+/// gives a start (whole seconds) — not before it. The vendor's start is the interaction's, not
+/// the agent's: after a transfer, or after time in a queue, the agent's part began later, and
+/// the polls say when.
 pub fn start_bounds(
     vendor_start: Option<i64>,
     first_seen: Option<i64>,
     seen_after: Option<i64>,
 ) -> Bounds {
-    match (vendor_start, first_seen) {
-        (Some(t), _) => Bounds::exactly(t),
-        (None, Some(first)) => Bounds::between(seen_after, first),
-        (None, None) => Bounds::default(),
-    }
+    let vendor = vendor_start.map(Bounds::vendor_second);
+    let Some(first) = first_seen else {
+        return vendor.unwrap_or_default();
+    };
+    let polled = Bounds::between(seen_after, first);
+    // A vendor clock that disagrees with the polls: believe the polls.
+    vendor.and_then(|v| v.intersect(&polled)).unwrap_or(polled)
 }
 
 /// The middle of `[a, b]` without overflow.
@@ -98,6 +129,24 @@ pub fn span(start: Bounds, end: Bounds) -> Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_agents_start_is_the_vendor_start_within_the_polls() {
+        // Started at 1,000 (vendor, whole seconds), first seen at 5,000 after a poll at 0.
+        let second = Bounds {
+            after: Some(1_000),
+            before: Some(1_999),
+        };
+        assert_eq!(start_bounds(Some(1_000), Some(5_000), Some(0)), second);
+        // Transferred in (or queued): the vendor's start is before the previous poll, which did
+        // not see it at this agent; the polls bound the agent's part.
+        let polled = Bounds::between(Some(5_000), 9_000);
+        assert_eq!(start_bounds(Some(1_000), Some(9_000), Some(5_000)), polled);
+        // No vendor start; there from the first poll; a vendor clock ahead of the polls.
+        assert_eq!(start_bounds(None, Some(9_000), Some(5_000)), polled);
+        assert_eq!(start_bounds(Some(1_000), Some(9_000), None), second);
+        assert_eq!(start_bounds(Some(20_000), Some(9_000), Some(5_000)), polled);
+    }
 
     #[test]
     fn a_known_start_and_a_polled_end() {

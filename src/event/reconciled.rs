@@ -33,9 +33,23 @@ pub struct Sighting {
     /// Set once it ended: the last poll that saw it and the first that did not.
     pub ended_after: Option<i64>,
     pub ended_before: Option<i64>,
-    /// A reconciliation record already covers it.
-    #[serde(default)]
-    pub reconciled: bool,
+}
+
+/// Where a chat that has a reconciliation record is marked: `reconciled/<source>/<conn_id>` (apart
+/// from the sightings, which polling rewrites when the chat ends).
+pub fn reconciled_key(source: &str, interaction_id: &str) -> String {
+    format!("reconciled/{source}/{interaction_id}")
+}
+
+/// The prefix of every reconciliation mark of `source`.
+pub fn reconciled_prefix(source: &str) -> String {
+    format!("reconciled/{source}/")
+}
+
+/// A reconciliation mark: when the record was made (UTC ms; marks expire like the sightings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub at: i64,
 }
 
 impl Sighting {

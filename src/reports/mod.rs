@@ -203,11 +203,16 @@ impl ReportFeed {
         let (from, to) = match self.mode {
             Mode::Backfill { from, to } => (self.cursor.unwrap_or(from).max(from), to),
             Mode::Live => {
-                let target = now_local - self.plan.settle_delay;
+                // Whole seconds: the vendor takes and gives whole seconds (a fractional
+                // settle_delay would make windows the vendor cannot be asked for).
+                let target = trunc_seconds(now_local - self.plan.settle_delay);
                 let cursor = *self.cursor.get_or_insert_with(|| {
                     self.plan.start_from.unwrap_or(target - self.plan.lookback)
                 });
-                ((cursor - self.plan.lookback).min(cursor), target)
+                (
+                    trunc_seconds((cursor - self.plan.lookback).min(cursor)),
+                    target,
+                )
             }
         };
         self.queue = plan(from, to, self.plan.max_window).into();

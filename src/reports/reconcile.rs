@@ -4,7 +4,8 @@
 //! (`sighting/<source>/<conn_id>/<agent_id>`, written in the same commit as the events of that
 //! poll). When a report window's rows are committed, every new or changed chat row gets an
 //! `interaction-reconciled` record with the report's times and what polling saw of that
-//! `conn_id`; its sightings are marked reconciled in the same commit. With the window's last
+//! `conn_id`; the chat is marked reconciled (`reconciled/<source>/<conn_id>`, apart from the
+//! sightings, which polling rewrites when the chat ends) in the same commit. With the window's last
 //! chunk, the sightings that started in the window, ended at least `settle_delay` ago and that no
 //! row matched become records with `in_report = false` (a chat still running, or ended since, is
 //! looked at again when the look-back pulls the window again). Ids are stable (the row's hash, or the polled start), and each record is
@@ -20,7 +21,9 @@ use chrono_tz::Tz;
 
 use crate::diff::timing::{span, start_bounds, Bounds};
 use crate::event::id;
-use crate::event::reconciled::{sighting_prefix, InteractionReconciled, Sighting};
+use crate::event::reconciled::{
+    reconciled_key, reconciled_prefix, sighting_prefix, InteractionReconciled, Mark, Sighting,
+};
 use crate::event::report::Chat1Row;
 use crate::event::{Derivation, Event};
 use crate::store::{decode_state, encode_state, Store, StoreError, Write};
@@ -92,15 +95,11 @@ impl Reconciler<'_> {
         let prefix = format!("{}{}/", sighting_prefix(self.source), row.conn_id);
         let found = self.store.scan_prefix(&prefix)?;
         let mut sightings = Vec::with_capacity(found.len());
-        let mut writes = Vec::with_capacity(found.len());
+        let mut writes = Vec::with_capacity(1);
         for (key, bytes) in found {
-            let mut s: Sighting = decode_state(&key, &bytes)?;
-            if !s.reconciled {
-                s.reconciled = true;
-                writes.push(Write::Put(key, encode_state(&s)));
-            }
-            sightings.push(s);
+            sightings.push(decode_state::<Sighting>(&key, &bytes)?);
         }
+        writes.push(self.mark(&row.conn_id));
         let event_id = id::reconciled(self.source, &row.conn_id, row_hash).to_string();
         let mut r = self.base(&row.conn_id, event_id);
         r.in_report = true;
@@ -123,9 +122,18 @@ impl Reconciler<'_> {
         Ok((Event::Reconciled(Box::new(r)), writes))
     }
 
+    /// The mark that `interaction` has a reconciliation record.
+    fn mark(&self, interaction: &str) -> Write {
+        Write::Put(
+            reconciled_key(self.source, interaction),
+            encode_state(&Mark { at: self.now_ms }),
+        )
+    }
+
     /// After the window's last chunk: records for the chats polling saw start in the window that
     /// no report row matched (`matched`: the conn_ids matched in this last chunk, whose marks are
-    /// not committed yet), and their sightings marked reconciled.
+    /// not committed yet), once polling saw the chat end at every agent at least `settle_delay`
+    /// ago (a chat still going on, at any agent, waits for a later pull of the window).
     pub fn only_polling(
         &self,
         matched: &HashSet<String>,
@@ -136,39 +144,46 @@ impl Reconciler<'_> {
             local_to_utc_millis(self.window.end, self.tz),
         );
         let prefix = sighting_prefix(self.source);
-        let mut by_interaction: BTreeMap<String, Vec<(String, Sighting)>> = BTreeMap::new();
+        let mut by_interaction: BTreeMap<String, Vec<Sighting>> = BTreeMap::new();
         for (key, bytes) in self.store.scan_prefix(&prefix)? {
-            let s: Sighting = decode_state(&key, &bytes)?;
             let Some((conn_id, _agent)) = key[prefix.len()..].rsplit_once('/') else {
                 continue;
             };
-            let settled = s.ended_before.is_some_and(|e| e <= self.settled_before);
-            if s.reconciled
-                || !settled
-                || matched.contains(conn_id)
-                || !(from..to).contains(&s.start())
-            {
+            if matched.contains(conn_id) {
                 continue;
             }
+            let s: Sighting = decode_state(&key, &bytes)?;
             by_interaction
                 .entry(conn_id.to_string())
                 .or_default()
-                .push((key.clone(), s));
+                .push(s);
         }
         let (mut events, mut writes) = (Vec::new(), Vec::new());
-        for (conn_id, found) in by_interaction {
-            let first = found.iter().map(|(_, s)| s.first_seen).min().unwrap_or(0);
+        for (conn_id, sightings) in by_interaction {
+            let start = sightings
+                .iter()
+                .map(Sighting::start)
+                .min()
+                .unwrap_or(i64::MIN);
+            let settled = sightings
+                .iter()
+                .all(|s| s.ended_before.is_some_and(|e| e <= self.settled_before));
+            if !settled
+                || !(from..to).contains(&start)
+                || self
+                    .store
+                    .get(&reconciled_key(self.source, &conn_id))?
+                    .is_some()
+            {
+                continue;
+            }
+            let first = sightings.iter().map(|s| s.first_seen).min().unwrap_or(0);
             let basis = format!("polling/{first}");
             let mut r = self.base(
                 &conn_id,
                 id::reconciled(self.source, &conn_id, &basis).to_string(),
             );
-            let mut sightings = Vec::with_capacity(found.len());
-            for (key, mut s) in found {
-                s.reconciled = true;
-                writes.push(Write::Put(key, encode_state(&s)));
-                sightings.push(s);
-            }
+            writes.push(self.mark(&conn_id));
             polled(&mut r, sightings);
             counts.only_polling += 1;
             events.push(Event::Reconciled(Box::new(r)));
@@ -201,7 +216,8 @@ fn polled(r: &mut InteractionReconciled, mut sightings: Vec<Sighting>) {
     }
 }
 
-/// Deletes for sightings of `source` first seen before `cutoff_ms`.
+/// Deletes for sightings of `source` first seen, and reconciliation marks made, before
+/// `cutoff_ms`.
 pub fn expired_sightings(
     store: &dyn Store,
     source: &str,
@@ -211,6 +227,11 @@ pub fn expired_sightings(
     for (key, bytes) in store.scan_prefix(&sighting_prefix(source))? {
         let old = decode_state::<Sighting>(&key, &bytes).map_or(true, |s| s.first_seen < cutoff_ms);
         if old {
+            out.push(Write::Delete(key));
+        }
+    }
+    for (key, bytes) in store.scan_prefix(&reconciled_prefix(source))? {
+        if decode_state::<Mark>(&key, &bytes).map_or(true, |m| m.at < cutoff_ms) {
             out.push(Write::Delete(key));
         }
     }
@@ -248,7 +269,6 @@ mod tests {
             seen_after: after,
             ended_after: end.map(|e| e.0),
             ended_before: end.map(|e| e.1),
-            reconciled: false,
         }
     }
 
@@ -373,12 +393,12 @@ mod tests {
         assert_eq!(c1.report_ended_at, Some(at(19, 0)));
         // Polling alone: started in (10:00, 10:05], ended in (10:15, 10:20]: 10 to 20 minutes.
         assert_eq!(c1.polled_duration_ms, Some(900_000));
-        assert_eq!(w1.len(), 2, "both sightings marked reconciled");
+        assert_eq!(w1.len(), 1, "the chat marked reconciled");
         // A chat polling never saw.
         let (e2, w2) = r
             .chat(&chat("c2", "1001", at(40, 0), 60), "h2", &mut counts)
             .unwrap();
-        assert!(record(&e2).in_report && !record(&e2).seen_realtime && w2.is_empty());
+        assert!(record(&e2).in_report && !record(&e2).seen_realtime && w2.len() == 1);
         assert_eq!(
             counts,
             Counts {
@@ -387,13 +407,30 @@ mod tests {
                 only_polling: 0
             }
         );
-        // Commit the first chunk; the last chunk matched nothing more.
+        // Commit the first chunk; polling then writes c1's sighting again (its end, late): the
+        // mark is apart from the sightings, so c1 stays reconciled.
         store.commit(w1, vec![]).unwrap();
+        put(
+            &store,
+            "c1",
+            &sighting("1002", at(10, 0), Some(at(5, 0)), ended(15, 20)),
+        );
+        // c4 moved to a second agent and still runs there: not judged yet.
+        put(
+            &store,
+            "c4",
+            &sighting("1001", at(20, 0), Some(at(15, 0)), ended(25, 30)),
+        );
+        put(
+            &store,
+            "c4",
+            &sighting("1002", at(30, 0), Some(at(25, 0)), None),
+        );
         let (rest, marks) = r.only_polling(&HashSet::new(), &mut counts).unwrap();
         assert_eq!(
             rest.len(),
             1,
-            "c9 only: c1 reconciled, c8 before the window, c6 and c5 not settled"
+            "c9 only: c1 reconciled, c8 before the window, c6, c5 and c4 not settled"
         );
         let c9 = record(&rest[0]);
         assert_eq!(

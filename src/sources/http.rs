@@ -144,6 +144,23 @@ impl SourceHttp {
         T: Send + 'static,
         F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
     {
+        Ok(self.fetch_answered(endpoint, request, parse).await?.0)
+    }
+
+    /// [`SourceHttp::fetch`], and when the vendor answered (UTC ms, when the response's headers
+    /// arrived): the moment the response describes, to within the network's latency — unlike the
+    /// moment the poll began, which can be long before when the token's request slot is busy (a
+    /// report pull of the same token can hold it for seconds).
+    pub async fn fetch_answered<T, F>(
+        &self,
+        endpoint: &str,
+        request: reqwest::RequestBuilder,
+        parse: F,
+    ) -> Result<(T, i64), SourceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
+    {
         let _permit = self
             .limiter
             .acquire()
@@ -158,8 +175,9 @@ impl SourceHttp {
             .send()
             .await
             .map_err(|e| self.transport(endpoint, &e))?;
+        let answered = chrono::Utc::now().timestamp_millis();
         let resp = self.check_status(endpoint, resp).await?;
-        self.parse_body(endpoint, resp, parse).await
+        Ok((self.parse_body(endpoint, resp, parse).await?, answered))
     }
 
     /// A successful response whose announced size is within the limit, or the error it stands for.

@@ -2,11 +2,12 @@
 //! happened, with time bounds that hold the true moment), recall (what polling should have seen),
 //! reconciliation (every reported chat, with the report's duration), and timing errors.
 //!
-//! Precision is checked twice. ccdc stamps a poll with the clock *before* the request (and before
-//! the wait for the token's limiter), while the vendor reads its state when it answers: the
-//! **strict** check takes ccdc's stamps at their word; the main check places each poll at the
-//! moment the simulator answered it (the first answer of that route at or after the stamp), which
-//! is what ccdc actually saw. Strict violations that the main check does not have are stamp lag.
+//! Precision is checked twice. ccdc stamps a Wolkvox poll when the answer's headers arrive (before
+//! the redesign: before the request and the wait for the token's limiter, up to a slow report
+//! call earlier), while the vendor reads its state when it answers: the **strict** check takes
+//! ccdc's stamps at their word; the main check places each poll at the moment the simulator
+//! answered it (the last answer of that route at or before the stamp), which is what ccdc actually
+//! saw. Strict violations that the main check does not have are the request's own latency.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -145,10 +146,14 @@ impl Answers {
         Answers(v)
     }
 
-    /// The answer to the poll stamped `stamp`: the first at or after it.
+    /// The answer to the poll stamped `stamp`: ccdc stamps a Wolkvox poll when the answer's
+    /// headers arrive, so the last answer at or before it.
     fn to(&self, stamp: i64) -> i64 {
-        let i = self.0.partition_point(|&a| a < stamp);
-        self.0.get(i).copied().unwrap_or(stamp)
+        let i = self.0.partition_point(|&a| a <= stamp);
+        i.checked_sub(1)
+            .and_then(|i| self.0.get(i))
+            .copied()
+            .unwrap_or(stamp)
     }
 }
 

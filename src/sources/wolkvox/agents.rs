@@ -37,12 +37,20 @@ impl SnapshotSource for WolkvoxAgents {
         previous: Option<&AgentSnapshot>,
     ) -> Result<AgentSnapshot, SourceError> {
         let name = self.0.meta.name.clone();
-        let mut snap = self
+        let (mut snap, answered) = self
             .0
             .real_time("agents", AGENTS_ENDPOINT, move |r| {
                 parse_agents(&name, observed_at, r)
             })
             .await?;
+        // The snapshot is of the moment the vendor answered (its `time_state_now` counts to
+        // then), not of when the poll began.
+        let answered = answered.max(observed_at);
+        let shift = answered - observed_at;
+        snap.observed_at = answered;
+        for a in snap.agents.values_mut() {
+            a.since_hint = a.since_hint.and_then(|t| t.checked_add(shift));
+        }
         snap.settle(previous, Listing::Whole);
         Ok(snap)
     }

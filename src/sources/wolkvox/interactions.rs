@@ -43,12 +43,14 @@ impl SnapshotSource for WolkvoxInteractions {
         previous: Option<&InteractionSnapshot>,
     ) -> Result<InteractionSnapshot, SourceError> {
         let (name, tz) = (self.0.meta.name.clone(), self.0.tz);
-        let mut snap = self
+        let (mut snap, answered) = self
             .0
             .real_time("interactions", INTERACTIONS_ENDPOINT, move |r| {
                 parse_interactions(&name, tz, observed_at, r)
             })
             .await?;
+        // The snapshot is of the moment the vendor answered, not of when the poll began.
+        snap.observed_at = answered.max(observed_at);
         snap.settle(previous);
         Ok(snap)
     }

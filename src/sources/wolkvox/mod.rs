@@ -170,15 +170,17 @@ impl WolkvoxClient {
             parse,
         )
         .await
+        .map(|(rows, _answered)| rows)
     }
 
     /// `GET {base_url}/real_time.php?api={api}`, the body streamed through `parse`.
+    /// The parsed response, and when the vendor answered (UTC ms): the moment it describes.
     pub async fn real_time<T, F>(
         &self,
         api: &'static str,
         endpoint: &'static str,
         parse: F,
-    ) -> Result<T, SourceError>
+    ) -> Result<(T, i64), SourceError>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
@@ -194,7 +196,7 @@ impl WolkvoxClient {
         query: &[(&str, &str)],
         endpoint: &str,
         parse: F,
-    ) -> Result<T, SourceError>
+    ) -> Result<(T, i64), SourceError>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
@@ -207,7 +209,7 @@ impl WolkvoxClient {
             .get(format!("{}/{script}", self.base_url))
             .query(query)
             .header("wolkvox-token", token);
-        self.http.fetch(endpoint, req, parse).await
+        self.http.fetch_answered(endpoint, req, parse).await
     }
 }
 
