@@ -118,12 +118,8 @@ impl AgentSnapshot {
                         after: t.checked_sub(super::timing::VENDOR_TIME_RESOLUTION_MS),
                         before: Some(t),
                     });
-                    state.since_bounds = match told {
-                        Some(t) => t.intersect(&window).unwrap_or_else(|| {
-                            Bounds::exactly(window.clamp(t.before.unwrap_or(now)))
-                        }),
-                        None => window,
-                    };
+                    // A vendor counter that disagrees with the polls: believe the polls.
+                    state.since_bounds = told.and_then(|t| t.intersect(&window)).unwrap_or(window);
                     state.since = match (was, state.since_hint) {
                         (None, None) => None,
                         _ => state.since_bounds.estimate(),
@@ -443,16 +439,30 @@ mod tests {
         let mut s2 = hinted(20_000, "Ready", Some(19_000));
         s2.settle(Some(&s1), Listing::Whole);
         assert_eq!(s2.agents["a"].since, Some(3_500));
-        // A change: the vendor's time, kept inside the window (18,000 is in (20,000, 30,000]? no).
+        // A change whose vendor counter points before the window (18,000 < 20,000): the polls win.
         let mut s3 = hinted(30_000, "Busy", Some(18_000));
         s3.settle(Some(&s2), Listing::Whole);
         let e = diff_agents(&meta(), Some(&s2), &s3);
         let Event::AgentStatus(busy) = &e[0] else {
             panic!()
         };
-        assert_eq!(busy.status_since, Some(20_000), "clamped into the window");
+        assert_eq!(
+            busy.status_since,
+            Some(25_000),
+            "a vendor counter outside the window: the polls' window"
+        );
         assert_eq!(busy.previous_status_since, Some(3_500));
-        assert_eq!(busy.previous_status_duration_ms, Some(16_500));
+        assert_eq!(busy.previous_status_duration_ms, Some(21_500));
+        // A vendor counter inside the window: the second it names.
+        let mut inside = hinted(30_000, "Busy", Some(25_000));
+        inside.settle(Some(&s2), Listing::Whole);
+        assert_eq!(
+            inside.agents["a"].since_bounds,
+            Bounds {
+                after: Some(24_001),
+                before: Some(25_000)
+            }
+        );
         // Without the vendor's time: the middle of the window, with its bounds.
         let mut s4 = hinted(40_000, "Away", None);
         s4.settle(Some(&s3), Listing::Whole);
@@ -468,13 +478,13 @@ mod tests {
             ),
             (Some(35_000), Some(30_000), Some(40_000))
         );
-        assert_eq!(away.previous_status_duration_ms, Some(15_000));
+        assert_eq!(away.previous_status_duration_ms, Some(10_000));
         assert_eq!(
             (
                 away.previous_status_duration_min_ms,
                 away.previous_status_duration_max_ms
             ),
-            (Some(10_000), Some(20_000))
+            (Some(0), Some(20_000))
         );
         assert_eq!(away.derivation, Derivation::SnapshotDiff);
     }
