@@ -33,8 +33,8 @@ fn spec(short: bool, now: i64) -> TruthSpec {
     spec.warmup_ms = 20 * interval;
     spec.horizon_ms = horizon;
     spec.max_chat_ms = 24 * interval;
-    // Whole seconds: a settle_delay with a fraction of a second makes ccdc flag reported chats as
-    // missing from the report (see `tests/truth.rs`, the ignored test).
+    // Whole seconds, as an operator would configure it (a fractional one is handled too:
+    // `tests/truth.rs`).
     spec.settle_ms = if short { 3_000 } else { 5_000 };
     spec.report_interval_ms = 2 * interval;
     spec.report_latency_ms = 200;
