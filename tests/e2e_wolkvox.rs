@@ -6,14 +6,13 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::time::Duration;
 
 use ccdc::event::{
     AgentStatusEvent, InteractionEvent, InteractionEventType, InteractionEventType::*, ABSENT,
 };
 use ccdc::simulator::{Fault, Route, SimAgent, SimInteraction, SimMode, Step};
-use common::{Record, Stack};
+use common::{python_interop, Record, Stack};
 
 const TOKEN: &str = "it-token-5f2c9a71";
 const SOURCE: &str = "ops-it";
@@ -207,44 +206,6 @@ fn assert_events(got: &[(Record, InteractionEvent)], want: &[Expect], allow_dupl
             Some(format!("subject {}", e.interaction_id).as_str())
         );
     }
-}
-
-fn python_interop(s: &Stack, topic: &str, got: &[(Record, InteractionEvent)]) {
-    let expected: Vec<serde_json::Value> = got
-        .iter()
-        .map(|(_, e)| serde_json::to_value(e).unwrap())
-        .collect();
-    let file = s.infra.dir.path().join("expected.json");
-    std::fs::write(&file, serde_json::to_string(&expected).unwrap()).unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/consume.py");
-    let python = std::env::var("CCDC_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .args([
-            "--bootstrap",
-            &s.infra.bootstrap,
-            "--registry",
-            &s.infra.registry_url,
-            "--topic",
-            topic,
-            "--expected",
-        ])
-        .arg(&file)
-        .output()
-        .expect("run python3");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "python confluent-kafka interop failed:\n{text}"
-    );
-    assert!(
-        text.contains(&format!("interop ok: {} records", got.len())),
-        "{text}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,11 +4,12 @@
 //!
 //! Split by concern: `util` (process guard, free ports, HTTP and file helpers), `infra` (broker and
 //! registry processes), `reader` (reading topics back and decoding Avro), `stack` (simulator + infra +
-//! ccdc configuration, and the spawned ccdc process). Everything public is re-exported here, so tests
+//! ccdc configuration, and the spawned ccdc process), `interop` (the Python confluent-kafka check). Everything public is re-exported here, so tests
 //! keep using `common::X`.
 #![allow(dead_code)]
 
 mod infra;
+mod interop;
 mod reader;
 mod stack;
 mod util;
@@ -18,6 +19,7 @@ mod util;
 #[allow(unused_imports)]
 pub use self::{
     infra::{spawn_registry, Infra},
+    interop::python_interop,
     reader::{Record, RegistryDecoder, TopicReader},
     stack::{Ccdc, Stack},
     util::{free_port, http_get, http_status, read_to_string, Proc},
