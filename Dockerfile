@@ -6,6 +6,8 @@ COPY Cargo.toml Cargo.lock ./
 # Build flags of the allocator (mimalloc commits memory on demand; see src/alloc.rs).
 COPY .cargo ./.cargo
 COPY src ./src
+# Cargo.toml names the bench target; its source must be there for the manifest to load.
+COPY benches ./benches
 COPY schemas ./schemas
 # The built-in simulator is a default feature (docker-compose.yml runs `ccdc simulate`); a lean
 # production image: docker build --build-arg FEATURES=--no-default-features -t ccdc .
