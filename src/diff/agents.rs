@@ -111,7 +111,14 @@ impl AgentSnapshot {
                 }
                 None if state.status == ABSENT && state.since.is_some() => {}
                 None => {
-                    let window = Bounds::between(before.filter(|_| was.is_some()), now);
+                    // Since the last poll that listed the agent (the previous one, unless a
+                    // paged poll missed it in between); back from ABSENT: the previous poll.
+                    let since = match was {
+                        Some(w) if w.status != ABSENT => w.last_seen.or(before),
+                        Some(_) => before,
+                        None => None,
+                    };
+                    let window = Bounds::between(since, now);
                     // The vendor counts whole seconds in the status: it began in the second
                     // before `observed_at − time_state_now`, inside the observation window.
                     let told = state.since_hint.map(|t| Bounds {
@@ -487,5 +494,43 @@ mod tests {
             (Some(0), Some(20_000))
         );
         assert_eq!(away.derivation, Derivation::SnapshotDiff);
+    }
+
+    #[test]
+    fn a_change_seen_after_a_paged_miss_is_bounded_by_the_last_poll_that_listed_the_agent() {
+        let mut s0 = AgentSnapshot {
+            observed_at: 1_000,
+            ..Default::default()
+        };
+        s0.agents.insert(
+            "a".into(),
+            AgentState {
+                status: "Online".into(),
+                ..Default::default()
+            },
+        );
+        s0.settle(None, Listing::Paged);
+        let s1 = listed(2_000, &[], &s0, Listing::Paged); // missed once: kept
+        let mut s2 = AgentSnapshot {
+            observed_at: 3_000,
+            ..Default::default()
+        };
+        s2.agents.insert(
+            "a".into(),
+            AgentState {
+                status: "Away".into(),
+                ..Default::default()
+            },
+        );
+        s2.settle(Some(&s1), Listing::Paged);
+        let e = diff_agents(&meta(), Some(&s1), &s2);
+        let Event::AgentStatus(away) = &e[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (away.status_since_after, away.status_since_before),
+            (Some(1_000), Some(3_000)),
+            "the 2,000 poll did not list the agent: the change may be from before it"
+        );
     }
 }
