@@ -282,7 +282,7 @@ pub fn row_text(row: &serde_json::Map<String, serde_json::Value>, key: &str) -> 
 
 /// A field of a Wolkvox row as text: trimmed; a number as its JSON text; `""`, `null`, booleans,
 /// lists and objects are `None` (the vendor sends every field as a string). Borrowed from the JSON
-/// text unless it contains escapes. Report rows ([`crate::reports::rows`]) and agent rows
+/// text unless it contains escapes. Report rows ([`report_rows`]) and agent rows
 /// ([`row_text`]) share these rules.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Field<'a>(Option<Cow<'a, str>>);
