@@ -286,6 +286,10 @@ pub struct Comm100Config {
     pub time_zone: String,
     /// Sent as `pageSize` to `Agents` when set (the vendor's default otherwise).
     pub page_size: Option<u32>,
+    /// The most `Agents` pages read in one poll (the vendor's `pageCount` is vendor data: a
+    /// larger one is clamped, with a warning, and agents beyond are not judged that poll).
+    #[serde(default = "comm100_max_pages")]
+    pub max_pages: u32,
     /// Status id → name, e.g. `{ "00000000-0000-0000-0000-000000000002" = "Away" }`.
     #[serde(default)]
     pub status_names: BTreeMap<String, String>,
@@ -324,6 +328,9 @@ fn comm100_timeout() -> Duration {
 fn small_max_bytes() -> u64 {
     64 * 1024 * 1024
 }
+fn comm100_max_pages() -> u32 {
+    100
+}
 fn minute_poll() -> PollConfig {
     PollConfig::every(Duration::from_secs(60))
 }
@@ -360,6 +367,9 @@ impl Comm100Config {
         }
         if self.page_size == Some(0) {
             return Err(invalid(format!("{at}.page_size"), "must be at least 1"));
+        }
+        if !(1..=10_000).contains(&self.max_pages) {
+            return Err(invalid(format!("{at}.max_pages"), "must be 1..=10000"));
         }
         validate_http_limits(
             at,

@@ -154,6 +154,8 @@ token = { env = "CCDC_TEST_CFG_SECRET" }
     );
     assert!(err_of(&comm100.replace("https://", "http://")).contains("sources[0].base_url"));
     assert!(err_of(&format!("{comm100}page_size = 0\n")).contains("sources[0].page_size"));
+    assert!(err_of(&format!("{comm100}max_pages = 0\n")).contains("sources[0].max_pages"));
+    assert!(err_of(&format!("{comm100}max_pages = 20000\n")).contains("must be 1..=10000"));
     assert!(
         err_of(&format!("{comm100}[sources.queue]\ninterval = \"1ms\"\n"))
             .contains("sources[0].queue.interval")

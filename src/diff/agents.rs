@@ -77,6 +77,9 @@ pub enum Listing {
     /// Several pages read one after the other: the list may have shifted between them, so an
     /// agent missing from it is gone only if the next poll misses it too.
     Paged,
+    /// Not the whole list (the vendor claimed more pages than ccdc reads in one poll): an agent
+    /// missing from it proves nothing, and the poll does not count as a miss.
+    Partial,
 }
 
 impl AgentSnapshot {
@@ -140,9 +143,9 @@ impl AgentSnapshot {
 
 /// The state of an agent that `previous` had and this poll did not list.
 fn missing(was: &AgentState, now: i64, before: Option<i64>, listing: Listing) -> AgentState {
-    if was.status == ABSENT {
+    if was.status == ABSENT || listing == Listing::Partial {
         return AgentState {
-            missed: 0,
+            missed: if was.status == ABSENT { 0 } else { was.missed },
             ..was.clone()
         };
     }
@@ -532,5 +535,28 @@ mod tests {
             (Some(1_000), Some(3_000)),
             "the 2,000 poll did not list the agent: the change may be from before it"
         );
+    }
+
+    #[test]
+    fn an_agent_missing_from_a_partial_list_is_never_judged() {
+        let mut s0 = AgentSnapshot {
+            observed_at: 1_000,
+            ..Default::default()
+        };
+        s0.agents.insert(
+            "a".into(),
+            AgentState {
+                status: "Online".into(),
+                ..Default::default()
+            },
+        );
+        s0.settle(None, Listing::Whole);
+        let mut s = s0;
+        for at in [2_000, 3_000, 4_000] {
+            let next = listed(at, &[], &s, Listing::Partial);
+            assert!(diff_agents(&meta(), Some(&s), &next).is_empty(), "at {at}");
+            assert_eq!(next.agents["a"].missed, 0);
+            s = next;
+        }
     }
 }

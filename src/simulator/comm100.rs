@@ -128,7 +128,11 @@ async fn agents_page(
                    "maxConcurrentChats": 3, "intradayChats": a.ongoing_chats + 2, "intradayLinearChatTime": "06:53:57.0500000", "statusDistribution": {}})
         })
         .collect();
-    let body = json!({"total": all.len(), "pageCount": all.len().div_ceil(size).max(1), "list": list, "pageIndex": page, "pageSize": size});
+    let page_count = st
+        .lock()
+        .comm100_claimed_page_count
+        .unwrap_or(all.len().div_ceil(size).max(1) as u64);
+    let body = json!({"total": all.len(), "pageCount": page_count, "list": list, "pageIndex": page, "pageSize": size});
     let empty =
         json!({"total": 0, "pageCount": 1, "list": [], "pageIndex": page, "pageSize": size});
     let advance = page == 1 && std::mem::take(&mut st.lock().comm100_advance_after_page_1);

@@ -108,6 +108,8 @@ pub(crate) struct Inner {
     pub comm100_shift_once: bool,
     /// Advance the scenario right after serving the next page 1 of `Agents`.
     pub comm100_advance_after_page_1: bool,
+    /// A `pageCount` to claim on `Agents` instead of the real one (a vendor gone wrong).
+    pub comm100_claimed_page_count: Option<u64>,
     pub vonage: vonage::TokenIssuer,
     pub reports: reports::ReportSim,
     pub truth: Option<Arc<truth::TruthWorld>>,
@@ -179,6 +181,7 @@ impl SimState {
                 comm100_page_size: 5,
                 comm100_shift_once: false,
                 comm100_advance_after_page_1: false,
+                comm100_claimed_page_count: None,
                 vonage: vonage::TokenIssuer::default(),
                 reports: reports::ReportSim::default(),
                 truth,
@@ -259,6 +262,11 @@ impl SimState {
     /// slides onto page 1, already read, and is on no page of that poll).
     pub fn advance_comm100_between_pages_once(&self) {
         self.lock().comm100_advance_after_page_1 = true;
+    }
+
+    /// Claim `n` pages on Comm100 `Agents` whatever the list holds.
+    pub fn claim_comm100_page_count(&self, n: u64) {
+        self.lock().comm100_claimed_page_count = Some(n);
     }
 
     /// Report rows every `spacing_s` seconds and at most `row_limit` rows per response.

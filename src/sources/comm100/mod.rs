@@ -29,8 +29,6 @@ use crate::vendor_time::parse_duration_ms;
 
 pub const VENDOR: &str = "comm100";
 pub const AGENTS_ENDPOINT: &str = "livechat/realTime/Agents";
-/// Upper bound on pages per poll, against a vendor that never stops paging.
-const MAX_PAGES: u32 = 10_000;
 
 pub struct Comm100Client {
     meta: SourceMeta,
@@ -40,6 +38,7 @@ pub struct Comm100Client {
     site_id: Option<String>,
     tz: chrono_tz::Tz,
     page_size: Option<u32>,
+    max_pages: u32,
     static_names: BTreeMap<String, String>,
     away_statuses_url: Option<String>,
     refresh: Duration,
@@ -77,6 +76,7 @@ impl Comm100Client {
                 .parse()
                 .map_err(|_| anyhow::anyhow!("bad time zone {}", cfg.time_zone))?,
             page_size: cfg.page_size,
+            max_pages: cfg.max_pages,
             static_names: cfg.status_names.clone(),
             away_statuses_url: cfg.away_statuses_url.clone(),
             refresh: cfg.status_names_refresh,
@@ -179,6 +179,8 @@ struct Pages {
     pages: u32,
     total: u64,
     duplicates: usize,
+    /// The vendor said there were more pages than `max_pages`: the rest were not read.
+    clamped: bool,
 }
 
 impl Comm100Client {
@@ -190,6 +192,7 @@ impl Comm100Client {
             pages: 0,
             total: 0,
             duplicates: 0,
+            clamped: false,
         };
         let mut page_count = 1u32;
         while out.pages < page_count {
@@ -203,7 +206,17 @@ impl Comm100Client {
                 .await?;
             if page == 1 {
                 out.total = p.total;
-                page_count = p.page_count.min(MAX_PAGES);
+                page_count = p.page_count.min(self.max_pages);
+                if p.page_count > self.max_pages {
+                    out.clamped = true;
+                    metrics::counter!("ccdc_vendor_values_clamped_total", "source" => self.meta.name.clone(), "field" => "pageCount").increment(1);
+                    tracing::warn!(
+                        endpoint = AGENTS_ENDPOINT,
+                        page_count = p.page_count,
+                        max_pages = self.max_pages,
+                        "the vendor's pageCount is over max_pages: reading max_pages pages; agents beyond them are not judged this poll"
+                    );
+                }
             }
             for row in p.list {
                 if out.rows.contains_key(&row.agent_id) {
@@ -243,6 +256,7 @@ impl SnapshotSource for Comm100Agents {
             pages,
             total,
             duplicates,
+            clamped,
         } = c.agent_pages().await?;
         if duplicates > 0 || (rows.len() as u64) < total {
             metrics::counter!("ccdc_list_shifts_total", "source" => c.meta.name.clone(), "endpoint" => AGENTS_ENDPOINT).increment(1);
@@ -282,10 +296,10 @@ impl SnapshotSource for Comm100Agents {
         }
         // Several pages are several moments: an agent missing from them may have slid between
         // pages; it is believed gone only when the next poll misses it too.
-        let listing = if pages > 1 {
-            Listing::Paged
-        } else {
-            Listing::Whole
+        let listing = match (clamped, pages > 1) {
+            (true, _) => Listing::Partial,
+            (false, true) => Listing::Paged,
+            (false, false) => Listing::Whole,
         };
         snap.settle(previous, listing);
         Ok(snap)
