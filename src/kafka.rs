@@ -102,7 +102,8 @@ pub fn producer_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
             cfg.message_timeout.as_millis().to_string(),
         )
         .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "100000");
+        .set("queue.buffering.max.messages", "100000")
+        .set("partitioner", &cfg.partitioner);
     Ok(c)
 }
 
@@ -468,6 +469,7 @@ mod tests {
             replication_factor: 1,
             message_timeout: Duration::from_secs(5),
             record_headers: true,
+            partitioner: "murmur2_random".into(),
             properties: Default::default(),
             secret_properties: [(
                 "sasl.passwrod".to_string(),

@@ -28,6 +28,7 @@ fn kafka_config(bootstrap: String) -> KafkaConfig {
         replication_factor: 1,
         message_timeout: Duration::from_secs(120),
         record_headers: true,
+        partitioner: "murmur2_random".into(),
         properties: Default::default(),
         secret_properties: Default::default(),
     }

@@ -126,6 +126,7 @@ fn kafka(bootstrap: &str) -> KafkaConfig {
         replication_factor: 1,
         message_timeout: Duration::from_secs(120),
         record_headers: true,
+        partitioner: "murmur2_random".into(),
         properties: [
             ("linger.ms".to_string(), "20".to_string()),
             ("batch.size".to_string(), "1000000".to_string()),

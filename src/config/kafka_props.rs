@@ -25,6 +25,7 @@ const GUARANTEE_PROPERTIES: &[&str] = &[
     "compression.codec",
     "message.timeout.ms",
     "delivery.timeout.ms",
+    "partitioner",
 ];
 
 /// Properties that librdkafka accepts but that stop delivery, or its acknowledgement, silently.

@@ -115,6 +115,20 @@ fn weakening_the_delivery_guarantee_is_refused() {
             base("").replace("output = \"stdout\"", "")
         );
     assert!(err_of(&text).contains("kafka.properties.enable.idempotence"));
+    // The partitioner is a key of its own (murmur2_random by default), not a free property.
+    let partitioner = text.replace(
+        "[kafka.properties]\n\"enable.idempotence\" = \"false\"\n",
+        "partitioner = \"crc32\"\n",
+    );
+    assert!(
+        err_of(&partitioner).contains("kafka.partitioner"),
+        "{partitioner}"
+    );
+    let as_property = text.replace(
+        "\"enable.idempotence\" = \"false\"",
+        "\"partitioner\" = \"random\"",
+    );
+    assert!(err_of(&as_property).contains("kafka.properties.partitioner"));
 }
 
 #[test]
