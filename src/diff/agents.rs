@@ -499,32 +499,24 @@ mod tests {
         assert_eq!(away.derivation, Derivation::SnapshotDiff);
     }
 
+    /// A fresh observation of agent `a` in `status` (not settled yet).
+    fn agent_a(at: i64, status: &str) -> AgentSnapshot {
+        let state = AgentState {
+            status: status.into(),
+            ..Default::default()
+        };
+        AgentSnapshot {
+            observed_at: at,
+            agents: [("a".to_string(), state)].into(),
+        }
+    }
+
     #[test]
     fn a_change_seen_after_a_paged_miss_is_bounded_by_the_last_poll_that_listed_the_agent() {
-        let mut s0 = AgentSnapshot {
-            observed_at: 1_000,
-            ..Default::default()
-        };
-        s0.agents.insert(
-            "a".into(),
-            AgentState {
-                status: "Online".into(),
-                ..Default::default()
-            },
-        );
+        let mut s0 = agent_a(1_000, "Online");
         s0.settle(None, Listing::Paged);
         let s1 = listed(2_000, &[], &s0, Listing::Paged); // missed once: kept
-        let mut s2 = AgentSnapshot {
-            observed_at: 3_000,
-            ..Default::default()
-        };
-        s2.agents.insert(
-            "a".into(),
-            AgentState {
-                status: "Away".into(),
-                ..Default::default()
-            },
-        );
+        let mut s2 = agent_a(3_000, "Away");
         s2.settle(Some(&s1), Listing::Paged);
         let e = diff_agents(&meta(), Some(&s1), &s2);
         let Event::AgentStatus(away) = &e[0] else {
@@ -539,17 +531,7 @@ mod tests {
 
     #[test]
     fn an_agent_missing_from_a_partial_list_is_never_judged() {
-        let mut s0 = AgentSnapshot {
-            observed_at: 1_000,
-            ..Default::default()
-        };
-        s0.agents.insert(
-            "a".into(),
-            AgentState {
-                status: "Online".into(),
-                ..Default::default()
-            },
-        );
+        let mut s0 = agent_a(1_000, "Online");
         s0.settle(None, Listing::Whole);
         let mut s = s0;
         for at in [2_000, 3_000, 4_000] {
