@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::timing::{span, Bounds};
-use crate::event::id::{self, window};
+use super::timing::Bounds;
+use super::Window;
 use crate::event::{Derivation, Event, InteractionEvent, InteractionEventType, SourceMeta};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,75 +64,35 @@ impl LatestSnapshot {
     }
 }
 
-/// One observation window of one source.
-struct Window<'a> {
-    meta: &'a SourceMeta,
-    previous_at: Option<i64>,
-    observed_at: i64,
+/// A `latest_only` event of `it` at `agent` in window `w`.
+fn latest_event(
+    w: &Window,
+    ty: InteractionEventType,
+    agent: &str,
+    it: &LatestInteraction,
+    derivation: Derivation,
+) -> InteractionEvent {
+    let start = (it.start, it.start_raw.clone());
+    let mut e = w.event(ty, agent, &it.guid, start, it.first_seen, derivation);
+    e.latest_only = true;
+    e
 }
 
-impl Window<'_> {
-    fn event(
-        &self,
-        ty: InteractionEventType,
-        agent: &str,
-        it: &LatestInteraction,
-        derivation: Derivation,
-    ) -> InteractionEvent {
-        let win = window(self.previous_at);
-        InteractionEvent {
-            event_id: id::interaction(&self.meta.name, ty, agent, &it.guid, &win).to_string(),
-            event_type: ty,
-            source: self.meta.name.clone(),
-            vendor: self.meta.vendor.clone(),
-            agent_id: agent.to_string(),
-            interaction_id: it.guid.clone(),
-            initial: self.previous_at.is_none(),
-            transfer: false,
-            transfer_agent_id: None,
-            observed_at: self.observed_at,
-            previous_observed_at: self.previous_at,
-            vendor_timestamp: it.start,
-            vendor_timestamp_raw: it.start_raw.clone(),
-            subject: None,
-            from_name: None,
-            latest_only: true,
-            started_at: it.start,
-            started_at_raw: it.start_raw.clone(),
-            first_observed_at: it.first_seen,
-            ended_after: None,
-            ended_before: None,
-            duration_ms: None,
-            duration_min_ms: None,
-            duration_max_ms: None,
-            derivation,
-        }
-    }
+fn started(w: &Window, agent: &str, it: &LatestInteraction) -> InteractionEvent {
+    latest_event(w, InteractionEventType::Started, agent, it, w.derivation())
+}
 
-    fn started(&self, agent: &str, it: &LatestInteraction) -> InteractionEvent {
-        let derivation = match self.previous_at {
-            None => Derivation::InitialSnapshot,
-            Some(_) => Derivation::SnapshotDiff,
-        };
-        let mut e = self.event(InteractionEventType::Started, agent, it, derivation);
-        e.first_observed_at = Some(self.observed_at);
-        e
-    }
-
-    /// `it` ended within `end`.
-    fn ended(
-        &self,
-        agent: &str,
-        it: &LatestInteraction,
-        end: Bounds,
-        derivation: Derivation,
-    ) -> InteractionEvent {
-        let mut e = self.event(InteractionEventType::Ended, agent, it, derivation);
-        let d = span(it.start_bounds(), end);
-        (e.ended_after, e.ended_before) = (end.after, end.before);
-        (e.duration_ms, e.duration_min_ms, e.duration_max_ms) = (d.estimate, d.min, d.max);
-        e
-    }
+/// `it` ended within `end`.
+fn ended(
+    w: &Window,
+    agent: &str,
+    it: &LatestInteraction,
+    end: Bounds,
+    derivation: Derivation,
+) -> InteractionEvent {
+    let mut e = latest_event(w, InteractionEventType::Ended, agent, it, derivation);
+    Window::close(&mut e, it.start_bounds(), end);
+    e
 }
 
 pub fn diff_latest(
@@ -140,12 +100,8 @@ pub fn diff_latest(
     previous: Option<&LatestSnapshot>,
     current: &LatestSnapshot,
 ) -> Vec<Event> {
-    let w = Window {
-        meta,
-        previous_at: previous.map(|p| p.observed_at),
-        observed_at: current.observed_at,
-    };
-    let window_end = Bounds::between(w.previous_at, w.observed_at);
+    let w = Window::new(meta, previous.map(|p| p.observed_at), current.observed_at);
+    let window_end = w.end();
     let mut events = Vec::new();
     for (agent, cur) in &current.agents {
         let Some(cur) = cur else { continue };
@@ -155,12 +111,18 @@ pub fn diff_latest(
         match before {
             Some(b) if b.guid == cur.guid => {
                 if !b.has_ended && cur.has_ended {
-                    events.push(w.ended(agent, cur, window_end, Derivation::VendorEndedFlag));
+                    events.push(ended(
+                        &w,
+                        agent,
+                        cur,
+                        window_end,
+                        Derivation::VendorEndedFlag,
+                    ));
                 }
             }
             _ if previous.is_none() => {
                 if !cur.has_ended {
-                    events.push(w.started(agent, cur));
+                    events.push(started(&w, agent, cur));
                 }
             }
             _ => {
@@ -168,9 +130,9 @@ pub fn diff_latest(
                     // The agent moved on: the earlier one ended at the latest when this one started.
                     let by = cur.start.map_or(w.observed_at, |s| window_end.clamp(s));
                     let end = Bounds::between(w.previous_at, by);
-                    events.push(w.ended(agent, b, end, Derivation::ReplacedByNext));
+                    events.push(ended(&w, agent, b, end, Derivation::ReplacedByNext));
                 }
-                events.push(w.started(agent, cur));
+                events.push(started(&w, agent, cur));
                 if cur.has_ended {
                     // Not the latest at the previous poll: it ended after that and after its start.
                     let after = match (w.previous_at, cur.start) {
@@ -178,7 +140,7 @@ pub fn diff_latest(
                         (p, s) => p.or(s),
                     };
                     let end = Bounds::between(after, w.observed_at);
-                    events.push(w.ended(agent, cur, end, Derivation::VendorEndedFlag));
+                    events.push(ended(&w, agent, cur, end, Derivation::VendorEndedFlag));
                 }
             }
         }

@@ -189,11 +189,7 @@ pub fn diff_interactions(
 ) -> Vec<InteractionEvent> {
     let empty = BTreeMap::new();
     let prev_map = previous.map(|p| &p.interactions).unwrap_or(&empty);
-    let window = Window {
-        meta,
-        previous_at: previous.map(|p| p.observed_at),
-        observed_at: current.observed_at,
-    };
+    let window = Window::new(meta, previous.map(|p| p.observed_at), current.observed_at);
     let (mut ended, mut started): (Vec<&InteractionKey>, Vec<&InteractionKey>) = (vec![], vec![]);
     for m in merge(prev_map, &current.interactions) {
         match m {
@@ -205,11 +201,21 @@ pub fn diff_interactions(
     let mut events = Vec::with_capacity(ended.len() + started.len());
     for key in &ended {
         let counterpart = counterpart(&started, &key.interaction_id);
-        events.push(window.ended(key, &prev_map[*key], counterpart));
+        events.push(window.snapshot_event(
+            InteractionEventType::Ended,
+            key,
+            &prev_map[*key],
+            counterpart,
+        ));
     }
     for key in &started {
         let counterpart = counterpart(&ended, &key.interaction_id);
-        events.push(window.started(key, &current.interactions[*key], counterpart));
+        events.push(window.snapshot_event(
+            InteractionEventType::Started,
+            key,
+            &current.interactions[*key],
+            counterpart,
+        ));
     }
     // Stable order: by interaction, ENDED before STARTED, then by agent.
     fn order(e: &InteractionEvent) -> (&str, bool, &str) {
@@ -228,85 +234,116 @@ fn counterpart(other_side: &[&InteractionKey], interaction_id: &str) -> Option<S
         .map(|k| k.agent_id.clone())
 }
 
-/// One observation window of one source: the events of its diff.
-struct Window<'a> {
+/// One observation window of one source: what every interaction event of its diff shares (the
+/// source, the two polls, the id's window text computed once), for every vendor's diff.
+pub(crate) struct Window<'a> {
     meta: &'a SourceMeta,
-    previous_at: Option<i64>,
-    observed_at: i64,
+    pub previous_at: Option<i64>,
+    pub observed_at: i64,
+    /// [`window`] of `previous_at`, part of every event id.
+    win: String,
 }
 
-impl Window<'_> {
-    fn event(
+impl<'a> Window<'a> {
+    pub fn new(meta: &'a SourceMeta, previous_at: Option<i64>, observed_at: i64) -> Self {
+        Window {
+            meta,
+            previous_at,
+            observed_at,
+            win: window(previous_at),
+        }
+    }
+
+    /// `INITIAL_SNAPSHOT` on the source's first poll, else `SNAPSHOT_DIFF`.
+    pub fn derivation(&self) -> Derivation {
+        match self.previous_at {
+            None => Derivation::InitialSnapshot,
+            Some(_) => Derivation::SnapshotDiff,
+        }
+    }
+
+    /// The event of `interaction` at `agent` in this window, with its vendor start and first
+    /// sight; the vendor's extras (subject, transfer, ...) are the caller's to fill in.
+    pub fn event(
+        &self,
+        ty: InteractionEventType,
+        agent: &str,
+        interaction: &str,
+        start: (Option<i64>, Option<String>),
+        first_seen: Option<i64>,
+        derivation: Derivation,
+    ) -> InteractionEvent {
+        let event_id = id::interaction(&self.meta.name, ty, agent, interaction, &self.win);
+        let (started_at, started_at_raw) = start;
+        InteractionEvent {
+            event_id: event_id.to_string(),
+            event_type: ty,
+            source: self.meta.name.clone(),
+            vendor: self.meta.vendor.clone(),
+            agent_id: agent.to_string(),
+            interaction_id: interaction.to_string(),
+            initial: self.previous_at.is_none(),
+            transfer: false,
+            transfer_agent_id: None,
+            observed_at: self.observed_at,
+            previous_observed_at: self.previous_at,
+            vendor_timestamp: started_at,
+            vendor_timestamp_raw: started_at_raw.clone(),
+            subject: None,
+            from_name: None,
+            latest_only: false,
+            started_at,
+            started_at_raw,
+            // A STARTED event is the first sight itself.
+            first_observed_at: match ty {
+                InteractionEventType::Started => Some(self.observed_at),
+                InteractionEventType::Ended => first_seen,
+            },
+            ended_after: None,
+            ended_before: None,
+            duration_ms: None,
+            duration_min_ms: None,
+            duration_max_ms: None,
+            derivation,
+        }
+    }
+
+    /// An `ENDED` event's end bounds and the duration from a start within `start`.
+    pub fn close(e: &mut InteractionEvent, start: Bounds, end: Bounds) {
+        let d = span(start, end);
+        (e.ended_after, e.ended_before) = (end.after, end.before);
+        (e.duration_ms, e.duration_min_ms, e.duration_max_ms) = (d.estimate, d.min, d.max);
+    }
+
+    /// Ended within this window (after the previous poll, by this one).
+    pub fn end(&self) -> Bounds {
+        Bounds::between(self.previous_at, self.observed_at)
+    }
+
+    /// An interaction of a full snapshot (`seen` as the poll that saw it last had it).
+    fn snapshot_event(
         &self,
         ty: InteractionEventType,
         key: &InteractionKey,
         seen: &ActiveInteraction,
         counterpart: Option<String>,
     ) -> InteractionEvent {
-        let win = window(self.previous_at);
-        let id = id::interaction(
-            &self.meta.name,
+        let start = (seen.vendor_timestamp, seen.vendor_timestamp_raw.clone());
+        let mut e = self.event(
             ty,
             &key.agent_id,
             &key.interaction_id,
-            &win,
+            start,
+            seen.first_seen,
+            self.derivation(),
         );
-        InteractionEvent {
-            event_id: id.to_string(),
-            event_type: ty,
-            source: self.meta.name.clone(),
-            vendor: self.meta.vendor.clone(),
-            agent_id: key.agent_id.clone(),
-            interaction_id: key.interaction_id.clone(),
-            initial: self.previous_at.is_none(),
-            transfer: counterpart.is_some(),
-            transfer_agent_id: counterpart,
-            observed_at: self.observed_at,
-            previous_observed_at: self.previous_at,
-            vendor_timestamp: seen.vendor_timestamp,
-            vendor_timestamp_raw: seen.vendor_timestamp_raw.clone(),
-            subject: seen.subject.clone(),
-            from_name: seen.from_name.clone(),
-            latest_only: false,
-            started_at: seen.vendor_timestamp,
-            started_at_raw: seen.vendor_timestamp_raw.clone(),
-            first_observed_at: seen.first_seen,
-            ended_after: None,
-            ended_before: None,
-            duration_ms: None,
-            duration_min_ms: None,
-            duration_max_ms: None,
-            derivation: if self.previous_at.is_none() {
-                Derivation::InitialSnapshot
-            } else {
-                Derivation::SnapshotDiff
-            },
+        e.transfer = counterpart.is_some();
+        e.transfer_agent_id = counterpart;
+        e.subject = seen.subject.clone();
+        e.from_name = seen.from_name.clone();
+        if ty == InteractionEventType::Ended {
+            Self::close(&mut e, seen.start_bounds(), self.end());
         }
-    }
-
-    fn started(
-        &self,
-        key: &InteractionKey,
-        seen: &ActiveInteraction,
-        counterpart: Option<String>,
-    ) -> InteractionEvent {
-        let mut e = self.event(InteractionEventType::Started, key, seen, counterpart);
-        e.first_observed_at = Some(self.observed_at);
-        e
-    }
-
-    /// `seen`: the interaction as the last poll that saw it had it.
-    fn ended(
-        &self,
-        key: &InteractionKey,
-        seen: &ActiveInteraction,
-        counterpart: Option<String>,
-    ) -> InteractionEvent {
-        let mut e = self.event(InteractionEventType::Ended, key, seen, counterpart);
-        let end = Bounds::between(self.previous_at, self.observed_at);
-        let d = span(seen.start_bounds(), end);
-        (e.ended_after, e.ended_before) = (end.after, end.before);
-        (e.duration_ms, e.duration_min_ms, e.duration_max_ms) = (d.estimate, d.min, d.max);
         e
     }
 }
