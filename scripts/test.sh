@@ -20,6 +20,8 @@ command -v make >/dev/null || need_apt+=(make)
 command -v perl >/dev/null || need_apt+=(perl)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 dpkg -s pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+# promtool (Debian's prometheus package): tests/deploy.rs checks and unit-tests the alert rules.
+command -v promtool >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -28,11 +30,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 installed() { "$1" --version 2>/dev/null | grep -q "$2"; }
-# tansu takes 6-9 minutes to build: build it in the background while the rest installs.
+# tansu with its memory engine (dynostore) and its SQLite engine (libsql: the broker-outage test
+# restarts a broker that keeps its data). A stamp records the features an installed tansu was
+# built with, so an older install without libsql is rebuilt.
+TANSU_FEATURES=dynostore,libsql
+tansu_stamp="$HOME/.cargo/.ccdc-tansu-$TANSU_VERSION-features"
+tansu_ready() { installed tansu "$TANSU_VERSION" && [ "$(cat "$tansu_stamp" 2>/dev/null)" = "$TANSU_FEATURES" ]; }
+# tansu takes 7-15 minutes to build: build it in the background while the rest installs.
 tansu_pid=""
-if ! installed tansu "$TANSU_VERSION"; then
-  step "cargo install tansu $TANSU_VERSION (background)"
-  cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore >target-tansu-install.log 2>&1 &
+if ! tansu_ready; then
+  step "cargo install tansu $TANSU_VERSION --features $TANSU_FEATURES (background)"
+  ( cargo install tansu --locked --force --version "$TANSU_VERSION" --features "$TANSU_FEATURES" \
+      && echo "$TANSU_FEATURES" >"$tansu_stamp" ) >target-tansu-install.log 2>&1 &
   tansu_pid=$!
 fi
 if ! installed rivven-schema "$RIVVEN_SCHEMA_VERSION"; then
@@ -40,8 +49,14 @@ if ! installed rivven-schema "$RIVVEN_SCHEMA_VERSION"; then
   cargo install rivven-schema --locked --version "$RIVVEN_SCHEMA_VERSION"
 fi
 
-step "pip install the interop consumer"
-python3 -m pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
+step "pip install the interop consumer and the consumer recipe of examples/python"
+python3 -m pip install -q --disable-pip-version-check -r tests/interop/requirements.txt \
+  -r examples/python/requirements.txt
+
+# kubernetes-validate bundles Kubernetes' JSON schemas (it works offline): tests/deploy.rs
+# validates deploy/kubernetes/ with it.
+step "pip install the Kubernetes manifest validator"
+python3 -m pip install -q --disable-pip-version-check kubernetes-validate==1.37.0
 
 step "validate docker-compose.yml"
 docker-compose -f docker-compose.yml config -q
@@ -62,7 +77,7 @@ if [ -n "$tansu_pid" ]; then
   step "waiting for the tansu build"
   if ! wait "$tansu_pid"; then tail -50 target-tansu-install.log; exit 1; fi
 fi
-installed tansu "$TANSU_VERSION" || { echo "tansu $TANSU_VERSION missing"; exit 1; }
+tansu_ready || { echo "tansu $TANSU_VERSION with $TANSU_FEATURES missing"; exit 1; }
 
 # `cargo test --all-targets` also runs the benchmarks (benches/ccdc-bench) in their short mode:
 # they must still run; timings are printed, not checked.

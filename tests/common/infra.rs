@@ -1,8 +1,8 @@
-//! The external services each test runs against: a fresh tansu broker (memory storage) and a
-//! rivven-schema registry on free loopback ports, killed on drop. [`Infra`] starts both and can stop
-//! and restart the broker on the same port (a broker outage); [`spawn_registry`] starts a lone
-//! registry for registry-outage tests. Binaries come from TANSU_BIN / RIVVEN_SCHEMA_BIN, else
-//! `~/.cargo/bin`, else `PATH`.
+//! The external services each test runs against: a fresh tansu broker (memory storage, or a
+//! SQLite file with [`Infra::start_durable`]) and a rivven-schema registry on free loopback ports,
+//! killed on drop. [`Infra`] starts both and can stop and restart the broker on the same port (a
+//! broker outage); [`spawn_registry`] starts a lone registry for registry-outage tests. Binaries
+//! come from TANSU_BIN / RIVVEN_SCHEMA_BIN, else `~/.cargo/bin`, else `PATH`.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -41,6 +41,8 @@ pub struct Infra {
     broker: Option<Proc>,
     /// The broker's port, kept for a restart on the same address.
     broker_port: u16,
+    /// tansu's `--storage-engine` URL.
+    storage: String,
     _registry: Proc,
 }
 
@@ -48,11 +50,24 @@ impl Infra {
     /// Start tansu (memory storage) and rivven-schema on free ports. Both binaries must be installed
     /// (`scripts/test.sh` does it); override their paths with TANSU_BIN / RIVVEN_SCHEMA_BIN.
     pub fn start() -> Infra {
+        Infra::start_on(|_| "memory://tansu/".to_string())
+    }
+
+    /// Like [`Infra::start`], with tansu keeping its data in a SQLite file in the test's directory
+    /// (its `libsql` engine, which `scripts/test.sh` builds in): topics, records and producer state
+    /// survive [`Infra::restart_broker`], as a real broker's log does.
+    pub fn start_durable() -> Infra {
+        // tansu reads the URL's path relative to its working directory (the test's directory).
+        Infra::start_on(|_| "sqlite://tansu.db".to_string())
+    }
+
+    fn start_on(storage: impl FnOnce(&Path) -> String) -> Infra {
         let dir = tempfile::tempdir().expect("tempdir");
+        let storage = storage(dir.path());
         let kport = free_port();
         let rport = free_port();
         let log = |n: &str| std::fs::File::create(dir.path().join(n)).expect("log file");
-        let broker = spawn_broker(dir.path(), kport, "tansu");
+        let broker = spawn_broker(dir.path(), kport, "tansu", &storage);
         let registry = Command::new(tool("RIVVEN_SCHEMA_BIN", "rivven-schema"))
             .args(["serve", "--host", "127.0.0.1", "--port", &rport.to_string()])
             .stdout(log("rivven.log"))
@@ -76,6 +91,7 @@ impl Infra {
             dir,
             broker: Some(broker),
             broker_port: kport,
+            storage,
             _registry: registry,
         }
     }
@@ -85,14 +101,15 @@ impl Infra {
         drop(self.broker.take());
     }
 
-    /// Start a broker again on the same port: a new, empty cluster (tansu keeps its data in
-    /// memory), without topics.
+    /// Start a broker again on the same port: with memory storage a new, empty cluster without
+    /// topics; after [`Infra::start_durable`] the same cluster with its data.
     pub fn restart_broker(&mut self) {
         drop(self.broker.take());
         self.broker = Some(spawn_broker(
             self.dir.path(),
             self.broker_port,
             "tansu-restarted",
+            &self.storage,
         ));
         wait_for_broker(self.broker_port);
     }
@@ -123,8 +140,8 @@ impl Infra {
     }
 }
 
-/// tansu (memory storage) on `port`, logging to `<log>.log` / `<log>.err` in `dir`.
-fn spawn_broker(dir: &Path, port: u16, log: &str) -> Proc {
+/// tansu with `storage` on `port`, logging to `<log>.log` / `<log>.err` in `dir`.
+fn spawn_broker(dir: &Path, port: u16, log: &str, storage: &str) -> Proc {
     let url = format!("tcp://127.0.0.1:{port}");
     let file =
         |ext: &str| std::fs::File::create(dir.join(format!("{log}.{ext}"))).expect("log file");
@@ -136,8 +153,9 @@ fn spawn_broker(dir: &Path, port: u16, log: &str) -> Proc {
             "--advertised-listener-url",
             &url,
             "--storage-engine",
-            "memory://tansu/",
+            storage,
         ])
+        .current_dir(dir)
         .stdout(file("log"))
         .stderr(file("err"))
         .spawn()

@@ -105,9 +105,27 @@ impl Stack {
         sources: &str,
         topics: &[(&str, &str)],
     ) -> Stack {
-        let infra = tokio::task::spawn_blocking(Infra::start)
-            .await
-            .expect("infra");
+        Stack::start_on(Infra::start, token, mode, sources, topics).await
+    }
+
+    /// [`Stack::start`] on a broker whose data survives a restart ([`Infra::start_durable`]).
+    pub async fn start_durable(
+        token: &str,
+        mode: SimMode,
+        sources: &str,
+        topics: &[(&str, &str)],
+    ) -> Stack {
+        Stack::start_on(Infra::start_durable, token, mode, sources, topics).await
+    }
+
+    async fn start_on(
+        infra: fn() -> Infra,
+        token: &str,
+        mode: SimMode,
+        sources: &str,
+        topics: &[(&str, &str)],
+    ) -> Stack {
+        let infra = tokio::task::spawn_blocking(infra).await.expect("infra");
         let sim = SimServer::start(
             "127.0.0.1:0".parse().expect("addr"),
             SimState::new(token, mode),
