@@ -77,7 +77,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     on_signals(shutdown.clone());
     match cli.command {
-        Command::Run { config } => ccdc::app::run(Config::load(Some(&config))?, shutdown).await,
+        Command::Run { config, replica } => {
+            let env = |k: &str| std::env::var(k).ok().or_else(|| hostname(k));
+            let replica = ccdc::shard::resolve(replica.as_deref(), &env)?;
+            ccdc::app::run_as(Config::load(Some(&config))?, replica, shutdown).await
+        }
         #[cfg(feature = "simulator")]
         Command::Demo {
             interval,
@@ -128,12 +132,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// `HOSTNAME` when the environment lacks it (a shell does not export it): the system's host name.
+fn hostname(var: &str) -> Option<String> {
+    if var != "HOSTNAME" {
+        return None;
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname(2) writes at most `buf.len()` bytes into the buffer we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    (rc == 0).then(|| String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
 fn main() -> ExitCode {
     ccdc::alloc::configure();
     let cli = Cli::parse();
     init_tracing(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(ccdc::app::MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(rt) => rt,
@@ -142,7 +159,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(dispatch(cli)) {
+    let result = rt.block_on(dispatch(cli));
+    // Dropping the runtime would wait for every blocking task still running — a checkpoint-topic
+    // read or a metadata request can take its whole timeout — past the shutdown deadline. What
+    // must finish (the outbox drain, the final flush) finished inside `dispatch`; abandon the rest.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "ccdc failed");

@@ -60,10 +60,14 @@ pub fn open_db(dir: &Path, wait: Duration, cache_bytes: u64) -> Result<sled::Db,
                 })
             }
             Err(e) => {
+                let reason = match &e {
+                    sled::Error::Io(io) => super::handle::describe(io),
+                    other => other.to_string(),
+                };
                 return Err(StoreError::Open {
                     path: shown,
-                    reason: e.to_string(),
-                })
+                    reason,
+                });
             }
         }
     }

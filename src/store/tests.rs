@@ -1,4 +1,5 @@
 use super::*;
+use std::sync::atomic::Ordering;
 
 fn put(k: &str, v: &[u8]) -> Write {
     Write::Put(k.into(), v.to_vec())
@@ -110,7 +111,9 @@ fn many_events_span_segments_and_partial_delivery_survives_reopen() {
     assert_eq!(left, expected);
     assert_eq!(s.outbox_len(), expected.len());
     assert!(
-        s.tree.scan_prefix([SEGMENT_PREFIX]).count() == 2,
+        s.handle()
+            .with_open(|o| o.tree.scan_prefix([SEGMENT_PREFIX]).count())
+            == Some(2),
         "the fully delivered segment is gone"
     );
 }
@@ -121,12 +124,14 @@ fn a_one_entry_per_event_outbox_of_an_earlier_version_is_migrated_in_order() {
     let path = dir.path().join("state");
     {
         let s = SledStore::open(&path).unwrap();
-        for (seq, e) in [(3u64, "old-1"), (7, "old-2"), (9, "old-3")] {
-            s.tree
-                .insert(id_key(LEGACY_OUTBOX_PREFIX, seq), e.as_bytes())
-                .unwrap();
-        }
-        s.db.flush().unwrap();
+        s.handle().with_open(|o| {
+            for (seq, e) in [(3u64, "old-1"), (7, "old-2"), (9, "old-3")] {
+                o.tree
+                    .insert(id_key(LEGACY_OUTBOX_PREFIX, seq), e.as_bytes())
+                    .unwrap();
+            }
+            o.db.flush().unwrap();
+        });
     }
     let s = SledStore::open(&path).unwrap();
     assert_eq!(s.outbox_len(), 3);
@@ -138,7 +143,11 @@ fn a_one_entry_per_event_outbox_of_an_earlier_version_is_migrated_in_order() {
         .map(|(_, v)| v)
         .collect();
     assert_eq!(all, [&b"old-1"[..], b"old-2", b"old-3", b"new"]);
-    assert_eq!(s.tree.scan_prefix([LEGACY_OUTBOX_PREFIX]).count(), 0);
+    assert_eq!(
+        s.handle()
+            .with_open(|o| o.tree.scan_prefix([LEGACY_OUTBOX_PREFIX]).count()),
+        Some(0)
+    );
 }
 
 #[test]
@@ -240,4 +249,36 @@ fn the_outbox_count_is_exact_under_concurrent_commits_and_removals() {
     assert_eq!(removed, total);
     assert_eq!(store.outbox_len(), 0);
     assert!(store.outbox_after(None, 10).unwrap().is_empty());
+}
+
+/// Vendor-call counts are incremented without a flush each: counted at once, and on disk once any
+/// commit has flushed (a copy of the directory taken then, as a crash would leave it, has them).
+#[test]
+fn a_lazy_count_counts_at_once_and_is_durable_with_the_next_commit() {
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    let s = SledStore::open(&path).unwrap();
+    assert_eq!(s.increment_lazily("quota/t", 2).unwrap(), 2);
+    assert_eq!(s.increment_lazily("quota/t", 1).unwrap(), 3);
+    s.commit(vec![put("a", b"x")], vec![]).unwrap();
+    let crashed = dir.path().join("crashed");
+    copy_dir(&path, &crashed);
+    let reopened = SledStore::open(&crashed).unwrap();
+    assert_eq!(
+        reopened.get("quota/t").unwrap(),
+        Some(3u64.to_be_bytes().to_vec())
+    );
+    assert_eq!(MemoryStore::default().increment_lazily("q", 4).unwrap(), 4);
 }
