@@ -3,7 +3,9 @@
 //! atomically ([`crate::poller`]). The feed adopts the new state only once the commit succeeded.
 //!
 //! Most feeds are a [`SnapshotSource`] (a vendor's typed fetch + pure diff, [`crate::sources`])
-//! wrapped in a [`SnapshotFeed`]; report pulls are their own feed ([`crate::reports`]).
+//! wrapped in a [`SnapshotFeed`]; report pulls are their own feed ([`crate::reports`]). A
+//! [`SnapshotFeed`] bounds each fetch by the source's [`SnapshotSource::poll_timeout`]: a poll that
+//! takes longer is abandoned as failed (`kind="timeout"`), its requests dropped, nothing committed.
 
 use std::sync::Arc;
 
@@ -130,16 +132,26 @@ impl<S: SnapshotSource> Feed for SnapshotFeed<S> {
         if let Some((previous, current_layout)) =
             self.source.load_state(store, &self.state_key())?
         {
+            self.source.committed(&previous);
             self.previous = Some(previous);
             self.stored = current_layout;
         }
         Ok(())
     }
     async fn poll(&mut self, observed_at: i64) -> Result<PollOutcome, FeedError> {
-        let current = self
-            .source
-            .fetch(observed_at, self.previous.as_ref())
-            .await?;
+        let fetch = self.source.fetch(observed_at, self.previous.as_ref());
+        let current = match self.source.poll_timeout() {
+            // Dropping the fetch abandons every request still in flight; nothing was committed.
+            Some(limit) => tokio::time::timeout(limit, fetch).await.map_err(|_| {
+                let name = self.source.name();
+                SourceError::PollTimeout {
+                    source_name: name.meta.name.clone(),
+                    endpoint: name.endpoint.to_string(),
+                    limit,
+                }
+            })??,
+            None => fetch.await?,
+        };
         let size = self.source.size(&current);
         let previous_size = self.previous.as_ref().map_or(0, |p| self.source.size(p));
         if size == 0 && previous_size > 0 && self.empty_polls + 1 < self.confirm_empty_polls {
@@ -167,8 +179,79 @@ impl<S: SnapshotSource> Feed for SnapshotFeed<S> {
     }
     fn committed(&mut self) {
         if let Some(p) = self.pending.take() {
+            self.source.committed(&p);
             self.previous = Some(p);
             self.stored = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::diff::{diff_interactions_events, InteractionKey, InteractionSnapshot};
+    use crate::event::SourceMeta;
+    use crate::sources::scripted::{Scripted, Step};
+
+    fn snap(ids: &[&str]) -> InteractionSnapshot {
+        InteractionSnapshot {
+            observed_at: 0,
+            interactions: ids
+                .iter()
+                .map(|id| {
+                    let key = InteractionKey {
+                        interaction_id: id.to_string(),
+                        agent_id: "a".into(),
+                    };
+                    (key, Default::default())
+                })
+                .collect(),
+        }
+    }
+
+    // tokio's clock is paused: the slow step's 3 s and the 2 s bound pass without waiting.
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_past_its_timeout_is_abandoned_and_the_next_one_goes_on() {
+        let meta = SourceMeta {
+            name: "s".into(),
+            vendor: "wolkvox".into(),
+        };
+        let script = vec![
+            Step::Slow(Duration::from_secs(3), snap(&["c1"])),
+            Step::Slow(Duration::from_secs(1), snap(&["c2"])),
+        ];
+        let source = Scripted::new(
+            meta,
+            script,
+            diff_interactions_events,
+            |s: &InteractionSnapshot| s.interactions.len(),
+            |s, at| s.observed_at = at,
+        )
+        .with_poll_timeout(Duration::from_secs(2));
+        let mut feed = SnapshotFeed::new(Arc::new(source), 1);
+        let Err(e) = feed.poll(1).await else {
+            panic!("a 3 s poll under a 2 s bound must fail")
+        };
+        assert_eq!(e.kind(), "timeout");
+        assert!(e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "s scripted: the poll took longer than poll_timeout (2s); abandoned, nothing committed"
+        );
+        // The abandoned observation is not the feed's: the next poll is diffed against nothing.
+        let Ok(PollOutcome::Commit { events, size, .. }) = feed.poll(2).await else {
+            panic!("a 1 s poll fits")
+        };
+        assert_eq!(size, 1);
+        let ids: Vec<String> = events
+            .iter()
+            .map(|e| match e {
+                Event::Interaction(i) => i.interaction_id.clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, ["c2"]);
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{invalid, limits, ConfigError, ReportConfig};
+use super::{invalid, limits, ConfigError, PollConfig, ReportConfig};
 use crate::secret::SecretRef;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -32,60 +32,6 @@ impl SourceConfig {
             SourceConfig::Comm100(c) => c.validate(at),
             SourceConfig::Vonage(c) => c.validate(at),
         }
-    }
-}
-
-/// How one endpoint is polled.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PollConfig {
-    pub enabled: bool,
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-    /// Ceiling of the jittered back-off after failed polls (never longer than `interval`).
-    #[serde(with = "humantime_serde")]
-    pub max_backoff: Duration,
-    /// An empty snapshot after a non-empty one is only believed after this many consecutive empty
-    /// polls (guards against a vendor glitch ending every interaction or logging out every agent).
-    pub confirm_empty_polls: u32,
-}
-
-impl Default for PollConfig {
-    fn default() -> Self {
-        PollConfig {
-            enabled: true,
-            interval: Duration::from_secs(300),
-            max_backoff: Duration::from_secs(120),
-            confirm_empty_polls: 2,
-        }
-    }
-}
-
-impl PollConfig {
-    fn every(interval: Duration) -> Self {
-        PollConfig {
-            interval,
-            ..Default::default()
-        }
-    }
-
-    fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        if self.interval < Duration::from_millis(100) {
-            return Err(invalid(format!("{at}.interval"), "must be at least 100ms"));
-        }
-        if self.max_backoff.is_zero() {
-            return Err(invalid(
-                format!("{at}.max_backoff"),
-                "must be greater than zero",
-            ));
-        }
-        if self.confirm_empty_polls == 0 {
-            return Err(invalid(
-                format!("{at}.confirm_empty_polls"),
-                "must be at least 1",
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -199,6 +145,9 @@ pub struct WolkvoxConfig {
     /// Calls allowed per day with this token (licenses × 1000). Every call is counted (persisted per
     /// day); past the limit calls wait for the next day. Unset: counted, not limited.
     pub daily_call_limit: Option<u64>,
+    /// `agent-state` records from the `agents` feed, joined with the `interactions` feed.
+    #[serde(default)]
+    pub agent_state: super::AgentStateConfig,
 }
 
 fn one() -> usize {
@@ -242,6 +191,7 @@ impl WolkvoxConfig {
         )?;
         self.interactions.validate(&format!("{at}.interactions"))?;
         self.agents.validate(&format!("{at}.agents"))?;
+        self.agent_state.validate(at, true)?;
         if self.daily_call_limit == Some(0) {
             return Err(invalid(
                 format!("{at}.daily_call_limit"),
@@ -314,6 +264,9 @@ pub struct Comm100Config {
     pub today: PollConfig,
     #[serde(default = "minute_poll")]
     pub right_now: PollConfig,
+    /// `agent-state` records from the `agents` feed.
+    #[serde(default)]
+    pub agent_state: super::AgentStateConfig,
 }
 
 fn utc() -> String {
@@ -386,6 +339,7 @@ impl Comm100Config {
         ] {
             p.validate(&format!("{at}.{k}"))?;
         }
+        self.agent_state.validate(at, true)?;
         Ok(())
     }
 }
@@ -421,6 +375,10 @@ pub struct VonageConfig {
     pub allow_insecure_http: bool,
     #[serde(default = "minute_poll")]
     pub interactions: PollConfig,
+    /// `agent-state` records from the `interactions` feed (each agent's latest interaction; Vonage
+    /// reports no agent status).
+    #[serde(default)]
+    pub agent_state: super::AgentStateConfig,
 }
 
 fn four() -> usize {
@@ -493,6 +451,7 @@ impl VonageConfig {
             self.max_response_bytes,
             64 * 1024 * 1024,
         )?;
+        self.agent_state.validate(at, false)?;
         self.interactions.validate(&format!("{at}.interactions"))
     }
 }

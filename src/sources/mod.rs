@@ -3,6 +3,8 @@
 //! shared HTTP concerns in [`http`], and [`scripted::Scripted`], the in-memory source that tests
 //! give a pipeline.
 
+pub mod agent_state;
+pub mod bound;
 pub mod comm100;
 pub mod http;
 pub mod scripted;
@@ -41,6 +43,11 @@ pub trait SnapshotSource: Send + Sync + 'static {
         observed_at: i64,
         previous: Option<&Self::Snapshot>,
     ) -> Result<Self::Snapshot, SourceError>;
+    /// The longest one [`SnapshotSource::fetch`] may take, all its requests included; past it the
+    /// poll is abandoned as failed ([`SourceError::PollTimeout`]). `None`: no bound of its own.
+    fn poll_timeout(&self) -> Option<Duration> {
+        None
+    }
     /// The events that lead from `previous` to `current` (no IO).
     fn diff(&self, previous: Option<&Self::Snapshot>, current: &Self::Snapshot) -> Vec<Event>;
     /// Entities in a snapshot (for logs, metrics and the empty-snapshot guard).
@@ -56,6 +63,12 @@ pub trait SnapshotSource: Send + Sync + 'static {
     ) -> Vec<Write> {
         let _ = stored;
         vec![Write::Put(key.to_string(), encode_state(current))]
+    }
+    /// `snapshot` is durable: its commit succeeded, or it was restored at start-up. What the source
+    /// shares with other feeds follows it (the interactions a Wolkvox agent-state join reads,
+    /// [`agent_state::PublishInteractions`]). By default nothing.
+    fn committed(&self, snapshot: &Self::Snapshot) {
+        let _ = snapshot;
     }
     /// The snapshot stored under `key`, and whether it is in this source's current layout.
     fn load_state(
@@ -113,6 +126,24 @@ pub enum SourceError {
         field: String,
         detail: String,
     },
+    /// A response within `max_response_bytes` whose rows go past the poll's decoding bound
+    /// ([`bound`]): refused whole as soon as it is over — an incomplete observation is never diffed.
+    #[error("{source_name} {endpoint}: the response has more than {limit} {unit} ({setting}); refused whole, nothing of this poll is used")]
+    OverBound {
+        source_name: String,
+        endpoint: String,
+        limit: u64,
+        unit: &'static str,
+        setting: &'static str,
+    },
+    /// The whole poll (every page and request, the waits for the token's request slot included)
+    /// took longer than the endpoint's `poll_timeout`: abandoned, nothing committed.
+    #[error("{source_name} {endpoint}: the poll took longer than poll_timeout ({}); abandoned, nothing committed", humantime::format_duration(*limit))]
+    PollTimeout {
+        source_name: String,
+        endpoint: String,
+        limit: Duration,
+    },
     /// The vendor says the request itself is wrong (e.g. HTTP 400): fix the configuration.
     #[error("{source_name} {endpoint}: configuration error, the vendor says: {message}")]
     Config {
@@ -143,6 +174,14 @@ pub enum SourceError {
         endpoint: String,
         detail: String,
     },
+    /// ccdc's state store refused an operation the poll needs (e.g. counting the token's daily
+    /// calls while the disk is full): not the vendor's fault; retried.
+    #[error("{source_name} {endpoint}: state store: {detail}")]
+    Store {
+        source_name: String,
+        endpoint: String,
+        detail: String,
+    },
     /// The token's daily consumption budget is spent.
     #[error("{source_name} {endpoint}: daily call limit reached ({used} of {limit} today); waiting for tomorrow")]
     Quota {
@@ -166,12 +205,15 @@ impl SourceError {
             SourceError::Http { .. } => "http_4xx",
             SourceError::RateLimited { .. } => "rate_limited",
             SourceError::TooLarge { .. } => "too_large",
+            SourceError::OverBound { .. } => "over_bound",
+            SourceError::PollTimeout { .. } => "timeout",
             SourceError::Vendor { .. } => "vendor_code",
             SourceError::Parse { .. } => "parse",
             SourceError::Config { .. } => "config",
             SourceError::Overflow { .. } => "overflow",
             SourceError::Quota { .. } => "quota",
             SourceError::Spill { .. } => "disk",
+            SourceError::Store { .. } => "store",
             SourceError::Internal { .. } => "internal",
         }
     }
@@ -179,8 +221,8 @@ impl SourceError {
     /// May the same request succeed later without anyone changing the configuration? `false` for
     /// what only an operator can fix: a request the vendor calls malformed (HTTP 400, e.g. a wrong
     /// account key) and refused credentials (HTTP 401/403, after the source's own token refresh).
-    /// Everything else (5xx, timeouts, 429, bad bodies, overflows, the daily quota, local disk) is
-    /// worth retrying.
+    /// Everything else (5xx, timeouts, 429, bad bodies, overflows, lists over the poll's bound, the
+    /// daily quota, local disk) is worth retrying.
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,

@@ -1,6 +1,8 @@
 //! The in-memory [`SnapshotSource`]: a script of snapshots (or failures) served in order. Tests give
 //! it to a [`crate::feed::SnapshotFeed`] in place of a vendor.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -8,11 +10,13 @@ use serde::Serialize;
 use super::{FeedName, SnapshotSource, SourceError};
 use crate::event::{Event, SourceMeta};
 
-/// One step of a script: a snapshot, or a failed poll (served as an HTTP 500 with this text).
+/// One step of a script: a snapshot, a failed poll (served as an HTTP 500 with this text), or a
+/// snapshot served only after a while (a slow vendor; tokio's clock, so a paused test clock skips it).
 #[derive(Debug, Clone)]
 pub enum Step<T> {
     Snapshot(T),
     Fail(&'static str),
+    Slow(Duration, T),
 }
 
 /// Scripted in-memory source: returns the queued results in order, then repeats the last (with the
@@ -23,6 +27,7 @@ pub struct Scripted<T> {
     diff: fn(&SourceMeta, Option<&T>, &T) -> Vec<Event>,
     size: fn(&T) -> usize,
     stamp: fn(&mut T, i64),
+    poll_timeout: Option<Duration>,
 }
 
 impl<T> Scripted<T> {
@@ -39,7 +44,14 @@ impl<T> Scripted<T> {
             diff,
             size,
             stamp,
+            poll_timeout: None,
         }
+    }
+
+    /// The same source, its polls bounded by `limit` ([`SnapshotSource::poll_timeout`]).
+    pub fn with_poll_timeout(mut self, limit: Duration) -> Self {
+        self.poll_timeout = Some(limit);
+        self
     }
 }
 
@@ -64,6 +76,10 @@ where
             .pop_front();
         let mut snap = match next {
             Some(Step::Snapshot(s)) => s,
+            Some(Step::Slow(wait, s)) => {
+                tokio::time::sleep(wait).await;
+                s
+            }
             Some(Step::Fail(detail)) => {
                 return Err(SourceError::Http {
                     source_name: self.meta.name.clone(),
@@ -86,6 +102,9 @@ where
         };
         (self.stamp)(&mut snap, observed_at);
         Ok(snap)
+    }
+    fn poll_timeout(&self) -> Option<Duration> {
+        self.poll_timeout
     }
     fn diff(&self, previous: Option<&T>, current: &T) -> Vec<Event> {
         (self.diff)(&self.meta, previous, current)

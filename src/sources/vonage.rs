@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use tokio::sync::{Mutex, Semaphore};
 
@@ -76,6 +77,8 @@ pub struct VonageSource {
     scope: Option<String>,
     agent_ids: Vec<String>,
     concurrency: usize,
+    /// The longest one poll (every agent's request) may take.
+    poll_timeout: Duration,
     rate: RateLimiter,
     token: Mutex<Option<CachedToken>>,
 }
@@ -89,7 +92,26 @@ struct TokenResponse {
 
 #[derive(Deserialize)]
 struct LatestBody {
-    interactions: Vec<LatestRow>,
+    /// Only the first (the latest) is used: any others are skipped, never held in memory.
+    #[serde(deserialize_with = "first_only")]
+    interactions: Option<LatestRow>,
+}
+
+/// The first element of a list of interactions, the rest read past.
+fn first_only<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LatestRow>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<LatestRow>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of interactions")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let first = seq.next_element::<LatestRow>()?;
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(first)
+        }
+    }
+    d.deserialize_seq(V)
 }
 
 #[derive(Deserialize)]
@@ -133,6 +155,7 @@ impl VonageSource {
             scope: cfg.scope.clone(),
             agent_ids: cfg.agent_ids.clone(),
             concurrency: cfg.max_concurrent_requests,
+            poll_timeout: cfg.interactions.poll_timeout_for(cfg.request_timeout),
             rate: RateLimiter::new(cfg.requests_per_second),
             token: Mutex::new(None),
         }))
@@ -218,11 +241,7 @@ impl VonageSource {
                 })
                 .await;
             match res {
-                Ok(body) => {
-                    return Ok(AgentResult::Seen(
-                        body.interactions.into_iter().next().map(to_latest),
-                    ))
-                }
+                Ok(body) => return Ok(AgentResult::Seen(body.interactions.map(to_latest))),
                 Err(SourceError::Http { status: 401, .. }) if !retried_401 => {
                     retried_401 = true;
                     self.invalidate(&token).await;
@@ -336,10 +355,14 @@ impl SnapshotSource for VonageInteractions {
         }
         let mut snap = LatestSnapshot {
             observed_at,
+            not_found: not_found.iter().cloned().collect(),
             agents,
         };
         snap.settle(previous);
         Ok(snap)
+    }
+    fn poll_timeout(&self) -> Option<Duration> {
+        Some(self.0.poll_timeout)
     }
     fn diff(&self, previous: Option<&LatestSnapshot>, current: &LatestSnapshot) -> Vec<Event> {
         diff_latest(&self.0.meta, previous, current)

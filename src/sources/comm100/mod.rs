@@ -8,6 +8,10 @@
 //! several pages is believed gone only when the next poll misses it too
 //! ([`crate::diff::agents::Listing::Paged`]). A real logout is then reported one interval late,
 //! with its time bounded by the last poll that listed the agent and the first that did not.
+//!
+//! Every agent of every page, and every `Queue` row and visitor, is counted against the poll's
+//! decoding bound as it is read ([`crate::sources::bound`]): a poll whose pages add up to more than
+//! `max_rows_per_poll` agents fails whole.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -17,9 +21,10 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::bound::{self, decode_bounded, map_entry_bytes, text_len, PollBound, Rows, Tally};
 use super::http::{token_limiter, SourceHttp};
 use super::{decode_json, SourceError};
-use crate::config::Comm100Config;
+use crate::config::{Comm100Config, PollConfig};
 use crate::diff::agents::{diff_agents, AgentSnapshot, AgentState, Listing};
 use crate::event::SourceMeta;
 use crate::event::{id, Comm100AgentDetails, Event, MetricsRecord, MetricsValues};
@@ -43,6 +48,11 @@ pub struct Comm100Client {
     away_statuses_url: Option<String>,
     refresh: Duration,
     fetched_names: Mutex<(Option<Instant>, BTreeMap<String, String>)>,
+    /// How much one poll of each endpoint may decode, and how long it may take.
+    agents_limits: (PollBound, Duration),
+    queue_limits: (PollBound, Duration),
+    today_limits: (PollBound, Duration),
+    right_now_limits: (PollBound, Duration),
 }
 
 impl Comm100Client {
@@ -57,6 +67,12 @@ impl Comm100Client {
         }
         let token = cfg.token.resolve()?;
         let limiter = token_limiter(&token, cfg.max_concurrent_requests);
+        let limits = |poll: &PollConfig| {
+            (
+                PollBound::new(poll.max_rows_per_poll, cfg.max_response_bytes),
+                poll.poll_timeout_for(cfg.request_timeout),
+            )
+        };
         Ok(Arc::new(Comm100Client {
             meta: SourceMeta {
                 name: cfg.name.clone(),
@@ -81,30 +97,56 @@ impl Comm100Client {
             away_statuses_url: cfg.away_statuses_url.clone(),
             refresh: cfg.status_names_refresh,
             fetched_names: Mutex::new((None, BTreeMap::new())),
+            agents_limits: limits(&cfg.agents),
+            queue_limits: limits(&cfg.queue),
+            today_limits: limits(&cfg.today),
+            right_now_limits: limits(&cfg.right_now),
         }))
     }
 
-    /// GET `url` with the bearer token; decode JSON of type `T`, naming the path of any problem.
+    /// GET `url` with the bearer token (and `siteId` when set).
+    fn request(&self, url: String, query: Vec<(&'static str, String)>) -> reqwest::RequestBuilder {
+        let mut q = query;
+        if let Some(site) = &self.site_id {
+            q.push(("siteId", site.clone()));
+        }
+        self.http
+            .client()
+            .get(url)
+            .query(&q)
+            .bearer_auth(self.token.expose())
+            .header("Accept", "application/json")
+    }
+
+    /// GET `url`; decode JSON of type `T`, naming the path of any problem.
     async fn get<T: DeserializeOwned + Send + 'static>(
         &self,
         endpoint: &'static str,
         url: String,
         query: Vec<(&'static str, String)>,
     ) -> Result<T, SourceError> {
-        let mut q = query;
-        if let Some(site) = &self.site_id {
-            q.push(("siteId", site.clone()));
-        }
-        let req = self
-            .http
-            .client()
-            .get(url)
-            .query(&q)
-            .bearer_auth(self.token.expose())
-            .header("Accept", "application/json");
+        let req = self.request(url, query);
         let name = self.meta.name.clone();
         self.http
             .fetch(endpoint, req, move |r| decode_json(&name, endpoint, r))
+            .await
+    }
+
+    /// [`Comm100Client::get`], every [`Rows`] list in `T` counted in `tally` (carried on from the
+    /// poll's earlier requests).
+    async fn get_bounded<T: DeserializeOwned + Send + 'static>(
+        &self,
+        endpoint: &'static str,
+        url: String,
+        query: Vec<(&'static str, String)>,
+        tally: Tally,
+    ) -> Result<(T, Tally), SourceError> {
+        let req = self.request(url, query);
+        let name = self.meta.name.clone();
+        self.http
+            .fetch(endpoint, req, move |r| {
+                decode_bounded(&name, endpoint, r, tally)
+            })
             .await
     }
 
@@ -158,7 +200,7 @@ struct AgentsPage {
     total: u64,
     page_count: u32,
     #[serde(default)]
-    list: Vec<AgentRow>,
+    list: Rows<AgentRow>,
 }
 
 #[derive(Deserialize)]
@@ -173,6 +215,17 @@ struct AgentRow {
     intraday_linear_chat_time: Option<String>,
 }
 
+impl bound::DecodedSize for AgentRow {
+    /// Its entry in the poll's map of rows, then in the snapshot, with their strings.
+    fn decoded_bytes(&self) -> usize {
+        let text = self.agent_id.len()
+            + text_len(&self.display_name)
+            + text_len(&self.current_status_id)
+            + text_len(&self.intraday_linear_chat_time);
+        map_entry_bytes::<String, AgentRow>() + map_entry_bytes::<String, AgentState>() + 3 * text
+    }
+}
+
 /// Every page of one poll of `Agents`, the agents deduplicated by id (the first row wins).
 struct Pages {
     rows: BTreeMap<String, AgentRow>,
@@ -185,8 +238,9 @@ struct Pages {
 
 impl Comm100Client {
     /// Read `Agents` page by page (`pageIndex` 1..`pageCount`, as page 1 says); any failed page
-    /// fails the whole poll.
+    /// fails the whole poll, and so do more rows than the poll's bound, over all pages.
     async fn agent_pages(&self) -> Result<Pages, SourceError> {
+        let mut tally = self.agents_limits.0.tally();
         let mut out = Pages {
             rows: BTreeMap::new(),
             pages: 0,
@@ -201,9 +255,10 @@ impl Comm100Client {
             if let Some(size) = self.page_size {
                 q.push(("pageSize", size.to_string()));
             }
-            let p: AgentsPage = self
-                .get(AGENTS_ENDPOINT, self.url(AGENTS_ENDPOINT), q)
+            let (p, counted): (AgentsPage, Tally) = self
+                .get_bounded(AGENTS_ENDPOINT, self.url(AGENTS_ENDPOINT), q, tally)
                 .await?;
+            tally = counted;
             if page == 1 {
                 out.total = p.total;
                 page_count = p.page_count.min(self.max_pages);
@@ -218,7 +273,7 @@ impl Comm100Client {
                     );
                 }
             }
-            for row in p.list {
+            for row in p.list.0 {
                 if out.rows.contains_key(&row.agent_id) {
                     out.duplicates += 1;
                 } else {
@@ -304,6 +359,9 @@ impl SnapshotSource for Comm100Agents {
         snap.settle(previous, listing);
         Ok(snap)
     }
+    fn poll_timeout(&self) -> Option<Duration> {
+        Some(self.0.agents_limits.1)
+    }
     fn diff(&self, previous: Option<&AgentSnapshot>, current: &AgentSnapshot) -> Vec<Event> {
         diff_agents(&self.0.meta, previous, current)
     }
@@ -373,8 +431,11 @@ impl SnapshotSource for Comm100Metrics {
         let url = c.url(path);
         let values: Vec<(Option<String>, MetricsValues)> = match self.endpoint {
             MetricsEndpoint::Queue => {
-                let rows: Vec<QueueRow> = c.get(path, url, vec![]).await?;
-                rows.into_iter()
+                let tally = c.queue_limits.0.tally();
+                let (rows, _): (Rows<QueueRow>, _) =
+                    c.get_bounded(path, url, vec![], tally).await?;
+                rows.0
+                    .into_iter()
                     .map(|r| {
                         (
                             r.route_to_department_id.clone(),
@@ -417,6 +478,17 @@ impl SnapshotSource for Comm100Metrics {
             observed_at,
             records,
         })
+    }
+    fn poll_timeout(&self) -> Option<Duration> {
+        let c = &self.client;
+        Some(
+            match self.endpoint {
+                MetricsEndpoint::Queue => c.queue_limits,
+                MetricsEndpoint::Today => c.today_limits,
+                MetricsEndpoint::RightNow => c.right_now_limits,
+            }
+            .1,
+        )
     }
     fn diff(&self, _previous: Option<&MetricsSnapshot>, current: &MetricsSnapshot) -> Vec<Event> {
         current

@@ -7,6 +7,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 use crate::event::metrics::{QueueMetrics, QueueVisitor, RightNowMetrics, TodayMetrics};
+use crate::sources::bound::{text_len, DecodedSize, Rows};
 
 use crate::vendor_time::parse_duration_ms;
 
@@ -41,6 +42,15 @@ struct VisitorRow {
     wait_time: Option<String>,
 }
 
+impl DecodedSize for VisitorRow {
+    fn decoded_bytes(&self) -> usize {
+        std::mem::size_of::<QueueVisitor>()
+            + text_len(&self.visitor_id)
+            + text_len(&self.contact_identity_id)
+            + text_len(&self.wait_time)
+    }
+}
+
 /// One element of `GET livechat/realTime/Queue`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,7 +82,21 @@ pub struct QueueRow {
     )]
     switched_to_messages_in_last30_mins: Option<i64>,
     #[serde(default)]
-    visitors: Vec<VisitorRow>,
+    visitors: Rows<VisitorRow>,
+}
+
+impl DecodedSize for QueueRow {
+    /// The record it becomes (its visitors are counted as rows of their own).
+    fn decoded_bytes(&self) -> usize {
+        let name = |r: &Option<NamedRef>| r.as_ref().map_or(0, |n| text_len(&n.name));
+        std::mem::size_of::<crate::event::MetricsRecord>()
+            + 2 * text_len(&self.route_to_department_id)
+            + name(&self.route_to_department)
+            + text_len(&self.route_to_agent_id)
+            + name(&self.route_to_agent)
+            + text_len(&self.avg_wait_time_in_last30_mins)
+            + text_len(&self.avg_wait_time_in_last60_mins)
+    }
 }
 
 impl From<QueueRow> for QueueMetrics {
@@ -95,6 +119,7 @@ impl From<QueueRow> for QueueMetrics {
             switched_to_messages_last_30_mins: r.switched_to_messages_in_last30_mins,
             visitors: r
                 .visitors
+                .0
                 .into_iter()
                 .map(|v| {
                     let (ms, raw) = duration(v.wait_time);

@@ -2,21 +2,34 @@
 //! calls, inbound, outbound, internal, time_state_now, ready_time, inbound_time, outbound_time,
 //! acw_time, ring_time, login_time, aht_time, ocupation, aux_time}` → [`AgentSnapshot`]. Counters
 //! become numbers, time counters seconds (`HH:MM:SS` or seconds); the row is kept raw.
+//!
+//! Rows are decoded one at a time (a row's map, many times its text, lives only while the row is
+//! converted) and every agent is counted against the poll's decoding bound
+//! ([`crate::sources::bound`]); a row longer than [`MAX_ROW_BYTES`] is refused.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{decode_envelope, row_text as text, WolkvoxClient};
+use super::{row_text as text, Envelope, WolkvoxClient};
 use crate::diff::agents::{diff_agents, AgentSnapshot, AgentState, Listing};
 use crate::event::{Event, WolkvoxAgentDetails};
+use crate::sources::bound::{self, decode_bounded, map_entry_bytes, text_len, PollBound};
 use crate::sources::SourceError;
 use crate::sources::{FeedName, SnapshotSource};
 use crate::vendor_time::parse_duration_ms;
 
 pub const AGENTS_ENDPOINT: &str = "real_time.php?api=agents";
+
+/// The longest agent row accepted (a typical one is ≈ 400 bytes): decoded into a map, a row takes
+/// up to ≈ 20× its text while it is converted.
+pub const MAX_ROW_BYTES: u64 = 1024 * 1024;
 
 /// The agent-status feed of one Wolkvox operation.
 pub struct WolkvoxAgents(pub Arc<WolkvoxClient>);
@@ -37,10 +50,11 @@ impl SnapshotSource for WolkvoxAgents {
         previous: Option<&AgentSnapshot>,
     ) -> Result<AgentSnapshot, SourceError> {
         let name = self.0.meta.name.clone();
+        let bound = self.0.agents_limits.0;
         let (mut snap, answered) = self
             .0
             .real_time("agents", AGENTS_ENDPOINT, move |r| {
-                parse_agents(&name, observed_at, r)
+                parse_agents(&name, observed_at, bound, r)
             })
             .await?;
         // The snapshot is of the moment the vendor answered (its `time_state_now` counts to
@@ -54,6 +68,9 @@ impl SnapshotSource for WolkvoxAgents {
         snap.settle(previous, Listing::Whole);
         Ok(snap)
     }
+    fn poll_timeout(&self) -> Option<std::time::Duration> {
+        Some(self.0.agents_limits.1)
+    }
     fn diff(&self, previous: Option<&AgentSnapshot>, current: &AgentSnapshot) -> Vec<Event> {
         diff_agents(&self.0.meta, previous, current)
     }
@@ -62,84 +79,32 @@ impl SnapshotSource for WolkvoxAgents {
     }
 }
 
-/// Decode one agents response. Unparsable counters become null (counted and logged once per poll).
+/// Decode one agents response; more than `bound` allows is [`SourceError::OverBound`].
+/// Unparsable counters become null (counted and logged once per poll).
 pub fn parse_agents(
     source: &str,
     observed_at: i64,
+    bound: PollBound,
     body: &mut dyn Read,
 ) -> Result<AgentSnapshot, SourceError> {
-    let rows: Vec<Map<String, Value>> = decode_envelope(source, AGENTS_ENDPOINT, body)?;
-    let err = |field: String, detail: &str| SourceError::Parse {
-        source_name: source.into(),
-        endpoint: AGENTS_ENDPOINT.into(),
-        field,
-        detail: detail.into(),
-    };
+    let (env, _): (Envelope<Folded>, _) =
+        decode_bounded(source, AGENTS_ENDPOINT, body, bound.tally())?;
+    let Folded {
+        agents,
+        mut unparsable,
+    } = env.into_data(source, AGENTS_ENDPOINT)?;
     let mut snap = AgentSnapshot {
         observed_at,
-        agents: Default::default(),
+        agents,
     };
-    let mut unparsable = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
-        let id = text(row, "agent_id")
-            .ok_or_else(|| err(format!("data[{i}].agent_id"), "missing or empty"))?;
-        let status = text(row, "agent_status")
-            .ok_or_else(|| err(format!("data[{i}].agent_status"), "missing or empty"))?;
-        let mut count = |key: &'static str| {
-            let raw = text(row, key)?;
-            let n = raw.parse::<i64>().ok();
-            if n.is_none() {
-                unparsable.push(key);
-            }
-            n
-        };
-        let (calls, inbound, outbound, internal) = (
-            count("calls"),
-            count("inbound"),
-            count("outbound"),
-            count("internal"),
-        );
-        let mut secs = |key: &'static str| {
-            let raw = text(row, key)?;
-            let ms = parse_duration_ms(&raw);
-            if ms.is_none() {
-                unparsable.push(key);
-            }
-            ms.map(|ms| ms / 1000)
-        };
-        let details = WolkvoxAgentDetails {
-            calls,
-            inbound,
-            outbound,
-            internal,
-            time_state_now_s: secs("time_state_now"),
-            ready_time_s: secs("ready_time"),
-            inbound_time_s: secs("inbound_time"),
-            outbound_time_s: secs("outbound_time"),
-            acw_time_s: secs("acw_time"),
-            ring_time_s: secs("ring_time"),
-            login_time_s: secs("login_time"),
-            aht_time_s: secs("aht_time"),
-            aux_time_s: secs("aux_time"),
-            ocupation: text(row, "ocupation"),
-            raw: Value::Object(row.clone()).to_string(),
-        };
+    for a in snap.agents.values_mut() {
         // The vendor says how long the agent has been in this status.
-        let since_hint = details
-            .time_state_now_s
+        a.since_hint = a
+            .wolkvox
+            .as_ref()
+            .and_then(|d| d.time_state_now_s)
             .and_then(|s| s.checked_mul(1000))
             .and_then(|ms| observed_at.checked_sub(ms));
-        snap.agents.insert(
-            id,
-            AgentState {
-                name: text(row, "agent_name"),
-                status: status.clone(),
-                status_name: Some(status),
-                wolkvox: Some(details),
-                since_hint,
-                ..AgentState::default()
-            },
-        );
     }
     if !unparsable.is_empty() {
         unparsable.sort_unstable();
@@ -150,9 +115,125 @@ pub fn parse_agents(
     Ok(snap)
 }
 
+/// The `data` array folded into the snapshot's map while it is parsed, one row at a time.
+#[derive(Default)]
+struct Folded {
+    agents: BTreeMap<String, AgentState>,
+    /// Counters in no known form (field names).
+    unparsable: Vec<&'static str>,
+}
+
+impl<'de> Deserialize<'de> for Folded {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Folded;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of agent rows")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Folded, A::Error> {
+                let mut out = Folded::default();
+                let mut i = 0usize;
+                while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+                    bound::check_row_len(raw.get().len(), MAX_ROW_BYTES)?;
+                    let row: Map<String, Value> = serde_json::from_str(raw.get())
+                        .map_err(|e| de::Error::custom(format!("data[{i}]: {e}")))?;
+                    drop(raw);
+                    let (id, state) =
+                        agent_from_row(i, &row, &mut out.unparsable).map_err(de::Error::custom)?;
+                    bound::charge(decoded_bytes(&id, &state))?;
+                    out.agents.insert(id, state);
+                    i += 1;
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// What keeping one agent costs: its entry in the snapshot's map and every string it holds.
+fn decoded_bytes(id: &str, a: &AgentState) -> usize {
+    let details = a
+        .wolkvox
+        .as_ref()
+        .map_or(0, |d| text_len(&d.ocupation) + d.raw.len());
+    map_entry_bytes::<String, AgentState>()
+        + id.len()
+        + text_len(&a.name)
+        + a.status.len()
+        + text_len(&a.status_name)
+        + details
+}
+
+/// One row of `data` (its index `i`) as an agent id and state; the names of counters in no known
+/// form are added to `unparsable`.
+fn agent_from_row(
+    i: usize,
+    row: &Map<String, Value>,
+    unparsable: &mut Vec<&'static str>,
+) -> Result<(String, AgentState), String> {
+    let id =
+        text(row, "agent_id").ok_or_else(|| format!("data[{i}].agent_id: missing or empty"))?;
+    let status = text(row, "agent_status")
+        .ok_or_else(|| format!("data[{i}].agent_status: missing or empty"))?;
+    let mut count = |key: &'static str| {
+        let raw = text(row, key)?;
+        let n = raw.parse::<i64>().ok();
+        if n.is_none() {
+            unparsable.push(key);
+        }
+        n
+    };
+    let (calls, inbound, outbound, internal) = (
+        count("calls"),
+        count("inbound"),
+        count("outbound"),
+        count("internal"),
+    );
+    let mut secs = |key: &'static str| {
+        let raw = text(row, key)?;
+        let ms = parse_duration_ms(&raw);
+        if ms.is_none() {
+            unparsable.push(key);
+        }
+        ms.map(|ms| ms / 1000)
+    };
+    let details = WolkvoxAgentDetails {
+        calls,
+        inbound,
+        outbound,
+        internal,
+        time_state_now_s: secs("time_state_now"),
+        ready_time_s: secs("ready_time"),
+        inbound_time_s: secs("inbound_time"),
+        outbound_time_s: secs("outbound_time"),
+        acw_time_s: secs("acw_time"),
+        ring_time_s: secs("ring_time"),
+        login_time_s: secs("login_time"),
+        aht_time_s: secs("aht_time"),
+        aux_time_s: secs("aux_time"),
+        ocupation: text(row, "ocupation"),
+        raw: serde_json::to_string(row).map_err(|e| format!("data[{i}]: {e}"))?,
+    };
+    let state = AgentState {
+        name: text(row, "agent_name"),
+        status: status.clone(),
+        status_name: Some(status),
+        wolkvox: Some(details),
+        ..AgentState::default()
+    };
+    Ok((id, state))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BOUND: PollBound = PollBound {
+        max_rows: 1000,
+        max_decoded_bytes: 8 << 20,
+    };
 
     #[test]
     fn rows_become_typed_agent_states() {
@@ -161,7 +242,7 @@ mod tests {
            "time_state_now":"00:03:15","ready_time":"3600","inbound_time":"01:10:00","outbound_time":"","acw_time":"00:00:30",
            "ring_time":"00:00:05","login_time":"08:00:00","aht_time":"00:04:00","ocupation":"87%","aux_time":"00:15:00"},
           {"agent_id":1002,"agent_name":"Luis","agent_status":"Aux - Lunch","calls":"n/a"}]}"#;
-        let s = parse_agents("ops", 9, &mut body.as_bytes()).unwrap();
+        let s = parse_agents("ops", 9, BOUND, &mut body.as_bytes()).unwrap();
         assert_eq!(s.observed_at, 9);
         let a = &s.agents["1001"];
         assert_eq!(
@@ -199,6 +280,7 @@ mod tests {
         let e = parse_agents(
             "ops",
             1,
+            BOUND,
             &mut r#"{"code":200,"data":[{"agent_id":"1","agent_status":""}]}"#.as_bytes(),
         )
         .unwrap_err();
@@ -206,9 +288,64 @@ mod tests {
         let e = parse_agents(
             "ops",
             1,
+            BOUND,
             &mut r#"{"code":200,"data":[{"agent_status":"Ready"}]}"#.as_bytes(),
         )
         .unwrap_err();
         assert!(e.to_string().contains("data[0].agent_id"), "{e}");
+    }
+
+    fn rows(n: usize, name: &str) -> String {
+        let rows: Vec<String> = (0..n)
+            .map(|i| {
+                format!(r#"{{"agent_id":"{i}","agent_name":"{name}","agent_status":"Ready"}}"#)
+            })
+            .collect();
+        format!(r#"{{"code":200,"data":[{}]}}"#, rows.join(","))
+    }
+
+    #[test]
+    fn more_agents_than_max_rows_fail_the_poll_naming_the_bound() {
+        let bound = |max_rows| PollBound { max_rows, ..BOUND };
+        let body = rows(5, "Ana");
+        let s = parse_agents("ops", 1, bound(5), &mut body.as_bytes()).unwrap();
+        assert_eq!(s.agents.len(), 5);
+        let e = parse_agents("ops", 1, bound(4), &mut body.as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), "over_bound");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("ops {AGENTS_ENDPOINT}: "))
+                && text.contains("more than 4 rows (max_rows_per_poll)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn decoded_size_and_row_length_are_bounded() {
+        // Ten agents of 10 kB names: ≈ 200 kB decoded (the name in the field and in the raw row).
+        let body = rows(10, &"n".repeat(10_000));
+        let tight = PollBound::new(1000, 20_000); // 160 kB decoded at most
+        let e = parse_agents("ops", 1, tight, &mut body.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("decoded bytes"), "{e}");
+        let roomy = PollBound::new(1000, 40_000);
+        assert_eq!(
+            parse_agents("ops", 1, roomy, &mut body.as_bytes())
+                .unwrap()
+                .agents
+                .len(),
+            10
+        );
+        let body = rows(1, &"n".repeat(MAX_ROW_BYTES as usize));
+        let e = parse_agents("ops", 1, BOUND, &mut body.as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), "over_bound");
+        assert!(e.to_string().contains("bytes in one row"), "{e}");
+    }
+
+    #[test]
+    fn a_row_that_is_not_an_object_names_its_index() {
+        let body = r#"{"code":200,"data":[{"agent_id":"1","agent_status":"x"},"oops"]}"#;
+        let e = parse_agents("ops", 1, BOUND, &mut body.as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), "parse");
+        assert!(e.to_string().contains("data[1]"), "{e}");
     }
 }
