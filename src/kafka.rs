@@ -1,15 +1,14 @@
-//! Kafka via rdkafka (bundled librdkafka): the idempotent producer behind [`EventSink`] and topic
-//! creation at start-up.
+//! Kafka via rdkafka (bundled librdkafka): the idempotent producer behind [`EventSink`] (topics
+//! are created and checked by `crate::topics`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::util::IntoOpaque;
 
@@ -26,6 +25,11 @@ const _: () = assert!(
 pub fn client_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.bootstrap_servers);
+    // librdkafka backs off reconnecting up to 10 s by default, so after an outage the first
+    // delivery waited up to 10 s for the next attempt (8 s measured on tansu); one attempt a
+    // second while a broker is away costs nothing and resumes delivery within a second of its
+    // return (`tests/e2e_broker_outage.rs`). `kafka.properties` may override it.
+    c.set("reconnect.backoff.max.ms", "1000");
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }
@@ -40,7 +44,7 @@ pub fn client_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
 /// property is named by its configuration key and its value is never shown (for a secret
 /// property, not even librdkafka's message); every configured secret value is then blanked out of
 /// the whole text.
-fn creation_error(cfg: &KafkaConfig, what: &str, e: &KafkaError) -> anyhow::Error {
+pub(crate) fn creation_error(cfg: &KafkaConfig, what: &str, e: &KafkaError) -> anyhow::Error {
     let text = match e {
         KafkaError::ClientConfig(_, desc, key, value) => {
             if cfg.secret_properties.contains_key(key) {
@@ -220,10 +224,8 @@ impl ProducerContext for AckContext {
     fn delivery(&self, result: &DeliveryResult<'_>, id: usize) {
         let result = match result {
             Ok(message) => {
-                // librdkafka stamps each record when it is produced (CreateTime).
-                if let Some(sent) = message.timestamp().to_millis() {
-                    let now = chrono::Utc::now().timestamp_millis();
-                    self.latency.record((now - sent).max(0) as f64 / 1000.0);
+                if let Some(seconds) = handed_over_for(message) {
+                    self.latency.record(seconds);
                 }
                 if self.progress.delivered() {
                     tracing::info!("Kafka reachable again: delivering");
@@ -247,14 +249,27 @@ impl ProducerContext for AckContext {
     }
 }
 
+/// Seconds since a delivered record was handed over (`produce()`), as librdkafka measured it on
+/// its monotonic clock: the publish latency. (Not from the record's timestamp, which is the event's
+/// own time and may be hours old when an outbox is drained late.)
+fn handed_over_for(message: &BorrowedMessage<'_>) -> Option<f64> {
+    // SAFETY: `message` is a live message borrowed for the delivery callback; librdkafka only reads
+    // its enqueue time and the clock.
+    let micros = unsafe { rdkafka::bindings::rd_kafka_message_latency(message.ptr()) };
+    (micros >= 0).then(|| micros as f64 / 1e6)
+}
+
 type AckProducer = ThreadedProducer<AckContext>;
 
-/// `record` as librdkafka takes it (key, payload, headers only when there are any), with `opaque`
-/// handed back in the delivery callback.
+/// `record` as librdkafka takes it (key, payload, headers only when there are any, the record's
+/// timestamp when it has one), with `opaque` handed back in the delivery callback.
 pub fn base_record<D: IntoOpaque>(record: &OutRecord, opaque: D) -> BaseRecord<'_, [u8], [u8], D> {
-    let br = BaseRecord::with_opaque_to(&record.topic, opaque)
+    let mut br = BaseRecord::with_opaque_to(&record.topic, opaque)
         .key(record.key.as_bytes())
         .payload(record.payload.as_slice());
+    if let Some(ms) = record.timestamp_ms {
+        br = br.timestamp(ms);
+    }
     if record.headers.is_empty() {
         return br;
     }
@@ -329,6 +344,9 @@ fn classify(e: &KafkaError) -> SinkError {
     };
     match code {
         RDKafkaErrorCode::MessageSizeTooLarge
+        // The broker's timestamp bounds (`log.message.timestamp.{before,after}.max.ms`) refuse
+        // the record's time: resending cannot help; its dead letter carries the time of failure.
+        | RDKafkaErrorCode::InvalidTimestamp
         | RDKafkaErrorCode::InvalidRecord
         | RDKafkaErrorCode::InvalidMessage
         | RDKafkaErrorCode::InvalidMessageSize => SinkError::Rejected(e.to_string()),
@@ -393,109 +411,5 @@ impl EventSink for KafkaSink {
     }
 }
 
-/// Create the topics that do not exist yet. An existing topic is fine.
-pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[&str]) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(cfg)?
-        .create()
-        .map_err(|e| creation_error(cfg, "admin client", &e))?;
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|t| {
-            NewTopic::new(
-                t,
-                cfg.partitions,
-                TopicReplication::Fixed(cfg.replication_factor),
-            )
-        })
-        .collect();
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(30)))
-        .request_timeout(Some(Duration::from_secs(30)));
-    let results = admin
-        .create_topics(new.iter(), &opts)
-        .await
-        .map_err(|e| anyhow::anyhow!("creating topics: {e}"))?;
-    for r in results {
-        match r {
-            Ok(t) => tracing::info!(topic = %t, partitions = cfg.partitions, "created topic"),
-            Err((t, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                tracing::debug!(topic = %t, "topic exists")
-            }
-            Err((t, code)) => anyhow::bail!("cannot create topic `{t}`: {code}"),
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::Ordering::Relaxed;
-
-    #[test]
-    fn a_producer_is_stalled_only_when_records_timed_out_and_nothing_was_delivered_for_long() {
-        let p = Progress::new();
-        p.restart();
-        // No timeout: however long it has been quiet, nothing is stuck.
-        assert!(!p.stalled(Duration::ZERO));
-        p.timed_out.fetch_add(1, Relaxed);
-        assert!(p.stalled(Duration::ZERO));
-        assert!(!p.stalled(Duration::from_secs(3600)), "not for long enough");
-        // A delivery (or a new producer) starts over.
-        p.restart();
-        assert!(!p.stalled(Duration::ZERO));
-    }
-
-    #[test]
-    fn an_outage_is_news_once_and_its_end_once() {
-        let p = Progress::new();
-        assert!(!p.delivered(), "no outage yet");
-        assert!(p.lost_brokers());
-        assert!(!p.lost_brokers(), "the same outage again");
-        assert!(p.delivered(), "the outage ended");
-        assert!(!p.delivered());
-        assert!(p.lost_brokers(), "a new outage");
-    }
-
-    /// A configuration with a secret property librdkafka refuses, the secret's value in
-    /// `CCDC_KAFKA_TEST_SECRET`.
-    fn refused_secret(value: &str) -> KafkaConfig {
-        std::env::set_var("CCDC_KAFKA_TEST_SECRET", value);
-        KafkaConfig {
-            bootstrap_servers: "127.0.0.1:9".into(),
-            compression: "none".into(),
-            create_topics: true,
-            partitions: 1,
-            replication_factor: 1,
-            message_timeout: Duration::from_secs(5),
-            record_headers: true,
-            partitioner: "murmur2_random".into(),
-            properties: Default::default(),
-            secret_properties: [(
-                "sasl.passwrod".to_string(),
-                crate::secret::SecretRef::Env("CCDC_KAFKA_TEST_SECRET".into()),
-            )]
-            .into(),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_refused_secret_property_is_named_without_its_value() {
-        const VALUE: &str = "kafka-secret-never-shown-5";
-        let cfg = refused_secret(VALUE);
-        let producer = KafkaSink::new(&cfg)
-            .err()
-            .expect("librdkafka refuses the key");
-        let admin = ensure_topics(&cfg, &["t"])
-            .await
-            .expect_err("the admin client too");
-        for e in [producer, admin] {
-            let text = format!("{e:#} {e:?}");
-            assert!(
-                text.contains("kafka.secret_properties.sasl.passwrod"),
-                "{text}"
-            );
-            assert!(!text.contains(VALUE), "the value leaked: {text}");
-        }
-    }
-}
+mod tests;

@@ -13,6 +13,20 @@ pub struct OutRecord {
     pub key: String,
     pub payload: Vec<u8>,
     pub headers: Vec<(&'static str, String)>,
+    /// The record's Kafka timestamp (CreateTime, UTC ms): the event's own time
+    /// ([`crate::event::Event::event_time_ms`]), however late the record is sent. `None`: the
+    /// producer stamps it when it is handed over.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl OutRecord {
+    /// The value of header `name`, if the record has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -240,6 +254,7 @@ mod tests {
             key: "k".into(),
             payload: vec![1],
             headers: vec![],
+            timestamp_ms: None,
         };
         assert!(matches!(sink.send(1, rec()), Err(SendError::QueueFull(_))));
         sink.send(2, rec()).ok().unwrap();

@@ -279,6 +279,7 @@ async fn a_broker_outage_fills_the_outbox_pauses_polling_and_drops_nothing() {
     // as an operator would. It does not know the producer id ccdc's producer was given by the
     // old one and answers UNKNOWN_PRODUCER_ID to every request; ccdc replaces a producer that
     // has delivered nothing for three message timeouts, and the held events arrive.
+    let back_at = chrono::Utc::now().timestamp_millis();
     s.infra.restart_broker();
     let kafka: ccdc::config::KafkaConfig = serde_json::from_value(serde_json::json!({
         "bootstrap_servers": s.infra.bootstrap,
@@ -287,11 +288,7 @@ async fn a_broker_outage_fills_the_outbox_pauses_polling_and_drops_nothing() {
     }))
     .expect("kafka config");
     let topics = ccdc::config::TopicsConfig::default();
-    let names: Vec<&str> = ccdc::avro::STREAMS
-        .iter()
-        .map(|x| topics.for_stream(*x))
-        .collect();
-    ccdc::kafka::ensure_topics(&kafka, &names)
+    ccdc::topics::ensure_topics(&kafka, &ccdc::topics::stream_topics(&topics))
         .await
         .expect("topics");
     wait_for("the outbox drained", Duration::from_secs(90), || {
@@ -314,8 +311,18 @@ async fn a_broker_outage_fills_the_outbox_pauses_polling_and_drops_nothing() {
     // The new cluster has exactly what was made while the broker was away: c1 ended, c2
     // started (on partitions of their own: sorted).
     let mut reader = s.reader(&topics.interactions).await;
-    let mut got: Vec<(String, String)> = s
-        .read::<ccdc::event::InteractionEvent>(&mut reader, 2)
+    let records = s.read::<ccdc::event::InteractionEvent>(&mut reader, 2);
+    // Sent after the outage, each is stamped with its own time: the poll that saw it, while the
+    // broker was away (before: the time it was sent).
+    for (r, e) in &records {
+        assert_eq!(
+            r.create_time,
+            Some(e.observed_at),
+            "record timestamp of {e:?}"
+        );
+        assert!(e.observed_at < back_at, "observed during the outage: {e:?}");
+    }
+    let mut got: Vec<(String, String)> = records
         .into_iter()
         .map(|(_, e)| (format!("{:?}", e.event_type), e.interaction_id))
         .collect();

@@ -144,14 +144,31 @@ fn assert_events(got: &[(Record, InteractionEvent)], want: &[Expect], allow_dupl
             format!("{SOURCE}/{}", e.interaction_id),
             "key = source/interaction"
         );
+        // The CloudEvents headers (binary mode) and the record timestamp tell what the payload
+        // does (`ce_time` is checked by the Python consumer, with the CloudEvents SDK).
+        let header = |k: &str| r.headers.get(k).map(String::as_str);
         assert_eq!(
-            r.headers.get("ccdc.event_id"),
-            Some(&e.event_id),
+            header("ce_id"),
+            Some(e.event_id.as_str()),
             "event id header"
         );
         assert_eq!(
-            r.headers.get("ccdc.event_type").map(String::as_str),
-            Some(e.event_type.as_str())
+            header("ce_type"),
+            Some(match e.event_type {
+                Started => "io.ccdc.interaction.started.v1",
+                Ended => "io.ccdc.interaction.ended.v1",
+            })
+        );
+        assert_eq!(header("ce_source"), Some("ccdc://wolkvox/ops-it"));
+        assert_eq!(header("ce_subject"), Some(e.interaction_id.as_str()));
+        assert_eq!(
+            (header("ce_specversion"), header("content-type")),
+            (Some("1.0"), Some("application/avro"))
+        );
+        assert_eq!(
+            r.create_time,
+            Some(e.observed_at),
+            "the record's timestamp is the event's time"
         );
         assert_eq!(
             (e.source.as_str(), e.vendor.as_str(), e.latest_only),
@@ -248,6 +265,18 @@ async fn scripted_scenario_publishes_exactly_the_implied_events() {
     let got: Vec<(Record, InteractionEvent)> = s.read(&mut interactions, total);
     assert_eq!(got.len(), total, "no extra records");
     assert_events(&got, &expected_upto(0..4), false);
+    // Every record says where it comes from (the context fields, decoded by a generic reader).
+    let contexts: Vec<(Record, common::RecordContext)> = s.read(&mut interactions, total);
+    for (_, c) in &contexts {
+        assert_eq!(
+            c,
+            &common::RecordContext {
+                source_time_zone: Some("America/Bogota".into()),
+                ccdc_version: Some(env!("CARGO_PKG_VERSION").into()),
+                account_id: None,
+            }
+        );
+    }
     // Transfers share the key, so they are on one partition: ENDED then STARTED.
     let c1: Vec<_> = got
         .iter()
@@ -340,6 +369,7 @@ async fn sigkill_between_outbox_commit_and_publish_loses_nothing() {
     );
     // Restarted, ccdc will not derive S1's events again (its stored snapshot is S1): they can only
     // come from the outbox.
+    let restarted_at = chrono::Utc::now().timestamp_millis();
     let _ccdc = s.ccdc(&[]);
     s.sim.state.advance();
     let want = expected_upto(0..3);
@@ -348,4 +378,19 @@ async fn sigkill_between_outbox_commit_and_publish_loses_nothing() {
     let n = reader.records.len();
     let got: Vec<(Record, InteractionEvent)> = s.read(&mut reader, n);
     assert_events(&got, &want, true);
+    // S1's events were drained from the outbox only after the restart, and still carry the time
+    // of the poll that saw them (assert_events: timestamp = observed_at), before the restart.
+    let drained_late: Vec<_> = got
+        .iter()
+        .filter(|(_, e)| expected(1).contains(&brief(e)))
+        .collect();
+    assert!(drained_late.len() >= expected(1).len(), "{got:?}");
+    for (r, e) in drained_late {
+        assert!(
+            r.create_time.is_some_and(|t| t < restarted_at),
+            "{:?} sent after the restart, stamped {:?}",
+            e.event_id,
+            r.create_time
+        );
+    }
 }

@@ -267,6 +267,8 @@ request_timeout = "5s"
 {poll}
 [sources.agents]
 {poll}
+[sources.agent_state]
+enabled = false  # agent-state is checked by tests/e2e_agent_state.rs
 
 [[sources]]
 vendor = "comm100"
@@ -285,6 +287,8 @@ enabled = false
 [sources.right_now]
 enabled = {right_now}
 {poll}
+[sources.agent_state]
+enabled = false
 
 [[sources]]
 vendor = "vonage"
@@ -300,6 +304,8 @@ allow_insecure_http = true
 request_timeout = "5s"
 [sources.interactions]
 {poll}
+[sources.agent_state]
+enabled = false
 "#,
         state = dir.join("state").display().to_string(),
         wolkvox = sim.base_url(),
@@ -485,7 +491,7 @@ fn decode(config: &Config, ids: &HashMap<Stream, u32>, rec: &OutRecord) -> Paylo
         .read_value(&mut rest)
         .expect("the Avro datum decodes with the writer schema");
     assert!(rest.is_empty(), "trailing bytes after the datum");
-    let (payload, event_id, event_type, key) = match stream {
+    let (payload, event_id, _type_name, key) = match stream {
         Stream::Interactions => {
             let e: InteractionEvent = apache_avro::from_value(&value).expect("interaction event");
             let key = format!("{}/{}", e.source, e.interaction_id);
@@ -548,13 +554,51 @@ fn decode(config: &Config, ids: &HashMap<Stream, u32>, rec: &OutRecord) -> Paylo
         other => panic!("unexpected record of stream {other:?} on {}", rec.topic),
     };
     assert_eq!(rec.key, key, "record key");
+    // The CloudEvents headers (the default `kafka.record_headers`) and the record's timestamp
+    // tell what the payload tells.
+    let (source, vendor, time, subject, ce_type) = match &payload {
+        Payload::Interaction(e) => (
+            &e.source,
+            &e.vendor,
+            e.observed_at,
+            Some(e.interaction_id.as_str()),
+            match e.event_type {
+                InteractionEventType::Started => "io.ccdc.interaction.started.v1",
+                InteractionEventType::Ended => "io.ccdc.interaction.ended.v1",
+            },
+        ),
+        Payload::Agent(e) => (
+            &e.source,
+            &e.vendor,
+            e.observed_at,
+            Some(e.agent_id.as_str()),
+            "io.ccdc.agent.status_changed.v1",
+        ),
+        Payload::RightNow(m) => (
+            &m.source,
+            &m.vendor,
+            m.observed_at,
+            None,
+            "io.ccdc.comm100.right_now.v1",
+        ),
+    };
+    let time_text = chrono::DateTime::from_timestamp_millis(time)
+        .expect("a time")
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut want = vec![
+        ("ce_specversion", "1.0".to_string()),
+        ("ce_id", event_id),
+        ("ce_source", format!("ccdc://{vendor}/{source}")),
+        ("ce_type", ce_type.to_string()),
+        ("ce_time", time_text),
+    ];
+    want.extend(subject.map(|s| ("ce_subject", s.to_string())));
+    want.push(("content-type", "application/avro".to_string()));
+    assert_eq!(rec.headers, want, "headers match the payload");
     assert_eq!(
-        rec.headers,
-        vec![
-            ("ccdc.event_id", event_id),
-            ("ccdc.event_type", event_type.to_string())
-        ],
-        "headers match the payload"
+        rec.timestamp_ms,
+        Some(time),
+        "the record is stamped with the event's time"
     );
     payload
 }
@@ -573,7 +617,8 @@ fn seen(config: &Config, ids: &HashMap<Stream, u32>, records: &[OutRecord]) -> S
     let mut s = Seen::default();
     for r in records {
         let payload = decode(config, ids, r);
-        s.event_ids.push(r.headers[0].1.clone());
+        s.event_ids
+            .push(r.header("ce_id").expect("ce_id").to_string());
         match payload {
             Payload::Interaction(e) => s.interactions.entry(r.key.clone()).or_default().push((
                 e.event_type,
@@ -729,7 +774,10 @@ async fn registry_outage_at_start_holds_events_in_the_outbox_then_delivers_them_
     .await;
     let ids = svc.schema_ids().await;
     let delivered = svc.sink.delivered();
-    let order = |r: &OutRecord| (r.topic.clone(), r.key.clone(), r.headers[0].1.clone());
+    let order = |r: &OutRecord| {
+        let id = r.header("ce_id").expect("ce_id").to_string();
+        (r.topic.clone(), r.key.clone(), id)
+    };
     assert_eq!(
         delivered.iter().map(order).collect::<Vec<_>>(),
         pending

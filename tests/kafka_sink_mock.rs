@@ -25,12 +25,14 @@ fn kafka_config(bootstrap: String) -> KafkaConfig {
         compression: "none".into(),
         create_topics: false,
         partitions: 1,
-        replication_factor: 1,
+        replication_factor: ccdc::config::ReplicationFactor::Fixed(1),
         message_timeout: Duration::from_secs(120),
-        record_headers: true,
+        record_headers: ccdc::config::RecordHeaders::CloudEvents,
         partitioner: "murmur2_random".into(),
         properties: Default::default(),
         secret_properties: Default::default(),
+        topic_defaults: Default::default(),
+        topic_settings: Default::default(),
     }
 }
 

@@ -1,7 +1,11 @@
 //! Avro schemas (compiled in from `schemas/`), serde-path encoding and the Confluent wire format:
-//! `0x00`, the schema id as a 4-byte big-endian integer, then the Avro binary datum.
+//! `0x00`, the schema id as a 4-byte big-endian integer, then the Avro binary datum. Each datum
+//! ends with its source's [`RecordContext`] ([`context`]).
 
+pub mod context;
 mod direct;
+
+pub use context::{ContextView, RecordContext, CCDC_VERSION, CONTEXT_FIELDS};
 
 use apache_avro::writer::datum::GenericDatumWriter;
 use std::collections::HashMap;
@@ -28,6 +32,7 @@ pub fn schema_text(stream: Stream) -> &'static str {
         Stream::InteractionsReconciled => {
             include_str!("../../schemas/interaction-reconciled.avsc")
         }
+        Stream::AgentState => include_str!("../../schemas/agent-state.avsc"),
     }
 }
 
@@ -43,6 +48,7 @@ pub const STREAMS: &[Stream] = &[
     Stream::DeadLetter,
     Stream::Heartbeat,
     Stream::InteractionsReconciled,
+    Stream::AgentState,
 ];
 
 /// The Avro shape of a metrics record: the common header and the endpoint's values under `metrics`.
@@ -119,6 +125,7 @@ impl Serialize for WireView<'_> {
             Event::DeadLetter(d) => d.serialize(s),
             Event::Heartbeat(h) => h.serialize(s),
             Event::Reconciled(r) => r.serialize(s),
+            Event::AgentState(a) => a.serialize(s),
         }
     }
 }
@@ -150,34 +157,49 @@ pub fn wire_header(schema_id: u32) -> [u8; 5] {
     h
 }
 
-/// Each stream's schema, parsed once per process and kept for its lifetime, so encoders can hold a
-/// ready writer (building one resolves the whole schema: far too slow to do per record).
-fn static_schema(stream: Stream) -> Result<&'static Schema, AvroError> {
-    static CACHE: OnceLock<Mutex<HashMap<Stream, &'static Schema>>> = OnceLock::new();
+/// Each stream's core schema (without the trailing context fields) and whether the stream has
+/// them, parsed once per process and kept for its lifetime, so encoders can hold a ready writer
+/// (building one resolves the whole schema: far too slow to do per record).
+fn static_schema(stream: Stream) -> Result<(&'static Schema, bool), AvroError> {
+    type Cache = Mutex<HashMap<Stream, (&'static Schema, bool)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     if let Some(s) = cache.get(&stream) {
-        return Ok(s);
+        return Ok(*s);
     }
-    let schema: &'static Schema = Box::leak(Box::new(parse_schema(stream)?));
-    cache.insert(stream, schema);
-    Ok(schema)
+    let (core, has_context) = context::core_schema_text(stream, schema_text(stream))?;
+    let schema = Schema::parse_str(&core).map_err(|e| AvroError::Schema {
+        stream,
+        reason: e.to_string(),
+    })?;
+    let entry = (&*Box::leak(Box::new(schema)), has_context);
+    cache.insert(stream, entry);
+    Ok(entry)
+}
+
+/// Whether `stream`'s records end with the [`RecordContext`] fields.
+pub fn has_context(stream: Stream) -> Result<bool, AvroError> {
+    static_schema(stream).map(|(_, has)| has)
 }
 
 /// One stream's schema and its registry id; encodes events into framed payloads.
 pub struct StreamEncoder {
     stream: Stream,
     schema_id: u32,
+    /// Writes the core schema: every field but the context's.
     writer: GenericDatumWriter<'static>,
     /// Report rows are written by [`direct`] (verified against `writer` at construction).
     direct: bool,
+    /// The schema ends with the context fields: append them.
+    context: bool,
 }
 
 impl StreamEncoder {
     pub fn new(stream: Stream, schema_id: u32) -> Result<Self, AvroError> {
-        let schema = static_schema(stream)?;
+        let (schema, context) = static_schema(stream)?;
         let writer = GenericDatumWriter::builder(schema)
             .human_readable(false)
             .build()
@@ -190,6 +212,7 @@ impl StreamEncoder {
             schema_id,
             writer,
             direct: false,
+            context,
         };
         enc.direct = match stream {
             Stream::WolkvoxChat1 | Stream::WolkvoxDiagram9 => enc.direct_agrees(),
@@ -218,7 +241,8 @@ impl StreamEncoder {
         self.schema_id
     }
 
-    /// Encode `value` (whose serde shape matches the schema) into a Confluent-framed payload.
+    /// Encode `value` (whose serde shape matches the core schema) into a Confluent-framed payload,
+    /// without the context fields.
     pub fn encode<T: Serialize>(&self, event_id: &str, value: &T) -> Result<Vec<u8>, AvroError> {
         let mut out = Vec::with_capacity(512);
         out.extend_from_slice(&wire_header(self.schema_id));
@@ -232,14 +256,25 @@ impl StreamEncoder {
         Ok(out)
     }
 
-    pub fn encode_event(&self, event: &Event) -> Result<Vec<u8>, AvroError> {
-        if let (true, Event::ReportRow(r)) = (self.direct, event) {
+    /// `event`'s record from its source's `context`: the Confluent framing, then the full
+    /// schema's datum.
+    pub fn encode_event(
+        &self,
+        event: &Event,
+        context: &RecordContext,
+    ) -> Result<Vec<u8>, AvroError> {
+        let mut out = if let (true, Event::ReportRow(r)) = (self.direct, event) {
             let mut out = Vec::with_capacity(640);
             out.extend_from_slice(&wire_header(self.schema_id));
             direct::report(&mut out, r);
-            return Ok(out);
+            out
+        } else {
+            self.encode(event.event_id(), &WireView(event))?
+        };
+        if self.context {
+            out.extend_from_slice(context.avro());
         }
-        self.encode(event.event_id(), &WireView(event))
+        Ok(out)
     }
 }
 
@@ -286,6 +321,9 @@ mod tests {
         ] {
             let enc = StreamEncoder::new(stream, 9).unwrap();
             assert!(enc.direct, "{stream:?}: the self-check passed");
+            let mut generic = StreamEncoder::new(stream, 9).unwrap();
+            generic.direct = false;
+            let ctx = RecordContext::new(Some("America/Bogota".into()), None);
             // Six mixes of empty and set fields (none, all, alternating, in fours, one irregular):
             // field i comes from the full or the empty probe depending on bit i of the mask.
             let [full, empty] = <[ReportRecord; 2]>::try_from(direct::probes(diagram)).unwrap();
@@ -304,8 +342,8 @@ mod tests {
                 let mut rec = full.clone();
                 rec.row = serde_json::from_value(row).unwrap();
                 let event = Event::ReportRow(Box::new(rec));
-                let fast = enc.encode_event(&event).unwrap();
-                let slow = enc.encode(event.event_id(), &WireView(&event)).unwrap();
+                let fast = enc.encode_event(&event, &ctx).unwrap();
+                let slow = generic.encode_event(&event, &ctx).unwrap();
                 assert_eq!(fast, slow, "{stream:?} mask {mask:x}");
             }
         }
@@ -321,7 +359,9 @@ mod tests {
     #[test]
     fn wire_format_is_magic_byte_then_big_endian_id() {
         let enc = StreamEncoder::new(Stream::Interactions, 0x0102_0304).unwrap();
-        let bytes = enc.encode_event(&Event::Interaction(sample())).unwrap();
+        let bytes = enc
+            .encode_event(&Event::Interaction(sample()), &RecordContext::default())
+            .unwrap();
         assert_eq!(&bytes[..5], &[0x00, 0x01, 0x02, 0x03, 0x04]);
         // The datum starts with the event_id string: zig-zag length 36 → 72, then the text.
         assert_eq!(bytes[5], 72);
@@ -334,10 +374,37 @@ mod tests {
     #[allow(deprecated)] // from_avro_datum is the simplest independent reader for a round trip.
     fn datum_decodes_back_with_the_generic_reader() {
         let enc = StreamEncoder::new(Stream::Interactions, 7).unwrap();
-        let bytes = enc.encode_event(&Event::Interaction(sample())).unwrap();
+        let ctx = RecordContext::new(Some("America/Bogota".into()), Some("site-9".into()));
+        let bytes = enc
+            .encode_event(&Event::Interaction(sample()), &ctx)
+            .unwrap();
         let schema = parse_schema(Stream::Interactions).unwrap();
-        let value = apache_avro::from_avro_datum(&schema, &mut &bytes[5..], None).unwrap();
+        let mut rest = &bytes[5..];
+        let value = apache_avro::from_avro_datum(&schema, &mut rest, None).unwrap();
+        assert!(rest.is_empty(), "the datum is the whole payload");
         let back: InteractionEvent = apache_avro::from_value(&value).unwrap();
         assert_eq!(back, sample());
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Context {
+            source_time_zone: Option<String>,
+            ccdc_version: Option<String>,
+            account_id: Option<String>,
+        }
+        let ctx: Context = apache_avro::from_value(&value).unwrap();
+        assert_eq!(
+            ctx,
+            Context {
+                source_time_zone: Some("America/Bogota".into()),
+                ccdc_version: Some(CCDC_VERSION.into()),
+                account_id: Some("site-9".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn every_schema_ends_with_the_context_fields() {
+        for s in STREAMS {
+            assert!(has_context(*s).unwrap(), "{s:?}");
+        }
     }
 }

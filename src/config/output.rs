@@ -21,9 +21,10 @@ pub struct KafkaConfig {
     pub create_topics: bool,
     #[serde(default = "default_partitions")]
     pub partitions: i32,
-    /// Replication factor for created topics; -1 = the broker's default.
-    #[serde(default = "default_replication")]
-    pub replication_factor: i32,
+    /// Replication factor for created topics ([`super::ReplicationFactor`]): `"auto"` (3, or
+    /// fewer when the cluster has fewer brokers), -1 (the broker's default) or a number.
+    #[serde(default)]
+    pub replication_factor: super::ReplicationFactor,
     /// librdkafka `message.timeout.ms`: how long one record may be retried before it is reported failed
     /// (it then stays in the outbox and is re-sent).
     #[serde(default = "default_message_timeout", with = "humantime_serde")]
@@ -34,16 +35,83 @@ pub struct KafkaConfig {
     /// default (`consistent_random`, CRC32) is not.
     #[serde(default = "default_partitioner")]
     pub partitioner: String,
-    /// Put the `ccdc.event_id` and `ccdc.event_type` headers on every record (both values are in
-    /// the Avro payload too). Off saves librdkafka and the broker 0.6–0.8 µs per record on a 2-core box.
-    #[serde(default = "yes")]
-    pub record_headers: bool,
+    /// Which headers every record carries ([`RecordHeaders`]): the CloudEvents Kafka binding's
+    /// (default), ccdc's two `ccdc.*` headers, or none.
+    #[serde(default)]
+    pub record_headers: RecordHeaders,
     /// Any librdkafka property (security.protocol, ssl.*, sasl.mechanism, ...).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
     /// librdkafka properties whose values are secrets (e.g. `sasl.password`), by reference.
     #[serde(default)]
     pub secret_properties: BTreeMap<String, SecretRef>,
+    /// Topic settings (`retention.ms`, `cleanup.policy`, ...) for every topic ccdc creates, over
+    /// each stream's built-in ones (see `super::topic_settings`).
+    #[serde(default)]
+    pub topic_defaults: BTreeMap<String, String>,
+    /// Topic settings per stream, by its `[topics]` key, over `topic_defaults`.
+    #[serde(default)]
+    pub topic_settings: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// `kafka.record_headers`: the headers on every record. Every value they carry is in the payload too.
+///
+/// The old boolean values are still accepted: `true` (the `ccdc.*` headers, what it always meant)
+/// reads as `minimal`, `false` as `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordHeaders {
+    /// The CloudEvents Kafka protocol binding, binary mode: `ce_specversion`, `ce_id`,
+    /// `ce_source`, `ce_type`, `ce_time`, `ce_subject` (when the event has one) and
+    /// `content-type`, so CloudEvents-aware consumers route records without decoding them.
+    #[default]
+    CloudEvents,
+    /// `ccdc.event_id` and `ccdc.event_type` (the headers of ccdc before CloudEvents).
+    Minimal,
+    /// Key and payload only (the cheapest: no header work in librdkafka or the broker).
+    None,
+}
+
+impl RecordHeaders {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordHeaders::CloudEvents => "cloudevents",
+            RecordHeaders::Minimal => "minimal",
+            RecordHeaders::None => "none",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordHeaders {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RecordHeaders;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("one of \"cloudevents\", \"minimal\", \"none\" (or the old true/false)")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RecordHeaders, E> {
+                let now = if v { "minimal" } else { "none" };
+                tracing::warn!("configuration key `kafka.record_headers` = {v}: the old boolean, read as \"{now}\"; the default is now \"cloudevents\" (CloudEvents headers)");
+                Ok(if v {
+                    RecordHeaders::Minimal
+                } else {
+                    RecordHeaders::None
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RecordHeaders, E> {
+                match v {
+                    "cloudevents" => Ok(RecordHeaders::CloudEvents),
+                    "minimal" => Ok(RecordHeaders::Minimal),
+                    "none" => Ok(RecordHeaders::None),
+                    // An environment override arrives as text.
+                    "true" => self.visit_bool(true),
+                    "false" => self.visit_bool(false),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,9 +141,6 @@ fn default_partitioner() -> String {
 }
 fn default_partitions() -> i32 {
     6
-}
-fn default_replication() -> i32 {
-    -1
 }
 fn default_message_timeout() -> Duration {
     Duration::from_secs(300)
@@ -116,12 +181,7 @@ impl KafkaConfig {
         if self.partitions < 1 {
             return Err(invalid("kafka.partitions", "must be at least 1"));
         }
-        if self.replication_factor == 0 || self.replication_factor < -1 {
-            return Err(invalid(
-                "kafka.replication_factor",
-                "must be -1 (broker default) or at least 1",
-            ));
-        }
+        super::topic_settings::validate(self)?;
         if self.message_timeout.is_zero() {
             return Err(invalid(
                 "kafka.message_timeout",

@@ -33,16 +33,40 @@ fn minimal_stdout_config_is_valid_with_documented_defaults() {
 }
 
 #[test]
-fn record_headers_default_on_and_can_be_turned_off() {
-    let kafka = |extra: &str| {
-        let text = format!(
-                "{}\n[kafka]\nbootstrap_servers = \"k:9092\"\n{extra}\n[schema_registry]\nurl = \"http://r:8081\"\n",
-                base("").replace("output = \"stdout\"", "")
-            );
-        Config::from_toml_str(&text).unwrap().kafka.unwrap()
+fn record_headers_default_to_cloudevents_and_the_old_booleans_keep_their_meaning() {
+    let text = |extra: &str| {
+        format!(
+            "{}\n[kafka]\nbootstrap_servers = \"k:9092\"\n{extra}\n[schema_registry]\nurl = \"http://r:8081\"\n",
+            base("").replace("output = \"stdout\"", "")
+        )
     };
-    assert!(kafka("").record_headers);
-    assert!(!kafka("record_headers = false").record_headers);
+    let kafka = |extra: &str| {
+        Config::from_toml_str(&text(extra))
+            .unwrap()
+            .kafka
+            .unwrap()
+            .record_headers
+    };
+    assert_eq!(kafka(""), RecordHeaders::CloudEvents);
+    assert_eq!(
+        kafka("record_headers = \"cloudevents\""),
+        RecordHeaders::CloudEvents
+    );
+    assert_eq!(
+        kafka("record_headers = \"minimal\""),
+        RecordHeaders::Minimal
+    );
+    assert_eq!(kafka("record_headers = \"none\""), RecordHeaders::None);
+    // `true` always meant the `ccdc.*` headers: consumers reading them keep them.
+    assert_eq!(kafka("record_headers = true"), RecordHeaders::Minimal);
+    assert_eq!(kafka("record_headers = false"), RecordHeaders::None);
+    let err = Config::from_toml_str(&text("record_headers = \"ce\""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("record_headers") && err.contains("cloudevents"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -22,6 +22,8 @@ pub struct Record {
     pub key: String,
     pub payload: Vec<u8>,
     pub headers: HashMap<String, String>,
+    /// The record's timestamp when it is a CreateTime (the producer's, i.e. ccdc's), UTC ms.
+    pub create_time: Option<i64>,
 }
 
 /// Reads a topic from offset 0 on every partition (tansu's consumer groups are unreliable).
@@ -109,6 +111,10 @@ impl TopicReader {
                         key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                         payload: m.payload().unwrap_or_default().to_vec(),
                         headers,
+                        create_time: match m.timestamp() {
+                            rdkafka::Timestamp::CreateTime(ms) => Some(ms),
+                            _ => None,
+                        },
                     });
                 }
                 Some(Err(e)) => eprintln!("consumer error (retrying): {e}"),

@@ -29,10 +29,9 @@ impl Observed {
         let mut seen: HashMap<&str, &[u8]> = HashMap::new();
         for r in records {
             let id = r
-                .headers
-                .iter()
-                .find(|(k, _)| *k == "ccdc.event_id")
-                .map_or("", |(_, v)| v.as_str());
+                .header("ce_id")
+                .or_else(|| r.header("ccdc.event_id"))
+                .unwrap_or("");
             if let Some(before) = seen.insert(id, &r.payload) {
                 if before != r.payload.as_slice() {
                     o.conflicting_ids.push(id.to_string());
