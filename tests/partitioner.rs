@@ -78,7 +78,9 @@ async fn ccdc_puts_each_key_on_the_partition_the_java_client_computes() {
     .unwrap();
     assert_eq!(cfg.partitioner, "murmur2_random", "the default");
     let topic = "ccdc.it.partitions";
-    ccdc::kafka::ensure_topics(&cfg, &[topic]).await.unwrap();
+    ccdc::topics::ensure_topics(&cfg, &[(ccdc::event::Stream::Interactions, topic)])
+        .await
+        .unwrap();
     let producer: BaseProducer = ccdc::kafka::producer_config(&cfg)
         .unwrap()
         .create()
