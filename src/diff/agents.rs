@@ -52,6 +52,11 @@ pub struct AgentState {
     /// The status became `ABSENT` only after a second consecutive miss.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub confirmed_absent: bool,
+    /// The last poll that judged the agent absent: the one that made it `ABSENT`, then every
+    /// whole listing without it (a paged or partial one proves nothing about an absent agent, who
+    /// may have come back on a page already read). `agent-state` refreshes only what a poll judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absent_at: Option<i64>,
 }
 
 fn is_unbounded(b: &Bounds) -> bool {
@@ -144,8 +149,10 @@ impl AgentSnapshot {
 /// The state of an agent that `previous` had and this poll did not list.
 fn missing(was: &AgentState, now: i64, before: Option<i64>, listing: Listing) -> AgentState {
     if was.status == ABSENT || listing == Listing::Partial {
+        let judged = was.status == ABSENT && listing == Listing::Whole;
         return AgentState {
             missed: if was.status == ABSENT { 0 } else { was.missed },
+            absent_at: if judged { Some(now) } else { was.absent_at },
             ..was.clone()
         };
     }
@@ -171,6 +178,7 @@ fn missing(was: &AgentState, now: i64, before: Option<i64>, listing: Listing) ->
         since_bounds: gone,
         last_seen: was.last_seen,
         confirmed_absent: listing == Listing::Paged,
+        absent_at: Some(now),
         ..AgentState::default()
     }
 }

@@ -43,6 +43,10 @@ pub struct LatestSnapshot {
     pub observed_at: i64,
     /// By agent id: the latest interaction, or `None` when the agent has none.
     pub agents: BTreeMap<String, Option<LatestInteraction>>,
+    /// Agents this poll could not observe (the vendor answered 404): their entry is the previous
+    /// poll's, carried over. Not stored: it describes one poll.
+    #[serde(skip)]
+    pub not_found: std::collections::BTreeSet<String>,
 }
 
 impl LatestSnapshot {
@@ -163,6 +167,7 @@ mod tests {
     fn snap(at: i64, agents: &[(&str, Option<(&str, bool)>)]) -> LatestSnapshot {
         LatestSnapshot {
             observed_at: at,
+            not_found: Default::default(),
             agents: agents
                 .iter()
                 .map(|(a, l)| {

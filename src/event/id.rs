@@ -53,6 +53,13 @@ pub fn agent_status(source: &str, agent: &str, window: &str) -> Uuid {
     event_id(&[source, "agent-status-changed", agent, window])
 }
 
+/// The `agent-state` record of `agent` in the poll after the observation `window` ([`window`]):
+/// one per agent and poll at most, so a record derived again from the same state (after a crash
+/// before the commit) has the same id, and every later record (a change or a refresh) a new one.
+pub fn agent_state(source: &str, agent: &str, window: &str) -> Uuid {
+    event_id(&[source, "agent-state", agent, window])
+}
+
 /// A metrics record of `endpoint` (per `department`, `""` when none) observed at `observed_at`.
 pub fn metrics(source: &str, endpoint: &str, department: &str, observed_at: i64) -> Uuid {
     event_id(&[source, endpoint, department, &observed_at.to_string()])
@@ -129,6 +136,10 @@ mod tests {
         assert_eq!(
             agent_status("s", "a", "initial"),
             event_id(&["s", "agent-status-changed", "a", "initial"])
+        );
+        assert_eq!(
+            agent_state("s", "a", "12"),
+            event_id(&["s", "agent-state", "a", "12"])
         );
         assert_eq!(metrics("s", "e", "", 7), event_id(&["s", "e", "", "7"]));
         assert_eq!(

@@ -3,12 +3,16 @@
 //! serde path. Nothing here knows how a vendor's JSON looks: vendors convert into these types
 //! ([`crate::sources`]), and the outbox stores them ([`crate::store::outbox`]).
 //!
+//! - [`agent_state`]: the current state of one agent (the compacted `agent-state` topic);
+//! - [`attributes`]: each event's time, subject and CloudEvents type (record metadata);
 //! - [`id`]: every event id recipe (UUIDv5), in one place;
 //! - [`bound`]: the size bounds on vendor values inside one event;
 //! - [`metrics`]: the Comm100 real-time metrics records;
 //! - [`report`]: the typed Wolkvox report rows;
 //! - [`reconciled`]: report chats set against what polling saw.
 
+pub mod agent_state;
+pub mod attributes;
 pub mod bound;
 pub mod id;
 pub mod metrics;
@@ -17,6 +21,7 @@ pub mod report;
 
 use serde::{Deserialize, Serialize};
 
+use agent_state::AgentStateRecord;
 pub use id::event_id;
 use metrics::{QueueMetrics, RightNowMetrics, TodayMetrics};
 use reconciled::InteractionReconciled;
@@ -304,6 +309,7 @@ pub enum Event {
     DeadLetter(DeadLetter),
     Heartbeat(Heartbeat),
     Reconciled(Box<InteractionReconciled>),
+    AgentState(Box<AgentStateRecord>),
 }
 
 /// The stream (and therefore topic and schema) an event belongs to.
@@ -319,6 +325,8 @@ pub enum Stream {
     DeadLetter,
     Heartbeat,
     InteractionsReconciled,
+    /// `agent-state`: the current state of every agent (a compacted topic: the last record per key).
+    AgentState,
 }
 
 impl Event {
@@ -338,6 +346,7 @@ impl Event {
             Event::DeadLetter(_) => Stream::DeadLetter,
             Event::Heartbeat(_) => Stream::Heartbeat,
             Event::Reconciled(_) => Stream::InteractionsReconciled,
+            Event::AgentState(_) => Stream::AgentState,
         }
     }
 
@@ -351,6 +360,7 @@ impl Event {
             Event::DeadLetter(d) => d.failed_at,
             Event::Heartbeat(h) => h.observed_at,
             Event::Reconciled(r) => r.reconciled_at,
+            Event::AgentState(a) => a.observed_at,
         }
     }
 
@@ -364,6 +374,7 @@ impl Event {
             Event::DeadLetter(d) => &d.source,
             Event::Heartbeat(h) => &h.source,
             Event::Reconciled(r) => &r.source,
+            Event::AgentState(a) => &a.source,
         }
     }
 
@@ -376,6 +387,7 @@ impl Event {
             Event::DeadLetter(d) => &d.vendor,
             Event::Heartbeat(h) => &h.vendor,
             Event::Reconciled(r) => &r.vendor,
+            Event::AgentState(a) => &a.vendor,
         }
     }
 
@@ -388,6 +400,7 @@ impl Event {
             Event::DeadLetter(d) => &d.event_id,
             Event::Heartbeat(h) => &h.event_id,
             Event::Reconciled(r) => &r.event_id,
+            Event::AgentState(a) => &a.event_id,
         }
     }
 
@@ -407,6 +420,7 @@ impl Event {
             Event::DeadLetter(_) => "dead-letter",
             Event::Heartbeat(_) => "heartbeat",
             Event::Reconciled(_) => "interaction-reconciled",
+            Event::AgentState(_) => "agent-state",
         }
     }
 
@@ -433,6 +447,7 @@ impl Event {
             Event::DeadLetter(d) => join(&d.source, &d.report),
             Event::Heartbeat(h) => join(&h.source, &h.endpoint),
             Event::Reconciled(r) => join(&r.source, &r.interaction_id),
+            Event::AgentState(a) => join(&a.source, &a.agent_id),
         }
     }
 }

@@ -37,8 +37,10 @@ impl C100Agent {
     }
 }
 
-fn agents(st: &SimState) -> Vec<C100Agent> {
-    let g = st.lock();
+/// The agents `Agents` lists now (the current step, or the random world).
+pub(crate) fn agents(st: &SimState) -> Vec<C100Agent> {
+    let mut g = st.lock();
+    g.tick();
     if let Some(world) = g.random.as_ref() {
         return world
             .agents
