@@ -91,6 +91,12 @@ pub enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        /// Poll only this replica's share of the sources: `INDEX/COUNT`, 0-based (`2/5` is the third
+        /// of five). Without it: CCDC_REPLICA=INDEX/COUNT, or CCDC_REPLICAS=COUNT with
+        /// CCDC_REPLICA_INDEX=INDEX or CCDC_REPLICA_FROM_HOSTNAME=true (a StatefulSet pod `ccdc-3`
+        /// is replica 3); none of them: every source.
+        #[arg(long, value_name = "INDEX/COUNT")]
+        replica: Option<String>,
     },
     /// No Kafka needed: start the built-in simulator, poll it, print events as JSON lines on stdout.
     #[cfg(feature = "simulator")]
@@ -182,6 +188,13 @@ pub struct SimulateArgs {
     /// Characters of `comments` in every generated chat_1 row (large responses).
     #[arg(long, default_value_t = 0)]
     pub report_padding: usize,
+    /// Also serve a small world per name under `/w/NAME/` (token `<token>-NAME`): `--agents`
+    /// agents with 3 interactions each, 3 replaced every `--world-step` (the many-sources bench).
+    #[arg(long)]
+    pub worlds: bool,
+    /// How often each world of `--worlds` changes.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub world_step: std::time::Duration,
 }
 
 #[cfg(test)]
@@ -205,6 +218,14 @@ mod tests {
             s("info,ccdc=debug", RustLog),
             "an empty variable counts as unset"
         );
+    }
+
+    #[test]
+    fn run_takes_an_optional_replica() {
+        let cli = Cli::try_parse_from(["ccdc", "run", "-c", "x.toml", "--replica", "2/5"]).unwrap();
+        assert!(matches!(cli.command, Command::Run { replica: Some(r), .. } if r == "2/5"));
+        let cli = Cli::try_parse_from(["ccdc", "run", "-c", "x.toml"]).unwrap();
+        assert!(matches!(cli.command, Command::Run { replica: None, .. }));
     }
 
     #[test]

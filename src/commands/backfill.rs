@@ -49,6 +49,10 @@ pub async fn backfill(
         report_cfg.max_backoff,
     );
     poller.load()?;
+    // A backfill whose state directory lost its cursor resumes from the Kafka checkpoint.
+    if let Some(checkpoints) = pipeline.checkpoints() {
+        checkpoints.resume(&mut poller, &shutdown).await?;
+    }
 
     let progress = Progress::new(
         format!("{} {}", w.name, plan.kind.name()),
