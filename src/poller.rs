@@ -15,7 +15,10 @@ use crate::feed::{Feed, FeedError, PollOutcome};
 use crate::observability::Health;
 use crate::retry::Backoff;
 use crate::store::outbox;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Write};
+
+pub mod commit;
+pub use commit::GroupCommit;
 
 /// What one successful cycle did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +47,13 @@ pub struct Poller {
     polls: u64,
     health: Option<Arc<Health>>,
     heartbeat_every: u64,
+    /// A commit failed: reload the feed's state from the store before the next diff.
+    reload: bool,
+    /// Commits go through the process's group committer ([`commit`]) instead of a blocking
+    /// thread each.
+    group: Option<Arc<GroupCommit>>,
+    /// How long [`Poller::run`] waits before its first poll (start-up spread over the feeds).
+    first_delay: Duration,
 }
 
 /// Test-only crash point: `CCDC_FAILPOINT=kill-after-commit:<state key>:N` SIGKILLs the process right
@@ -112,6 +122,43 @@ impl Poller {
             polls: 0,
             health: None,
             heartbeat_every: 0,
+            reload: false,
+            group: None,
+            first_delay: Duration::ZERO,
+        }
+    }
+
+    /// Commit through `group`, the committer the process's pollers share.
+    pub fn group_commit(mut self, group: Arc<GroupCommit>) -> Self {
+        self.group = Some(group);
+        self
+    }
+
+    /// Wait `delay` before the first poll of [`Poller::run`].
+    pub fn start_after(mut self, delay: Duration) -> Self {
+        self.first_delay = delay;
+        self
+    }
+
+    /// Commit `writes` and `events` (durable on `Ok`). Not borrowing the poller across the wait:
+    /// its feed need not be `Sync`.
+    fn commit(
+        &self,
+        writes: Vec<Write>,
+        events: Vec<Vec<u8>>,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
+        let (group, store) = (self.group.clone(), self.store.clone());
+        async move {
+            if let Some(group) = group {
+                return group.commit(writes, events).await;
+            }
+            tokio::task::spawn_blocking(move || store.commit(writes, events))
+                .await
+                .map_err(|e| StoreError::Task {
+                    what: "commit",
+                    reason: e.to_string(),
+                })
+                .and_then(|r| r)
         }
     }
 
@@ -145,13 +192,17 @@ impl Poller {
         })
     }
 
-    /// One cycle. `now_ms` is the observation time.
+    /// One cycle. `now_ms` is the observation time. A cycle is a success (for `/readyz`) once
+    /// what it derived is committed.
     pub async fn cycle(&mut self, now_ms: i64) -> Result<CycleOutcome, FeedError> {
+        if self.reload {
+            // The last commit failed (the store may have been reopened after an I/O error): what
+            // the store holds is the last committed state, whatever the feed held; diff against it.
+            self.feed.restore(&*self.store)?;
+            self.reload = false;
+        }
         let outcome = self.feed.poll(now_ms).await?;
         self.polls += 1;
-        if let Some(h) = &self.health {
-            h.success(&self.health_key());
-        }
         let heartbeat_due = self.heartbeat_every > 0 && self.polls % self.heartbeat_every == 0;
         let (writes, mut events, size, more, result) = match outcome {
             PollOutcome::Commit {
@@ -177,6 +228,7 @@ impl Poller {
         }
         if events.is_empty() {
             if let Some(r) = result {
+                self.report_success();
                 return Ok(r);
             }
         }
@@ -186,13 +238,12 @@ impl Poller {
         // as it is encoded, and keep no spare capacity in the encodings.
         let encoded: Vec<Vec<u8>> = events.iter().map(outbox::encode).collect();
         drop(events);
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.commit(writes, encoded))
-            .await
-            .map_err(|e| StoreError::Task {
-                what: "commit",
-                reason: e.to_string(),
-            })??;
+        if let Err(e) = self.commit(writes, encoded).await {
+            // Failed, or done but not known to be durable: the store decides what was committed.
+            self.reload = true;
+            return Err(e.into());
+        }
+        self.report_success();
         if let Some(r) = result {
             self.notify.notify_one();
             return Ok(r);
@@ -223,15 +274,31 @@ impl Poller {
         let mut backoff = Backoff::new(Duration::from_secs(1), self.max_backoff.min(self.interval));
         let mut cycle_no: u64 = 0;
         let mut paused = false;
+        // When the next poll is due: how late it starts is `ccdc_poll_start_lag_seconds`.
+        let mut due: Option<tokio::time::Instant> = None;
+        if !self.first_delay.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(self.first_delay) => {}
+                _ = shutdown.cancelled() => {
+                    tracing::info!(source = %name, endpoint = %endpoint, "poller stopped before its first poll");
+                    return;
+                }
+            }
+        }
         loop {
             // Back-pressure: while the outbox is over its bound (broker down for long), do not poll.
             if self.pause_for_outbox(&mut paused) {
+                due = None;
                 tokio::select! {
                     _ = tokio::time::sleep(self.interval.min(Duration::from_secs(1))) => continue,
                     _ = shutdown.cancelled() => break,
                 }
             }
             cycle_no += 1;
+            if let Some(due) = due.take() {
+                let lag = tokio::time::Instant::now().saturating_duration_since(due);
+                metrics::histogram!("ccdc_poll_start_lag_seconds").record(lag.as_secs_f64());
+            }
             let started = std::time::Instant::now();
             let now_ms = chrono::Utc::now().timestamp_millis();
             let span =
@@ -253,12 +320,20 @@ impl Poller {
                 }
                 Err(e) => self.failed(&e, &mut backoff),
             });
+            let next = tokio::time::Instant::now() + wait;
+            due = Some(next);
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(next) => {}
                 _ = shutdown.cancelled() => break,
             }
         }
         tracing::info!(source = %name, endpoint = %endpoint, "poller stopped");
+    }
+
+    fn report_success(&self) {
+        if let Some(h) = &self.health {
+            h.success(&self.health_key());
+        }
     }
 
     fn labels(&self) -> [(&'static str, String); 2] {
@@ -349,246 +424,4 @@ impl Poller {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::diff::{
-        diff_interactions_events, ActiveInteraction, InteractionKey, InteractionSnapshot,
-    };
-    use crate::event::InteractionEventType::{self, *};
-    use crate::event::SourceMeta;
-    use crate::feed::SnapshotFeed;
-    use crate::sources::scripted::{Scripted, Step};
-    use crate::store::MemoryStore;
-
-    fn snap(pairs: &[(&str, &str)]) -> InteractionSnapshot {
-        InteractionSnapshot {
-            observed_at: 0,
-            interactions: pairs
-                .iter()
-                .map(|(a, c)| {
-                    (
-                        InteractionKey {
-                            interaction_id: c.to_string(),
-                            agent_id: a.to_string(),
-                        },
-                        ActiveInteraction::default(),
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    fn outbox(store: &MemoryStore) -> Vec<(InteractionEventType, String)> {
-        store
-            .outbox_after(None, 1000)
-            .unwrap()
-            .into_iter()
-            .map(|(_, b)| match outbox::decode(&b).unwrap() {
-                Event::Interaction(e) => (e.event_type, e.interaction_id),
-                other => panic!("unexpected {other:?}"),
-            })
-            .collect()
-    }
-
-    fn poller(script: Vec<Step<InteractionSnapshot>>, store: Arc<MemoryStore>) -> Poller {
-        let meta = SourceMeta {
-            name: "s".into(),
-            vendor: "wolkvox".into(),
-        };
-        let source = Scripted::new(
-            meta,
-            script,
-            diff_interactions_events,
-            |s: &InteractionSnapshot| s.interactions.len(),
-            |s, at| s.observed_at = at,
-        );
-        let feed = SnapshotFeed::new(Arc::new(source), 2);
-        Poller::new(
-            Box::new(feed),
-            store,
-            Arc::new(Notify::new()),
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-        )
-    }
-
-    #[tokio::test]
-    async fn failed_poll_commits_nothing_and_next_poll_diffs_against_last_good() {
-        let store = Arc::new(MemoryStore::default());
-        let mut p = poller(
-            vec![
-                Step::Snapshot(snap(&[("a", "c1"), ("a", "c2")])),
-                Step::Fail("boom"),
-                Step::Snapshot(snap(&[("a", "c2")])),
-            ],
-            store.clone(),
-        );
-        p.cycle(1).await.unwrap();
-        let stored_before = store.get("s/scripted").unwrap();
-        assert!(stored_before.is_some());
-        assert!(matches!(p.cycle(2).await, Err(FeedError::Source(_))));
-        assert_eq!(
-            store.get("s/scripted").unwrap(),
-            stored_before,
-            "state untouched"
-        );
-        assert_eq!(outbox(&store).len(), 2, "no events from the failed poll");
-        p.cycle(3).await.unwrap();
-        assert_eq!(
-            outbox(&store),
-            vec![
-                (Started, "c1".into()),
-                (Started, "c2".into()),
-                (Ended, "c1".into())
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn empty_snapshot_must_be_confirmed_before_ending_everything() {
-        let store = Arc::new(MemoryStore::default());
-        let mut p = poller(
-            vec![
-                Step::Snapshot(snap(&[("a", "c1")])),
-                Step::Snapshot(snap(&[])),
-                Step::Snapshot(snap(&[("a", "c1")])),
-                Step::Snapshot(snap(&[])),
-                Step::Snapshot(snap(&[])),
-            ],
-            store.clone(),
-        );
-        p.cycle(1).await.unwrap();
-        assert!(matches!(
-            p.cycle(2).await.unwrap(),
-            CycleOutcome::Held { .. }
-        ));
-        // The glitch healed: nothing happened.
-        p.cycle(3).await.unwrap();
-        assert_eq!(outbox(&store).len(), 1);
-        // Two empty polls in a row: believed.
-        assert!(matches!(
-            p.cycle(4).await.unwrap(),
-            CycleOutcome::Held { .. }
-        ));
-        assert_eq!(
-            p.cycle(5).await.unwrap(),
-            CycleOutcome::Committed {
-                size: 0,
-                events: 1,
-                more: false
-            }
-        );
-        assert_eq!(
-            outbox(&store),
-            vec![(Started, "c1".into()), (Ended, "c1".into())]
-        );
-    }
-
-    #[tokio::test]
-    async fn restart_resumes_from_the_stored_state() {
-        let store = Arc::new(MemoryStore::default());
-        let mut p = poller(vec![Step::Snapshot(snap(&[("a", "c1")]))], store.clone());
-        p.cycle(1).await.unwrap();
-        let mut p2 = poller(
-            vec![Step::Snapshot(snap(&[("a", "c1"), ("b", "c9")]))],
-            store.clone(),
-        );
-        p2.load().unwrap();
-        p2.cycle(2).await.unwrap();
-        let evs: Vec<Event> = store
-            .outbox_after(None, 10)
-            .unwrap()
-            .into_iter()
-            .map(|(_, b)| outbox::decode(&b).unwrap())
-            .collect();
-        assert_eq!(evs.len(), 2);
-        let Event::Interaction(last) = &evs[1] else {
-            panic!("{:?}", evs[1])
-        };
-        assert_eq!(
-            (
-                last.interaction_id.as_str(),
-                last.initial,
-                last.previous_observed_at
-            ),
-            ("c9", false, Some(1))
-        );
-    }
-
-    #[tokio::test]
-    async fn a_panicking_poll_is_a_reported_failure_and_the_feed_goes_on() {
-        fn diff_or_panic(
-            meta: &SourceMeta,
-            previous: Option<&InteractionSnapshot>,
-            current: &InteractionSnapshot,
-        ) -> Vec<Event> {
-            let boom = InteractionKey {
-                interaction_id: "boom".into(),
-                agent_id: "a".into(),
-            };
-            assert!(
-                !current.interactions.contains_key(&boom),
-                "a bug met odd data"
-            );
-            diff_interactions_events(meta, previous, current)
-        }
-        let store = Arc::new(MemoryStore::default());
-        let meta = SourceMeta {
-            name: "s".into(),
-            vendor: "wolkvox".into(),
-        };
-        // A few polls in a row meet the odd data, then it is gone.
-        let mut script = vec![Step::Snapshot(snap(&[("a", "c1")]))];
-        script.extend((0..10).map(|_| Step::Snapshot(snap(&[("a", "boom")]))));
-        script.push(Step::Snapshot(snap(&[("a", "c2")])));
-        let source = Scripted::new(
-            meta,
-            script,
-            diff_or_panic,
-            |s| s.interactions.len(),
-            |s, at| s.observed_at = at,
-        );
-        let health = Health::new(store.clone(), 1_000, 1_000);
-        health.set_publishing(true);
-        let poller = Poller::new(
-            Box::new(SnapshotFeed::new(Arc::new(source), 1)),
-            store.clone(),
-            Arc::new(Notify::new()),
-            Duration::from_millis(20),
-            Duration::from_millis(20),
-        )
-        .observe(health.clone(), 0);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(poller.run(stop.clone()));
-        // The panic is reported on readiness...
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let panicked = |h: &Health| {
-            h.readiness()
-                .is_err_and(|r| r.join(" ").contains("panicked"))
-        };
-        while !panicked(&health) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{:?}",
-                health.readiness()
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        // ...and the feed goes on: the next snapshot is diffed against the last good one.
-        while outbox(&store).len() < 3 {
-            assert!(std::time::Instant::now() < deadline, "the feed stopped");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        stop.cancel();
-        task.await.unwrap();
-        assert_eq!(
-            outbox(&store),
-            vec![
-                (Started, "c1".into()),
-                (Ended, "c1".into()),
-                (Started, "c2".into())
-            ]
-        );
-        assert!(health.readiness().is_ok(), "cleared by the next success");
-    }
-}
+mod tests;

@@ -4,11 +4,16 @@
 //!   cycle: fetch → parse → diff → sled commit (snapshot + outbox) → publish → every ack.
 //! - **P2** report throughput: chat_1 rows JSON → typed row (one thread, as the report feed) → Avro →
 //!   broker (another, as the publisher), against librdkafka alone
-//!   publishing the same records (encoded before the clock starts) in the same run; then, without a
-//!   target, the service's whole report path ([`report_path`]).
+//!   publishing the same records (encoded before the clock starts) in the same run.
+//! - **P2e** the service's whole report path for chat_1 ([`report_path`]): pull → dedupe → sled
+//!   outbox → publish → every ack, against librdkafka alone sending the same records.
+//! - **P5** the P1 cycle against a straightforward Python poller (`benches/python_poller/`), side
+//!   by side: CPU per cycle and peak RSS ([`versus_python`]).
 //! - **P3** memory: a 256 MB report response streamed through the row parser, coercion and Avro
 //!   encoding, in a child process whose peak RSS is read from /proc.
 //! - **P4** idle: `ccdc run` between polls: RSS and CPU time over a few idle seconds.
+//! - **P6** many sources: `ccdc run` polling 1,000 simulated sources of every vendor: RSS, CPU,
+//!   how late polls start ([`many`]; no broker: stdout output).
 //! - **TRUTH**: the service against a simulated operation with a known ground truth, scored
 //!   ([`truth`]; no broker: `--only truth` runs it alone).
 //!
@@ -17,10 +22,13 @@
 //! checks that every benchmark runs; timings are printed, never asserted. Results go in
 //! BENCHMARKS.md.
 
+mod many;
 mod memory;
 mod report_path;
+mod snapshot;
 mod throughput;
 mod truth;
+mod versus_python;
 
 /// The same allocator as the `ccdc` binary, so the pipeline is measured as it runs.
 #[global_allocator]
@@ -29,17 +37,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ccdc::config::{KafkaConfig, TopicsConfig, WolkvoxConfig};
+use ccdc::config::{KafkaConfig, WolkvoxConfig};
 use ccdc::encode::AvroEncoder;
-use ccdc::event::Stream;
-use ccdc::feed::SnapshotFeed;
 use ccdc::kafka::KafkaSink;
 use ccdc::poller::Poller;
 use ccdc::publisher::Publisher;
 use ccdc::sink::EventSink;
-use ccdc::sources::wolkvox::interactions::WolkvoxInteractions;
-use ccdc::sources::wolkvox::WolkvoxClient;
-use ccdc::store::{SledStore, Store};
+use ccdc::store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -123,9 +127,9 @@ fn kafka(bootstrap: &str) -> KafkaConfig {
         compression: "lz4".into(),
         create_topics: true,
         partitions: 6,
-        replication_factor: 1,
+        replication_factor: ccdc::config::ReplicationFactor::Fixed(1),
         message_timeout: Duration::from_secs(120),
-        record_headers: true,
+        record_headers: ccdc::config::RecordHeaders::CloudEvents,
         partitioner: "murmur2_random".into(),
         properties: [
             ("linger.ms".to_string(), "20".to_string()),
@@ -133,6 +137,8 @@ fn kafka(bootstrap: &str) -> KafkaConfig {
         ]
         .into(),
         secret_properties: Default::default(),
+        topic_defaults: Default::default(),
+        topic_settings: Default::default(),
     }
 }
 
@@ -156,6 +162,7 @@ fn warm_up_record(topic: &str) -> ccdc::sink::OutRecord {
         key: "warm-up".into(),
         payload: vec![0],
         headers: vec![],
+        timestamp_ms: None,
     }
 }
 
@@ -254,81 +261,22 @@ fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn p1(bootstrap: &str, interactions: usize, cycles: usize) -> (f64, f64, u64) {
-    // The simulator runs in its own process (`ccdc simulate` in bench mode: every interactions
-    // request replaces 1 % of the interactions), so this process measures ccdc alone.
-    let (sim, base_url) = start_simulator(&[
-        "--bench-interactions",
-        &interactions.to_string(),
-        "--bench-churn-percent",
-        "1",
-    ]);
-    let cfg = bench_source("bench", &base_url);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("state")).expect("sled"));
-    let k = kafka(bootstrap);
-    let topics = TopicsConfig {
-        interactions: "bench.interactions".into(),
-        ..Default::default()
-    };
-    ccdc::kafka::ensure_topics(&k, &["bench.interactions"])
-        .await
-        .expect("topic");
-    let notify = Arc::new(Notify::new());
-    // The service starts its producer before the first poll: warm it up the same way.
-    let sink = KafkaSink::new(&k).expect("producer");
-    warm_up(&sink, "bench.interactions").await;
-    let (stop, task) = start_publisher(
-        &store,
-        AvroEncoder::new(topics, &[(Stream::Interactions, 1)]).expect("encoder"),
-        sink,
-        &notify,
-    );
-    let feed = SnapshotFeed::new(
-        Arc::new(WolkvoxInteractions(
-            WolkvoxClient::new(&cfg).expect("client"),
-        )),
-        2,
-    );
-    let mut poller = driven_poller(Box::new(feed), &store, notify);
-    let mut polled_ms = Vec::new();
-    let mut times = Vec::new();
-    for _ in 0..=cycles {
-        let t = Instant::now();
-        poller
-            .cycle(chrono::Utc::now().timestamp_millis())
-            .await
-            .expect("cycle");
-        let polled = t.elapsed();
-        while store.outbox_len() > 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
-        polled_ms.push(polled.as_secs_f64() * 1000.0);
-    }
-    stop.cancel();
-    let _ = task.await;
-    // The simulator's own share: the same request, body read and dropped (no parse, no commit).
-    let client = reqwest::Client::new();
-    let mut fetch_ms = Vec::new();
-    for _ in 0..3 {
-        let req = client.get(format!("{base_url}/real_time.php?api=interactions"));
-        fetch_ms.push(timed_get(req).await.0 * 1000.0);
-    }
-    println!("   P1 detail: serving + transferring the snapshot alone (simulator, its own process): p50 {:.0} ms", percentile(fetch_ms, 0.5));
-    drop(sim);
-    let first = times.remove(0);
-    let first_polled = polled_ms.remove(0);
-    println!("   P1 detail: fetch + parse + diff + commit: first {first_polled:.0} ms, steady p50 {:.0} ms; the rest of each cycle is publishing", percentile(polled_ms, 0.5));
-    (first, percentile(times, 0.5), status_kb("self", "VmHWM:"))
-}
-
 fn main() {
     ccdc::alloc::configure();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--p3-feed-child") {
         let arg = |k: usize| args.get(i + k).cloned().unwrap_or_default();
         memory::p3_feed_child(&arg(1), arg(2).parse().unwrap_or(1_000));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--sled-exp") {
+        let arg = |k: usize| args.get(i + k).and_then(|a| a.parse().ok()).unwrap_or(1);
+        snapshot::sled_experiment(arg(1), arg(2));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--p1-child") {
+        let arg = |k: usize| args.get(i + k).cloned().unwrap_or_default();
+        snapshot::p1_child(&arg(1), &arg(2), arg(3).parse().unwrap_or(1));
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--p3-child") {
@@ -365,9 +313,12 @@ fn main() {
     if runs("truth") {
         truth::run(short);
     }
+    if runs("p6") {
+        many::p6_report(std::path::Path::new(env!("CARGO_BIN_EXE_ccdc")), short);
+    }
     if only
         .as_ref()
-        .is_some_and(|o| o.iter().all(|x| x == "truth"))
+        .is_some_and(|o| o.iter().all(|x| x == "truth" || x == "p6"))
     {
         return;
     }
@@ -377,9 +328,24 @@ fn main() {
         .build()
         .expect("runtime");
 
+    let exe = std::env::current_exe().expect("exe");
     if runs("p1") {
-        let (first, p50, hwm) = rt.block_on(p1(&bootstrap, interactions, cycles));
-        println!("P1 snapshot cycle: {interactions} interactions, 1% changing: first cycle {first:.0} ms, steady p50 {p50:.0} ms, peak RSS {} MB (ccdc pipeline; simulator in its own process)", hwm / 1024);
+        // `--p1-cycles N`: more steady cycles (for profiling).
+        let cycles = args
+            .iter()
+            .position(|a| a == "--p1-cycles")
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .unwrap_or(cycles);
+        snapshot::p1(&rt, &exe, &bootstrap, interactions, cycles);
+    }
+    if only
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|x| x == "p1parts"))
+    {
+        snapshot::parts(&rt, interactions);
+    }
+    if runs("p5") {
+        versus_python::p5(&rt, &exe, &bootstrap, interactions, cycles);
     }
     if only
         .as_ref()
@@ -392,28 +358,42 @@ fn main() {
     }
     if runs("p2") {
         let r = rt.block_on(throughput::p2(&bootstrap, rows));
-        println!("P2 report throughput (kafka.record_headers = true, the default): ccdc {:.0} rows/s, librdkafka alone sending the same records {:.0} rows/s, ratio {:.2}", r.ccdc, r.alone, r.ccdc / r.alone);
-        println!("P2 report throughput (kafka.record_headers = false): ccdc {:.0} rows/s, librdkafka alone sending the same records {:.0} rows/s, ratio {:.2}", r.ccdc_bare, r.alone_bare, r.ccdc_bare / r.alone_bare);
+        println!("P2 report throughput (kafka.record_headers = \"cloudevents\", the default): ccdc {:.0} rows/s, librdkafka alone sending the same records {:.0} rows/s, ratio {:.2}", r.ccdc, r.alone, r.ccdc / r.alone);
+        println!("P2 report throughput (kafka.record_headers = \"minimal\"): ccdc {:.0} rows/s, librdkafka alone sending the same records {:.0} rows/s, ratio {:.2}", r.ccdc_minimal, r.alone_minimal, r.ccdc_minimal / r.alone_minimal);
+        println!("P2 report throughput (kafka.record_headers = \"none\"): ccdc {:.0} rows/s, librdkafka alone sending the same records {:.0} rows/s, ratio {:.2}", r.ccdc_bare, r.alone_bare, r.ccdc_bare / r.alone_bare);
         println!(
             "   P2 detail: the header-less ratio round by round (each ccdc pass against the librdkafka-alone pass after it): {}",
             r.bare_rounds.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" ")
         );
         println!(
-            "   P2 detail: ccdc with headers against librdkafka alone without them: ratio {:.2}",
+            "   P2 detail: ccdc with the CloudEvents headers against librdkafka alone without headers: ratio {:.2}",
             r.ccdc / r.alone_bare
+        );
+        println!(
+            "   P2 detail: header cost per record in librdkafka + broker (alone, 1/rate difference): CloudEvents {:.2} µs, minimal {:.2} µs; in ccdc's encoder (one thread): CloudEvents {:.2} µs ({:.2} µs per row with them, {:.2} without)",
+            1e6 / r.alone - 1e6 / r.alone_bare,
+            1e6 / r.alone_minimal - 1e6 / r.alone_bare,
+            r.convert_ce_us - r.convert_us,
+            r.convert_ce_us,
+            r.convert_us
         );
         println!(
             "   P2 detail: ccdc's conversion alone (row text → framed record, no headers; one thread, no broker): {:.2} µs per row",
             r.convert_us
         );
-        let (hours, window) = if short { (2, 1) } else { (24, 12) };
-        let m = rt.block_on(report_path::run(&kafka(&bootstrap), hours, window));
+    }
+    if runs("p2e") {
+        let (hours, window, rounds) = if short { (2, 1, 1) } else { (24, 12, 5) };
+        let m = rt.block_on(report_path::run(&kafka(&bootstrap), hours, window, rounds));
         println!(
-            "   P2 detail, the service's whole report path (feed → dedupe → sled outbox → publisher → acks; no target): {} rows in {:.2} s = {:.0} rows/s; pulling + de-duplicating + committing {:.2} s, of which the in-process simulator serving each {window} h window ≈ {:.2} s",
-            m.rows, m.all_s, m.rows_per_s, m.polled_s, m.serve_window_s
+            "P2e whole report path (chat_1: pull → dedupe → sled outbox → publish → every ack): {:.0} rows/s, librdkafka alone sending the same records {:.0} rows/s, ratio {:.2} (target ≥ {:.0} rows/s and ≥ {:.1} ×): {}",
+            m.rows_per_s, m.alone_per_s, m.ratio, report_path::TARGET_ROWS_PER_S, report_path::TARGET_RATIO, m.verdict()
+        );
+        println!(
+            "   P2e detail: {} rows in {} {window} h windows, medians of {} rounds: process CPU {:.2} µs per row (the poller's thread {:.2}, the commits {:.2}); pulling + de-duplicating + committing {:.2} s (of which the store's commits {:.2} s); the replay server serving one window {:.3} s (counted); the simulator generating one {:.2} s (before the clock, not counted)",
+            m.rows, hours / window, m.rounds, m.cpu_us_per_row, m.poller_cpu_us, m.commit_cpu_us, m.polled_s, m.commit_s, m.serve_window_s, m.generate_window_s
         );
     }
-    let exe = std::env::current_exe().expect("exe");
     if runs("p3") {
         memory::p3(&exe, big);
         // The vendor's limits: 60,000 rows (a window reaching them is split) and 256 MB per call.

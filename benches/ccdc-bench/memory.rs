@@ -59,6 +59,7 @@ impl Read for BigBody {
 pub fn p3_child(bytes: usize) {
     let tz: chrono_tz::Tz = "America/Bogota".parse().expect("tz");
     let encoder = StreamEncoder::new(Stream::WolkvoxChat1, 2).expect("encoder");
+    let context = ccdc::avro::RecordContext::new(Some("America/Bogota".into()), None);
     let mut rows = 0u64;
     let mut body = std::io::BufReader::with_capacity(
         64 * 1024,
@@ -79,7 +80,7 @@ pub fn p3_child(bytes: usize) {
         usize::MAX,
         |row| {
             let ev = record(row.get(), tz);
-            let bytes = encoder.encode_event(&ev).expect("encode");
+            let bytes = encoder.encode_event(&ev, &context).expect("encode");
             std::hint::black_box(bytes);
             rows += 1;
         },

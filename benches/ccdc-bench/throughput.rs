@@ -2,12 +2,13 @@
 //! report feed's part) → Avro, Confluent framing → broker, every ack (another thread, the
 //! publisher's part); against librdkafka alone publishing exactly the records ccdc produced
 //! (same topic layout, keys, headers and payload bytes, encoded before the clock starts), in the
-//! same run, with the same producer settings. Measured with the headers on (the default) and off.
+//! same run, with the same producer settings. Measured for each `kafka.record_headers`: the
+//! CloudEvents headers (the default), the two `ccdc.*` headers (`minimal`), and none.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ccdc::config::TopicsConfig;
+use ccdc::config::{RecordHeaders, TopicsConfig};
 use ccdc::encode::{AvroEncoder, RecordEncoder};
 use ccdc::event::report::ReportKind;
 use ccdc::event::{Event, ReportRecord, Stream};
@@ -17,10 +18,13 @@ use ccdc::sink::{Ack, EventSink, OutRecord, SendError};
 use rdkafka::client::ClientContext;
 use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-/// Medians over the rounds, rows per second.
+/// Medians over the rounds, rows per second: with the CloudEvents headers (the default), with the
+/// `minimal` ones, and bare (`none`).
 pub struct P2 {
     pub ccdc: f64,
     pub alone: f64,
+    pub ccdc_minimal: f64,
+    pub alone_minimal: f64,
     pub ccdc_bare: f64,
     pub alone_bare: f64,
     /// Each round's header-less ratio (its ccdc pass against the librdkafka-alone pass right
@@ -29,18 +33,27 @@ pub struct P2 {
     /// ccdc's conversion alone (row text → framed record, no headers), one thread, no broker:
     /// microseconds per row, median of five passes.
     pub convert_us: f64,
+    /// The same with the CloudEvents headers made too.
+    pub convert_ce_us: f64,
 }
 
 pub async fn p2(bootstrap: &str, rows: usize) -> P2 {
     let k = super::kafka(bootstrap);
-    ccdc::kafka::ensure_topics(&k, &["bench.chat_1", "bench.baseline"])
-        .await
-        .expect("topics");
+    ccdc::topics::ensure_topics(
+        &k,
+        &[
+            (ccdc::event::Stream::WolkvoxChat1, "bench.chat_1"),
+            (ccdc::event::Stream::WolkvoxChat1, "bench.baseline"),
+        ],
+    )
+    .await
+    .expect("topics");
     let texts = chat_1_texts(rows);
     let tz = bogota();
-    let (with, without) = (
-        encoder("bench.chat_1", true),
-        encoder("bench.chat_1", false),
+    let (with, minimal, without) = (
+        encoder("bench.chat_1", RecordHeaders::CloudEvents),
+        encoder("bench.chat_1", RecordHeaders::Minimal),
+        encoder("bench.chat_1", RecordHeaders::None),
     );
     let sink = KafkaSink::new(&k).expect("producer");
     let alone = Alone::new(&k);
@@ -49,38 +62,50 @@ pub async fn p2(bootstrap: &str, rows: usize) -> P2 {
         alone.send_all(&[super::warm_up_record(topic)]);
     }
     // What librdkafka alone sends: ccdc's records, made before the clock starts.
-    let made = |headers: bool| -> Vec<OutRecord> {
+    let made = |headers: RecordHeaders| -> Vec<OutRecord> {
         let enc = encoder("bench.baseline", headers);
         texts
             .iter()
             .map(|t| enc.encode(&record(t, tz)).expect("encode"))
             .collect()
     };
-    let (same, same_bare) = (made(true), made(false));
-    let convert_us = convert_us(&texts, &without, tz);
+    let (same, same_minimal, same_bare) = (
+        made(RecordHeaders::CloudEvents),
+        made(RecordHeaders::Minimal),
+        made(RecordHeaders::None),
+    );
+    let (convert_us, convert_ce_us) = (
+        convert_us(&texts, &without, tz),
+        convert_us(&texts, &with, tz),
+    );
     // Five rounds, each rate the median of its rounds: a single pass depends on what the broker
     // did just before (librdkafka alone varied 580,000–890,000 rows/s between runs with three).
-    let mut rates: [Vec<f64>; 4] = Default::default();
+    let mut rates: [Vec<f64>; 6] = Default::default();
     for _ in 0..5 {
         rates[0].push(ccdc_path(&sink, &with, &texts, tz).await);
         rates[1].push(alone.send_all(&same));
-        rates[2].push(ccdc_path(&sink, &without, &texts, tz).await);
-        rates[3].push(alone.send_all(&same_bare));
+        rates[2].push(ccdc_path(&sink, &minimal, &texts, tz).await);
+        rates[3].push(alone.send_all(&same_minimal));
+        rates[4].push(ccdc_path(&sink, &without, &texts, tz).await);
+        rates[5].push(alone.send_all(&same_bare));
     }
-    let bare_rounds = rates[2].iter().zip(&rates[3]).map(|(c, a)| c / a).collect();
-    let [a, b, c, d] = rates.map(|v| super::percentile(v, 0.5));
+    let bare_rounds = rates[4].iter().zip(&rates[5]).map(|(c, a)| c / a).collect();
+    let [a, b, c, d, e, f] = rates.map(|v| super::percentile(v, 0.5));
     P2 {
         ccdc: a,
         alone: b,
-        ccdc_bare: c,
-        alone_bare: d,
+        ccdc_minimal: c,
+        alone_minimal: d,
+        ccdc_bare: e,
+        alone_bare: f,
         bare_rounds,
         convert_us,
+        convert_ce_us,
     }
 }
 
 /// `rows` chat_1 rows as the simulator serves them, one JSON text each.
-fn chat_1_texts(rows: usize) -> Vec<String> {
+pub fn chat_1_texts(rows: usize) -> Vec<String> {
     let start = chrono::NaiveDateTime::parse_from_str("2026-11-01 00:00:00", "%Y-%m-%d %H:%M:%S")
         .expect("date");
     (0..rows)
@@ -96,7 +121,7 @@ fn bogota() -> chrono_tz::Tz {
 }
 
 /// ccdc's Avro encoder for chat_1 records on `topic`.
-fn encoder(topic: &str, headers: bool) -> AvroEncoder {
+fn encoder(topic: &str, headers: RecordHeaders) -> AvroEncoder {
     let topics = TopicsConfig {
         wolkvox_chat_1: topic.into(),
         ..Default::default()
@@ -111,7 +136,7 @@ fn encoder(topic: &str, headers: bool) -> AvroEncoder {
 pub fn convert_alone(rows: usize) -> f64 {
     convert_us(
         &chat_1_texts(rows),
-        &encoder("bench.chat_1", false),
+        &encoder("bench.chat_1", RecordHeaders::None),
         bogota(),
     )
 }
@@ -193,6 +218,9 @@ async fn ccdc_path(
     texts.len() as f64 / t.elapsed().as_secs_f64()
 }
 
+/// 2026-12-01T00:00:00Z.
+const PULLED_AT: i64 = 1_796_083_200_000;
+
 /// A chat_1 record as the report feed builds it from one row's JSON text.
 pub fn record(raw: &str, tz: chrono_tz::Tz) -> Event {
     let decoded = ccdc::sources::wolkvox::report_rows::decode(ReportKind::Chat1, raw, tz);
@@ -207,17 +235,18 @@ pub fn record(raw: &str, tz: chrono_tz::Tz) -> Event {
         window_end: 0,
         window_start_raw: "20261101000000".into(),
         window_end_raw: "20261101235959".into(),
-        pulled_at: 0,
+        // After the rows' dates (November 2026), so each record is stamped with its row's date.
+        pulled_at: PULLED_AT,
         row: decoded.row.expect("coerce"),
     }))
 }
 
 /// librdkafka alone, as `kcat -P` uses it: records handed to the producer, a delivery callback
 /// that counts, a wait until every record is counted. Same settings as ccdc's producer.
-struct Alone(ThreadedProducer<Counted>);
+pub struct Alone(ThreadedProducer<Counted>);
 
 #[derive(Default)]
-struct Counted {
+pub struct Counted {
     ok: AtomicUsize,
     failed: AtomicUsize,
 }
@@ -237,7 +266,7 @@ impl ProducerContext for Counted {
 }
 
 impl Alone {
-    fn new(k: &ccdc::config::KafkaConfig) -> Self {
+    pub fn new(k: &ccdc::config::KafkaConfig) -> Self {
         let config = ccdc::kafka::producer_config(k).expect("config");
         Alone(
             config
@@ -247,7 +276,7 @@ impl Alone {
     }
 
     /// Sends every record and waits for every ack: rows per second.
-    fn send_all(&self, records: &[OutRecord]) -> f64 {
+    pub fn send_all(&self, records: &[OutRecord]) -> f64 {
         let counts = self.0.context();
         let before = counts.ok.load(Ordering::Relaxed);
         let t = Instant::now();

@@ -6,7 +6,7 @@
 //! interaction id, `ENDED` before `STARTED` within one interaction, so a consumer reading one key sees
 //! the old agent's end before the new agent's start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -14,13 +14,18 @@ use crate::event::id::{self, window};
 use crate::event::reconciled::Sighting;
 use crate::event::{Derivation, Event, InteractionEvent, InteractionEventType, SourceMeta};
 
+pub mod agent_state;
 pub mod agents;
 pub mod latest;
+pub mod snapshot;
 pub mod timing;
+
+pub use snapshot::{walk, walk_at, At, Interaction, Interactions, Step};
 
 use timing::{span, Bounds};
 
-/// One active interaction as last seen.
+/// One active interaction as last seen, owned (the snapshot keeps its interactions compactly,
+/// [`Interactions`]; this is how one is built or stored apart).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ActiveInteraction {
     pub subject: Option<String>,
@@ -37,12 +42,10 @@ pub struct ActiveInteraction {
     pub seen_after: Option<i64>,
 }
 
-impl ActiveInteraction {
-    /// When it can have started: the vendor's start if known, else between the poll before the
-    /// first one that saw it and that one.
-    fn start_bounds(&self) -> Bounds {
-        timing::start_bounds(self.vendor_timestamp, self.first_seen, self.seen_after)
-    }
+/// When an interaction can have started: the vendor's start if known, else between the poll
+/// before the first one that saw it and that one.
+fn start_bounds(it: &Interaction) -> Bounds {
+    timing::start_bounds(it.vendor_timestamp, it.first_seen, it.seen_after)
 }
 
 /// Key of a snapshot entry.
@@ -57,52 +60,26 @@ pub struct InteractionKey {
 pub struct InteractionSnapshot {
     /// When the poll was made (UTC ms).
     pub observed_at: i64,
-    #[serde(with = "entries")]
-    pub interactions: BTreeMap<InteractionKey, ActiveInteraction>,
-}
-
-/// Serialize the map as a list (JSON object keys must be strings).
-mod entries {
-    use super::*;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(
-        m: &BTreeMap<InteractionKey, ActiveInteraction>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.collect_seq(m.iter())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<BTreeMap<InteractionKey, ActiveInteraction>, D::Error> {
-        let v: Vec<(InteractionKey, ActiveInteraction)> = Vec::deserialize(d)?;
-        Ok(v.into_iter().collect())
-    }
+    pub interactions: Interactions,
 }
 
 impl InteractionSnapshot {
     /// Carry what earlier polls learnt into this fresh observation: an entry seen before keeps its
-    /// `first_seen` / `seen_after`; a new one was first seen now, after `previous`'s poll.
-    pub fn settle(&mut self, previous: Option<&InteractionSnapshot>) {
+    /// `first_seen` / `seen_after` (and its vendor time when its date text is unchanged); a new one
+    /// was first seen now, after `previous`'s poll. `resolve` reads a vendor date text. Answers
+    /// how many date texts could not be read.
+    pub fn settle(
+        &mut self,
+        previous: Option<&InteractionSnapshot>,
+        resolve: impl FnMut(&str) -> Option<i64>,
+    ) -> usize {
         let now = self.observed_at;
-        let before = previous.map(|p| p.observed_at);
-        let empty = BTreeMap::new();
-        let old = previous.map_or(&empty, |p| &p.interactions);
-        let mut known = old.iter().peekable();
-        for (k, v) in self.interactions.iter_mut() {
-            while known.next_if(|(ok, _)| *ok < k).is_some() {}
-            match known.next_if(|(ok, _)| *ok == k) {
-                Some((_, was)) => {
-                    v.first_seen = was.first_seen;
-                    v.seen_after = was.seen_after;
-                }
-                None => {
-                    v.first_seen = Some(now);
-                    v.seen_after = before;
-                }
-            }
-        }
+        self.interactions.settle(
+            previous.map(|p| &p.interactions),
+            now,
+            previous.map(|p| p.observed_at),
+            resolve,
+        )
     }
 }
 
@@ -113,25 +90,25 @@ pub fn sightings(
     previous: Option<&InteractionSnapshot>,
     current: &InteractionSnapshot,
 ) -> Vec<(InteractionKey, Sighting)> {
-    let empty = BTreeMap::new();
+    let empty = Interactions::default();
     let before = previous.map_or(&empty, |p| &p.interactions);
-    let sighting = |k: &InteractionKey, v: &ActiveInteraction| Sighting {
-        agent_id: k.agent_id.clone(),
+    let sighting = |v: &Interaction| Sighting {
+        agent_id: v.agent_id.to_string(),
         started_at: v.vendor_timestamp,
         first_seen: v.first_seen.unwrap_or(current.observed_at),
         seen_after: v.seen_after,
         ..Sighting::default()
     };
-    merge(before, &current.interactions)
+    walk(before, &current.interactions)
         .filter_map(|m| match m {
-            Merged::Right(k, v) => Some((k.clone(), sighting(k, v))),
-            Merged::Left(k, v) => {
-                let mut s = sighting(k, v);
+            Step::Right(v) => Some((v.key(), sighting(&v))),
+            Step::Left(v) => {
+                let mut s = sighting(&v);
                 s.ended_after = previous.map(|p| p.observed_at);
                 s.ended_before = Some(current.observed_at);
-                Some((k.clone(), s))
+                Some((v.key(), s))
             }
-            Merged::Both(..) => None,
+            Step::Both(..) => None,
         })
         .collect()
 }
@@ -187,51 +164,51 @@ pub fn diff_interactions(
     previous: Option<&InteractionSnapshot>,
     current: &InteractionSnapshot,
 ) -> Vec<InteractionEvent> {
-    let empty = BTreeMap::new();
-    let prev_map = previous.map(|p| &p.interactions).unwrap_or(&empty);
+    let empty = Interactions::default();
+    let prev = previous.map_or(&empty, |p| &p.interactions);
     let window = Window::new(meta, previous.map(|p| p.observed_at), current.observed_at);
-    let (mut ended, mut started): (Vec<&InteractionKey>, Vec<&InteractionKey>) = (vec![], vec![]);
-    for m in merge(prev_map, &current.interactions) {
+    let (mut ended, mut started) = (vec![], vec![]);
+    for m in walk_at(prev, &current.interactions) {
         match m {
-            Merged::Left(k, _) => ended.push(k),
-            Merged::Right(k, _) => started.push(k),
-            Merged::Both(..) => {}
+            At::Left(i) => ended.extend(prev.at(i)),
+            At::Right(j) => started.extend(current.interactions.at(j)),
+            At::Both(..) => {}
         }
     }
+    // Transfers need both sides (a first poll has no ended side at all).
+    let (ended_at, started_at) = match ended.is_empty() || started.is_empty() {
+        true => Default::default(),
+        false => (first_agents(&ended), first_agents(&started)),
+    };
     let mut events = Vec::with_capacity(ended.len() + started.len());
-    for key in &ended {
-        let counterpart = counterpart(&started, &key.interaction_id);
-        events.push(window.snapshot_event(
-            InteractionEventType::Ended,
-            key,
-            &prev_map[*key],
-            counterpart,
-        ));
+    for v in &ended {
+        let counterpart = started_at.get(v.interaction_id).map(|a| a.to_string());
+        events.push(window.snapshot_event(InteractionEventType::Ended, v, counterpart));
     }
-    for key in &started {
-        let counterpart = counterpart(&ended, &key.interaction_id);
-        events.push(window.snapshot_event(
-            InteractionEventType::Started,
-            key,
-            &current.interactions[*key],
-            counterpart,
-        ));
+    for v in &started {
+        let counterpart = ended_at.get(v.interaction_id).map(|a| a.to_string());
+        events.push(window.snapshot_event(InteractionEventType::Started, v, counterpart));
     }
     // Stable order: by interaction, ENDED before STARTED, then by agent.
     fn order(e: &InteractionEvent) -> (&str, bool, &str) {
         let started = e.event_type == InteractionEventType::Started;
         (e.interaction_id.as_str(), started, e.agent_id.as_str())
     }
-    events.sort_by(|a, b| order(a).cmp(&order(b)));
+    // (No two events share a key: each pair of interaction and agent is on one side.)
+    events.sort_unstable_by(|a, b| order(a).cmp(&order(b)));
     events
 }
 
-/// A transfer: the first agent on the other side of the window that has the same interaction.
-fn counterpart(other_side: &[&InteractionKey], interaction_id: &str) -> Option<String> {
-    other_side
-        .iter()
-        .find(|k| k.interaction_id == interaction_id)
-        .map(|k| k.agent_id.clone())
+/// For a transfer: by interaction id, the first agent (in id order) of one side of the window
+/// that has it.
+fn first_agents<'a>(side: &[Interaction<'a>]) -> HashMap<&'a str, &'a str> {
+    let mut out: HashMap<&str, &str> = HashMap::with_capacity(side.len());
+    for v in side {
+        out.entry(v.interaction_id)
+            .and_modify(|a| *a = (*a).min(v.agent_id))
+            .or_insert(v.agent_id);
+    }
+    out
 }
 
 /// One observation window of one source: what every interaction event of its diff shares (the
@@ -324,25 +301,24 @@ impl<'a> Window<'a> {
     fn snapshot_event(
         &self,
         ty: InteractionEventType,
-        key: &InteractionKey,
-        seen: &ActiveInteraction,
+        seen: &Interaction,
         counterpart: Option<String>,
     ) -> InteractionEvent {
-        let start = (seen.vendor_timestamp, seen.vendor_timestamp_raw.clone());
+        let raw = seen.vendor_timestamp_raw.map(str::to_string);
         let mut e = self.event(
             ty,
-            &key.agent_id,
-            &key.interaction_id,
-            start,
+            seen.agent_id,
+            seen.interaction_id,
+            (seen.vendor_timestamp, raw),
             seen.first_seen,
             self.derivation(),
         );
         e.transfer = counterpart.is_some();
         e.transfer_agent_id = counterpart;
-        e.subject = seen.subject.clone();
-        e.from_name = seen.from_name.clone();
+        e.subject = seen.subject.map(str::to_string);
+        e.from_name = seen.from_name.map(str::to_string);
         if ty == InteractionEventType::Ended {
-            Self::close(&mut e, seen.start_bounds(), self.end());
+            Self::close(&mut e, start_bounds(seen), self.end());
         }
         e
     }

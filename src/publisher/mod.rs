@@ -76,13 +76,23 @@ struct Delivery {
     queue_full: bool,
     /// Entries whose dead-letter record is in flight in place of their own.
     dead_lettering: HashSet<u64>,
+    /// The store failed (it is being reopened): once nothing is in flight, resend from the oldest
+    /// unacknowledged entry (an acknowledgement may not have been recorded).
+    store_failed: bool,
 }
 
 impl Delivery {
     fn has_room(&self, max_in_flight: usize) -> bool {
-        self.failed.is_none() && !self.queue_full && self.in_flight < max_in_flight
+        self.failed.is_none()
+            && !self.store_failed
+            && !self.queue_full
+            && self.in_flight < max_in_flight
     }
 }
+
+/// Waits between attempts while the state store fails (it reopens itself within seconds of the
+/// cause going away).
+const STORE_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
 
 impl Publisher {
     /// The broker refused entry `id`'s record for good when it was delivered: send its dead letter
@@ -138,6 +148,7 @@ impl Publisher {
             delivered: 0,
             queue_full: false,
             dead_lettering: HashSet::new(),
+            store_failed: false,
         };
         if let Some(h) = &self.health {
             h.set_aside(d.outbox.set_aside_count()?);
@@ -146,31 +157,62 @@ impl Publisher {
         if let Some(h) = &self.health {
             h.set_publishing(true);
         }
+        let mut store_backoff = Backoff::new(STORE_RETRY.0, STORE_RETRY.1);
         while !abort.is_cancelled() {
-            if last_gauges.elapsed() >= Duration::from_secs(1) {
-                last_gauges = Instant::now();
-                self.outbox_gauges(&d.outbox)?;
-            }
-            if d.has_room(self.max_in_flight) {
-                self.fill(&mut d)?;
-            }
-            let go_on = if d.in_flight == 0 {
-                self.idle(&mut d, &stop, &abort).await?
-            } else {
-                self.settle(&mut d, &abort).await?
-            };
-            if !go_on {
-                break;
+            match self.turn(&mut d, &stop, &abort, &mut last_gauges).await {
+                Ok(true) => store_backoff.reset(),
+                Ok(false) => break,
+                // The store is closed after an I/O error and reopens itself: wait, do not stop.
+                Err(e) if e.is_retryable() => {
+                    let wait = store_backoff.fail();
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "state store failing: publishing waits; unacknowledged events are resent once it is back");
+                    metrics::counter!("ccdc_publish_errors_total", "kind" => "store").increment(1);
+                    d.store_failed = true;
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = abort.cancelled() => break,
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
         if let Some(h) = &self.health {
             h.set_publishing(false);
         }
-        self.outbox_gauges(&d.outbox)?;
+        if let Err(e) = self.outbox_gauges(&d.outbox) {
+            tracing::warn!(error = %e, "outbox gauges not updated at the end");
+        }
         Ok(PublisherReport {
             delivered: d.delivered,
             left_in_outbox: d.outbox.len(),
         })
+    }
+
+    /// One turn of the loop: gauges, hand entries to the sink, then wait for acks or new work.
+    /// `false`: stop.
+    async fn turn(
+        &self,
+        d: &mut Delivery,
+        stop: &CancellationToken,
+        abort: &CancellationToken,
+        last_gauges: &mut Instant,
+    ) -> Result<bool, StoreError> {
+        if last_gauges.elapsed() >= Duration::from_secs(1) {
+            *last_gauges = Instant::now();
+            self.outbox_gauges(&d.outbox)?;
+        }
+        if d.store_failed && d.in_flight == 0 {
+            d.store_failed = false;
+            d.last_sent = None;
+        }
+        if d.has_room(self.max_in_flight) {
+            self.fill(d)?;
+        }
+        if d.in_flight == 0 {
+            self.idle(d, stop, abort).await
+        } else {
+            self.settle(d, abort).await
+        }
     }
 
     /// Hand the next outbox entries to the sink, up to the in-flight limit.

@@ -22,7 +22,7 @@ fn setup(n: usize) -> (Arc<MemoryStore>, MemorySink, Publisher) {
 fn ids(sink: &MemorySink) -> Vec<String> {
     sink.delivered()
         .iter()
-        .map(|r| r.headers[0].1.clone())
+        .map(|r| r.header("ce_id").unwrap_or_default().to_string())
         .collect()
 }
 
@@ -126,9 +126,7 @@ fn publisher(
 ) -> Publisher {
     Publisher {
         store: store.clone(),
-        encoder: Arc::new(JsonEncoder {
-            topics: Topics::default(),
-        }),
+        encoder: Arc::new(JsonEncoder::new(Topics::default())),
         sink: Arc::new(sink.clone()),
         notify: Arc::new(Notify::new()),
         max_in_flight: 7,
@@ -218,4 +216,51 @@ async fn refused_on_both_topics_or_unreadable_it_is_kept_aside_and_reported() {
     assert!(reasons[1].contains("dead letter"), "{reasons:?}");
     let not_ready = health.readiness().unwrap_err().join("; ");
     assert!(not_ready.contains("2 outbox entries"), "{not_ready}");
+}
+
+/// While the store is closed after an I/O error (a full disk), the publisher waits for it instead
+/// of stopping ccdc, and delivers everything once it is back.
+#[tokio::test]
+async fn a_failing_store_is_waited_for_and_everything_is_delivered_after() {
+    let (store, sink, p) = setup(10);
+    store.set_health(crate::store::StoreHealth::Failing(
+        "state store: write failed: No space left on device".into(),
+    ));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(p.run(stop.clone(), CancellationToken::new()));
+    // It meets the failing store several times (back-off of 100 ms and up)...
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !task.is_finished(),
+        "the publisher stopped on a retryable store error"
+    );
+    assert!(sink.delivered().is_empty());
+    // ...and delivers all once the store is back.
+    store.set_health(crate::store::StoreHealth::Ok);
+    stop.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.left_in_outbox, 0);
+    assert_eq!(
+        ids(&sink),
+        (0..10).map(|i| format!("id-{i}")).collect::<Vec<_>>()
+    );
+}
+
+/// A store unusable in this process is fatal: the publisher stops, and ccdc exits with the reason.
+#[tokio::test]
+async fn an_unusable_store_stops_the_publisher_with_the_reason() {
+    let (store, _sink, p) = setup(3);
+    store.set_health(crate::store::StoreHealth::Unusable("cannot close".into()));
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        p.run(CancellationToken::new(), CancellationToken::new()),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Unusable(_)), "{err}");
 }

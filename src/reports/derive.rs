@@ -2,10 +2,11 @@
 //! letters), their dedupe marks and, for `chat_1`, the reconciliation with polling
 //! ([`super::reconcile`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
+use super::marks::{Mark, Marks};
 use super::reconcile::{Counts, Reconciler};
-use super::{ReportFeed, Seen};
+use super::ReportFeed;
 use crate::event::report::ReportRow;
 use crate::event::{id, DeadLetter, Event, ReportRecord};
 use crate::feed::FeedError;
@@ -14,12 +15,13 @@ use crate::store::Write;
 use crate::vendor_time::local_to_utc_millis;
 use crate::window::Window;
 
-/// What a chunk of report rows derived: its events and writes (rows, dedupe marks, reconciled
-/// sightings), the `conn_id`s it reconciled, and how.
+/// What a chunk of report rows derived: its events and writes (reconciled sightings), its new
+/// dedupe marks, the `conn_id`s it reconciled, and how.
 #[derive(Default)]
 pub(super) struct Derived {
     pub(super) events: Vec<Event>,
     pub(super) writes: Vec<Write>,
+    pub(super) marks: Vec<Mark>,
     pub(super) matched: HashSet<String>,
     pub(super) counts: Counts,
 }
@@ -35,7 +37,12 @@ impl ReportFeed {
     ) -> Result<Derived, FeedError> {
         let (kind, tz, source) = (self.plan.kind, self.tz(), &self.client.meta.name);
         let (start_raw, end_raw) = (w.date_ini(), w.date_end());
-        let mut in_window: HashMap<String, String> = HashMap::new();
+        // This chunk's marks (an identity twice in it: the later content counts).
+        let mut in_chunk = Marks::chunk_index(rows.len());
+        let (window_start, window_end) = (
+            local_to_utc_millis(w.start, tz),
+            local_to_utc_millis(w.end, tz),
+        );
         let mut d = Derived::default();
         let reconciler = self.reconciler(w, now_ms);
         for raw in rows {
@@ -49,25 +56,16 @@ impl ReportFeed {
                     Err(RowError::from("the row has no identity")),
                 ),
             };
-            let seen_key = format!("{}{identity}", self.seen_prefix());
-            if in_window.get(&identity) == Some(&hash) {
+            let mark = Mark::of(&identity, &hash);
+            let seen = match in_chunk.get(&mark.identity()) {
+                Some(content) => *content == mark.content(),
+                None => self.marks.contains(mark),
+            };
+            if seen {
                 continue;
             }
-            let stored = self.store.get(&seen_key)?;
-            if stored
-                .and_then(|v| serde_json::from_slice::<Seen>(&v).ok())
-                .is_some_and(|s| s.hash == hash)
-            {
-                continue;
-            }
-            in_window.insert(identity.clone(), hash.clone());
-            d.writes.push(Write::Put(
-                seen_key,
-                crate::store::encode_state(&Seen {
-                    hash: hash.clone(),
-                    at: now_ms,
-                }),
-            ));
+            in_chunk.insert(mark.identity(), mark.content());
+            d.marks.push(mark);
             match coerced {
                 Ok(row) => {
                     if let (Some(r), ReportRow::Chat1(chat)) = (&reconciler, &row) {
@@ -82,8 +80,8 @@ impl ReportFeed {
                         vendor: crate::sources::wolkvox::VENDOR.into(),
                         identity,
                         row_hash: hash,
-                        window_start: local_to_utc_millis(w.start, tz),
-                        window_end: local_to_utc_millis(w.end, tz),
+                        window_start,
+                        window_end,
                         window_start_raw: start_raw.clone(),
                         window_end_raw: end_raw.clone(),
                         pulled_at: now_ms,

@@ -5,7 +5,8 @@
 //! truncated and split in halves, down to `min_window`; if even that overflows, the cycle stops with
 //! a loud error (metric + log) and publishes nothing of it. Every row is published once per identity
 //! and content: identities and content hashes are remembered in the store (expiring after
-//! `dedupe_ttl`), so the look-back re-read publishes only late or changed rows. Rows that cannot be
+//! `dedupe_ttl`), so the look-back re-read publishes only late or changed rows. The marks of one
+//! commit are stored together in one entry and held in memory ([`marks`]). Rows that cannot be
 //! coerced go to the dead-letter topic.
 //!
 //! A complete window's rows are kept in a [`stream::Spill`] (in a temporary file past a few
@@ -14,27 +15,33 @@
 //! with the window's last chunk, so it never runs ahead of what will be delivered. A crash or a
 //! failed commit between chunks leaves the cursor where it was: the window is pulled again, and the
 //! rows of its committed chunks are found in their dedupe marks and not published twice.
+//!
+//! The next window of a cycle is pulled in the background while the current one's chunks are
+//! derived and committed ([`pull::Prefetch`]); it is used only when that window comes up next
+//! (a split or an error before it cancels it).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use chrono::{Duration, NaiveDateTime};
-use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
-
 use crate::config::{invalid, parse_local_start, ConfigError, ReportConfig};
 use crate::event::report::ReportKind;
 use crate::feed::{Feed, FeedError, PollOutcome};
-use crate::sources::wolkvox::report_stream::{self as stream, stream_rows};
+use crate::sources::wolkvox::report_stream as stream;
 use crate::sources::wolkvox::WolkvoxClient;
 use crate::sources::SourceError;
 use crate::store::{Store, StoreError, Write};
 use crate::window::{plan, trunc_seconds, Window};
+use async_trait::async_trait;
+use chrono::{Duration, NaiveDateTime};
+use chrono_tz::Tz;
 use derive::Derived;
+use marks::Marks;
+use pull::{Prefetch, Pulled, Puller};
 use reconcile::Counts;
 
 mod derive;
+mod marks;
+mod pull;
 mod reconcile;
 
 /// How one report is pulled (from `[[sources.reports]]`).
@@ -101,12 +108,6 @@ pub enum Mode {
     },
 }
 
-#[derive(Serialize, Deserialize)]
-pub(super) struct Seen {
-    hash: String,
-    at: i64,
-}
-
 pub struct ReportFeed {
     client: Arc<WolkvoxClient>,
     store: Arc<dyn Store>,
@@ -123,15 +124,13 @@ pub struct ReportFeed {
     /// Where a large window's rows are kept until committed (see [`stream::Spill`]).
     spill_dir: std::path::PathBuf,
     last_sweep: Option<i64>,
+    /// The rows published before (identity and content), by their dedupe marks.
+    marks: Marks,
+    /// The next window, being pulled while the current one is committed.
+    prefetch: Option<Prefetch>,
     /// Windows completed in this feed's life (for progress reporting).
     pub windows_done: u64,
     pub rows_published: u64,
-}
-
-/// What streaming one response yielded.
-enum Pulled {
-    Rows(stream::Rows),
-    Overflow,
 }
 
 /// Rows of a complete window committed a chunk at a time: at most this many rows...
@@ -154,7 +153,10 @@ impl ReportFeed {
         mode: Mode,
     ) -> Self {
         let endpoint = format!("reports_manager.php?api={}", plan.kind.name());
+        let marks = Marks::new(&client.meta.name, plan.kind.name());
         ReportFeed {
+            marks,
+            prefetch: None,
             client,
             store,
             plan,
@@ -177,10 +179,6 @@ impl ReportFeed {
     pub fn with_spill_dir(mut self, dir: std::path::PathBuf) -> Self {
         self.spill_dir = dir;
         self
-    }
-
-    fn seen_prefix(&self) -> String {
-        format!("seen/{}/{}/", self.client.meta.name, self.plan.kind.name())
     }
 
     /// Windows still queued in this cycle (for progress reporting).
@@ -216,27 +214,19 @@ impl ReportFeed {
             }
         };
         self.queue = plan(from, to, self.plan.max_window).into();
+        self.prefetch = None;
         !self.queue.is_empty()
     }
 
-    /// Deletes for dedupe marks (and, when reconciling, sightings) older than the ttl (at most
-    /// once an hour).
-    fn sweep(&mut self, now_ms: i64) -> Result<Vec<Write>, StoreError> {
+    /// When due (at most once an hour): the time before which dedupe marks expire (the ttl ago),
+    /// and the deletes of expired sightings when reconciling.
+    fn sweep(&mut self, now_ms: i64) -> Result<(Option<i64>, Vec<Write>), StoreError> {
         if self.last_sweep.is_some_and(|t| now_ms - t < 3_600_000) {
-            return Ok(Vec::new());
+            return Ok((None, Vec::new()));
         }
         self.last_sweep = Some(now_ms);
         let cutoff = now_ms.saturating_sub(self.plan.dedupe_ttl.num_milliseconds());
-        let entries = self.store.scan_prefix(&self.seen_prefix())?;
-        let mut deletes: Vec<Write> = entries
-            .into_iter()
-            .filter(|(_, v)| {
-                serde_json::from_slice::<Seen>(v)
-                    .map(|s| s.at < cutoff)
-                    .unwrap_or(true)
-            })
-            .map(|(k, _)| Write::Delete(k))
-            .collect();
+        let mut deletes = Vec::new();
         if self.reconciler_enabled() {
             deletes.extend(reconcile::expired_sightings(
                 &*self.store,
@@ -244,7 +234,7 @@ impl ReportFeed {
                 cutoff,
             )?);
         }
-        Ok(deletes)
+        Ok((Some(cutoff), deletes))
     }
 
     fn reconciler_enabled(&self) -> bool {
@@ -270,48 +260,30 @@ impl ReportFeed {
 
     /// Keeping a window's rows in the spill file failed (local disk, not the vendor).
     fn spill_error(&self, detail: String) -> SourceError {
-        SourceError::Spill {
-            source_name: self.client.meta.name.clone(),
+        self.puller().spill_error(detail)
+    }
+
+    fn puller(&self) -> Puller {
+        Puller {
+            client: self.client.clone(),
+            report: self.plan.kind.name(),
             endpoint: self.endpoint.clone(),
-            detail,
+            limit: self.plan.row_limit,
+            spill_dir: self.spill_dir.clone(),
         }
     }
 
-    async fn pull(&self, w: &Window) -> Result<Pulled, SourceError> {
-        let (name, endpoint, limit) = (
-            self.client.meta.name.clone(),
-            self.endpoint.clone(),
-            self.plan.row_limit,
-        );
-        let spill_error = |e: std::io::Error| {
-            self.spill_error(format!(
-                "keeping the rows in {}: {e}",
-                self.spill_dir.display()
-            ))
-        };
-        let mut spill = stream::Spill::new(self.spill_dir.clone());
-        let (spill, overflow, failed) = self
-            .client
-            .report(self.plan.kind.name(), &self.endpoint, w, move |r| {
-                let mut failed = None;
-                let overflow = stream_rows(&name, &endpoint, r, limit, |row| {
-                    if failed.is_none() {
-                        failed = spill.push(row).err();
-                    }
-                })?;
-                Ok((spill, overflow, failed))
-            })
-            .await?;
-        if let Some(e) = failed {
-            return Err(spill_error(e));
+    /// Window `w`'s rows: from its prefetch if it is the one being pulled, else pulled now.
+    async fn pull(&mut self, w: Window) -> Result<Pulled, SourceError> {
+        let puller = self.puller();
+        match self.prefetch.take() {
+            Some(p) if p.window == w => p.join(&puller).await,
+            // Another window first (one pulled again, or half of a split one): keep it for later.
+            other => {
+                self.prefetch = other;
+                puller.pull(w).await
+            }
         }
-        if overflow {
-            return Ok(Pulled::Overflow);
-        }
-        if spill.spilled() {
-            tracing::debug!(rows = spill.len(), dir = %self.spill_dir.display(), "window's rows kept in a temporary file until committed");
-        }
-        spill.finish().map(Pulled::Rows).map_err(spill_error)
     }
 }
 
@@ -360,12 +332,13 @@ impl Feed for ReportFeed {
         if let Some(state) = store.get(&key)? {
             self.cursor = Some(parse_cursor(&key, &state)?);
         }
-        Ok(())
+        self.marks.load(store)
     }
     async fn poll(&mut self, observed_at: i64) -> Result<PollOutcome, FeedError> {
         if let Some(w) = self.chunk_out.take() {
             // The last chunk was not committed: pull its window again, before any later window
             // can move the cursor past it (its committed chunks are in the dedupe marks).
+            self.marks.discard();
             self.pending_cursor = None;
             self.pending = None;
             self.queue.push_front(w);
@@ -379,7 +352,7 @@ impl Feed for ReportFeed {
         let Some(w) = self.queue.pop_front() else {
             return Ok(PollOutcome::Idle { more: false });
         };
-        let pulled = match self.pull(&w).await {
+        let pulled = match self.pull(w).await {
             Ok(p) => p,
             Err(e) => {
                 self.queue.push_front(w);
@@ -398,6 +371,7 @@ impl Feed for ReportFeed {
             }
             Pulled::Overflow => {
                 self.queue.clear();
+                self.prefetch = None;
                 metrics::counter!("ccdc_report_overflows_total", "source" => source.clone(), "report" => self.plan.kind.name()).increment(1);
                 Err(SourceError::Overflow {
                     source_name: source,
@@ -413,12 +387,16 @@ impl Feed for ReportFeed {
                     size: rows.len(),
                     rows,
                 });
+                if let Some(&next) = self.queue.front() {
+                    self.prefetch = Some(self.puller().prefetch(next));
+                }
                 self.next_chunk(observed_at)
             }
         }
     }
     fn committed(&mut self) {
         self.chunk_out = None;
+        self.marks.committed();
         if let Some(c) = self.pending_cursor.take() {
             self.cursor = Some(c);
         }
@@ -437,14 +415,20 @@ impl ReportFeed {
             .map_err(|e| FeedError::from(self.spill_error(e.to_string())))
             .and_then(|rows| self.derive(&p.window, rows, now_ms))
             .and_then(|mut d| {
+                let mut expire_before = None;
                 if p.rows.is_empty() {
                     if let Some(r) = self.reconciler(&p.window, now_ms) {
                         let (events, writes) = r.only_polling(&d.matched, &mut d.counts)?;
                         d.events.extend(events);
                         d.writes.extend(writes);
                     }
-                    d.writes.extend(self.sweep(now_ms)?);
+                    let (cutoff, deletes) = self.sweep(now_ms)?;
+                    d.writes.extend(deletes);
+                    expire_before = cutoff;
                 }
+                let marks = std::mem::take(&mut d.marks);
+                d.writes
+                    .extend(self.marks.stage(marks, now_ms, expire_before));
                 Ok(d)
             });
         let Derived {

@@ -12,12 +12,16 @@
 //! **truth** ([`truth`]: a seeded Wolkvox world with a known ground truth, served as of the real
 //! instant of each request, for scoring ccdc's output).
 //! Faults for the next requests of a route: `POST /_sim/fault?kind=...&count=N[&route=...]`.
+//! With [`SimState::serve_worlds`] (`ccdc simulate --worlds`) every path under `/w/{world}/` is
+//! served by a small world of its own ([`worlds`]): one simulator for a thousand sources.
 
+pub mod agent_truth;
 pub mod comm100;
 pub mod reports;
 pub mod truth;
 pub mod vonage;
 pub mod wolkvox;
+pub mod worlds;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -113,6 +117,8 @@ pub(crate) struct Inner {
     pub vonage: vonage::TokenIssuer,
     pub reports: reports::ReportSim,
     pub truth: Option<Arc<truth::TruthWorld>>,
+    /// Steps the random world by the clock instead of per request (the worlds of [`worlds`]).
+    pub clock: worlds::Clock,
 }
 
 pub struct SimState {
@@ -120,6 +126,8 @@ pub struct SimState {
     pub(crate) inner: Mutex<Inner>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// The worlds under `/w/`, once [`SimState::serve_worlds`] is called.
+    pub(crate) worlds: std::sync::OnceLock<worlds::Worlds>,
 }
 
 /// Counts a request as in flight while alive.
@@ -185,10 +193,18 @@ impl SimState {
                 vonage: vonage::TokenIssuer::default(),
                 reports: reports::ReportSim::default(),
                 truth,
+                clock: worlds::Clock::default(),
             }),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            worlds: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Serve a world of `spec` under `/w/{name}/` for every name asked for ([`worlds`]); the
+    /// first call wins.
+    pub fn serve_worlds(&self, spec: worlds::WorldSpec) {
+        let _ = self.worlds.set(worlds::Worlds::new(spec));
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -402,6 +418,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .merge(comm100::routes())
         .merge(vonage::routes())
         .merge(reports::routes())
+        .merge(worlds::routes())
         .route("/_sim/advance", post(|State(st): State<Arc<SimState>>| async move { Json(json!({"step": st.advance()})) }))
         .route(
             "/_sim/state",
@@ -489,5 +506,6 @@ pub fn wolkvox_source(name: &str, base_url: &str, token_env: &str) -> crate::con
         agents: Default::default(),
         reports: vec![],
         daily_call_limit: None,
+        agent_state: Default::default(),
     }
 }

@@ -130,6 +130,7 @@ async fn token(
 
 fn latest_for(st: &SimState, agent: &str) -> Option<Option<VonageLatest>> {
     let mut g = st.lock();
+    g.tick();
     let world_agent = g
         .random
         .as_ref()

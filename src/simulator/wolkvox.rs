@@ -57,6 +57,8 @@ pub struct RandomWorld {
     counter: u64,
     /// Benchmark world: every step replaces this many interactions by new ones, nothing else.
     churn: Option<usize>,
+    /// With `churn`: every step also flips one agent between `Busy` and `Aux - Break`.
+    statuses: bool,
 }
 
 impl RandomWorld {
@@ -68,6 +70,7 @@ impl RandomWorld {
                 .collect(),
             counter: 0,
             churn: None,
+            statuses: false,
         }
     }
 
@@ -90,6 +93,27 @@ impl RandomWorld {
         w
     }
 
+    /// A small operation ([`super::worlds`]): `agents` agents with `per_agent` interactions each;
+    /// each step replaces `churn` interactions and flips one agent's status.
+    pub fn operation(seed: u64, agents: usize, per_agent: usize, churn: usize) -> Self {
+        let mut w = RandomWorld::new(seed, agents);
+        for a in w.agents.iter_mut() {
+            a.status = "Busy".into();
+            for _ in 0..per_agent {
+                w.counter += 1;
+                a.active_interactions.push(SimInteraction {
+                    conn_id: format!("{:09}", w.counter),
+                    subject: "Billing question".into(),
+                    fromname: "Ana María".into(),
+                    date: local_now(),
+                });
+            }
+        }
+        w.churn = Some(churn);
+        w.statuses = true;
+        w
+    }
+
     pub fn step(&mut self) {
         if let Some(churn) = self.churn {
             for _ in 0..churn {
@@ -103,7 +127,19 @@ impl RandomWorld {
                 if let Some(it) = agent.active_interactions.get_mut(i) {
                     self.counter += 1;
                     it.conn_id = format!("{:09}", self.counter);
+                    if self.statuses {
+                        it.date = local_now();
+                    }
                 }
+            }
+            if self.statuses && !self.agents.is_empty() {
+                let a = self.rng.random_range(0..self.agents.len());
+                let agent = &mut self.agents[a];
+                agent.status = if agent.status == "Busy" {
+                    "Aux - Break".into()
+                } else {
+                    "Busy".into()
+                };
             }
             return;
         }
@@ -170,10 +206,11 @@ pub(crate) fn current_agents(st: &SimState, advance_random: bool) -> Step {
 /// `f` applied to the agents of the current step (or the random world), under the state's lock.
 fn with_agents<R>(st: &SimState, advance_random: bool, f: impl FnOnce(&[SimAgent]) -> R) -> R {
     let mut guard = st.lock();
+    let by_clock = guard.tick();
     let g = &mut *guard;
     match g.random.as_mut() {
         Some(world) => {
-            if advance_random {
+            if advance_random && !by_clock {
                 world.step();
             }
             f(&world.agents)

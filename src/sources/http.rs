@@ -1,6 +1,8 @@
 //! Shared HTTP concerns for every vendor: one client per source with the call timeout, a per-token
 //! concurrency limiter shared by every source using the same token, a response-size ceiling enforced
-//! while streaming (never buffering the body), and status classification into [`SourceError`].
+//! while reading, and status classification into [`SourceError`]. A body that announces a length
+//! up to [`WHOLE_BODY_MAX`] is read whole and parsed from memory; any other is streamed through its
+//! parser, never held whole.
 //!
 //! Redirects are followed only within the origin (scheme, host, port) of the request: vendor
 //! tokens travel in headers (`wolkvox-token`, which reqwest does not strip on a cross-host
@@ -18,6 +20,37 @@ use tokio::sync::Semaphore;
 
 use super::SourceError;
 use crate::secret::Secret;
+
+/// A response that announces its length (`Content-Length`) up to this is read whole into one
+/// buffer of that size and parsed from memory ([`Body::Whole`]): parsing from a slice reads each
+/// value in place instead of byte by byte through a reader, and the texts without escapes are
+/// not copied twice. A longer or unannounced one is streamed through the parser ([`Body::Stream`]),
+/// so a 256 MB report response never needs 256 MB.
+pub const WHOLE_BODY_MAX: u64 = 32 << 20;
+
+/// A response that announces at most this many bytes is read whole and parsed right here, on
+/// the polling task, whichever `fetch` asked for it: a blocking thread per small answer cost
+/// more in thread hand-offs than the parse itself (a Vonage poll is 20 answers of ≈ 200 bytes;
+/// BENCHMARKS.md, P6). A parse of 64 KiB takes well under a millisecond.
+pub const INLINE_PARSE_MAX: u64 = 64 << 10;
+
+/// A response body as its parser gets it.
+pub enum Body<'a> {
+    /// Read whole (at most [`WHOLE_BODY_MAX`] bytes).
+    Whole(&'a [u8]),
+    /// Streamed, with the size limit enforced as it is read.
+    Stream(&'a mut dyn Read),
+}
+
+impl Body<'_> {
+    /// Parse it with a parser of readers (a whole body is read from memory).
+    pub fn read_with<T>(self, parse: impl FnOnce(&mut dyn Read) -> T) -> T {
+        match self {
+            Body::Whole(mut bytes) => parse(&mut bytes),
+            Body::Stream(r) => parse(r),
+        }
+    }
+}
 
 /// Limiter shared by all users of one token (keyed by the token's fingerprint, never its value).
 pub fn token_limiter(token: &Secret, permits: usize) -> Arc<Semaphore> {
@@ -80,10 +113,37 @@ pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Opt
     )
 }
 
-/// An HTTP client bound to one source.
+/// The HTTP client of every source whose connections time out after `connect_timeout`: one per
+/// process, not one per source. A client holds its TLS roots, resolver and connection pool
+/// (≈ 0.1 MB); a thousand sources kept a thousand of them, and as many idle connections to one
+/// vendor host (BENCHMARKS.md, P6). Nothing of a source is in it: tokens travel in each request's
+/// headers, the call timeout is set per request ([`SourceHttp`]), and the redirect policy is the
+/// same for all.
+fn shared_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    static CLIENTS: OnceLock<Mutex<HashMap<Duration, reqwest::Client>>> = OnceLock::new();
+    let mut clients = CLIENTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = clients.get(&connect_timeout) {
+        return Ok(c.clone());
+    }
+    let client = reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .user_agent(concat!("ccdc/", env!("CARGO_PKG_VERSION")))
+        .redirect(same_origin_redirects())
+        .build()?;
+    clients.insert(connect_timeout, client.clone());
+    Ok(client)
+}
+
+/// An HTTP client bound to one source: the process's shared client ([`shared_client`]) with the
+/// source's call timeout on every request.
 #[derive(Clone)]
 pub struct SourceHttp {
     client: reqwest::Client,
+    /// The source's `request_timeout`: the whole call, from connecting to the body's last byte.
+    timeout: Duration,
     source_name: String,
     limiter: Arc<Semaphore>,
     max_body: u64,
@@ -96,14 +156,9 @@ impl SourceHttp {
         limiter: Arc<Semaphore>,
         max_body: u64,
     ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("ccdc/", env!("CARGO_PKG_VERSION")))
-            .redirect(same_origin_redirects())
-            .build()?;
         Ok(SourceHttp {
-            client,
+            client: shared_client(timeout.min(Duration::from_secs(10)))?,
+            timeout,
             source_name: source_name.to_string(),
             limiter,
             max_body,
@@ -133,7 +188,10 @@ impl SourceHttp {
     }
 
     /// Send `request`, check the status, then stream the body (up to the size limit) through `parse`
-    /// on a blocking thread. The token's concurrency permit is held until the body is consumed.
+    /// on a blocking thread (a body announcing at most [`INLINE_PARSE_MAX`] bytes is read whole and
+    /// parsed on this task). The token's concurrency permit is held until the body is consumed,
+    /// even when the caller stops waiting (a poll past its `poll_timeout`): the parser then reads on
+    /// until the request's own timeout, and the token never has more calls open than allowed.
     pub async fn fetch<T, F>(
         &self,
         endpoint: &str,
@@ -161,23 +219,114 @@ impl SourceHttp {
         T: Send + 'static,
         F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
     {
-        let _permit = self
-            .limiter
-            .acquire()
+        let parse = move |body: Body<'_>| body.read_with(parse);
+        self.fetch_inner(endpoint, request, None, parse).await
+    }
+
+    /// [`SourceHttp::fetch_answered`] with the body given to `parse` whole when it announced a
+    /// length up to [`WHOLE_BODY_MAX`] (read on this task, then parsed on a blocking thread; the
+    /// token's permit is released once it is read), else streamed as [`SourceHttp::fetch`] says.
+    pub async fn fetch_body_answered<T, F>(
+        &self,
+        endpoint: &str,
+        request: reqwest::RequestBuilder,
+        parse: F,
+    ) -> Result<(T, i64), SourceError>
+    where
+        T: Send + 'static,
+        F: for<'b> FnOnce(Body<'b>) -> Result<T, SourceError> + Send + 'static,
+    {
+        self.fetch_inner(endpoint, request, Some(WHOLE_BODY_MAX), parse)
             .await
-            .map_err(|_| SourceError::Transport {
-                source_name: self.source_name.clone(),
-                endpoint: endpoint.into(),
-                detail: "shutting down".into(),
-                timeout: false,
-            })?;
+    }
+
+    /// Send, check, then read whole (a body announcing at most `whole_max` bytes) or stream.
+    async fn fetch_inner<T, F>(
+        &self,
+        endpoint: &str,
+        request: reqwest::RequestBuilder,
+        whole_max: Option<u64>,
+        parse: F,
+    ) -> Result<(T, i64), SourceError>
+    where
+        T: Send + 'static,
+        F: for<'b> FnOnce(Body<'b>) -> Result<T, SourceError> + Send + 'static,
+    {
+        let permit =
+            self.limiter
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| SourceError::Transport {
+                    source_name: self.source_name.clone(),
+                    endpoint: endpoint.into(),
+                    detail: "shutting down".into(),
+                    timeout: false,
+                })?;
         let resp = request
+            .timeout(self.timeout)
             .send()
             .await
             .map_err(|e| self.transport(endpoint, &e))?;
         let answered = chrono::Utc::now().timestamp_millis();
         let resp = self.check_status(endpoint, resp).await?;
-        Ok((self.parse_body(endpoint, resp, parse).await?, answered))
+        let whole = resp
+            .content_length()
+            .filter(|n| *n <= INLINE_PARSE_MAX || whole_max.is_some_and(|m| *n <= m));
+        if let Some(len) = whole {
+            let body = self.read_whole(endpoint, resp, len).await?;
+            drop(permit);
+            if len <= INLINE_PARSE_MAX {
+                return Ok((parse(Body::Whole(&body))?, answered));
+            }
+            let parsed = tokio::task::spawn_blocking(move || parse(Body::Whole(&body)))
+                .await
+                .map_err(|e| self.parser_task(endpoint, &e))?;
+            return Ok((parsed?, answered));
+        }
+        Ok((
+            self.parse_body(endpoint, resp, permit, parse).await?,
+            answered,
+        ))
+    }
+
+    /// The body of a response that announced `len` bytes, in one buffer of that size, read as
+    /// it arrives (each chunk released once copied); past the size limit, [`SourceError::TooLarge`].
+    async fn read_whole(
+        &self,
+        endpoint: &str,
+        resp: reqwest::Response,
+        len: u64,
+    ) -> Result<Vec<u8>, SourceError> {
+        let mut body = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        let mut stream = resp.bytes_stream();
+        loop {
+            match stream.try_next().await {
+                Ok(Some(chunk)) => {
+                    if (body.len() as u64).saturating_add(chunk.len() as u64) > self.max_body {
+                        return Err(self.too_large(endpoint));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                Err(e) => {
+                    return Err(SourceError::Transport {
+                        source_name: self.source_name.clone(),
+                        endpoint: endpoint.into(),
+                        detail: format!("reading the body: {}", cause_chain(&e)),
+                        timeout: e.is_timeout(),
+                    })
+                }
+            }
+        }
+    }
+
+    fn parser_task(&self, endpoint: &str, e: &tokio::task::JoinError) -> SourceError {
+        SourceError::Internal {
+            source_name: self.source_name.clone(),
+            endpoint: endpoint.into(),
+            detail: format!("the parser task did not finish: {e}"),
+        }
     }
 
     /// A successful response whose announced size is within the limit, or the error it stands for.
@@ -233,11 +382,12 @@ impl SourceHttp {
         &self,
         endpoint: &str,
         resp: reqwest::Response,
+        permit: tokio::sync::OwnedSemaphorePermit,
         parse: F,
     ) -> Result<T, SourceError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
+        F: for<'b> FnOnce(Body<'b>) -> Result<T, SourceError> + Send + 'static,
     {
         let exceeded = Arc::new(AtomicBool::new(false));
         let (limit, flag) = (self.max_body, exceeded.clone());
@@ -267,15 +417,12 @@ impl SourceHttp {
         let reader = tokio_util::io::StreamReader::new(stream);
         let mut bridge = tokio_util::io::SyncIoBridge::new(reader);
         let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let mut buffered = std::io::BufReader::with_capacity(64 * 1024, &mut bridge);
-            parse(&mut buffered)
+            parse(Body::Stream(&mut buffered))
         })
         .await
-        .map_err(|e| SourceError::Internal {
-            source_name: self.source_name.clone(),
-            endpoint: endpoint.into(),
-            detail: format!("the parser task did not finish: {e}"),
-        })?;
+        .map_err(|e| self.parser_task(endpoint, &e))?;
         if exceeded.load(Ordering::SeqCst) {
             return Err(self.too_large(endpoint));
         }

@@ -1,110 +1,226 @@
 //! How large snapshots are laid out in the store, so that a cycle in which 1 % of the items changed
-//! writes a small part of the state, not the whole snapshot.
+//! writes about 1 % of the state, and the first snapshot is a few large values.
 //!
-//! Items are grouped into [`BUCKETS`] buckets by a stable hash of their key; a commit rewrites only
-//! the buckets holding a changed, new or removed item. One value per item would write the least,
-//! but sled spends ~6 µs and several hundred bytes of memory per entry in a batch, and the first
-//! snapshot (60,000 items) would be 60,000 entries; buckets keep that to at most 4,096.
+//! sled spends ~6 µs and several hundred bytes of memory per entry of a batch (one commit of
+//! 4,096 values of 1.1 KB: 39 ms and +33 MB of RSS; of 64 values of 70 KB: 8 ms and +11 MB). So
+//! an interactions snapshot is stored as a **base** of [`CHUNKS`] large values and a **log** of
+//! deltas, one value per commit, holding what changed; when the log holds more than a quarter of
+//! the snapshot (at least [`MIN_LOG`] operations), the next commit writes a new base instead and
+//! deletes the old one with its log. Under state key `K` (format 3, binary, [`BinWriter`]):
 //!
-//! An interactions snapshot stored under state key `K` is:
-//! - `K` → a header `{"format":"buckets-v1","observed_at":…,"entries":N}`;
-//! - `K/b/<bucket>` → the bucket's `[key, interaction]` pairs, as JSON.
+//! - `K` → the header: format byte `3`, `observed_at`, the entry count, the generation `g` of the
+//!   base, the sequence number of the next delta, and the operations in the log;
+//! - `K/c/<g>/<chunk>` → the base's interactions of one chunk (the top 6 of the hash bits that
+//!   order a snapshot, [`crate::diff::snapshot`]): format byte `3`, then per interaction its id,
+//!   agent id, a byte of flags saying which of subject, from name, date text, vendor time, first
+//!   seen and seen after follow, and those (texts length-prefixed, times zigzag varints);
+//! - `K/d/<g>/<seq>` → one delta: format byte `3`, then per change `1` and an interaction (added
+//!   or changed) or `2`, its id and agent id (removed). `g` and `seq` are 16 hex digits.
 //!
-//! Header and buckets change in the same atomic commit as the outbox events derived from them, so
-//! the header's entry count is a consistency check on load. A state written by an earlier version as
-//! one JSON value under `K` is still read; the next commit rewrites it in this layout.
+//! Header, base and log change in the same atomic commit as the outbox events derived from them,
+//! so the header's counts are a consistency check on load. Which generation and log a snapshot
+//! is stored with is noted on the snapshot itself ([`Interactions::stored`]) when it is loaded or
+//! its writes are made; a snapshot without that note (never stored, or built by hand) gets a new
+//! base. Earlier formats are read and replaced by a base at the next commit: format 1
+//! (`buckets-v1`: a JSON header `{"format":"buckets-v1",…}` and 4,096 JSON buckets `K/b/<n>`
+//! of `[key, interaction]` pairs, all deleted then) and a whole-value JSON state under `K`.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::{decode_state, encode_state, Store, StoreError, Write};
-use crate::diff::{merge, ActiveInteraction, InteractionKey, InteractionSnapshot, Merged};
+use super::codec::{BinReader, BinWriter};
+use super::{decode_state, Store, StoreError, Write};
+use crate::diff::snapshot::{Builder, Stored, ORDER_BITS};
+use crate::diff::{
+    walk_at, ActiveInteraction, At, InteractionKey, InteractionSnapshot, Interactions,
+};
 
-const FORMAT: &str = "buckets-v1";
+/// The format byte of every value of this layout.
+const FORMAT: u8 = 3;
+const FORMAT_V1: &str = "buckets-v1";
 
-/// Buckets per snapshot. Part of the layout: changing it needs a new format name.
-pub const BUCKETS: usize = 4096;
+/// Buckets of format 1. Its bucket of a key is the low 12 bits of the key's hash.
+pub const BUCKETS_V1: usize = 4096;
+/// Chunks of a base: the top 6 of the 12 bucket bits.
+pub const CHUNKS: u64 = 64;
+const _: () = assert!(BUCKETS_V1 == 1 << ORDER_BITS && (BUCKETS_V1 as u64) % CHUNKS == 0);
+const BUCKETS_PER_CHUNK: u64 = BUCKETS_V1 as u64 / CHUNKS;
 
-#[derive(Serialize, Deserialize)]
-struct Header {
-    format: String,
-    observed_at: i64,
-    entries: usize,
+/// The log may hold this many operations whatever the snapshot's size.
+pub const MIN_LOG: u64 = 1024;
+
+mod entry;
+#[cfg(test)]
+mod tests;
+
+use entry::{read_entry, read_op, write_entry, Op, PUT, REMOVE};
+
+/// How a snapshot is stored, noted on it as [`Stored`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Format 1's buckets (to be replaced by a base, and deleted).
+    V1,
+    /// A base of generation `gen`, and `next` deltas holding `logged` operations.
+    Log { gen: u64, next: u64, logged: u64 },
 }
 
-fn buckets_prefix(key: &str) -> String {
-    format!("{key}/b/")
+impl Layout {
+    fn note(self) -> Stored {
+        match self {
+            Layout::V1 => Stored([1, 0, 0, 0]),
+            Layout::Log { gen, next, logged } => Stored([FORMAT.into(), gen, next, logged]),
+        }
+    }
+
+    fn of(s: &Interactions) -> Option<Layout> {
+        match s.stored()?.0 {
+            [1, ..] => Some(Layout::V1),
+            [3, gen, next, logged] => Some(Layout::Log { gen, next, logged }),
+            _ => None,
+        }
+    }
 }
 
-fn bucket_key(key: &str, bucket: usize) -> String {
+fn chunk_key(key: &str, gen: u64, chunk: u64) -> String {
+    format!("{key}/c/{gen:016x}/{chunk:02}")
+}
+
+fn delta_key(key: &str, gen: u64, seq: u64) -> String {
+    format!("{key}/d/{gen:016x}/{seq:016x}")
+}
+
+fn v1_bucket_key(key: &str, bucket: usize) -> String {
     format!("{key}/b/{bucket:04}")
 }
 
-/// A stable hash (FNV-1a; the same in every process and version) of the key, mod [`BUCKETS`].
-fn bucket_of(k: &InteractionKey) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let bytes = k
-        .interaction_id
-        .bytes()
-        .chain([0xff])
-        .chain(k.agent_id.bytes());
-    for b in bytes {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % BUCKETS as u64) as usize
-}
-
 /// The writes that move the stored state from `stored` (`None`: nothing stored in this layout yet)
-/// to `current`: every bucket in which something changed, and the header.
+/// to `current`: a delta, or a new base. Notes on `current` how it will be stored.
 pub fn interaction_writes(
     key: &str,
     stored: Option<&InteractionSnapshot>,
     current: &InteractionSnapshot,
 ) -> Vec<Write> {
-    let empty = BTreeMap::new();
-    let before = stored.map_or(&empty, |s| &s.interactions);
-    type Bucket<'a> = Option<Vec<(&'a InteractionKey, &'a ActiveInteraction)>>;
-    let mut touched: Vec<Bucket> = vec![None; BUCKETS];
-    for m in merge(before, &current.interactions) {
-        let k = match m {
-            Merged::Left(k, _) | Merged::Right(k, _) => k,
-            Merged::Both(k, a, b) if a != b => k,
-            Merged::Both(..) => continue,
-        };
-        touched[bucket_of(k)].get_or_insert_with(Vec::new);
-    }
-    if touched.iter().any(Option::is_some) {
-        for (k, v) in &current.interactions {
-            if let Some(items) = &mut touched[bucket_of(k)] {
-                items.push((k, v));
+    let now = &current.interactions;
+    let prior = stored.and_then(|s| Layout::of(&s.interactions));
+    let budget = (now.len() as u64 / 4).max(MIN_LOG);
+    let (writes, layout) = match (prior, stored) {
+        (Some(Layout::Log { gen, next, logged }), Some(before)) => {
+            let (delta, ops) = delta(&before.interactions, now);
+            if logged.saturating_add(ops) <= budget {
+                let mut w = Vec::with_capacity(2);
+                let next = if ops > 0 {
+                    w.push(Write::Put(delta_key(key, gen, next), delta));
+                    next + 1
+                } else {
+                    next
+                };
+                (
+                    w,
+                    Layout::Log {
+                        gen,
+                        next,
+                        logged: logged + ops,
+                    },
+                )
+            } else {
+                rebase(key, current, prior)
             }
         }
-    }
-    let mut writes: Vec<Write> = touched
-        .into_iter()
-        .enumerate()
-        .filter_map(|(b, items)| {
-            let items = items?;
-            Some(match items.is_empty() {
-                true => Write::Delete(bucket_key(key, b)),
-                false => Write::Put(bucket_key(key, b), encode_state(&items)),
-            })
-        })
-        .collect();
-    writes.push(Write::Put(
-        key.to_string(),
-        encode_state(&Header {
-            format: FORMAT.into(),
-            observed_at: current.observed_at,
-            entries: current.interactions.len(),
-        }),
-    ));
+        _ => rebase(key, current, prior),
+    };
+    let mut writes = writes;
+    writes.push(Write::Put(key.to_string(), header(current, layout)));
+    now.set_stored(layout.note());
     writes
 }
 
-/// The snapshot stored under `key`, and whether it is stored in this layout (`false`: a whole-value
-/// state of an earlier version, to be rewritten bucket by bucket at the next commit).
+/// The changes from `before` to `now` as one delta value, and how many.
+fn delta(before: &Interactions, now: &Interactions) -> (Vec<u8>, u64) {
+    let mut w = BinWriter::new(FORMAT, 64);
+    let mut ops = 0;
+    for step in walk_at(before, now) {
+        let (op, it) = match step {
+            At::Left(i) => (REMOVE, before.at(i)),
+            At::Right(j) => (PUT, now.at(j)),
+            At::Both(i, j) if !before.same_values(i, now, j) => (PUT, now.at(j)),
+            At::Both(..) => continue,
+        };
+        let Some(it) = it else { continue };
+        w.byte(op);
+        if op == PUT {
+            write_entry(&mut w, &it);
+        } else {
+            w.str(it.interaction_id);
+            w.str(it.agent_id);
+        }
+        ops += 1;
+    }
+    (w.finish(), ops)
+}
+
+/// A new base of `current` (a new generation), deleting what `prior` held.
+fn rebase(key: &str, current: &InteractionSnapshot, prior: Option<Layout>) -> (Vec<Write>, Layout) {
+    let now = &current.interactions;
+    let old = match prior {
+        Some(Layout::Log { gen, .. }) => gen,
+        _ => 0,
+    };
+    let gen = u64::try_from(current.observed_at)
+        .unwrap_or(0)
+        .max(old.saturating_add(1));
+    let mut writes = Vec::with_capacity(CHUNKS as usize);
+    for chunk in 0..CHUNKS {
+        let range = now.bucket_range(chunk * BUCKETS_PER_CHUNK..(chunk + 1) * BUCKETS_PER_CHUNK);
+        if range.is_empty() {
+            continue;
+        }
+        let mut w = BinWriter::new(FORMAT, range.len() * 64);
+        for it in range.filter_map(|i| now.at(i)) {
+            write_entry(&mut w, &it);
+        }
+        writes.push(Write::Put(chunk_key(key, gen, chunk), w.finish()));
+    }
+    match prior {
+        Some(Layout::Log { gen, next, .. }) => {
+            writes.extend((0..CHUNKS).map(|c| Write::Delete(chunk_key(key, gen, c))));
+            writes.extend((0..next).map(|s| Write::Delete(delta_key(key, gen, s))));
+        }
+        Some(Layout::V1) => {
+            writes.extend((0..BUCKETS_V1).map(|b| Write::Delete(v1_bucket_key(key, b))));
+        }
+        None => {}
+    }
+    let layout = Layout::Log {
+        gen,
+        next: 0,
+        logged: 0,
+    };
+    (writes, layout)
+}
+
+fn header(current: &InteractionSnapshot, layout: Layout) -> Vec<u8> {
+    let mut w = BinWriter::new(FORMAT, 32);
+    w.i64(current.observed_at);
+    w.u64(current.interactions.len() as u64);
+    if let Layout::Log { gen, next, logged } = layout {
+        w.u64(gen);
+        w.u64(next);
+        w.u64(logged);
+    }
+    w.finish()
+}
+
+/// The JSON header of format 1.
+#[derive(Deserialize)]
+struct HeaderV1 {
+    format: String,
+    observed_at: i64,
+    entries: usize,
+}
+
+/// The snapshot stored under `key`, and whether it is stored in a layout this module writes
+/// deltas against (`false`: a whole-value state of an earlier version, to be rewritten whole).
 pub fn load_interactions(
     store: &dyn Store,
     key: &str,
@@ -116,175 +232,132 @@ pub fn load_interactions(
         key: key.to_string(),
         reason,
     };
-    let header = match serde_json::from_slice::<Header>(&head) {
-        Ok(h) if h.format == FORMAT => h,
-        Ok(h) => return Err(corrupt(format!("unknown state format `{}`", h.format))),
-        Err(_) => return Ok(Some((decode_state(key, &head)?, false))),
+    let (observed_at, interactions) = if head.first() == Some(&FORMAT) {
+        let mut r = BinReader::new(key, &head, FORMAT)?;
+        let (observed_at, entries) = (r.i64()?, r.u64()?);
+        let (gen, next, logged) = (r.u64()?, r.u64()?, r.u64()?);
+        let interactions = load_log(store, key, gen, next, logged)?;
+        if interactions.len() as u64 != entries {
+            return Err(corrupt(format!(
+                "the header counts {entries} entries, the store holds {}",
+                interactions.len()
+            )));
+        }
+        interactions.set_stored(Layout::Log { gen, next, logged }.note());
+        (observed_at, interactions)
+    } else {
+        let h = match serde_json::from_slice::<HeaderV1>(&head) {
+            Ok(h) if h.format == FORMAT_V1 => h,
+            Ok(h) => return Err(corrupt(format!("unknown state format `{}`", h.format))),
+            Err(_) => return Ok(Some((decode_state(key, &head)?, false))),
+        };
+        let interactions = load_v1(store, key)?;
+        if interactions.len() != h.entries {
+            return Err(corrupt(format!(
+                "the header counts {} entries, the store holds {}",
+                h.entries,
+                interactions.len()
+            )));
+        }
+        interactions.set_stored(Layout::V1.note());
+        (h.observed_at, interactions)
     };
-    let mut interactions = BTreeMap::new();
-    for (k, v) in store.scan_prefix(&buckets_prefix(key))? {
-        let items: Vec<(InteractionKey, ActiveInteraction)> = decode_state(&k, &v)?;
-        interactions.extend(items);
-    }
-    if interactions.len() != header.entries {
-        return Err(corrupt(format!(
-            "the header counts {} entries, the store holds {}",
-            header.entries,
-            interactions.len()
-        )));
-    }
-    Ok(Some((
-        InteractionSnapshot {
-            observed_at: header.observed_at,
-            interactions,
-        },
-        true,
-    )))
+    let snapshot = InteractionSnapshot {
+        observed_at,
+        interactions,
+    };
+    Ok(Some((snapshot, true)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::MemoryStore;
-    use std::collections::BTreeSet;
+pub(super) fn too_large(key: &str) -> impl Fn(crate::diff::snapshot::TooLarge) -> StoreError + '_ {
+    move |e| StoreError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    }
+}
 
-    fn key(i: &str, a: &str) -> InteractionKey {
-        InteractionKey {
-            interaction_id: i.to_string(),
-            agent_id: a.to_string(),
+/// The base of generation `gen` with its `next` deltas (`logged` operations) applied.
+fn load_log(
+    store: &dyn Store,
+    key: &str,
+    gen: u64,
+    next: u64,
+    logged: u64,
+) -> Result<Interactions, StoreError> {
+    let mut b = Builder::default();
+    for (k, v) in store.scan_prefix(&format!("{key}/c/{gen:016x}/"))? {
+        let mut r = BinReader::new(&k, &v, FORMAT)?;
+        while !r.is_done() {
+            read_entry(&mut r, &mut b, &k)?;
         }
     }
-
-    fn snap(at: i64, items: &[(&str, &str, &str)]) -> InteractionSnapshot {
-        InteractionSnapshot {
-            observed_at: at,
-            interactions: items
-                .iter()
-                .map(|(i, a, s)| {
-                    (
-                        key(i, a),
-                        ActiveInteraction {
-                            subject: Some(s.to_string()),
-                            ..Default::default()
-                        },
-                    )
-                })
-                .collect(),
+    let (base, repeated) = b.finish();
+    let deltas = store.scan_prefix(&format!("{key}/d/{gen:016x}/"))?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    if repeated > 0 {
+        return Err(corrupt(format!(
+            "{repeated} interactions repeated in the base"
+        )));
+    }
+    if deltas.len() as u64 != next {
+        return Err(corrupt(format!(
+            "the header counts {next} deltas, the store holds {}",
+            deltas.len()
+        )));
+    }
+    if deltas.is_empty() {
+        return Ok(base);
+    }
+    // Later changes of a key replace earlier ones; `None`: removed.
+    let mut changes: HashMap<InteractionKey, Option<ActiveInteraction>> = HashMap::new();
+    let mut ops = 0u64;
+    for (k, v) in &deltas {
+        let mut r = BinReader::new(k, v, FORMAT)?;
+        while !r.is_done() {
+            let (key, change) = match read_op(&mut r)? {
+                Op::Put(key, it) => (key, Some(it)),
+                Op::Remove(key) => (key, None),
+            };
+            changes.insert(key, change);
+            ops += 1;
         }
     }
-
-    #[test]
-    fn only_the_delta_is_written_and_the_state_round_trips() {
-        let store = MemoryStore::default();
-        let s1 = snap(1, &[("c1", "a", "x"), ("c2", "a", "y"), ("c3", "b", "z")]);
-        let w1 = interaction_writes("ops/interactions", None, &s1);
-        let buckets: BTreeSet<usize> = s1.interactions.keys().map(bucket_of).collect();
-        assert_eq!(w1.len(), buckets.len() + 1, "the buckets + header");
-        store.commit(w1.clone(), vec![]).unwrap();
-        assert_eq!(
-            load_interactions(&store, "ops/interactions").unwrap(),
-            Some((s1.clone(), true))
-        );
-
-        // c1 unchanged, c2 changed, c3 gone, c4 new.
-        let s2 = snap(2, &[("c1", "a", "x"), ("c2", "a", "Y"), ("c4", "b", "w")]);
-        let w2 = interaction_writes("ops/interactions", Some(&s1), &s2);
-        let written: BTreeSet<String> = w2
-            .iter()
-            .map(|w| match w {
-                Write::Put(k, _) | Write::Delete(k) => k.clone(),
-            })
-            .collect();
-        let expected: BTreeSet<String> = ["c2", "c3", "c4"]
-            .iter()
-            .map(|i| {
-                let agent = if *i == "c2" { "a" } else { "b" };
-                bucket_key("ops/interactions", bucket_of(&key(i, agent)))
-            })
-            .chain(["ops/interactions".to_string()])
-            .collect();
-        assert_eq!(
-            written, expected,
-            "c2 changed, c3 gone, c4 new; c1 untouched"
-        );
-        store.commit(w2.clone(), vec![]).unwrap();
-        assert_eq!(
-            load_interactions(&store, "ops/interactions").unwrap(),
-            Some((s2, true))
-        );
-        assert_eq!(load_interactions(&store, "other").unwrap(), None);
+    if ops != logged {
+        return Err(corrupt(format!(
+            "the header counts {logged} logged changes, the store holds {ops}"
+        )));
     }
-
-    #[test]
-    fn ids_with_any_characters_round_trip() {
-        let store = MemoryStore::default();
-        let s = snap(
-            1,
-            &[
-                ("1:2", "3", "p"),
-                ("1", ":23", "q"),
-                ("1\u{ff}", "/b/", "r"),
-            ],
-        );
-        store
-            .commit(interaction_writes("k", None, &s), vec![])
-            .unwrap();
-        assert_eq!(load_interactions(&store, "k").unwrap(), Some((s, true)));
+    let mut b = Builder::default();
+    let kept = base.iter().filter(|it| !changes.contains_key(&it.key()));
+    for it in kept {
+        b.add(&it.key(), &it.to_active()).map_err(too_large(key))?;
     }
-
-    #[test]
-    fn a_whole_value_state_of_an_earlier_version_is_read_and_then_rewritten() {
-        let store = MemoryStore::default();
-        let s = snap(5, &[("c1", "a", "x")]);
-        store
-            .commit(vec![Write::Put("k".into(), encode_state(&s))], vec![])
-            .unwrap();
-        let (loaded, current_layout) = load_interactions(&store, "k").unwrap().unwrap();
-        assert_eq!((&loaded, current_layout), (&s, false));
-        // Not in this layout: the next commit writes every entry.
-        store
-            .commit(interaction_writes("k", None, &loaded), vec![])
-            .unwrap();
-        assert_eq!(load_interactions(&store, "k").unwrap(), Some((s, true)));
-    }
-
-    #[test]
-    fn a_header_that_disagrees_with_the_entries_is_an_error() {
-        let store = MemoryStore::default();
-        let s = snap(1, &[("c1", "a", "x"), ("c2", "a", "y")]);
-        store
-            .commit(interaction_writes("k", None, &s), vec![])
-            .unwrap();
-        let first = bucket_of(s.interactions.keys().next().unwrap());
-        store
-            .commit(vec![Write::Delete(bucket_key("k", first))], vec![])
-            .unwrap();
-        let e = load_interactions(&store, "k").unwrap_err().to_string();
-        assert!(e.contains("2 entries") && e.contains("holds"), "{e}");
-    }
-
-    #[test]
-    fn one_percent_churn_rewrites_a_fraction_of_the_buckets() {
-        let store = MemoryStore::default();
-        let ids: Vec<String> = (0..20_000).map(|i| format!("conn-{i}")).collect();
-        let items: Vec<(&str, &str, &str)> = ids.iter().map(|i| (i.as_str(), "a", "s")).collect();
-        let s1 = snap(1, &items);
-        let first = interaction_writes("k", None, &s1);
-        assert!(
-            first.len() > BUCKETS * 9 / 10,
-            "20,000 items fill nearly every bucket"
-        );
-        store.commit(first.clone(), vec![]).unwrap();
-        let mut s2 = s1.clone();
-        s2.observed_at = 2;
-        for i in 0..100 {
-            s2.interactions.remove(&key(&ids[i * 7], "a"));
-            s2.interactions
-                .insert(key(&format!("new-{i}"), "b"), ActiveInteraction::default());
+    for (k, v) in &changes {
+        if let Some(v) = v {
+            b.add(k, v).map_err(too_large(key))?;
         }
-        let delta = interaction_writes("k", Some(&s1), &s2);
-        assert!(delta.len() <= 201, "{} writes for 200 changes", delta.len());
-        store.commit(delta.clone(), vec![]).unwrap();
-        assert_eq!(load_interactions(&store, "k").unwrap(), Some((s2, true)));
     }
+    Ok(b.finish().0)
+}
+
+/// Format 1: the JSON buckets `K/b/<n>`.
+fn load_v1(store: &dyn Store, key: &str) -> Result<Interactions, StoreError> {
+    let mut b = Builder::default();
+    for (k, v) in store.scan_prefix(&format!("{key}/b/"))? {
+        let items: Vec<(InteractionKey, ActiveInteraction)> = decode_state(&k, &v)?;
+        for (ik, iv) in &items {
+            b.add(ik, iv).map_err(too_large(&k))?;
+        }
+    }
+    let (interactions, repeated) = b.finish();
+    if repeated > 0 {
+        return Err(StoreError::Corrupt {
+            key: key.to_string(),
+            reason: format!("{repeated} interactions repeated in its buckets"),
+        });
+    }
+    Ok(interactions)
 }

@@ -4,19 +4,25 @@
 //! [`Store::commit`] writes a new snapshot *and* the events derived from it in one atomic batch and
 //! makes it durable before returning, so a crash leaves either the old snapshot and no events, or the
 //! new snapshot and all its events. The publisher removes outbox entries only after the broker's ack.
+//!
+//! After an I/O error (a full disk) the sled store closes itself and reopens the database in the
+//! background ([`SledStore`]); meanwhile operations fail with a retryable error and
+//! [`Store::health`] says why.
 
 pub mod buckets;
 mod codec;
+mod handle;
 mod open;
 pub mod outbox;
 pub mod segments;
+mod sled_store;
 
 pub use codec::{decode_state, encode_state};
+pub use handle::{CLOSE_WAIT, REOPEN_BASE, REOPEN_CAP};
 pub use open::DEFAULT_CACHE_BYTES;
+pub use sled_store::SledStore;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,14 +36,40 @@ pub enum StoreError {
     /// The blocking task that ran a store operation did not finish (it panicked or was cancelled).
     #[error("state store: the {what} task did not finish: {reason}")]
     Task { what: &'static str, reason: String },
+    /// This operation met an I/O error (a full disk, say): the store is closed and reopened in
+    /// the background ([`SledStore`]).
+    #[error("state store: {0}; the store is closed and being reopened")]
+    Io(String),
+    /// The store is closed after an I/O error and not reopened yet.
+    #[error("state store unavailable: {0}; being reopened")]
+    Unavailable(String),
+    /// The store cannot be reopened in this process (sled could not close after an I/O error).
+    #[error("state store unusable in this process: {0}; restart ccdc")]
+    Unusable(String),
 }
 
 impl StoreError {
-    /// May the operation succeed if tried again? An I/O error (a full disk, say) may clear; a
-    /// corrupt entry, a directory that cannot be opened or a lost task will not by retrying.
+    /// May the operation succeed if tried again? After an I/O error (a full disk, say) the store
+    /// is reopened by itself; a corrupt entry, a directory that cannot be opened, a lost task or a
+    /// store unusable in this process will not come right by retrying.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Sled(sled::Error::Io(_)))
+        matches!(
+            self,
+            StoreError::Sled(sled::Error::Io(_)) | StoreError::Io(_) | StoreError::Unavailable(_)
+        )
     }
+}
+
+/// Whether the store can be used now: `/readyz` fails unless it is [`StoreHealth::Ok`], `/healthz`
+/// fails when it is [`StoreHealth::Unusable`]. Each reason names the store and the cause.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StoreHealth {
+    #[default]
+    Ok,
+    /// An I/O error closed the store; it is being reopened (e.g. once a full disk has space).
+    Failing(String),
+    /// It cannot be reopened in this process: a restart is needed.
+    Unusable(String),
 }
 
 /// An outbox entry: its sequence number (strictly increasing in commit order) and its payload.
@@ -60,6 +92,12 @@ pub trait Store: Send + Sync + 'static {
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Add `by` to the counter `key` and return its new value (durable on return).
     fn increment(&self, key: &str, by: u64) -> Result<u64, StoreError>;
+    /// [`Store::increment`], durable only with the next [`Store::commit`] or [`Store::flush`] of
+    /// anything (a crash before that forgets it): for counts that may fall a little short after a
+    /// crash, such as vendor calls, without a disk flush each.
+    fn increment_lazily(&self, key: &str, by: u64) -> Result<u64, StoreError> {
+        self.increment(key, by)
+    }
     /// Up to `limit` outbox entries with a sequence number greater than `after`, in order.
     fn outbox_after(
         &self,
@@ -72,6 +110,10 @@ pub trait Store: Send + Sync + 'static {
     fn outbox_len(&self) -> usize;
     /// Make everything durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// Whether the store can be used now (an in-memory store always can).
+    fn health(&self) -> StoreHealth {
+        StoreHealth::Ok
+    }
 }
 
 const SNAPSHOT_PREFIX: u8 = b's';
@@ -112,239 +154,18 @@ fn snapshot_key(key: &str) -> Vec<u8> {
     k
 }
 
-/// The sled implementation. Snapshots and outbox share one tree so that one `apply_batch` covers both.
-pub struct SledStore {
-    db: sled::Db,
-    tree: sled::Tree,
-    outbox_len: AtomicUsize,
-    /// Serializes the read-modify-write of delivered-event bitmaps.
-    acks: Mutex<()>,
-}
-
-impl SledStore {
-    /// Open (or create) the store in `dir`, created owner-only (0700). Waits up to
-    /// [`open::LOCK_WAIT`] for a previous holder of the directory's lock to let go.
-    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        Self::open_with_cache(dir, open::DEFAULT_CACHE_BYTES)
-    }
-
-    /// [`SledStore::open`] with a page cache of `cache_bytes` (`state_cache_mb`).
-    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
-        let db = open::open_db(dir, open::LOCK_WAIT, cache_bytes)?;
-        let tree = db.open_tree("state")?;
-        let store = SledStore {
-            db,
-            tree,
-            outbox_len: AtomicUsize::new(0),
-            acks: Mutex::new(()),
-        };
-        store.migrate_legacy_outbox()?;
-        let mut n = 0;
-        for item in store.tree.scan_prefix([SEGMENT_PREFIX]) {
-            let (k, v) = item?;
-            let delivered = store
-                .tree
-                .get(id_key(ACK_PREFIX, key_id(&k)?))?
-                .map_or(0, |b| segments::ones(&b));
-            n += segments::count(&v).unwrap_or(0).saturating_sub(delivered);
-        }
-        store.outbox_len.store(n, Ordering::Relaxed);
-        Ok(store)
-    }
-
-    /// Move one-entry-per-event outbox entries (earlier versions) into segments, in order.
-    fn migrate_legacy_outbox(&self) -> Result<(), StoreError> {
-        let mut keys = Vec::new();
-        let mut events = Vec::new();
-        for item in self.tree.scan_prefix([LEGACY_OUTBOX_PREFIX]) {
-            let (k, v) = item?;
-            keys.push(k);
-            events.push(v.to_vec());
-        }
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let mut batch = sled::Batch::default();
-        for k in keys {
-            batch.remove(k);
-        }
-        let n = events.len();
-        self.append_segments(&mut batch, events)?;
-        self.tree.apply_batch(batch)?;
-        self.db.flush()?;
-        tracing::info!(events = n, "outbox migrated to the segment layout");
-        Ok(())
-    }
-
-    /// Add `events` to `batch` as segments, releasing each segment's events once it is encoded.
-    fn append_segments(
-        &self,
-        batch: &mut sled::Batch,
-        events: Vec<Vec<u8>>,
-    ) -> Result<(), StoreError> {
-        let sizes: Vec<usize> = segments::chunks(&events).iter().map(|c| c.len()).collect();
-        let mut events = events.into_iter();
-        for size in sizes {
-            let part: Vec<Vec<u8>> = events.by_ref().take(size).collect();
-            // generate_id is monotonic across restarts (it may skip numbers after a crash).
-            let id = self.db.generate_id()?;
-            batch.insert(&id_key(SEGMENT_PREFIX, id)[..], segments::encode(&part));
-        }
-        Ok(())
-    }
-}
-
 fn counter_value(v: Option<&[u8]>) -> u64 {
     v.and_then(|b| b.try_into().ok())
         .map(u64::from_be_bytes)
         .unwrap_or(0)
 }
 
-impl Store for SledStore {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree.get(snapshot_key(key))?.map(|v| v.to_vec()))
-    }
-
-    fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for w in writes {
-            match w {
-                Write::Put(k, v) => batch.insert(snapshot_key(&k), v),
-                Write::Delete(k) => batch.remove(snapshot_key(&k)),
-            }
-        }
-        let n = events.len();
-        self.append_segments(&mut batch, events)?;
-        // Counted before the entries become visible: a publisher that sees and removes them
-        // at once must find them counted, or the count would wrap below zero. Taken back only if
-        // the batch was not applied (a failed flush after it leaves them in the outbox).
-        self.outbox_len.fetch_add(n, Ordering::SeqCst);
-        if let Err(e) = self.tree.apply_batch(batch) {
-            self.outbox_len.fetch_sub(n, Ordering::SeqCst);
-            return Err(e.into());
-        }
-        self.db.flush()?;
-        Ok(())
-    }
-
-    fn outbox_after(
-        &self,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let (first_segment, first_index) = match after {
-            Some(s) => {
-                let (id, index) = segments::split(s);
-                (id, index + 1)
-            }
-            None => (0, 0),
-        };
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        let start = id_key(SEGMENT_PREFIX, first_segment);
-        let end = [SEGMENT_PREFIX + 1];
-        for item in self.tree.range(&start[..]..&end[..]) {
-            let (k, v) = item?;
-            let id = key_id(&k)?;
-            let delivered = self.tree.get(id_key(ACK_PREFIX, id))?;
-            let segment = segments::decode(&v).map_err(|r| corrupt_segment(id, r))?;
-            for event in segment.events() {
-                let (index, payload) = event.map_err(|r| corrupt_segment(id, r))?;
-                if id == first_segment && index < first_index
-                    || delivered
-                        .as_ref()
-                        .is_some_and(|d| segments::is_set(d, index))
-                {
-                    continue;
-                }
-                out.push((segments::seq(id, index), payload.to_vec()));
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn outbox_remove(&self, seqs: &[u64]) -> Result<(), StoreError> {
-        let _serialized = self.acks.lock().unwrap_or_else(|p| p.into_inner());
-        let mut by_segment: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-        for s in seqs {
-            let (id, index) = segments::split(*s);
-            by_segment.entry(id).or_default().push(index);
-        }
-        let mut batch = sled::Batch::default();
-        let mut removed = 0;
-        for (id, indexes) in by_segment {
-            // Already gone: removal is idempotent.
-            let Some(segment) = self.tree.get(id_key(SEGMENT_PREFIX, id))? else {
-                continue;
-            };
-            let n = segments::count(&segment).ok_or_else(|| StoreError::Corrupt {
-                key: format!("outbox segment {id}"),
-                reason: "no header".into(),
-            })?;
-            let ack_key = id_key(ACK_PREFIX, id);
-            let mut delivered = self
-                .tree
-                .get(ack_key)?
-                .map(|b| b.to_vec())
-                .unwrap_or_default();
-            for i in indexes {
-                if i < n && segments::set(&mut delivered, i) {
-                    removed += 1;
-                }
-            }
-            if segments::ones(&delivered) >= n {
-                batch.remove(&id_key(SEGMENT_PREFIX, id)[..]);
-                batch.remove(&ack_key[..]);
-            } else {
-                batch.insert(&ack_key[..], delivered);
-            }
-        }
-        self.tree.apply_batch(batch)?;
-        // Never below zero, whatever happens (a count that wrapped paused every poller).
-        let _ = self
-            .outbox_len
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                Some(n.saturating_sub(removed))
-            });
-        Ok(())
-    }
-
-    fn outbox_len(&self) -> usize {
-        self.outbox_len.load(Ordering::SeqCst)
-    }
-
-    fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.tree.scan_prefix(snapshot_key(prefix)) {
-            let (k, v) = item?;
-            out.push((String::from_utf8_lossy(&k[1..]).into_owned(), v.to_vec()));
-        }
-        Ok(out)
-    }
-
-    fn increment(&self, key: &str, by: u64) -> Result<u64, StoreError> {
-        let new = self.tree.update_and_fetch(snapshot_key(key), |old| {
-            Some((counter_value(old) + by).to_be_bytes().to_vec())
-        })?;
-        self.db.flush()?;
-        Ok(counter_value(new.as_deref()))
-    }
-
-    fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
-    }
-}
-
 /// In-memory store with the same semantics, for tests.
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<MemoryInner>,
+    fail_next: std::sync::atomic::AtomicBool,
+    health: Mutex<StoreHealth>,
 }
 
 #[derive(Default)]
@@ -355,6 +176,28 @@ struct MemoryInner {
 }
 
 impl MemoryStore {
+    /// Fault injection for tests: the next commit is applied, then reported failed with an I/O
+    /// error (as a flush that failed although the batch reached the disk).
+    pub fn fail_next_commit_after_applying(&self) {
+        self.fail_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// For tests: what [`Store::health`] reports. While it is not [`StoreHealth::Ok`] every
+    /// operation is refused as the sled store refuses them while it reopens (`Failing`:
+    /// [`StoreError::Unavailable`]) or for good (`Unusable`).
+    pub fn set_health(&self, health: StoreHealth) {
+        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = health;
+    }
+
+    fn refusal(&self) -> Result<(), StoreError> {
+        match self.health() {
+            StoreHealth::Ok => Ok(()),
+            StoreHealth::Failing(r) => Err(StoreError::Unavailable(r)),
+            StoreHealth::Unusable(r) => Err(StoreError::Unusable(r)),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
         // A panic while holding the lock can only come from a test; keep going with the data.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
@@ -363,9 +206,11 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.refusal()?;
         Ok(self.lock().state.get(key).cloned())
     }
     fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        self.refusal()?;
         let mut g = self.lock();
         for w in writes {
             match w {
@@ -378,6 +223,14 @@ impl Store for MemoryStore {
             g.next_seq += 1;
             g.outbox.insert(seq, ev);
         }
+        if self
+            .fail_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Io(
+                "write failed: No space left on device (os error 28) (injected)".into(),
+            ));
+        }
         Ok(())
     }
     fn outbox_after(
@@ -385,6 +238,7 @@ impl Store for MemoryStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.refusal()?;
         let g = self.lock();
         let it: Box<dyn Iterator<Item = (&u64, &Vec<u8>)>> = match after {
             Some(a) => Box::new(
@@ -397,6 +251,7 @@ impl Store for MemoryStore {
         Ok(it.take(limit).map(|(k, v)| (*k, v.clone())).collect())
     }
     fn outbox_remove(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        self.refusal()?;
         let mut g = self.lock();
         for s in seqs {
             g.outbox.remove(s);
@@ -407,6 +262,7 @@ impl Store for MemoryStore {
         self.lock().outbox.len()
     }
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.refusal()?;
         let g = self.lock();
         Ok(g.state
             .range(prefix.to_string()..)
@@ -415,15 +271,25 @@ impl Store for MemoryStore {
             .collect())
     }
     fn increment(&self, key: &str, by: u64) -> Result<u64, StoreError> {
+        self.refusal()?;
         let mut g = self.lock();
-        let new = counter_value(g.state.get(key).map(Vec::as_slice)) + by;
+        let new = counter_value(g.state.get(key).map(Vec::as_slice)).saturating_add(by);
         g.state.insert(key.to_string(), new.to_be_bytes().to_vec());
         Ok(new)
     }
     fn flush(&self) -> Result<(), StoreError> {
+        self.refusal()?;
         Ok(())
+    }
+    fn health(&self) -> StoreHealth {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
+#[cfg(test)]
+mod handle_tests;
 #[cfg(test)]
 mod tests;

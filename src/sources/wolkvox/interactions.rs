@@ -1,26 +1,29 @@
 //! `real_time.php?api=interactions` (seed 000): `data[]` of `{agent_id, active_interactions:
-//! [{conn_id, subject, fromname, date}]}` → [`InteractionSnapshot`].
+//! [{conn_id, subject, fromname, date}]}` → [`InteractionSnapshot`]. Decoded straight into the
+//! snapshot's compact form ([`wire`]); every interaction is counted against the poll's decoding
+//! bound as it is read ([`crate::sources::bound`]), the agent id copied into each of them included.
+//! The response is parsed from memory when it announces a length up to
+//! [`crate::sources::http::WHOLE_BODY_MAX`], else streamed.
 
-use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono_tz::Tz;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::Deserialize;
 
-use super::{lenient_string, opt_lenient_string, Envelope, WolkvoxClient};
-use crate::diff::{
-    diff_interactions_events, sightings, ActiveInteraction, InteractionKey, InteractionSnapshot,
-};
+use super::WolkvoxClient;
+use crate::diff::{diff_interactions_events, sightings, InteractionSnapshot};
 use crate::event::reconciled::sighting_key;
 use crate::event::Event;
-use crate::sources::{decode_json, SourceError};
+use crate::sources::bound::PollBound;
+use crate::sources::http::Body;
+use crate::sources::SourceError;
 use crate::sources::{FeedName, SnapshotSource};
 use crate::store::{encode_state, Store, StoreError, Write};
 use crate::vendor_time::vendor_local_to_utc;
+
+mod fast;
+mod wire;
 
 pub const INTERACTIONS_ENDPOINT: &str = "real_time.php?api=interactions";
 
@@ -42,17 +45,23 @@ impl SnapshotSource for WolkvoxInteractions {
         observed_at: i64,
         previous: Option<&InteractionSnapshot>,
     ) -> Result<InteractionSnapshot, SourceError> {
-        let (name, tz) = (self.0.meta.name.clone(), self.0.tz);
-        let (mut snap, answered) = self
+        let name = self.0.meta.name.clone();
+        let bound = self.0.interactions_limits.0;
+        let room = previous.map_or((0, 0), |p| {
+            (p.interactions.len(), p.interactions.text_bytes())
+        });
+        let (parsed, answered) = self
             .0
-            .real_time("interactions", INTERACTIONS_ENDPOINT, move |r| {
-                parse_interactions(&name, tz, observed_at, r)
+            .real_time_body("interactions", INTERACTIONS_ENDPOINT, move |body| {
+                wire::parse(&name, bound, body, room)
             })
             .await?;
         // The snapshot is of the moment the vendor answered, not of when the poll began.
-        snap.observed_at = answered.max(observed_at);
-        snap.settle(previous);
-        Ok(snap)
+        let at = answered.max(observed_at);
+        Ok(settled(&self.0.meta.name, self.0.tz, parsed, at, previous))
+    }
+    fn poll_timeout(&self) -> Option<std::time::Duration> {
+        Some(self.0.interactions_limits.1)
     }
     fn diff(
         &self,
@@ -64,7 +73,8 @@ impl SnapshotSource for WolkvoxInteractions {
     fn size(&self, s: &InteractionSnapshot) -> usize {
         s.interactions.len()
     }
-    // Up to 60,000 interactions of which ~1 % change per poll: rewrite only the changed buckets.
+    // Up to 60,000 interactions of which ~1 % change per poll: a delta of what changed, a new
+    // base now and then ([`crate::store::buckets`]).
     fn state_writes(
         &self,
         key: &str,
@@ -92,32 +102,78 @@ impl SnapshotSource for WolkvoxInteractions {
     }
 }
 
-/// Outcome of decoding one interactions response (exposed for tests and benchmarks).
+/// Decode one interactions response, every vendor date read (exposed for tests and benchmarks;
+/// the feed settles its snapshots against the previous one instead); more than `bound` allows is
+/// [`SourceError::OverBound`].
 pub fn parse_interactions(
     source: &str,
     tz: Tz,
     observed_at: i64,
+    bound: PollBound,
     body: &mut dyn Read,
 ) -> Result<InteractionSnapshot, SourceError> {
-    let env: Envelope<Folded> = decode_json(source, INTERACTIONS_ENDPOINT, body)?;
-    let Folded {
-        mut interactions,
-        duplicates,
-    } = env.into_data(source, INTERACTIONS_ENDPOINT)?;
-    let mut bad_dates = 0usize;
-    for it in interactions.values_mut() {
-        it.vendor_timestamp = it
-            .vendor_timestamp_raw
-            .as_deref()
-            .and_then(|d| vendor_local_to_utc(d, tz));
-        if it.vendor_timestamp_raw.is_some() && it.vendor_timestamp.is_none() {
-            bad_dates += 1;
-        }
-    }
-    let snap = InteractionSnapshot {
+    parse_interactions_body(source, tz, observed_at, bound, Body::Stream(body))
+}
+
+/// [`parse_interactions`] of a body read whole or streamed.
+pub fn parse_interactions_body(
+    source: &str,
+    tz: Tz,
+    observed_at: i64,
+    bound: PollBound,
+    body: Body<'_>,
+) -> Result<InteractionSnapshot, SourceError> {
+    let parsed = wire::parse(source, bound, body, (0, 0))?;
+    let mut snap = InteractionSnapshot {
         observed_at,
-        interactions,
+        interactions: parsed.interactions,
     };
+    let unread = snap
+        .interactions
+        .resolve_dates(|raw| vendor_local_to_utc(raw, tz));
+    report(source, unread, parsed.duplicates);
+    Ok(snap)
+}
+
+/// What the feed does with one response: decode it (`previous` gives its size) and settle it
+/// against `previous` ([`InteractionSnapshot::settle`]: the dates of unchanged interactions are
+/// not read again). Exposed for benchmarks; the feed decodes on a blocking thread and settles
+/// on its task.
+pub fn parse_interactions_after(
+    source: &str,
+    tz: Tz,
+    observed_at: i64,
+    bound: PollBound,
+    body: Body<'_>,
+    previous: Option<&InteractionSnapshot>,
+) -> Result<InteractionSnapshot, SourceError> {
+    let room = previous.map_or((0, 0), |p| {
+        (p.interactions.len(), p.interactions.text_bytes())
+    });
+    let parsed = wire::parse(source, bound, body, room)?;
+    Ok(settled(source, tz, parsed, observed_at, previous))
+}
+
+/// A decoded response as a snapshot observed at `observed_at`, settled against `previous`.
+fn settled(
+    source: &str,
+    tz: Tz,
+    parsed: wire::Parsed,
+    observed_at: i64,
+    previous: Option<&InteractionSnapshot>,
+) -> InteractionSnapshot {
+    let mut snap = InteractionSnapshot {
+        observed_at,
+        interactions: parsed.interactions,
+    };
+    let unread = snap.settle(previous, |raw| vendor_local_to_utc(raw, tz));
+    report(source, unread, parsed.duplicates);
+    snap
+}
+
+/// Warn about what a response had wrong but could be read past: dates in no known format, and
+/// repeated `(agent_id, conn_id)` pairs (the first is kept).
+fn report(source: &str, bad_dates: usize, duplicates: usize) {
     if bad_dates > 0 {
         tracing::warn!(
             source = source,
@@ -138,84 +194,6 @@ pub fn parse_interactions(
         metrics::counter!("ccdc_duplicate_rows_total", "source" => source.to_string())
             .increment(duplicates as u64);
     }
-    Ok(snap)
-}
-
-/// The `data` array folded into the snapshot's map while it is parsed, one agent at a time: a
-/// 60,000-interaction response is never held as rows and as a map at once.
-#[derive(Default)]
-struct Folded {
-    interactions: BTreeMap<InteractionKey, ActiveInteraction>,
-    duplicates: usize,
-}
-
-impl<'de> Deserialize<'de> for Folded {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Folded;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a list of agents")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Folded, A::Error> {
-                let mut out = Folded::default();
-                let mut i = 0;
-                while let Some(agent) = seq.next_element::<AgentRow>()? {
-                    if agent.agent_id.is_empty() {
-                        return Err(de::Error::custom(format!(
-                            "data[{i}].agent_id: empty agent id"
-                        )));
-                    }
-                    for (j, it) in agent.active_interactions.into_iter().enumerate() {
-                        if it.conn_id.is_empty() {
-                            return Err(de::Error::custom(format!(
-                                "data[{i}].active_interactions[{j}].conn_id: empty conn_id"
-                            )));
-                        }
-                        let key = InteractionKey {
-                            interaction_id: it.conn_id,
-                            agent_id: agent.agent_id.clone(),
-                        };
-                        match out.interactions.entry(key) {
-                            Entry::Vacant(v) => {
-                                v.insert(ActiveInteraction {
-                                    subject: it.subject,
-                                    from_name: it.fromname,
-                                    vendor_timestamp: None,
-                                    vendor_timestamp_raw: it.date,
-                                    first_seen: None,
-                                    seen_after: None,
-                                });
-                            }
-                            Entry::Occupied(_) => out.duplicates += 1,
-                        }
-                    }
-                    i += 1;
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_seq(V)
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct AgentRow {
-    #[serde(deserialize_with = "lenient_string")]
-    agent_id: String,
-    active_interactions: Vec<RawInteraction>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawInteraction {
-    #[serde(deserialize_with = "lenient_string")]
-    conn_id: String,
-    #[serde(default, deserialize_with = "opt_lenient_string")]
-    subject: Option<String>,
-    #[serde(default, deserialize_with = "opt_lenient_string")]
-    fromname: Option<String>,
-    #[serde(default, deserialize_with = "opt_lenient_string")]
-    date: Option<String>,
 }
 
 #[cfg(test)]
@@ -223,10 +201,15 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<InteractionSnapshot, SourceError> {
+        parse_bounded(body, PollBound::new(1000, 1 << 20))
+    }
+
+    fn parse_bounded(body: &str, bound: PollBound) -> Result<InteractionSnapshot, SourceError> {
         parse_interactions(
             "ops",
             "America/Bogota".parse().unwrap(),
             42,
+            bound,
             &mut body.as_bytes(),
         )
     }
@@ -241,21 +224,12 @@ mod tests {
         let s = parse(body).unwrap();
         assert_eq!(s.observed_at, 42);
         assert_eq!(s.interactions.len(), 2);
-        let c1 = &s.interactions[&InteractionKey {
-            interaction_id: "c1".into(),
-            agent_id: "1001".into(),
-        }];
-        assert_eq!(c1.subject.as_deref(), Some("Hola"));
-        assert_eq!(
-            c1.vendor_timestamp_raw.as_deref(),
-            Some("2026-11-21 10:15:00")
-        );
+        let c1 = s.interactions.get("c1", "1001").unwrap();
+        assert_eq!(c1.subject, Some("Hola"));
+        assert_eq!(c1.vendor_timestamp_raw, Some("2026-11-21 10:15:00"));
         assert_eq!(c1.vendor_timestamp, Some(1_795_274_100_000)); // 15:15:00Z
-        let c2 = &s.interactions[&InteractionKey {
-            interaction_id: "c2".into(),
-            agent_id: "1001".into(),
-        }];
-        assert_eq!((c2.subject.as_deref(), c2.vendor_timestamp), (None, None));
+        let c2 = s.interactions.get("c2", "1001").unwrap();
+        assert_eq!((c2.subject, c2.vendor_timestamp), (None, None));
     }
 
     #[test]
@@ -322,5 +296,61 @@ mod tests {
     fn duplicate_pairs_are_kept_once() {
         let body = r#"{"code":200,"data":[{"agent_id":"1","active_interactions":[{"conn_id":"c"},{"conn_id":"c"}]}]}"#;
         assert_eq!(parse(body).unwrap().interactions.len(), 1);
+    }
+
+    /// `n` agents with `per` interactions each.
+    fn body(n: usize, per: usize, agent_id: impl Fn(usize) -> String) -> String {
+        let agents: Vec<String> = (0..n)
+            .map(|a| {
+                let its: Vec<String> = (0..per)
+                    .map(|i| format!(r#"{{"conn_id":"c{a}-{i}","subject":"Hola"}}"#))
+                    .collect();
+                format!(
+                    r#"{{"agent_id":"{}","active_interactions":[{}]}}"#,
+                    agent_id(a),
+                    its.join(",")
+                )
+            })
+            .collect();
+        format!(r#"{{"code":200,"data":[{}]}}"#, agents.join(","))
+    }
+
+    #[test]
+    fn more_interactions_than_max_rows_fail_the_poll_naming_the_bound() {
+        let b = body(3, 4, |a| a.to_string());
+        assert_eq!(
+            parse_bounded(&b, PollBound::new(12, 1 << 20))
+                .unwrap()
+                .interactions
+                .len(),
+            12
+        );
+        let e = parse_bounded(&b, PollBound::new(11, 1 << 20)).unwrap_err();
+        assert_eq!(e.kind(), "over_bound");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("ops {INTERACTIONS_ENDPOINT}: "))
+                && text.contains("more than 11 rows (max_rows_per_poll)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_agent_id_copied_into_many_interactions_counts_every_copy() {
+        // 2 kB of agent id × 100 interactions: 200 kB decoded from a 5 kB body (40×), over 8 × 16 kB.
+        let long = "a".repeat(2_000);
+        let b = body(1, 100, |_| long.clone());
+        assert!(b.len() < 16 * 1024);
+        let e = parse_bounded(&b, PollBound::new(1000, 16 * 1024)).unwrap_err();
+        assert!(e.to_string().contains("decoded bytes"), "{e}");
+        // The same interactions under a short id fit.
+        let b = body(1, 100, |_| "a".into());
+        assert_eq!(
+            parse_bounded(&b, PollBound::new(1000, 16 * 1024))
+                .unwrap()
+                .interactions
+                .len(),
+            100
+        );
     }
 }

@@ -14,15 +14,17 @@ pub mod report_stream;
 use std::borrow::Cow;
 use std::io::Read;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::http::{token_limiter, SourceHttp};
+use super::bound::PollBound;
+use super::http::{token_limiter, Body, SourceHttp};
 use super::SourceError;
-use crate::config::WolkvoxConfig;
+use crate::config::{PollConfig, WolkvoxConfig};
 use crate::event::report::ReportKind;
 use crate::event::SourceMeta;
 use crate::secret::Secret;
@@ -41,6 +43,10 @@ pub struct WolkvoxClient {
     /// A `chat_1` report is pulled for this source: real-time polling keeps what it saw of each
     /// interaction for the report's reconciliation ([`crate::event::reconciled::Sighting`]).
     pub reconcile: bool,
+    /// How much one poll of `interactions` may decode, and how long it may take.
+    pub interactions_limits: (PollBound, Duration),
+    /// Likewise for `agents`.
+    pub agents_limits: (PollBound, Duration),
 }
 
 /// Calls per token per day (in the operation's zone), persisted in the store; the vendor allows
@@ -76,6 +82,8 @@ impl WolkvoxClient {
                     .reports
                     .iter()
                     .any(|r| r.enabled && r.report == ReportKind::Chat1.name()),
+            interactions_limits: limits(cfg, &cfg.interactions),
+            agents_limits: limits(cfg, &cfg.agents),
         }))
     }
 
@@ -119,13 +127,14 @@ impl WolkvoxClient {
                 limit,
             });
         }
+        // Durable with the poll's commit, not a disk flush per call (a crash in between forgets
+        // the calls of the polls in flight; BENCHMARKS.md, P6).
         let used = q
             .store
-            .increment(&self.quota_key(), 1)
-            .map_err(|e| SourceError::Parse {
+            .increment_lazily(&self.quota_key(), 1)
+            .map_err(|e| SourceError::Store {
                 source_name: self.meta.name.clone(),
                 endpoint: endpoint.into(),
-                field: "<state store>".into(),
                 detail: e.to_string(),
             })?;
         metrics::gauge!("ccdc_vendor_calls_today", "source" => self.meta.name.clone())
@@ -173,6 +182,25 @@ impl WolkvoxClient {
         .map(|(rows, _answered)| rows)
     }
 
+    /// [`WolkvoxClient::report`] with the body given to `parse` whole when it announced a small
+    /// enough length ([`Body::Whole`]: a report window's rows are found in place), else streamed.
+    pub async fn report_body<T, F>(
+        &self,
+        report: &str,
+        endpoint: &str,
+        w: &Window,
+        parse: F,
+    ) -> Result<T, SourceError>
+    where
+        T: Send + 'static,
+        F: for<'b> FnOnce(Body<'b>) -> Result<T, SourceError> + Send + 'static,
+    {
+        let (ini, end) = (w.date_ini(), w.date_end());
+        let query = [("api", report), ("date_ini", &ini), ("date_end", &end)];
+        let req = self.request("reports_manager.php", &query, endpoint)?;
+        Ok(self.http.fetch_body_answered(endpoint, req, parse).await?.0)
+    }
+
     /// `GET {base_url}/real_time.php?api={api}`, the body streamed through `parse`.
     /// The parsed response, and when the vendor answered (UTC ms): the moment it describes.
     pub async fn real_time<T, F>(
@@ -189,6 +217,22 @@ impl WolkvoxClient {
             .await
     }
 
+    /// [`WolkvoxClient::real_time`] with the body given to `parse` whole when it announced a
+    /// small enough length ([`Body::Whole`]; the interactions snapshot is parsed from memory).
+    pub async fn real_time_body<T, F>(
+        &self,
+        api: &'static str,
+        endpoint: &'static str,
+        parse: F,
+    ) -> Result<(T, i64), SourceError>
+    where
+        T: Send + 'static,
+        F: for<'b> FnOnce(Body<'b>) -> Result<T, SourceError> + Send + 'static,
+    {
+        let req = self.request("real_time.php", &[("api", api)], endpoint)?;
+        self.http.fetch_body_answered(endpoint, req, parse).await
+    }
+
     /// Every Wolkvox call: counted against the daily budget, the token header, the shared limiter.
     async fn call<T, F>(
         &self,
@@ -201,26 +245,34 @@ impl WolkvoxClient {
         T: Send + 'static,
         F: FnOnce(&mut dyn Read) -> Result<T, SourceError> + Send + 'static,
     {
+        let req = self.request(script, query, endpoint)?;
+        self.http.fetch_answered(endpoint, req, parse).await
+    }
+
+    /// The request of one call, counted against the daily budget, with the token header.
+    fn request(
+        &self,
+        script: &str,
+        query: &[(&str, &str)],
+        endpoint: &str,
+    ) -> Result<reqwest::RequestBuilder, SourceError> {
         self.charge(endpoint)?;
         let token = self.token_header(endpoint)?;
-        let req = self
+        Ok(self
             .http
             .client()
             .get(format!("{}/{script}", self.base_url))
             .query(query)
-            .header("wolkvox-token", token);
-        self.http.fetch_answered(endpoint, req, parse).await
+            .header("wolkvox-token", token))
     }
 }
 
-/// Stream-decode a Wolkvox envelope whose rows are `T`; errors name the JSON path of the problem.
-pub fn decode_envelope<T: DeserializeOwned>(
-    source: &str,
-    endpoint: &str,
-    body: &mut dyn Read,
-) -> Result<Vec<T>, SourceError> {
-    let env: Envelope<Vec<T>> = super::decode_json(source, endpoint, body)?;
-    env.into_data(source, endpoint)
+/// The decoding bound and the time bound of one poll of the endpoint polled as `poll`.
+fn limits(cfg: &WolkvoxConfig, poll: &PollConfig) -> (PollBound, Duration) {
+    (
+        PollBound::new(poll.max_rows_per_poll, cfg.max_response_bytes),
+        poll.poll_timeout_for(cfg.request_timeout),
+    )
 }
 
 /// The Wolkvox response envelope; `D` is what `data` decodes into (usually a `Vec` of rows).

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::sources::http::Body;
 use crate::sources::SourceError;
 
 /// Stream a Wolkvox envelope, handing each row of `data` to `on_row` as it is parsed (the body is
@@ -24,19 +25,47 @@ pub fn stream_rows(
     limit: usize,
     on_row: impl FnMut(Box<RawValue>),
 ) -> Result<bool, SourceError> {
-    const OVERFLOW: &str = "\u{0}ccdc-row-limit";
-    let mut on_row = on_row;
-    let mut head = Head::default();
     // A concrete buffered reader: serde_json reads byte by byte, which must not be a virtual call.
     let mut de =
         serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, body));
+    envelope_rows(source, endpoint, &mut de, limit, on_row)
+}
+
+/// [`stream_rows`] of a body read whole ([`Body::Whole`]: parsed in place, each row's text found
+/// without going byte by byte through a reader) or streamed.
+pub fn body_rows(
+    source: &str,
+    endpoint: &str,
+    body: Body<'_>,
+    limit: usize,
+    on_row: impl FnMut(Box<RawValue>),
+) -> Result<bool, SourceError> {
+    match body {
+        Body::Whole(bytes) => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            envelope_rows(source, endpoint, &mut de, limit, on_row)
+        }
+        Body::Stream(r) => stream_rows(source, endpoint, r, limit, on_row),
+    }
+}
+
+fn envelope_rows<'de, R: serde_json::de::Read<'de>>(
+    source: &str,
+    endpoint: &str,
+    de: &mut serde_json::Deserializer<R>,
+    limit: usize,
+    on_row: impl FnMut(Box<RawValue>),
+) -> Result<bool, SourceError> {
+    const OVERFLOW: &str = "\u{0}ccdc-row-limit";
+    let mut on_row = on_row;
+    let mut head = Head::default();
     let seed = EnvelopeSeed {
         head: &mut head,
         on_row: &mut on_row,
         limit,
         count: 0,
     };
-    match seed.deserialize(&mut de) {
+    match seed.deserialize(de) {
         Ok(()) => {}
         Err(e) if e.to_string().starts_with(OVERFLOW) => return Ok(true),
         Err(e) => return Err(SourceError::from_json(source, endpoint, None, e)),

@@ -1,0 +1,265 @@
+//! Group commit: the pollers of one process hand their commits to one thread, which writes every
+//! commit waiting at that moment as **one** store batch — one flush (one sled write and sync) for
+//! all of them instead of one each, and one thread instead of a blocking thread per commit.
+//!
+//! Nothing about a single commit changes: each poller still waits until its commit is durable
+//! before it moves on (hands its snapshot to other feeds, counts the poll a success), and the
+//! publisher sees its events only once they are on disk. A group is one atomic batch, so a crash
+//! keeps all of it or none of it; a failed group fails every commit in it, and each of those
+//! pollers reloads its state from the store before its next diff, as after any failed commit.
+//! Commits of different feeds write different keys, so merging them changes no value.
+//!
+//! Grouping is adaptive: groups start at most every [`MIN_GAP`], and the commits that arrive in
+//! between wait and form the next group. A lone commit (the previous group started longer ago) is
+//! written at once; a thousand sources polled every 10 s (≈ 230 commits a second) share at most
+//! 50 flushes a second instead of queueing one each. A flush costs more than its write: sled
+//! hands each one to its own thread pool, whose idle threads are all woken for it (P6's profile:
+//! 30 % of the process's CPU went there with a flush per commit; BENCHMARKS.md).
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::store::{Store, StoreError, Write};
+
+/// Groups start at least this far apart: a commit waits at most this long for the group it joins.
+pub const MIN_GAP: Duration = Duration::from_millis(20);
+
+/// The most commits in one group.
+const MAX_GROUP: usize = 256;
+/// The most bytes (state values and events) in one group, unless one commit alone is larger.
+const MAX_GROUP_BYTES: usize = 32 << 20;
+
+struct Job {
+    writes: Vec<Write>,
+    events: Vec<Vec<u8>>,
+    done: oneshot::Sender<Result<(), StoreError>>,
+}
+
+impl Job {
+    fn bytes(&self) -> usize {
+        let writes: usize = self
+            .writes
+            .iter()
+            .map(|w| match w {
+                Write::Put(k, v) => k.len() + v.len(),
+                Write::Delete(k) => k.len(),
+            })
+            .sum();
+        writes + self.events.iter().map(Vec::len).sum::<usize>()
+    }
+}
+
+/// The committer of one store, shared by its pollers. Its thread ends when the last handle goes.
+pub struct GroupCommit {
+    tx: mpsc::Sender<Job>,
+}
+
+impl GroupCommit {
+    /// Start the committer thread of `store`.
+    pub fn start(store: Arc<dyn Store>) -> std::io::Result<Arc<GroupCommit>> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("ccdc-commit".into())
+            .spawn(move || {
+                let mut last: Option<Instant> = None;
+                while let Ok(first) = rx.recv() {
+                    if let Some(wait) =
+                        last.and_then(|l| (l + MIN_GAP).checked_duration_since(Instant::now()))
+                    {
+                        std::thread::sleep(wait);
+                    }
+                    last = Some(Instant::now());
+                    let mut group = vec![first];
+                    let mut bytes = group[0].bytes();
+                    while group.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
+                        match rx.try_recv() {
+                            Ok(job) => {
+                                bytes = bytes.saturating_add(job.bytes());
+                                group.push(job);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    write(&*store, group);
+                }
+            })?;
+        Ok(Arc::new(GroupCommit { tx }))
+    }
+
+    /// [`Store::commit`] of `writes` and `events`, in a group with whatever else is waiting;
+    /// durable when it returns `Ok`.
+    pub async fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        let (done, result) = oneshot::channel();
+        let job = Job {
+            writes,
+            events,
+            done,
+        };
+        let gone = || StoreError::Task {
+            what: "commit",
+            reason: "the committer thread is gone".into(),
+        };
+        self.tx.send(job).map_err(|_| gone())?;
+        result.await.map_err(|_| gone())?
+    }
+}
+
+/// Write `group` as one batch and answer every commit in it.
+fn write(store: &dyn Store, group: Vec<Job>) {
+    let (mut writes, mut events, mut waiting) = (Vec::new(), Vec::new(), Vec::new());
+    for job in group {
+        writes.extend(job.writes);
+        events.extend(job.events);
+        waiting.push(job.done);
+    }
+    match store.commit(writes, events) {
+        Ok(()) => {
+            for done in waiting {
+                let _ = done.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            for done in waiting {
+                let _ = done.send(Err(same(&e)));
+            }
+        }
+    }
+}
+
+/// An error that says what `e` says, equally retryable or not (every commit of a failed group
+/// gets one).
+fn same(e: &StoreError) -> StoreError {
+    let text = e.to_string();
+    match e {
+        StoreError::Corrupt { key, reason } => StoreError::Corrupt {
+            key: key.clone(),
+            reason: reason.clone(),
+        },
+        StoreError::Unavailable(r) => StoreError::Unavailable(r.clone()),
+        StoreError::Unusable(r) => StoreError::Unusable(r.clone()),
+        StoreError::Task { what, reason } => StoreError::Task {
+            what,
+            reason: reason.clone(),
+        },
+        _ if e.is_retryable() => StoreError::Io(text),
+        _ => StoreError::Task {
+            what: "commit",
+            reason: text,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// A store that counts its commits and holds each until released.
+    #[derive(Default)]
+    struct Held {
+        inner: MemoryStore,
+        entered: std::sync::atomic::AtomicUsize,
+        gate: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    }
+
+    impl Store for Held {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key)
+        }
+        fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError> {
+            self.entered
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if let Some(gate) = self.gate.lock().unwrap().as_ref() {
+                let _ = gate.recv();
+            }
+            self.inner.commit(writes, events)
+        }
+        fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            self.inner.scan_prefix(prefix)
+        }
+        fn increment(&self, key: &str, by: u64) -> Result<u64, StoreError> {
+            self.inner.increment(key, by)
+        }
+        fn outbox_after(
+            &self,
+            after: Option<u64>,
+            limit: usize,
+        ) -> Result<Vec<crate::store::OutboxEntry>, StoreError> {
+            self.inner.outbox_after(after, limit)
+        }
+        fn outbox_remove(&self, seqs: &[u64]) -> Result<(), StoreError> {
+            self.inner.outbox_remove(seqs)
+        }
+        fn outbox_len(&self) -> usize {
+            self.inner.outbox_len()
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            self.inner.flush()
+        }
+    }
+
+    fn put(k: &str) -> Vec<Write> {
+        vec![Write::Put(k.into(), k.as_bytes().to_vec())]
+    }
+
+    #[tokio::test]
+    async fn commits_waiting_together_are_written_as_one_batch_and_each_is_answered() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let store = Arc::new(Held::default());
+        let (open, gate) = std::sync::mpsc::channel();
+        *store.gate.lock().unwrap() = Some(gate);
+        let group = GroupCommit::start(store.clone()).unwrap();
+        // The first commit is held inside the store...
+        let first = tokio::spawn({
+            let g = group.clone();
+            async move { g.commit(put("a"), vec![b"a".to_vec()]).await }
+        });
+        while store.entered.load(SeqCst) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // ...while three more are handed over (each sends on its first poll).
+        let rest = futures::future::join_all(
+            ["b", "c", "d"].map(|k| group.commit(put(k), vec![k.as_bytes().to_vec()])),
+        );
+        tokio::pin!(rest);
+        assert!(futures::poll!(&mut rest).is_pending());
+        open.send(()).unwrap();
+        open.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        for r in rest.await {
+            r.unwrap();
+        }
+        assert_eq!(
+            store.entered.load(SeqCst),
+            2,
+            "the three commits that waited went in one batch"
+        );
+        for k in ["a", "b", "c", "d"] {
+            assert_eq!(store.get(k).unwrap(), Some(k.as_bytes().to_vec()));
+        }
+        assert_eq!(store.outbox_len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_failed_group_fails_every_commit_in_it_alike() {
+        let store = Arc::new(MemoryStore::default());
+        let group = GroupCommit::start(store.clone()).unwrap();
+        store.set_health(crate::store::StoreHealth::Failing("disk full".into()));
+        let e = group.commit(put("a"), vec![]).await.unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        assert!(e.to_string().contains("disk full"), "{e}");
+        store.set_health(crate::store::StoreHealth::Ok);
+        group.commit(put("a"), vec![]).await.unwrap();
+        assert_eq!(store.get("a").unwrap(), Some(b"a".to_vec()));
+        let unusable = StoreError::Unusable("x".into());
+        assert!(!same(&unusable).is_retryable());
+        let corrupt = StoreError::Corrupt {
+            key: "k".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(same(&corrupt).to_string(), corrupt.to_string());
+    }
+}

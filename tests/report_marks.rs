@@ -1,0 +1,163 @@
+//! The report feed's dedupe marks: one store entry per committed chunk (not one per row), read
+//! back by a feed that starts again on the same store, and marks written one per row by earlier
+//! versions still recognised (and moved into the grouped layout) after an upgrade. Driven by hand
+//! against the simulator and an in-memory store, as the poller drives it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use ccdc::event::report::ReportKind;
+use ccdc::event::Event;
+use ccdc::feed::{Feed, PollOutcome};
+use ccdc::reports::{Mode, ReportFeed, ReportPlan};
+use ccdc::simulator::reports::generated_row;
+use ccdc::simulator::{SimMode, SimServer, SimState};
+use ccdc::sources::wolkvox::WolkvoxClient;
+use ccdc::store::{MemoryStore, Store, Write};
+use chrono::NaiveDateTime;
+
+/// Four hours at one row per second: 14,400 rows, one window, three chunks.
+const HOURS: i64 = 4;
+
+fn from() -> NaiveDateTime {
+    chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap()
+}
+
+async fn simulator(token_env: &str) -> SimServer {
+    let state = SimState::new("marks-token", SimMode::Scripted(vec![]));
+    state.set_report_generation(1, 60_000);
+    std::env::set_var(token_env, "marks-token");
+    SimServer::start("127.0.0.1:0".parse().unwrap(), state)
+        .await
+        .unwrap()
+}
+
+/// A backfill feed of the four hours on `store`, restored from it as the poller does.
+fn feed(sim: &SimServer, token_env: &str, store: &Arc<MemoryStore>) -> ReportFeed {
+    let client = WolkvoxClient::new(&ccdc::simulator::wolkvox_source(
+        "marks",
+        &sim.base_url(),
+        token_env,
+    ))
+    .unwrap();
+    let plan = ReportPlan::past_range(ReportKind::Chat1, chrono::Duration::hours(HOURS));
+    let mode = Mode::Backfill {
+        from: from(),
+        to: from() + chrono::Duration::hours(HOURS),
+    };
+    let mut feed = ReportFeed::new(client, store.clone(), plan, mode);
+    feed.restore(&**store).unwrap();
+    feed
+}
+
+/// One poll committed as the poller commits it: the identities it published, and `more`.
+async fn step(feed: &mut ReportFeed, store: &MemoryStore, commit: bool) -> (Vec<String>, bool) {
+    let PollOutcome::Commit {
+        writes,
+        events,
+        more,
+        ..
+    } = feed.poll(1_800_000_000_000).await.unwrap()
+    else {
+        panic!("expected a commit")
+    };
+    let ids = events
+        .iter()
+        .map(|e| match e {
+            Event::ReportRow(r) => r.identity.clone(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    if commit {
+        let events = events.iter().map(ccdc::store::outbox::encode).collect();
+        store.commit(writes, events).unwrap();
+        feed.committed();
+    }
+    (ids, more)
+}
+
+async fn drain(feed: &mut ReportFeed, store: &MemoryStore) -> Vec<String> {
+    let mut published = Vec::new();
+    loop {
+        let (ids, more) = step(feed, store, true).await;
+        published.extend(ids);
+        if !more {
+            return published;
+        }
+    }
+}
+
+fn unique(ids: &[String]) -> HashSet<&str> {
+    let set: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(set.len(), ids.len(), "a row was published twice");
+    set
+}
+
+#[tokio::test]
+async fn a_chunks_marks_are_one_entry_and_a_restarted_feed_knows_them() {
+    let sim = simulator("MARKS_TOKEN_A").await;
+    let store = Arc::new(MemoryStore::default());
+    let mut first = feed(&sim, "MARKS_TOKEN_A", &store);
+    let (mut published, more) = step(&mut first, &store, true).await;
+    assert!(more);
+    let groups = store.scan_prefix("marks/marks/chat_1/").unwrap();
+    assert_eq!(groups.len(), 1, "one entry for the chunk's marks");
+    assert!(
+        store.scan_prefix("seen/").unwrap().is_empty(),
+        "none per row"
+    );
+    // The process ends before the next chunk; a new one pulls the window again.
+    drop(first);
+    let mut again = feed(&sim, "MARKS_TOKEN_A", &store);
+    published.extend(drain(&mut again, &store).await);
+    assert_eq!(unique(&published).len(), (HOURS * 3600) as usize);
+    assert_eq!(
+        store.scan_prefix("marks/marks/chat_1/").unwrap().len(),
+        3,
+        "three chunks, three entries (the repeated first chunk had no new rows)"
+    );
+    // The range pulled once more (as a look-back would): nothing new.
+    let mode = Mode::Backfill {
+        from: from(),
+        to: from() + chrono::Duration::hours(HOURS),
+    };
+    let cursor = ccdc::reports::cursor_key("marks", ReportKind::Chat1, mode);
+    store.commit(vec![Write::Delete(cursor)], vec![]).unwrap();
+    let mut third = feed(&sim, "MARKS_TOKEN_A", &store);
+    assert!(drain(&mut third, &store).await.is_empty());
+}
+
+#[tokio::test]
+async fn rows_marked_one_by_one_by_an_earlier_version_are_not_published_again() {
+    let sim = simulator("MARKS_TOKEN_B").await;
+    let store = Arc::new(MemoryStore::default());
+    // The first hour's rows, marked as earlier versions marked them: one JSON entry per row.
+    let tz: chrono_tz::Tz = "America/Bogota".parse().unwrap();
+    let legacy: Vec<Write> = (0..3600)
+        .map(|s| {
+            let row = generated_row("chat_1", from() + chrono::Duration::seconds(s));
+            let text = serde_json::to_string(&row).unwrap();
+            let d = ccdc::sources::wolkvox::report_rows::decode(ReportKind::Chat1, &text, tz);
+            Write::Put(
+                format!("seen/marks/chat_1/{}", d.identity.unwrap()),
+                format!(r#"{{"hash":"{}","at":1799999999000}}"#, d.hash).into_bytes(),
+            )
+        })
+        .collect();
+    store.commit(legacy, vec![]).unwrap();
+    let mut feed = feed(&sim, "MARKS_TOKEN_B", &store);
+    assert!(
+        store.scan_prefix("seen/").unwrap().is_empty(),
+        "moved at restore"
+    );
+    let published = drain(&mut feed, &store).await;
+    let set = unique(&published);
+    assert_eq!(
+        set.len(),
+        3 * 3600,
+        "only the three hours not marked before"
+    );
+    assert!(!set.contains("c-20261101000000") && set.contains("c-20261101010000"));
+}
