@@ -11,8 +11,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::avro::{schema_text, STREAMS};
+use crate::checkpoint::{CheckpointLog, Checkpoints};
 use crate::config::{Config, KafkaConfig, OutputKind, PollConfig, SourceConfig, TopicsConfig};
-use crate::encode::{AvroEncoder, JsonEncoder};
+use crate::encode::{AvroEncoder, JsonEncoder, SourceContexts};
 use crate::event::Stream;
 use crate::feed::{Feed, SnapshotFeed};
 use crate::observability::Health;
@@ -21,7 +22,9 @@ use crate::publisher::{Publisher, PublisherReport};
 use crate::registry::{resolve_id, subject_for_topic, HttpRegistry, RegistryError, SchemaRegistry};
 use crate::reports::{Mode, ReportFeed, ReportPlan};
 use crate::retry::{retry, Backoff};
+use crate::shard::Replica;
 use crate::sink::{EventSink, StdoutSink};
+use crate::sources::agent_state::{InteractionsView, PublishInteractions, WithAgentState};
 use crate::sources::comm100::{Comm100Agents, Comm100Client, Comm100Metrics, MetricsEndpoint};
 use crate::sources::vonage::{VonageInteractions, VonageSource};
 use crate::sources::wolkvox::agents::WolkvoxAgents;
@@ -58,13 +61,28 @@ pub fn feeds(
         match src {
             SourceConfig::Wolkvox(w) => {
                 let client = WolkvoxClient::with_quota(w, store.clone())?;
-                add(
-                    &mut out,
-                    WolkvoxInteractions(client.clone()),
-                    &w.interactions,
-                    true,
-                );
-                add(&mut out, WolkvoxAgents(client.clone()), &w.agents, true);
+                // agent-state: the agents feed joins the interactions feed's committed snapshots.
+                let state = &w.agent_state;
+                let join = (state.enabled && w.agents.enabled).then(InteractionsView::default);
+                let interactions = WolkvoxInteractions(client.clone());
+                match join.clone() {
+                    Some(view) => {
+                        let inner = interactions;
+                        let source = PublishInteractions { inner, view };
+                        add(&mut out, source, &w.interactions, true)
+                    }
+                    None => add(&mut out, interactions, &w.interactions, true),
+                }
+                let agents = WolkvoxAgents(client.clone());
+                match state.enabled {
+                    true => add(
+                        &mut out,
+                        WithAgentState::new(agents, state, join),
+                        &w.agents,
+                        true,
+                    ),
+                    false => add(&mut out, agents, &w.agents, true),
+                }
                 for r in w.reports.iter().filter(|r| r.enabled) {
                     let feed = ReportFeed::new(
                         client.clone(),
@@ -78,13 +96,23 @@ pub fn feeds(
                         interval: r.interval,
                         max_backoff: r.max_backoff,
                         confirm_empty_polls: 1,
+                        ..PollConfig::default()
                     };
                     out.push((Box::new(feed), poll));
                 }
             }
             SourceConfig::Comm100(c) => {
                 let client = Comm100Client::new(c)?;
-                add(&mut out, Comm100Agents(client.clone()), &c.agents, true);
+                let agents = Comm100Agents(client.clone());
+                match c.agent_state.enabled {
+                    true => add(
+                        &mut out,
+                        WithAgentState::new(agents, &c.agent_state, None),
+                        &c.agents,
+                        true,
+                    ),
+                    false => add(&mut out, agents, &c.agents, true),
+                }
                 for (endpoint, poll) in [
                     (MetricsEndpoint::Queue, &c.queue),
                     (MetricsEndpoint::Today, &c.today),
@@ -101,12 +129,18 @@ pub fn feeds(
                     );
                 }
             }
-            SourceConfig::Vonage(v) => add(
-                &mut out,
-                VonageInteractions(VonageSource::new(v)?),
-                &v.interactions,
-                true,
-            ),
+            SourceConfig::Vonage(v) => {
+                let latest = VonageInteractions(VonageSource::new(v)?);
+                match v.agent_state.enabled {
+                    true => add(
+                        &mut out,
+                        WithAgentState::new(latest, &v.agent_state, None),
+                        &v.interactions,
+                        true,
+                    ),
+                    false => add(&mut out, latest, &v.interactions, true),
+                }
+            }
         }
     }
     Ok(out)
@@ -128,6 +162,14 @@ pub fn registry_client(config: &Config) -> anyhow::Result<HttpRegistry> {
         .transpose()
         .with_context(|| "schema_registry.ca_file")?;
     Ok(HttpRegistry::new(&r.url, auth, r.timeout, ca.as_deref())?)
+}
+
+/// `kafka.record_headers`; without `[kafka]` (stdout) the default, CloudEvents.
+fn record_headers(config: &Config) -> crate::config::RecordHeaders {
+    config
+        .kafka
+        .as_ref()
+        .map_or_else(Default::default, |k| k.record_headers)
 }
 
 /// Resolve every stream's schema id, retrying while the registry is unavailable; a refusal is fatal.
@@ -176,23 +218,25 @@ async fn resolve_schema_ids(
     Ok(Some(ids))
 }
 
-/// Create topics, retrying while the cluster is unreachable. `false`: shutdown came first.
+/// Create the missing topics (when `kafka.create_topics`) and check the existing ones
+/// ([`crate::topics::ensure_topics`]), retrying while the cluster is unreachable. `Ok(false)`:
+/// shutdown came first; an error: the cluster or the configuration refuses for good.
 async fn ensure_topics(
     kafka: &KafkaConfig,
     topics: &TopicsConfig,
     stop: &CancellationToken,
-) -> bool {
-    let names: Vec<&str> = STREAMS.iter().map(|s| topics.for_stream(*s)).collect();
+) -> anyhow::Result<bool> {
+    let streams = crate::topics::stream_topics(topics);
     let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-    let created = retry(
-        "cannot create topics yet",
+    let settled = retry(
+        "cannot settle the topics yet",
         backoff,
         stop,
-        |_: &anyhow::Error| true,
-        || crate::kafka::ensure_topics(kafka, &names),
+        crate::topics::TopicsError::is_retryable,
+        || crate::topics::ensure_topics(kafka, &streams),
     )
-    .await;
-    matches!(created, Ok(Some(())))
+    .await?;
+    Ok(settled.is_some())
 }
 
 type PublisherTask = tokio::task::JoinHandle<anyhow::Result<Option<PublisherReport>>>;
@@ -206,7 +250,8 @@ pub struct Parts {
     /// Where schema ids come from: with a registry records are Avro (Confluent framing), without
     /// one they are JSON lines.
     pub registry: Option<Arc<dyn SchemaRegistry>>,
-    /// Create the topics in this cluster before publishing (`kafka.create_topics`).
+    /// Settle the topics in this cluster before publishing: create the missing ones (when
+    /// `kafka.create_topics`) and check the settings of the existing ones.
     pub create_topics: Option<KafkaConfig>,
 }
 
@@ -229,7 +274,7 @@ impl Parts {
                     store,
                     sink: Arc::new(crate::kafka::KafkaSink::new(kafka)?),
                     registry: Some(Arc::new(registry_client(config)?)),
-                    create_topics: Some(kafka.clone()).filter(|k| k.create_topics),
+                    create_topics: Some(kafka.clone()),
                 }
             }
         })
@@ -246,16 +291,47 @@ pub struct Pipeline {
     publisher: PublisherTask,
     publish_stop: CancellationToken,
     publish_abort: CancellationToken,
+    /// Report cursors checkpointed in Kafka ([`crate::checkpoint`]), when configured.
+    checkpoints: Option<Checkpoints>,
+    checkpoint_writer: Option<(tokio::task::JoinHandle<()>, CancellationToken)>,
 }
 
 impl Pipeline {
     /// [`Pipeline::with_parts`] on the parts the configuration names.
+    /// With the checkpoint topic the configuration names ([`Pipeline::with_checkpoints`]).
     pub fn start(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Pipeline> {
-        Ok(Self::with_parts(
-            config,
-            Parts::from_config(config)?,
-            shutdown,
-        ))
+        let pipeline = Self::with_parts(config, Parts::from_config(config)?, shutdown);
+        let log = crate::checkpoint::log_from_config(config)?;
+        let sources = config.sources.iter().map(|s| s.name().to_string());
+        Ok(pipeline.with_checkpoints(config, log, Replica::SINGLE, sources.collect(), shutdown))
+    }
+
+    /// Checkpoint the report cursors of `sources` in `log` (`None`: not checkpointed): read the
+    /// topic (report pollers resume from it, [`Pipeline::checkpoints`]) and start the writer, which
+    /// [`Pipeline::finish`] stops after the outbox is drained.
+    pub fn with_checkpoints(
+        mut self,
+        config: &Config,
+        log: Option<Arc<dyn CheckpointLog>>,
+        replica: Replica,
+        sources: Vec<String>,
+        shutdown: &CancellationToken,
+    ) -> Pipeline {
+        if let Some(log) = log {
+            let checkpoints = Checkpoints::start(log, replica, shutdown);
+            let stop = CancellationToken::new();
+            let writer = checkpoints.writer(self.store.clone(), sources);
+            let interval = config.checkpoints.interval;
+            let task = tokio::spawn(writer.run(checkpoints.clone(), interval, stop.clone()));
+            self.checkpoints = Some(checkpoints);
+            self.checkpoint_writer = Some((task, stop));
+        }
+        self
+    }
+
+    /// The checkpoints a report poller resumes from ([`Checkpoints::resume`]), when configured.
+    pub fn checkpoints(&self) -> Option<&Checkpoints> {
+        self.checkpoints.as_ref()
     }
 
     /// Start the publisher on `parts`. It begins once topics and schema ids are settled (retrying
@@ -277,9 +353,11 @@ impl Pipeline {
         let (publish_stop, publish_abort) = (CancellationToken::new(), CancellationToken::new());
         let publisher = Publisher {
             store: store.clone(),
-            encoder: Arc::new(JsonEncoder {
-                topics: config.topics.clone(),
-            }),
+            encoder: Arc::new(
+                JsonEncoder::new(config.topics.clone())
+                    .with_record_headers(record_headers(config))
+                    .with_contexts(SourceContexts::from_config(&config.sources)),
+            ),
             sink: sink.clone(),
             notify: notify.clone(),
             max_in_flight: config.publisher.max_in_flight,
@@ -296,16 +374,17 @@ impl Pipeline {
             let mut publisher = publisher;
             if let Some(registry) = registry {
                 if let Some(kafka) = &create_topics {
-                    if !ensure_topics(kafka, &config.topics, &shutdown).await {
+                    if !ensure_topics(kafka, &config.topics, &shutdown).await? {
                         return Ok(None);
                     }
                 }
                 let Some(ids) = resolve_schema_ids(&config, &*registry, &shutdown).await? else {
                     return Ok(None);
                 };
-                let headers = config.kafka.as_ref().is_none_or(|k| k.record_headers);
                 publisher.encoder = Arc::new(
-                    AvroEncoder::new(config.topics.clone(), &ids)?.with_record_headers(headers),
+                    AvroEncoder::new(config.topics.clone(), &ids)?
+                        .with_record_headers(record_headers(&config))
+                        .with_contexts(SourceContexts::from_config(&config.sources)),
                 );
             }
             anyhow::Ok(Some(publisher.run(stop, abort).await?))
@@ -318,6 +397,8 @@ impl Pipeline {
             publisher,
             publish_stop,
             publish_abort,
+            checkpoints: None,
+            checkpoint_writer: None,
         }
     }
 
@@ -353,6 +434,16 @@ impl Pipeline {
         if let Err(e) = self.sink.flush(remaining) {
             tracing::warn!(error = %e, "producer flush incomplete; unacknowledged events stay in the outbox");
         }
+        if let Some((mut task, stop)) = self.checkpoint_writer.take() {
+            stop.cancel();
+            if tokio::time::timeout_at(deadline.into(), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+                tracing::warn!("the last checkpoints were not written before the deadline (the cursors stay in the state directory)");
+            }
+        }
         self.store.flush()?;
         match outcome? {
             Some(report) => tracing::info!(
@@ -371,12 +462,37 @@ impl Pipeline {
 
 /// Run the service until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_as(config, None, shutdown).await
+}
+
+/// [`run`] as `replica` of a sharded deployment ([`crate::shard`]; `None`: every source): poll only
+/// its sources, drop the stale snapshots of a source it takes over, checkpoint report cursors.
+pub async fn run_as(
+    mut config: Config,
+    replica: Option<Replica>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     // Before the parts: the Kafka sink registers its metric handles when it is created.
     if config.observability.enabled {
         crate::observability::prometheus();
     }
+    let replica = replica.unwrap_or(Replica::SINGLE);
+    let owned = crate::shard::select(&mut config, replica);
     let parts = Parts::from_config(&config)?;
-    run_with(config, parts, shutdown).await
+    let names: Vec<&str> = owned.iter().map(String::as_str).collect();
+    for source in crate::shard::forget_taken_over(&*parts.store, replica, &names)? {
+        tracing::info!(source = %source, replica = %replica, "a source this replica did not poll in its last run: its stale stored snapshots are dropped, its first poll publishes `initial` events");
+    }
+    // Only report feeds have cursors to checkpoint (and to wait for the topic).
+    let reports = config
+        .sources
+        .iter()
+        .any(|s| matches!(s, SourceConfig::Wolkvox(w) if w.reports.iter().any(|r| r.enabled)));
+    let log = match reports {
+        true => crate::checkpoint::log_from_config(&config)?,
+        false => None,
+    };
+    run_parts(config, parts, replica, log, shutdown).await
 }
 
 /// [`run`] on the given parts (tests run the whole service in-process this way).
@@ -385,10 +501,28 @@ pub async fn run_with(
     parts: Parts,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_parts(config, parts, Replica::SINGLE, None, shutdown).await
+}
+
+/// [`run_with`], with the report cursors checkpointed in `checkpoints` as `replica`.
+pub async fn run_parts(
+    config: Config,
+    parts: Parts,
+    replica: Replica,
+    checkpoints: Option<Arc<dyn CheckpointLog>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     if config.observability.enabled {
         crate::observability::prometheus();
     }
-    let mut pipeline = Pipeline::with_parts(&config, parts, &shutdown);
+    let sources = config.sources.iter().map(|s| s.name().to_string());
+    let mut pipeline = Pipeline::with_parts(&config, parts, &shutdown).with_checkpoints(
+        &config,
+        checkpoints,
+        replica,
+        sources.collect(),
+        &shutdown,
+    );
     tracing::info!(state_dir = %config.state_dir.display(), outbox = pipeline.store.outbox_len(), sources = config.sources.len(), "ccdc starting");
     // Not a child of `shutdown`: pollers stop when the shutdown sequence says so, after it began.
     let poll_stop = CancellationToken::new();
@@ -436,15 +570,31 @@ pub async fn run_with(
     Ok(())
 }
 
+/// The runtime's blocking threads, at most (tokio's default is 512): vendor bodies are parsed on
+/// them, and every thread keeps its own allocator pages. A thousand sources polled at once grew
+/// 512 of them, ≈ 0.5 GB (BENCHMARKS.md, P6); a parse or commit that finds them all busy waits.
+pub const MAX_BLOCKING_THREADS: usize = 32;
+
+/// First polls are spread over at most this much time per feed (and never more than a feed's
+/// interval): a thousand sources do not all poll, parse and commit in the same instant, every
+/// interval, and a handful of feeds start at once.
+pub const START_SPREAD_PER_FEED: Duration = Duration::from_millis(5);
+
 /// One poller per enabled feed, each restored from the store (a corrupt stored state fails
-/// start-up) and polling until `stop`.
+/// start-up) and polling until `stop`; their commits share one group committer
+/// ([`crate::poller::commit`]) and their first polls are spread ([`START_SPREAD_PER_FEED`]).
 fn start_pollers(
     config: &Config,
     pipeline: &Pipeline,
     stop: &CancellationToken,
 ) -> anyhow::Result<JoinSet<()>> {
     let mut pollers = JoinSet::new();
-    for (feed, poll) in feeds(config, &pipeline.store)? {
+    let group = crate::poller::GroupCommit::start(pipeline.store.clone())
+        .context("cannot start the committer thread")?;
+    let feeds = feeds(config, &pipeline.store)?;
+    let n = feeds.len() as u32;
+    for (i, (feed, poll)) in (0u32..).zip(feeds) {
+        let spread = poll.interval.min(START_SPREAD_PER_FEED * n);
         let what = format!("source `{}` endpoint `{}`", feed.source(), feed.endpoint());
         let mut poller = Poller::new(
             feed,
@@ -456,9 +606,15 @@ fn start_pollers(
         .observe(
             pipeline.health.clone(),
             config.observability.heartbeat_every_polls,
-        );
+        )
+        .group_commit(group.clone())
+        .start_after(spread / n.max(1) * i);
         poller.load().with_context(|| what)?;
-        pollers.spawn(poller.run(stop.clone()));
+        match pipeline.checkpoints.clone() {
+            // A report feed waits for the checkpoint topic (and may resume from it) first.
+            Some(checkpoints) => pollers.spawn(checkpoints.run_poller(poller, stop.clone())),
+            None => pollers.spawn(poller.run(stop.clone())),
+        };
     }
     Ok(pollers)
 }

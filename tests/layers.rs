@@ -19,7 +19,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "config",
         ],
     ),
-    ("logic and storage", &["diff", "store"]),
+    ("logic and storage", &["diff", "store", "shard"]),
     ("vendors", &["sources"]),
     (
         "pipeline",
@@ -30,10 +30,12 @@ const LAYERS: &[(&str, &[&str])] = &[
             "sink",
             "encode",
             "kafka",
+            "topics",
             "feed",
             "reports",
             "poller",
             "publisher",
+            "checkpoint",
         ],
     ),
     (

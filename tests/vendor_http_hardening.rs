@@ -84,6 +84,7 @@ fn wolkvox(name: &str, base_url: String, token_env: &str) -> WolkvoxInteractions
         agents: PollConfig::default(),
         reports: vec![],
         daily_call_limit: None,
+        agent_state: Default::default(),
     };
     WolkvoxInteractions(WolkvoxClient::new(&cfg).unwrap())
 }

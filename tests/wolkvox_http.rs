@@ -47,6 +47,7 @@ fn source(
         agents: PollConfig::default(),
         reports: vec![],
         daily_call_limit: None,
+        agent_state: Default::default(),
     };
     f(&mut cfg);
     Arc::new(WolkvoxInteractions(WolkvoxClient::new(&cfg).unwrap()))
@@ -171,6 +172,7 @@ async fn the_daily_call_limit_is_counted_persisted_and_enforced() {
         agents: PollConfig::default(),
         reports: vec![],
         daily_call_limit: Some(2),
+        agent_state: Default::default(),
     };
     {
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());

@@ -10,13 +10,21 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
+mod agent_state;
+mod checkpoints;
 mod kafka_props;
 mod output;
+mod poll;
 mod reports;
 mod sources;
+mod topic_settings;
+pub use agent_state::*;
+pub use checkpoints::*;
 pub use output::*;
+pub use poll::*;
 pub use reports::*;
 pub use sources::*;
+pub use topic_settings::*;
 
 /// The vendor's documented ceilings (see ../shared/vendor-notes.md).
 pub mod limits {
@@ -83,6 +91,9 @@ pub struct Config {
     pub publisher: PublisherConfig,
     #[serde(default)]
     pub sources: Vec<SourceConfig>,
+    /// Report cursors checkpointed in a compacted Kafka topic (`[checkpoints]`).
+    #[serde(default)]
+    pub checkpoints: CheckpointsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +115,8 @@ pub struct TopicsConfig {
     pub heartbeat: String,
     /// `interaction-reconciled`: report chats set against what polling saw (Wolkvox `chat_1`).
     pub interactions_reconciled: String,
+    /// `agent-state`: the current state of every agent, a compacted topic keyed by agent.
+    pub agent_state: String,
 }
 
 impl Default for TopicsConfig {
@@ -119,6 +132,7 @@ impl Default for TopicsConfig {
             dead_letter: "ccdc.dead-letter".into(),
             heartbeat: "ccdc.heartbeat".into(),
             interactions_reconciled: "ccdc.interactions-reconciled".into(),
+            agent_state: "ccdc.agent-state".into(),
         }
     }
 }
@@ -138,6 +152,27 @@ impl TopicsConfig {
             Stream::DeadLetter => &self.dead_letter,
             Stream::Heartbeat => &self.heartbeat,
             Stream::InteractionsReconciled => &self.interactions_reconciled,
+            Stream::AgentState => &self.agent_state,
+        }
+    }
+
+    /// The `[topics]` key of each stream (`interactions`, `dead_letter`, ...): the name of its
+    /// `[kafka.topic_settings.<key>]` table, and what decides its topic's built-in settings
+    /// ([`topic_settings::STREAM_KINDS`]).
+    pub fn stream_key(s: crate::event::Stream) -> &'static str {
+        use crate::event::Stream;
+        match s {
+            Stream::Interactions => "interactions",
+            Stream::AgentStatus => "agent_status",
+            Stream::Comm100Queue => "comm100_queue",
+            Stream::Comm100Today => "comm100_today",
+            Stream::Comm100RightNow => "comm100_right_now",
+            Stream::WolkvoxChat1 => "wolkvox_chat_1",
+            Stream::WolkvoxDiagram9 => "wolkvox_diagram_9",
+            Stream::DeadLetter => "dead_letter",
+            Stream::Heartbeat => "heartbeat",
+            Stream::InteractionsReconciled => "interactions_reconciled",
+            Stream::AgentState => "agent_state",
         }
     }
 }
@@ -178,7 +213,9 @@ pub struct ObservabilityConfig {
     pub allow_remote: bool,
     /// A feed whose last success is older than this many intervals makes `/readyz` fail.
     pub stale_after_intervals: u32,
-    /// Publish a heartbeat record per feed every N successful polls (0: never).
+    /// Publish a heartbeat record per feed every N successful polls (0: never). The default, 1,
+    /// costs one record of about 100 bytes per feed per poll and tells "quiet" from "down" within
+    /// one interval.
     pub heartbeat_every_polls: u32,
 }
 
@@ -189,7 +226,7 @@ impl Default for ObservabilityConfig {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
             allow_remote: false,
             stale_after_intervals: 3,
-            heartbeat_every_polls: 10,
+            heartbeat_every_polls: 1,
         }
     }
 }
@@ -225,6 +262,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "topics",
     "publisher",
     "sources",
+    "checkpoints",
 ];
 
 fn env_overrides() -> Env {
@@ -308,6 +346,7 @@ impl Config {
             ("topics.dead_letter", &t.dead_letter),
             ("topics.heartbeat", &t.heartbeat),
             ("topics.interactions_reconciled", &t.interactions_reconciled),
+            ("topics.agent_state", &t.agent_state),
         ];
         for (i, (key, topic)) in topics.iter().enumerate() {
             validate_topic(key, topic)?;
@@ -318,6 +357,15 @@ impl Config {
                 ));
             }
         }
+        let cp = &self.checkpoints;
+        validate_topic("checkpoints.topic", &cp.topic)?;
+        if topics.iter().any(|(_, t)| **t == cp.topic) {
+            return Err(invalid(
+                "checkpoints.topic",
+                format!("`{}` is a stream's topic", cp.topic),
+            ));
+        }
+        cp.validate()?;
         if self.output == OutputKind::Kafka {
             let k = self
                 .kafka
