@@ -89,9 +89,9 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
 
 /// The number of events in an encoded segment (without reading its body).
 pub fn count(segment: &[u8]) -> Option<usize> {
-    match segment.first()? {
-        &VERSION => read_u32(segment, 1),
-        &LZ4_LAYOUT => read_u32(segment, 0),
+    match *segment.first()? {
+        VERSION => read_u32(segment, 1),
+        LZ4_LAYOUT => read_u32(segment, 0),
         _ => None,
     }
     .map(|n| n as usize)
