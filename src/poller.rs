@@ -46,6 +46,8 @@ pub struct Poller {
     commits: u64,
     polls: u64,
     health: Option<Arc<Health>>,
+    /// The feed's name in `health` (`<source> <endpoint>`).
+    health_name: String,
     heartbeat_every: u64,
     /// A commit failed: reload the feed's state from the store before the next diff.
     reload: bool,
@@ -54,6 +56,67 @@ pub struct Poller {
     group: Option<Arc<GroupCommit>>,
     /// How long [`Poller::run`] waits before its first poll (start-up spread over the feeds).
     first_delay: Duration,
+    /// The feed's metric handles, registered on first use ([`FeedMetrics`]).
+    metrics: Option<FeedMetrics>,
+}
+
+/// A feed's metric handles, each registered on its first use (as the macros would) and kept: a
+/// lookup by name and labels (two label strings made, hashed and compared) for every metric of
+/// every poll added up with a thousand sources.
+struct FeedMetrics {
+    labels: [(&'static str, String); 2],
+    polls: Option<metrics::Counter>,
+    last_success: Option<metrics::Gauge>,
+    failed: Option<metrics::Gauge>,
+    duration: Option<metrics::Histogram>,
+    size: Option<metrics::Gauge>,
+}
+
+impl FeedMetrics {
+    fn new(labels: [(&'static str, String); 2]) -> Self {
+        FeedMetrics {
+            labels,
+            polls: None,
+            last_success: None,
+            failed: None,
+            duration: None,
+            size: None,
+        }
+    }
+
+    /// A successful poll: counted, its time, the feed not failed.
+    fn success(&mut self) {
+        let FeedMetrics {
+            labels,
+            polls,
+            last_success,
+            failed,
+            ..
+        } = self;
+        polls
+            .get_or_insert_with(|| metrics::counter!("ccdc_polls_total", &*labels))
+            .increment(1);
+        last_success
+            .get_or_insert_with(|| metrics::gauge!("ccdc_last_success_timestamp_seconds", &*labels))
+            .set(chrono::Utc::now().timestamp() as f64);
+        failed
+            .get_or_insert_with(|| metrics::gauge!("ccdc_feed_failed", &*labels))
+            .set(0.0);
+    }
+
+    fn duration(&mut self, elapsed: Duration) {
+        let labels = &self.labels;
+        self.duration
+            .get_or_insert_with(|| metrics::histogram!("ccdc_poll_duration_seconds", labels))
+            .record(elapsed.as_secs_f64());
+    }
+
+    fn size(&mut self, size: usize) {
+        let labels = &self.labels;
+        self.size
+            .get_or_insert_with(|| metrics::gauge!("ccdc_snapshot_size", labels))
+            .set(size as f64);
+    }
 }
 
 /// Test-only crash point: `CCDC_FAILPOINT=kill-after-commit:<state key>:N` SIGKILLs the process right
@@ -121,11 +184,22 @@ impl Poller {
             commits: 0,
             polls: 0,
             health: None,
+            health_name: String::new(),
             heartbeat_every: 0,
             reload: false,
             group: None,
             first_delay: Duration::ZERO,
+            metrics: None,
         }
+    }
+
+    fn metrics(&mut self) -> &mut FeedMetrics {
+        if self.metrics.is_none() {
+            self.metrics = Some(FeedMetrics::new(self.labels()));
+        }
+        // Set just above; the default is never made.
+        self.metrics
+            .get_or_insert_with(|| FeedMetrics::new(Default::default()))
     }
 
     /// Commit through `group`, the committer the process's pollers share.
@@ -169,14 +243,15 @@ impl Poller {
 
     /// Report successes to `health` and publish a heartbeat every `heartbeat_every` successful polls.
     pub fn observe(mut self, health: Arc<Health>, heartbeat_every: u32) -> Self {
-        health.register(&self.health_key(), self.interval);
+        self.health_name = format!("{} {}", self.feed.source(), self.feed.endpoint());
+        health.register(&self.health_name, self.interval);
         self.health = Some(health);
         self.heartbeat_every = heartbeat_every as u64;
         self
     }
 
-    fn health_key(&self) -> String {
-        format!("{} {}", self.feed.source(), self.feed.endpoint())
+    fn health_key(&self) -> &str {
+        &self.health_name
     }
 
     fn heartbeat(&self, now_ms: i64, size: usize) -> Event {
@@ -259,7 +334,7 @@ impl Poller {
             metrics::counter!("ccdc_events_total", "source" => source.clone(), "type" => ty)
                 .increment(n);
         }
-        metrics::gauge!("ccdc_snapshot_size", "source" => source, "endpoint" => self.feed.endpoint().to_string()).set(size as f64);
+        self.metrics().size(size);
         Ok(CycleOutcome::Committed {
             size,
             events: total,
@@ -311,8 +386,7 @@ impl Poller {
                 .await
                 .unwrap_or_else(|panic| Err(FeedError::Panicked(panic_text(&*panic))));
             let elapsed = started.elapsed();
-            metrics::histogram!("ccdc_poll_duration_seconds", &self.labels())
-                .record(elapsed.as_secs_f64());
+            self.metrics().duration(elapsed);
             let wait = span.in_scope(|| match result {
                 Ok(outcome) => {
                     backoff.reset();
@@ -332,7 +406,7 @@ impl Poller {
 
     fn report_success(&self) {
         if let Some(h) = &self.health {
-            h.success(&self.health_key());
+            h.success(self.health_key());
         }
     }
 
@@ -345,14 +419,18 @@ impl Poller {
 
     /// Whether to hold off polling because the outbox is over its bound; logs and gauges the change.
     fn pause_for_outbox(&self, paused: &mut bool) -> bool {
+        let over = self.health.as_ref().filter(|h| h.outbox_over_bound());
+        if over.is_none() && !*paused {
+            return false;
+        }
         let labels = self.labels();
-        if let Some(h) = self.health.as_ref().filter(|h| h.outbox_over_bound()) {
+        if let Some(h) = over {
             if !*paused {
                 tracing::warn!(source = %labels[0].1, endpoint = %labels[1].1, outbox = self.store.outbox_len(), "outbox over its bound: polling paused until the publisher catches up");
             }
             *paused = true;
             metrics::gauge!("ccdc_poller_paused", &labels).set(1.0);
-            h.success(&self.health_key()); // paused on purpose: staleness is reported by the outbox bound
+            h.success(self.health_key()); // paused on purpose: staleness is reported by the outbox bound
             return true;
         }
         if std::mem::take(paused) {
@@ -363,12 +441,8 @@ impl Poller {
     }
 
     /// Metrics and log of a successful cycle; the wait before the next one.
-    fn succeeded(&self, outcome: CycleOutcome, elapsed: Duration) -> Duration {
-        let labels = self.labels();
-        metrics::counter!("ccdc_polls_total", &labels).increment(1);
-        metrics::gauge!("ccdc_last_success_timestamp_seconds", &labels)
-            .set(chrono::Utc::now().timestamp() as f64);
-        metrics::gauge!("ccdc_feed_failed", &labels).set(0.0);
+    fn succeeded(&mut self, outcome: CycleOutcome, elapsed: Duration) -> Duration {
+        self.metrics().success();
         let more = match outcome {
             CycleOutcome::Committed { size, events, more } => {
                 tracing::info!(
@@ -380,7 +454,7 @@ impl Poller {
                 more
             }
             CycleOutcome::Held { reason } => {
-                metrics::counter!("ccdc_polls_held_total", &labels).increment(1);
+                metrics::counter!("ccdc_polls_held_total", &self.labels()).increment(1);
                 tracing::warn!(%reason, "observation not believed yet; nothing committed");
                 false
             }
@@ -403,13 +477,13 @@ impl Poller {
         metrics::counter!("ccdc_poll_failures_total", "source" => source.1.clone(), "endpoint" => endpoint.1.clone(), "kind" => kind).increment(1);
         let wait = backoff.fail();
         if let (FeedError::Panicked(_), Some(h)) = (e, &self.health) {
-            h.failed(&self.health_key(), e.to_string());
+            h.failed(self.health_key(), e.to_string());
             tracing::error!(error = %e, kind, retry_in_ms = wait.as_millis() as u64, "poll panicked: nothing committed; the feed is reported failed until a poll succeeds");
             return wait;
         }
         if !e.is_retryable() {
             if let Some(h) = &self.health {
-                h.failed(&self.health_key(), e.to_string());
+                h.failed(self.health_key(), e.to_string());
             }
             metrics::gauge!("ccdc_feed_failed", "source" => source.1, "endpoint" => endpoint.1)
                 .set(1.0);

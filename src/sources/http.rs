@@ -1,8 +1,9 @@
-//! Shared HTTP concerns for every vendor: one client per source with the call timeout, a per-token
-//! concurrency limiter shared by every source using the same token, a response-size ceiling enforced
-//! while reading, and status classification into [`SourceError`]. A body that announces a length
-//! up to [`WHOLE_BODY_MAX`] is read whole and parsed from memory; any other is streamed through its
-//! parser, never held whole.
+//! Shared HTTP concerns for every vendor: one client per process (`shared_client`) with each
+//! source's call timeout on its requests, a per-token concurrency limiter shared by every source
+//! using the same token, a response-size ceiling enforced while reading, and status
+//! classification into [`SourceError`]. A body that announces a length up to [`WHOLE_BODY_MAX`]
+//! is read whole and parsed from memory (up to [`INLINE_PARSE_MAX`], on the polling task); any
+//! other is streamed through its parser, never held whole.
 //!
 //! Redirects are followed only within the origin (scheme, host, port) of the request: vendor
 //! tokens travel in headers (`wolkvox-token`, which reqwest does not strip on a cross-host
@@ -137,7 +138,7 @@ fn shared_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::
     Ok(client)
 }
 
-/// An HTTP client bound to one source: the process's shared client ([`shared_client`]) with the
+/// An HTTP client bound to one source: the process's shared client (`shared_client`) with the
 /// source's call timeout on every request.
 #[derive(Clone)]
 pub struct SourceHttp {

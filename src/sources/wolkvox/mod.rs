@@ -3,7 +3,8 @@
 //! Every call: `GET {base_url}/<endpoint>.php?api=...` with header `wolkvox-token`. Envelope
 //! `{code, error, msg, data}`: `code` is a number on some endpoints and a string on others; 200, 201
 //! and 202 mean success. Every field in `data` is a string (numbers tolerated); `""` means no value.
-//! One client per source; every request of every source using the same token shares one limiter.
+//! One client per source (on the process's shared HTTP client); every request of every source
+//! using the same token shares one limiter.
 
 pub mod agents;
 mod flat;
