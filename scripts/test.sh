@@ -53,6 +53,10 @@ step "pip install the interop consumer and the consumer recipe of examples/pytho
 python3 -m pip install -q --disable-pip-version-check -r tests/interop/requirements.txt \
   -r examples/python/requirements.txt
 
+# The benchmarks' P5 baseline, a straightforward Python poller (benches/python_poller/).
+step "pip install the Python poller of the benchmarks"
+python3 -m pip install -q --disable-pip-version-check -r benches/python_poller/requirements.txt
+
 # kubernetes-validate bundles Kubernetes' JSON schemas (it works offline): tests/deploy.rs
 # validates deploy/kubernetes/ with it.
 step "pip install the Kubernetes manifest validator"

@@ -115,16 +115,13 @@ fn run_python(base_url: &str, bootstrap: &str, registry: &str, cycles: usize) ->
     snapshot::parse_cycles("the Python poller", &out.stdout)
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "NOT MET"
-    }
-}
-
-/// P5: run both pollers, print the ratios with their targets and verdicts.
-pub fn p5(rt: &tokio::runtime::Runtime, exe: &Path, bootstrap: &str, n: usize, cycles: usize) {
+/// P5: run both pollers, print the ratios with their targets and (`full`) verdicts.
+pub fn p5(
+    rt: &tokio::runtime::Runtime,
+    exe: &Path,
+    bootstrap: &str,
+    (n, cycles, full): (usize, usize, bool),
+) {
     if let Some(why) = missing() {
         println!("P5 ccdc against a Python poller: NOT RUN: {why}");
         return;
@@ -144,8 +141,8 @@ pub fn p5(rt: &tokio::runtime::Runtime, exe: &Path, bootstrap: &str, n: usize, c
     let (cpu_ratio, rss_ratio) = (c_cpu / p_cpu, c_rss / p_rss);
     println!(
         "P5 ccdc against a Python poller ({n} interactions, 1% changing, {cycles} steady cycles each, side by side): CPU per steady cycle ccdc {c_cpu:.0} ms, Python {p_cpu:.0} ms, ratio {cpu_ratio:.3} (target ≤ {CPU_RATIO:.2}: {}); peak RSS ccdc {c_rss:.0} MB, Python {p_rss:.0} MB, ratio {rss_ratio:.2} (≤ {RSS_RATIO:.2}: {})",
-        verdict(cpu_ratio <= CPU_RATIO),
-        verdict(rss_ratio <= RSS_RATIO),
+        snapshot::verdict(cpu_ratio <= CPU_RATIO, full),
+        snapshot::verdict(rss_ratio <= RSS_RATIO, full),
     );
     println!(
         "   P5 detail: wall per steady cycle ccdc {:.0} ms, Python {:.0} ms; fetch + parse + diff (+ commit for ccdc) {:.0} / {:.0} ms; first cycle ccdc {:.0} ms ({:.0} ms CPU), Python {:.0} ms ({:.0} ms CPU); events in the steady cycles ccdc {}, Python {}",

@@ -6,7 +6,7 @@
 //! interaction id, `ENDED` before `STARTED` within one interaction, so a consumer reading one key sees
 //! the old agent's end before the new agent's start.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -151,10 +151,7 @@ pub fn diff_interactions_events(
     previous: Option<&InteractionSnapshot>,
     current: &InteractionSnapshot,
 ) -> Vec<Event> {
-    diff_interactions(meta, previous, current)
-        .into_iter()
-        .map(Event::Interaction)
-        .collect()
+    diff_into(meta, previous, current, Event::Interaction)
 }
 
 /// Derive the events that lead from `previous` to `current`. `previous = None` means this is the
@@ -164,6 +161,17 @@ pub fn diff_interactions(
     previous: Option<&InteractionSnapshot>,
     current: &InteractionSnapshot,
 ) -> Vec<InteractionEvent> {
+    diff_into(meta, previous, current, |e| e)
+}
+
+/// The events of [`diff_interactions`], each wrapped by `wrap` as it is made (a first poll makes
+/// 60,000: they are built once, in their final order and list).
+fn diff_into<T>(
+    meta: &SourceMeta,
+    previous: Option<&InteractionSnapshot>,
+    current: &InteractionSnapshot,
+    wrap: impl Fn(InteractionEvent) -> T,
+) -> Vec<T> {
     let empty = Interactions::default();
     let prev = previous.map_or(&empty, |p| &p.interactions);
     let window = Window::new(meta, previous.map(|p| p.observed_at), current.observed_at);
@@ -175,40 +183,41 @@ pub fn diff_interactions(
             At::Both(..) => {}
         }
     }
-    // Transfers need both sides (a first poll has no ended side at all).
-    let (ended_at, started_at) = match ended.is_empty() || started.is_empty() {
-        true => Default::default(),
-        false => (first_agents(&ended), first_agents(&started)),
+    // The order: by interaction, ENDED before STARTED, then by agent. A transfer's counterpart
+    // is the first agent (in id order) on the other side with the same interaction.
+    let by_key = |a: &Interaction, b: &Interaction| {
+        (a.interaction_id, a.agent_id).cmp(&(b.interaction_id, b.agent_id))
     };
+    ended.sort_unstable_by(by_key);
+    started.sort_unstable_by(by_key);
     let mut events = Vec::with_capacity(ended.len() + started.len());
-    for v in &ended {
-        let counterpart = started_at.get(v.interaction_id).map(|a| a.to_string());
-        events.push(window.snapshot_event(InteractionEventType::Ended, v, counterpart));
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let id = match (ended.get(i), started.get(j)) {
+            (Some(e), Some(s)) => e.interaction_id.min(s.interaction_id),
+            (Some(e), None) => e.interaction_id,
+            (None, Some(s)) => s.interaction_id,
+            (None, None) => break,
+        };
+        let (from, to) = (i, j);
+        while ended.get(i).is_some_and(|e| e.interaction_id == id) {
+            i += 1;
+        }
+        while started.get(j).is_some_and(|s| s.interaction_id == id) {
+            j += 1;
+        }
+        let (ends, starts) = (&ended[from..i], &started[to..j]);
+        let counterpart = |side: &[Interaction]| side.first().map(|v| v.agent_id.to_string());
+        for v in ends {
+            let e = window.snapshot_event(InteractionEventType::Ended, v, counterpart(starts));
+            events.push(wrap(e));
+        }
+        for v in starts {
+            let e = window.snapshot_event(InteractionEventType::Started, v, counterpart(ends));
+            events.push(wrap(e));
+        }
     }
-    for v in &started {
-        let counterpart = ended_at.get(v.interaction_id).map(|a| a.to_string());
-        events.push(window.snapshot_event(InteractionEventType::Started, v, counterpart));
-    }
-    // Stable order: by interaction, ENDED before STARTED, then by agent.
-    fn order(e: &InteractionEvent) -> (&str, bool, &str) {
-        let started = e.event_type == InteractionEventType::Started;
-        (e.interaction_id.as_str(), started, e.agent_id.as_str())
-    }
-    // (No two events share a key: each pair of interaction and agent is on one side.)
-    events.sort_unstable_by(|a, b| order(a).cmp(&order(b)));
     events
-}
-
-/// For a transfer: by interaction id, the first agent (in id order) of one side of the window
-/// that has it.
-fn first_agents<'a>(side: &[Interaction<'a>]) -> HashMap<&'a str, &'a str> {
-    let mut out: HashMap<&str, &str> = HashMap::with_capacity(side.len());
-    for v in side {
-        out.entry(v.interaction_id)
-            .and_modify(|a| *a = (*a).min(v.agent_id))
-            .or_insert(v.agent_id);
-    }
-    out
 }
 
 /// One observation window of one source: what every interaction event of its diff shares (the
@@ -325,164 +334,4 @@ impl<'a> Window<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use InteractionEventType::*;
-
-    #[test]
-    fn merge_walks_both_maps_in_key_order() {
-        let a: BTreeMap<i32, char> = [(1, 'a'), (3, 'c'), (5, 'e')].into();
-        let b: BTreeMap<i32, char> = [(0, 'z'), (3, 'C'), (6, 'f')].into();
-        let steps: Vec<String> = merge(&a, &b)
-            .map(|m| match m {
-                Merged::Left(k, v) => format!("L{k}{v}"),
-                Merged::Right(k, v) => format!("R{k}{v}"),
-                Merged::Both(k, l, r) => format!("B{k}{l}{r}"),
-            })
-            .collect();
-        assert_eq!(steps, ["R0z", "L1a", "B3cC", "L5e", "R6f"]);
-        assert_eq!(merge(&a, &BTreeMap::new()).count(), 3);
-    }
-
-    fn meta() -> SourceMeta {
-        SourceMeta {
-            name: "ops".into(),
-            vendor: "wolkvox".into(),
-        }
-    }
-
-    fn snap(at: i64, pairs: &[(&str, &str)]) -> InteractionSnapshot {
-        InteractionSnapshot {
-            observed_at: at,
-            interactions: pairs
-                .iter()
-                .map(|(agent, conn)| {
-                    (
-                        InteractionKey {
-                            interaction_id: conn.to_string(),
-                            agent_id: agent.to_string(),
-                        },
-                        ActiveInteraction {
-                            subject: Some(format!("subj-{conn}")),
-                            ..Default::default()
-                        },
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    fn brief(
-        ev: &[InteractionEvent],
-    ) -> Vec<(InteractionEventType, &str, &str, bool, Option<&str>)> {
-        ev.iter()
-            .map(|e| {
-                (
-                    e.event_type,
-                    e.agent_id.as_str(),
-                    e.interaction_id.as_str(),
-                    e.transfer,
-                    e.transfer_agent_id.as_deref(),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn initial_snapshot_starts_everything_marked_initial() {
-        let cur = snap(1000, &[("a1", "c2"), ("a1", "c1"), ("a2", "c3")]);
-        let ev = diff_interactions(&meta(), None, &cur);
-        assert_eq!(
-            brief(&ev),
-            vec![
-                (Started, "a1", "c1", false, None),
-                (Started, "a1", "c2", false, None),
-                (Started, "a2", "c3", false, None)
-            ]
-        );
-        assert!(ev
-            .iter()
-            .all(|e| e.initial && e.previous_observed_at.is_none() && e.observed_at == 1000));
-        assert_eq!(ev[0].subject.as_deref(), Some("subj-c1"));
-    }
-
-    #[test]
-    fn appear_and_disappear() {
-        let prev = snap(1000, &[("a1", "c1"), ("a2", "c3")]);
-        let cur = snap(2000, &[("a1", "c1"), ("a2", "c4")]);
-        let ev = diff_interactions(&meta(), Some(&prev), &cur);
-        assert_eq!(
-            brief(&ev),
-            vec![
-                (Ended, "a2", "c3", false, None),
-                (Started, "a2", "c4", false, None)
-            ]
-        );
-        assert!(ev
-            .iter()
-            .all(|e| !e.initial && e.previous_observed_at == Some(1000) && e.observed_at == 2000));
-        // The ended event carries what was last seen of the interaction.
-        assert_eq!(ev[0].subject.as_deref(), Some("subj-c3"));
-    }
-
-    #[test]
-    fn transfer_ends_old_agent_then_starts_new_agent() {
-        let prev = snap(1000, &[("a1", "c1")]);
-        let cur = snap(2000, &[("a2", "c1")]);
-        let ev = diff_interactions(&meta(), Some(&prev), &cur);
-        assert_eq!(
-            brief(&ev),
-            vec![
-                (Ended, "a1", "c1", true, Some("a2")),
-                (Started, "a2", "c1", true, Some("a1"))
-            ]
-        );
-    }
-
-    #[test]
-    fn identical_and_empty_snapshots_yield_nothing() {
-        let prev = snap(1000, &[("a1", "c1")]);
-        assert!(diff_interactions(&meta(), Some(&prev), &snap(2000, &[("a1", "c1")])).is_empty());
-        assert!(diff_interactions(&meta(), Some(&snap(1, &[])), &snap(2, &[])).is_empty());
-        assert!(diff_interactions(&meta(), None, &snap(2, &[])).is_empty());
-    }
-
-    #[test]
-    fn everything_ending_is_reported_when_the_snapshot_says_so() {
-        let prev = snap(1000, &[("a1", "c1"), ("a2", "c2")]);
-        let ev = diff_interactions(&meta(), Some(&prev), &snap(2000, &[]));
-        assert_eq!(
-            brief(&ev),
-            vec![
-                (Ended, "a1", "c1", false, None),
-                (Ended, "a2", "c2", false, None)
-            ]
-        );
-    }
-
-    #[test]
-    fn ids_are_stable_for_the_same_transition_and_differ_for_a_later_one() {
-        let prev = snap(1000, &[]);
-        let cur = snap(2000, &[("a1", "c1")]);
-        let first = diff_interactions(&meta(), Some(&prev), &cur);
-        // Re-deriving from the same base (e.g. after a crash before commit) gives the same id,
-        // even if the re-poll happened at another time.
-        let again = diff_interactions(&meta(), Some(&prev), &snap(2500, &[("a1", "c1")]));
-        assert_eq!(first[0].event_id, again[0].event_id);
-        // The same interaction starting again at the same agent later is a different transition.
-        let later = diff_interactions(
-            &meta(),
-            Some(&snap(3000, &[])),
-            &snap(4000, &[("a1", "c1")]),
-        );
-        assert_ne!(first[0].event_id, later[0].event_id);
-    }
-
-    #[test]
-    fn snapshot_round_trips_through_json() {
-        let s = snap(5, &[("a1", "c1"), ("a2", "c1")]);
-        let back: InteractionSnapshot =
-            serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
-        assert_eq!(s, back);
-    }
-}
+mod tests;

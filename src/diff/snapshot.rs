@@ -25,6 +25,7 @@ use serde::ser::{Serialize, SerializeSeq, Serializer};
 use super::{ActiveInteraction, InteractionKey};
 
 mod build;
+mod spare;
 
 pub use build::Builder;
 
@@ -431,6 +432,12 @@ impl FromIterator<(InteractionKey, ActiveInteraction)> for Interactions {
             Ok(it) => it,
             Err(e) => panic!("collecting interactions: {e}"),
         }
+    }
+}
+
+impl Drop for Interactions {
+    fn drop(&mut self) {
+        spare::SPARE.keep(&mut self.entries, &mut self.text);
     }
 }
 

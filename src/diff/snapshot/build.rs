@@ -21,6 +21,12 @@ impl Builder {
     /// Room for `entries` interactions and `text` bytes of text (a snapshot's size is usually
     /// close to the previous one's: no regrowing, no copies).
     pub fn with_capacity(entries: usize, text: usize) -> Self {
+        if let Some((e, t)) = super::spare::SPARE.take(entries, text) {
+            return Builder {
+                text: t,
+                entries: e,
+            };
+        }
         Builder {
             text: String::with_capacity(text),
             entries: Vec::with_capacity(entries),

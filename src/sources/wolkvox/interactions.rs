@@ -50,12 +50,20 @@ impl SnapshotSource for WolkvoxInteractions {
         let room = previous.map_or((0, 0), |p| {
             (p.interactions.len(), p.interactions.text_bytes())
         });
-        let (parsed, answered) = self
+        let (decoded, answered) = self
             .0
             .real_time_body("interactions", INTERACTIONS_ENDPOINT, move |body| {
                 wire::parse(&name, bound, body, room)
             })
             .await?;
+        // Put in order on a blocking thread too, once the body is released.
+        let parsed = tokio::task::spawn_blocking(move || decoded.finish())
+            .await
+            .map_err(|e| SourceError::Internal {
+                source_name: self.0.meta.name.clone(),
+                endpoint: INTERACTIONS_ENDPOINT.into(),
+                detail: format!("the ordering task did not finish: {e}"),
+            })?;
         // The snapshot is of the moment the vendor answered, not of when the poll began.
         let at = answered.max(observed_at);
         Ok(settled(&self.0.meta.name, self.0.tz, parsed, at, previous))
@@ -123,7 +131,7 @@ pub fn parse_interactions_body(
     bound: PollBound,
     body: Body<'_>,
 ) -> Result<InteractionSnapshot, SourceError> {
-    let parsed = wire::parse(source, bound, body, (0, 0))?;
+    let parsed = wire::parse(source, bound, body, (0, 0))?.finish();
     let mut snap = InteractionSnapshot {
         observed_at,
         interactions: parsed.interactions,
@@ -150,7 +158,7 @@ pub fn parse_interactions_after(
     let room = previous.map_or((0, 0), |p| {
         (p.interactions.len(), p.interactions.text_bytes())
     });
-    let parsed = wire::parse(source, bound, body, room)?;
+    let parsed = wire::parse(source, bound, body, room)?.finish();
     Ok(settled(source, tz, parsed, observed_at, previous))
 }
 

@@ -26,6 +26,20 @@ pub struct Parsed {
     pub duplicates: usize,
 }
 
+/// One read response, its interactions not yet in order ([`Decoded::finish`]: once the body is
+/// released, so a poll's peak holds one of them).
+pub struct Decoded(Builder);
+
+impl Decoded {
+    pub fn finish(self) -> Parsed {
+        let (interactions, duplicates) = self.0.finish();
+        Parsed {
+            interactions,
+            duplicates,
+        }
+    }
+}
+
 thread_local! {
     /// The room to make for the snapshot being decoded on this thread (interactions, text bytes).
     static ROOM: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
@@ -39,7 +53,7 @@ pub fn parse(
     bound: PollBound,
     body: Body<'_>,
     room: (usize, usize),
-) -> Result<Parsed, SourceError> {
+) -> Result<Decoded, SourceError> {
     let margin = |n: usize| n.saturating_add(n / 16);
     ROOM.with(|r| r.set((margin(room.0), margin(room.1))));
     let (env, _) = match body {
@@ -47,11 +61,7 @@ pub fn parse(
         Body::Stream(r) => decode_bounded::<Envelope<Folded>>(source, EP, r, bound.tally())?,
     };
     let Folded(builder) = env.into_data(source, EP)?;
-    let (interactions, duplicates) = builder.finish();
-    Ok(Parsed {
-        interactions,
-        duplicates,
-    })
+    Ok(Decoded(builder))
 }
 
 fn decode_whole(
