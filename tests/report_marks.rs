@@ -16,8 +16,8 @@ use ccdc::sources::wolkvox::WolkvoxClient;
 use ccdc::store::{MemoryStore, Store, Write};
 use chrono::NaiveDateTime;
 
-/// Four hours at one row per second: 14,400 rows, one window, three chunks.
-const HOURS: i64 = 4;
+/// Eight hours at one row per second: 28,800 rows, one window, three chunks.
+const HOURS: i64 = 8;
 
 fn from() -> NaiveDateTime {
     chrono::NaiveDate::from_ymd_opt(2026, 11, 1)
@@ -111,12 +111,27 @@ async fn a_chunks_marks_are_one_entry_and_a_restarted_feed_knows_them() {
     // The process ends before the next chunk; a new one pulls the window again.
     drop(first);
     let mut again = feed(&sim, "MARKS_TOKEN_A", &store);
-    published.extend(drain(&mut again, &store).await);
+    let mut chunks = 0;
+    loop {
+        let (ids, more) = step(&mut again, &store, true).await;
+        if chunks == 0 {
+            assert!(
+                ids.is_empty(),
+                "the first chunk's rows are known by their marks"
+            );
+        }
+        chunks += 1;
+        published.extend(ids);
+        if !more {
+            break;
+        }
+    }
+    assert!(chunks >= 3, "{chunks}");
     assert_eq!(unique(&published).len(), (HOURS * 3600) as usize);
     assert_eq!(
         store.scan_prefix("marks/marks/chat_1/").unwrap().len(),
-        3,
-        "three chunks, three entries (the repeated first chunk had no new rows)"
+        chunks,
+        "one entry per chunk with new rows (the repeated first chunk had none)"
     );
     // The range pulled once more (as a look-back would): nothing new.
     let mode = Mode::Backfill {
@@ -133,9 +148,10 @@ async fn a_chunks_marks_are_one_entry_and_a_restarted_feed_knows_them() {
 async fn rows_marked_one_by_one_by_an_earlier_version_are_not_published_again() {
     let sim = simulator("MARKS_TOKEN_B").await;
     let store = Arc::new(MemoryStore::default());
-    // The first hour's rows, marked as earlier versions marked them: one JSON entry per row.
+    // The first three hours' rows, marked as earlier versions marked them: one JSON entry per
+    // row (more than the first chunk holds: marks of rows in later chunks are found too).
     let tz: chrono_tz::Tz = "America/Bogota".parse().unwrap();
-    let legacy: Vec<Write> = (0..3600)
+    let legacy: Vec<Write> = (0..3 * 3600)
         .map(|s| {
             let row = generated_row("chat_1", from() + chrono::Duration::seconds(s));
             let text = serde_json::to_string(&row).unwrap();
@@ -156,8 +172,8 @@ async fn rows_marked_one_by_one_by_an_earlier_version_are_not_published_again() 
     let set = unique(&published);
     assert_eq!(
         set.len(),
-        3 * 3600,
-        "only the three hours not marked before"
+        (HOURS as usize - 3) * 3600,
+        "only the hours not marked before"
     );
-    assert!(!set.contains("c-20261101000000") && set.contains("c-20261101010000"));
+    assert!(!set.contains("c-20261101025959") && set.contains("c-20261101030000"));
 }

@@ -269,11 +269,6 @@ fn main() {
         memory::p3_feed_child(&arg(1), arg(2).parse().unwrap_or(1_000));
         return;
     }
-    if let Some(i) = args.iter().position(|a| a == "--sled-exp") {
-        let arg = |k: usize| args.get(i + k).and_then(|a| a.parse().ok()).unwrap_or(1);
-        snapshot::sled_experiment(arg(1), arg(2));
-        return;
-    }
     if let Some(i) = args.iter().position(|a| a == "--p1-child") {
         let arg = |k: usize| args.get(i + k).cloned().unwrap_or_default();
         snapshot::p1_child(&arg(1), &arg(2), arg(3).parse().unwrap_or(1));
@@ -336,7 +331,7 @@ fn main() {
             .position(|a| a == "--p1-cycles")
             .and_then(|i| args.get(i + 1)?.parse().ok())
             .unwrap_or(cycles);
-        snapshot::p1(&rt, &exe, &bootstrap, interactions, cycles);
+        snapshot::p1(&rt, &exe, &bootstrap, (interactions, cycles, !short));
     }
     if only
         .as_ref()
@@ -345,7 +340,7 @@ fn main() {
         snapshot::parts(&rt, interactions);
     }
     if runs("p5") {
-        versus_python::p5(&rt, &exe, &bootstrap, interactions, cycles);
+        versus_python::p5(&rt, &exe, &bootstrap, (interactions, cycles, !short));
     }
     if only
         .as_ref()
@@ -390,8 +385,12 @@ fn main() {
             m.rows_per_s, m.alone_per_s, m.ratio, report_path::TARGET_ROWS_PER_S, report_path::TARGET_RATIO, m.verdict()
         );
         println!(
-            "   P2e detail: {} rows in {} {window} h windows, medians of {} rounds: process CPU {:.2} µs per row (the poller's thread {:.2}, the commits {:.2}); pulling + de-duplicating + committing {:.2} s (of which the store's commits {:.2} s); the replay server serving one window {:.3} s (counted); the simulator generating one {:.2} s (before the clock, not counted)",
-            m.rows, hours / window, m.rounds, m.cpu_us_per_row, m.poller_cpu_us, m.commit_cpu_us, m.polled_s, m.commit_s, m.serve_window_s, m.generate_window_s
+            "   P2e detail: each side alone (the publisher started once every row was committed): pulling + de-duplicating + committing {:.0} rows/s, publishing the outbox {:.0} rows/s",
+            m.polling_alone_per_s, m.publishing_alone_per_s
+        );
+        println!(
+            "   P2e detail: {} rows in {} {window} h windows, medians of {} round(s): process CPU {:.2} µs per row (the poller's thread {:.2}, the commits {:.2}), the broker {:.2}; librdkafka alone: this process {:.2}, the broker {:.2}); pulling + de-duplicating + committing {:.2} s (of which the store's commits {:.2} s); the replay server serving one window {:.3} s (counted); the simulator generating one {:.2} s (before the clock, not counted)",
+            m.rows, hours / window, m.rounds, m.cpu_us_per_row, m.poller_cpu_us, m.commit_cpu_us, m.broker_us_per_row, m.alone_cpu_us_per_row, m.broker_alone_us_per_row, m.polled_s, m.commit_s, m.serve_window_s, m.generate_window_s
         );
     }
     if runs("p3") {

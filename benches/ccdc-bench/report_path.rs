@@ -10,6 +10,12 @@
 //! bytes arriving over HTTP. The records librdkafka alone sends are the ones ccdc's own pipeline
 //! made from those windows in an untimed pass into an in-memory sink (same keys, headers and
 //! payloads; sent to a topic of the same layout).
+//!
+//! As in `ccdc run`: the service's report feed (a backfill of one day), poller with the process's
+//! group committer, sled store (a fresh one per pass) and publisher with its default settings and
+//! ccdc's producer settings. The process's CPU time (`getrusage`, every thread) and the broker's
+//! (from /proc) are printed per row beside the rates; a last pass starts the publisher only once
+//! every row is committed, to show each side's rate alone.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +35,10 @@ use ccdc::sources::wolkvox::WolkvoxClient;
 use ccdc::store::{SledStore, Store};
 use tokio::sync::Notify;
 
+use measure::{broker_cpu_s, cpu_s, thread_cpu_s, Timed};
+
+mod measure;
+
 /// The target (issue #17): rows per second end to end...
 pub const TARGET_ROWS_PER_S: f64 = 150_000.0;
 /// ...and this fraction of librdkafka alone sending the same records.
@@ -47,6 +57,16 @@ pub struct Measured {
     /// Process CPU (user + sys, every thread: feed, store, publisher, librdkafka, the replay
     /// server) per row.
     pub cpu_us_per_row: f64,
+    /// The broker's CPU per row during ccdc's passes, and during librdkafka alone's (it shares the
+    /// two cores).
+    pub broker_us_per_row: f64,
+    pub broker_alone_us_per_row: f64,
+    /// This process's CPU per record while librdkafka alone sends them (librdkafka's own share).
+    pub alone_cpu_us_per_row: f64,
+    /// One more pass with the publisher started only once every row is committed: rows per second
+    /// of pulling + de-duplicating + committing alone, and of publishing alone (the outbox drained).
+    pub polling_alone_per_s: f64,
+    pub publishing_alone_per_s: f64,
     /// Pulling, de-duplicating and committing (the publisher runs meanwhile)...
     pub polled_s: f64,
     /// ...of which the store's commits (wall time).
@@ -61,80 +81,17 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// Each part of the target, and the whole.
     pub fn verdict(&self) -> &'static str {
-        if self.rows_per_s >= TARGET_ROWS_PER_S && self.ratio >= TARGET_RATIO {
-            "met"
-        } else {
-            "NOT met"
+        match (
+            self.rows_per_s >= TARGET_ROWS_PER_S,
+            self.ratio >= TARGET_RATIO,
+        ) {
+            (true, true) => "met",
+            (true, false) => "rate met, ratio NOT met",
+            (false, true) => "ratio met, rate NOT met",
+            (false, false) => "NOT met",
         }
-    }
-}
-
-/// Process CPU time (user + sys, all threads), seconds.
-fn cpu_s() -> f64 {
-    rusage(libc::RUSAGE_SELF)
-}
-
-/// This thread's CPU time (user + sys), seconds.
-fn thread_cpu_s() -> f64 {
-    rusage(libc::RUSAGE_THREAD)
-}
-
-fn rusage(who: libc::c_int) -> f64 {
-    // SAFETY: getrusage writes into the zeroed struct it is given and reads nothing else.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(who, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// The sled store, with the wall and CPU time of its commits added up (the poller's share of the
-/// store; a commit runs on one blocking thread).
-struct Timed {
-    inner: SledStore,
-    commit_ns: std::sync::atomic::AtomicU64,
-    commit_cpu_ns: std::sync::atomic::AtomicU64,
-}
-
-impl Store for Timed {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ccdc::store::StoreError> {
-        self.inner.get(key)
-    }
-    fn commit(
-        &self,
-        writes: Vec<ccdc::store::Write>,
-        events: Vec<Vec<u8>>,
-    ) -> Result<(), ccdc::store::StoreError> {
-        let (t, cpu) = (Instant::now(), thread_cpu_s());
-        let r = self.inner.commit(writes, events);
-        let add = |n: &std::sync::atomic::AtomicU64, v: u64| {
-            n.fetch_add(v, std::sync::atomic::Ordering::Relaxed)
-        };
-        add(&self.commit_ns, t.elapsed().as_nanos() as u64);
-        add(&self.commit_cpu_ns, ((thread_cpu_s() - cpu) * 1e9) as u64);
-        r
-    }
-    fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, ccdc::store::StoreError> {
-        self.inner.scan_prefix(prefix)
-    }
-    fn increment(&self, key: &str, by: u64) -> Result<u64, ccdc::store::StoreError> {
-        self.inner.increment(key, by)
-    }
-    fn outbox_after(
-        &self,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<ccdc::store::OutboxEntry>, ccdc::store::StoreError> {
-        self.inner.outbox_after(after, limit)
-    }
-    fn outbox_remove(&self, seqs: &[u64]) -> Result<(), ccdc::store::StoreError> {
-        self.inner.outbox_remove(seqs)
-    }
-    fn outbox_len(&self) -> usize {
-        self.inner.outbox_len()
-    }
-    fn flush(&self) -> Result<(), ccdc::store::StoreError> {
-        self.inner.flush()
     }
 }
 
@@ -249,6 +206,7 @@ async fn service_pass(
     from: chrono::NaiveDateTime,
     hours: i64,
     window_hours: i64,
+    apart: bool,
 ) -> Pass {
     let dir = tempfile::tempdir().expect("tempdir");
     let timed = Arc::new(Timed {
@@ -268,7 +226,13 @@ async fn service_pass(
         &[(Stream::WolkvoxChat1, 2), (Stream::DeadLetter, 3)],
     )
     .expect("encoder");
-    let (stop, task) = start_publisher(&store, encoder, sink, &notify);
+    let mut publisher = Some((encoder, sink));
+    let mut started = None;
+    if !apart {
+        started = publisher
+            .take()
+            .map(|(e, s)| start_publisher(&store, e, s, &notify));
+    }
     let plan = ReportPlan::past_range(ReportKind::Chat1, chrono::Duration::hours(window_hours));
     let feed = ReportFeed::new(
         WolkvoxClient::new(cfg).expect("client"),
@@ -280,18 +244,18 @@ async fn service_pass(
         },
     )
     .with_spill_dir(dir.path().to_path_buf());
-    let mut poller = super::driven_poller(Box::new(feed), &store, notify);
+    // As `ccdc run` commits: through the process's group committer.
+    let group = ccdc::poller::GroupCommit::start(store.clone()).expect("committer");
+    let mut poller =
+        super::driven_poller(Box::new(feed), &store, notify.clone()).group_commit(group);
     let (t, cpu) = (Instant::now(), thread_cpu_s());
     let mut rows = 0;
-    let mut cycle_ms = Vec::new();
     loop {
-        let tc = Instant::now();
-        let outcome = poller
+        match poller
             .cycle(chrono::Utc::now().timestamp_millis())
             .await
-            .expect("cycle");
-        cycle_ms.push(tc.elapsed().as_secs_f64() * 1e3);
-        match outcome {
+            .expect("cycle")
+        {
             CycleOutcome::Committed { events, more, .. } => {
                 rows += events;
                 if !more {
@@ -303,19 +267,20 @@ async fn service_pass(
         }
     }
     let polled = t.elapsed().as_secs_f64();
-    if std::env::var("H2_CYCLES").is_ok() {
-        eprintln!(
-            "cycles ms: {:?}",
-            cycle_ms.iter().map(|c| *c as u64).collect::<Vec<_>>()
-        );
-    }
     let poller_cpu_s = thread_cpu_s() - cpu;
+    let drain_from = Instant::now();
+    if let Some((e, s)) = publisher.take() {
+        started = Some(start_publisher(&store, e, s, &notify));
+    }
     while store.outbox_len() > 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let all = t.elapsed().as_secs_f64();
-    stop.cancel();
-    let _ = task.await;
+    let drain = drain_from.elapsed().as_secs_f64();
+    if let Some((stop, task)) = started {
+        stop.cancel();
+        let _ = task.await;
+    }
     let s = |n: &std::sync::atomic::AtomicU64| {
         n.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
     };
@@ -323,6 +288,7 @@ async fn service_pass(
         rows,
         polled,
         all,
+        drain_s: apart.then_some(drain),
         commit_s: s(&timed.commit_ns),
         commit_cpu_s: s(&timed.commit_cpu_ns),
         poller_cpu_s,
@@ -336,6 +302,9 @@ struct Pass {
     polled: f64,
     commit_s: f64,
     all: f64,
+    /// Seconds the publisher took to drain the outbox, when it started only once everything was
+    /// committed.
+    drain_s: Option<f64>,
     /// CPU seconds of the commits, and of the poller's own thread (decoding, de-duplicating,
     /// encoding for the outbox; not the body's parse or the commits, on blocking threads).
     commit_cpu_s: f64,
@@ -345,12 +314,6 @@ struct Pass {
 /// Pull `hours` of chat_1 rows, one per second, in windows of `window_hours`; `rounds` ccdc
 /// passes, each followed by librdkafka alone sending the same records.
 pub async fn run(k: &KafkaConfig, hours: i64, window_hours: i64, rounds: usize) -> Measured {
-    if std::env::var("H2_COMMIT").is_ok() {
-        commit_experiment();
-    }
-    if let Some(d) = std::env::var("H2_PURGE").ok().and_then(|v| v.parse().ok()) {
-        unsafe { libmimalloc_sys::mi_option_set(15, d) }
-    }
     let from = super::range_start();
     let (base_url, generate_window_s, replay_stop) = replay_server(from, hours, window_hours).await;
     let cfg = super::bench_source("bench-rep", &base_url);
@@ -366,7 +329,15 @@ pub async fn run(k: &KafkaConfig, hours: i64, window_hours: i64, rounds: usize) 
     .expect("topics");
     // The records ccdc makes, from an untimed pass into memory: librdkafka alone sends them.
     let memory = MemorySink::default();
-    service_pass(&cfg, Arc::new(memory.clone()), from, hours, window_hours).await;
+    service_pass(
+        &cfg,
+        Arc::new(memory.clone()),
+        from,
+        hours,
+        window_hours,
+        false,
+    )
+    .await;
     let records: Vec<OutRecord> = memory
         .delivered()
         .into_iter()
@@ -380,6 +351,7 @@ pub async fn run(k: &KafkaConfig, hours: i64, window_hours: i64, rounds: usize) 
     alone.send_all(&[super::warm_up_record("bench.chat_1s-alone")]);
 
     let (mut commit_cpu, mut poller_cpu) = (Vec::new(), Vec::new());
+    let (mut broker, mut broker_alone, mut alone_cpu) = (Vec::new(), Vec::new(), Vec::new());
     let (mut rates, mut alone_rates, mut ratios, mut cpus, mut polled, mut commits) = (
         Vec::new(),
         Vec::new(),
@@ -392,14 +364,18 @@ pub async fn run(k: &KafkaConfig, hours: i64, window_hours: i64, rounds: usize) 
     for _ in 0..rounds {
         let sink = KafkaSink::new(k).expect("producer");
         super::warm_up(&sink, "bench.chat_1s").await;
-        let cpu = cpu_s();
-        let pass = service_pass(&cfg, Arc::new(sink), from, hours, window_hours).await;
+        let (cpu, b) = (cpu_s(), broker_cpu_s());
+        let pass = service_pass(&cfg, Arc::new(sink), from, hours, window_hours, false).await;
         let n = pass.rows;
         cpus.push((cpu_s() - cpu) * 1e6 / n as f64);
+        broker.push((broker_cpu_s() - b) * 1e6 / n as f64);
         assert_eq!(n as i64, hours * 3600, "every row published once");
         rows = n;
         let rate = n as f64 / pass.all;
+        let (b, cpu) = (broker_cpu_s(), cpu_s());
         let a = alone.send_all(&records);
+        broker_alone.push((broker_cpu_s() - b) * 1e6 / n as f64);
+        alone_cpu.push((cpu_s() - cpu) * 1e6 / n as f64);
         rates.push(rate);
         alone_rates.push(a);
         ratios.push(rate / a);
@@ -408,6 +384,13 @@ pub async fn run(k: &KafkaConfig, hours: i64, window_hours: i64, rounds: usize) 
         commit_cpu.push(pass.commit_cpu_s * 1e6 / n as f64);
         poller_cpu.push(pass.poller_cpu_s * 1e6 / n as f64);
     }
+    // Each side alone: the publisher started only once everything is committed.
+    let sink = KafkaSink::new(k).expect("producer");
+    super::warm_up(&sink, "bench.chat_1s").await;
+    let apart = service_pass(&cfg, Arc::new(sink), from, hours, window_hours, true).await;
+    let n = apart.rows as f64;
+    let (polling_alone_per_s, publishing_alone_per_s) =
+        (n / apart.polled, n / apart.drain_s.unwrap_or(f64::NAN));
     // The replay server's share: the first window again, body read and dropped.
     let end = from + chrono::Duration::hours(window_hours) - chrono::Duration::seconds(1);
     let req = reqwest::Client::new()
@@ -423,10 +406,15 @@ pub async fn run(k: &KafkaConfig, hours: i64, window_hours: i64, rounds: usize) 
     Measured {
         rows,
         rounds,
+        polling_alone_per_s,
+        publishing_alone_per_s,
         rows_per_s: super::percentile(rates, 0.5),
         alone_per_s: super::percentile(alone_rates, 0.5),
         ratio: super::percentile(ratios, 0.5),
         cpu_us_per_row: super::percentile(cpus, 0.5),
+        broker_us_per_row: super::percentile(broker, 0.5),
+        broker_alone_us_per_row: super::percentile(broker_alone, 0.5),
+        alone_cpu_us_per_row: super::percentile(alone_cpu, 0.5),
         polled_s: super::percentile(polled, 0.5),
         commit_s: super::percentile(commits, 0.5),
         commit_cpu_us: super::percentile(commit_cpu, 0.5),
@@ -434,43 +422,4 @@ pub async fn run(k: &KafkaConfig, hours: i64, window_hours: i64, rounds: usize) 
         generate_window_s,
         serve_window_s,
     }
-}
-
-/// EXPERIMENT (temporary): the store's share alone.
-fn commit_experiment() {
-    let tz: chrono_tz::Tz = "America/Bogota".parse().expect("tz");
-    let texts = super::throughput::chat_1_texts(86_400);
-    let events: Vec<Vec<u8>> = texts
-        .iter()
-        .map(|t| ccdc::store::outbox::encode(&super::throughput::record(t, tz)))
-        .collect();
-    let avg = events.iter().map(Vec::len).sum::<usize>() / events.len();
-    for round in 0..3 {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SledStore::open(&dir.path().join("state")).expect("sled");
-        let (t, cpu) = (Instant::now(), thread_cpu_s());
-        for (i, chunk) in events.chunks(5_000).enumerate() {
-            let marks = vec![ccdc::store::Write::Put(
-                format!("marks/x/chat_1/{i:020}"),
-                vec![7u8; 13 + 32 * chunk.len()],
-            )];
-            store.commit(marks, chunk.to_vec()).expect("commit");
-        }
-        let (commit_wall, commit_cpu) = (t.elapsed().as_secs_f64(), thread_cpu_s() - cpu);
-        let (t, cpu) = (Instant::now(), thread_cpu_s());
-        let mut after = None;
-        loop {
-            let got = store.outbox_after(after, 1000).expect("read");
-            let Some(last) = got.last() else { break };
-            after = Some(last.0);
-            let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
-            for part in seqs.chunks(250) {
-                store.outbox_remove(part).expect("remove");
-            }
-        }
-        let (read_wall, read_cpu) = (t.elapsed().as_secs_f64(), thread_cpu_s() - cpu);
-        eprintln!("commit experiment {round}: {avg} B/event; commit {:.2} µs/row CPU ({:.2} wall); read+remove {:.2} µs/row CPU ({:.2} wall)",
-            commit_cpu * 1e6 / 86_400.0, commit_wall * 1e6 / 86_400.0, read_cpu * 1e6 / 86_400.0, read_wall * 1e6 / 86_400.0);
-    }
-    std::process::exit(0);
 }

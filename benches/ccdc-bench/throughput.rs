@@ -105,7 +105,7 @@ pub async fn p2(bootstrap: &str, rows: usize) -> P2 {
 }
 
 /// `rows` chat_1 rows as the simulator serves them, one JSON text each.
-pub fn chat_1_texts(rows: usize) -> Vec<String> {
+fn chat_1_texts(rows: usize) -> Vec<String> {
     let start = chrono::NaiveDateTime::parse_from_str("2026-11-01 00:00:00", "%Y-%m-%d %H:%M:%S")
         .expect("date");
     (0..rows)

@@ -7,13 +7,15 @@ use std::collections::HashSet;
 use super::marks::{Mark, Marks};
 use super::reconcile::{Counts, Reconciler};
 use super::ReportFeed;
+use crate::event::report::ReportKind;
 use crate::event::report::ReportRow;
 use crate::event::{id, DeadLetter, Event, ReportRecord};
 use crate::feed::FeedError;
-use crate::sources::wolkvox::report_rows::{self, RowError};
+use crate::sources::wolkvox::report_rows::{self, DecodedRow, RowError};
 use crate::store::Write;
 use crate::vendor_time::local_to_utc_millis;
 use crate::window::Window;
+use chrono_tz::Tz;
 
 /// What a chunk of report rows derived: its events and writes (reconciled sightings), its new
 /// dedupe marks, the `conn_id`s it reconciled, and how.
@@ -26,13 +28,28 @@ pub(super) struct Derived {
     pub(super) counts: Counts,
 }
 
+/// A chunk's rows, each with what its text says (identity, content hash, typed row).
+pub(super) type DecodedRows = Vec<(Box<str>, DecodedRow)>;
+
+/// Decode a chunk's rows: depends on nothing but their text (it may run ahead, in the
+/// background, while the chunk before is committed).
+pub(super) fn decode_rows(kind: ReportKind, tz: Tz, rows: Vec<Box<str>>) -> DecodedRows {
+    rows.into_iter()
+        .map(|raw| {
+            let decoded = report_rows::decode(kind, &raw, tz);
+            (raw, decoded)
+        })
+        .collect()
+}
+
 impl ReportFeed {
-    /// Turn a chunk of a complete window's rows into events and dedupe marks. Rows of earlier
-    /// chunks are known by their marks: a chunk is derived only once the one before is committed.
+    /// Turn a chunk of a complete window's decoded rows into events and dedupe marks. Rows of
+    /// earlier chunks are known by their marks: a chunk is derived only once the one before is
+    /// committed.
     pub(super) fn derive(
         &self,
         w: &Window,
-        rows: Vec<Box<str>>,
+        rows: DecodedRows,
         now_ms: i64,
     ) -> Result<Derived, FeedError> {
         let (kind, tz, source) = (self.plan.kind, self.tz(), &self.client.meta.name);
@@ -45,8 +62,7 @@ impl ReportFeed {
         );
         let mut d = Derived::default();
         let reconciler = self.reconciler(w, now_ms);
-        for raw in rows {
-            let decoded = report_rows::decode(kind, &raw, tz);
+        for (raw, decoded) in rows {
             let hash = decoded.hash;
             let (identity, coerced) = match (decoded.identity, decoded.row) {
                 (Some(id), Ok(r)) => (id, Ok(r)),

@@ -9,8 +9,8 @@
 //! commit are stored together in one entry and held in memory ([`marks`]). Rows that cannot be
 //! coerced go to the dead-letter topic.
 //!
-//! A complete window's rows are kept in a [`stream::Spill`] (in a temporary file past a few
-//! megabytes) and committed with their dedupe marks a chunk at a time (at most [`CHUNK_ROWS`] rows
+//! A complete window's rows are kept in a [`stream::Spill`] (in memory if the response was read
+//! whole, else in a temporary file past a few megabytes) and committed with their dedupe marks a chunk at a time (at most [`CHUNK_ROWS`] rows
 //! or [`CHUNK_BYTES`] of row text), each chunk one atomic commit with the outbox; the cursor moves
 //! with the window's last chunk, so it never runs ahead of what will be delivered. A crash or a
 //! failed commit between chunks leaves the cursor where it was: the window is pulled again, and the
@@ -18,7 +18,8 @@
 //!
 //! The next window of a cycle is pulled in the background while the current one's chunks are
 //! derived and committed ([`pull::Prefetch`]); it is used only when that window comes up next
-//! (a split or an error before it cancels it).
+//! (a split or an error before it cancels it). Likewise a window's next chunk is decoded while the
+//! one before is committed ([`chunks`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -34,11 +35,11 @@ use crate::window::{plan, trunc_seconds, Window};
 use async_trait::async_trait;
 use chrono::{Duration, NaiveDateTime};
 use chrono_tz::Tz;
-use derive::Derived;
 use marks::Marks;
 use pull::{Prefetch, Pulled, Puller};
 use reconcile::Counts;
 
+mod chunks;
 mod derive;
 mod marks;
 mod pull;
@@ -133,16 +134,20 @@ pub struct ReportFeed {
     pub rows_published: u64,
 }
 
-/// Rows of a complete window committed a chunk at a time: at most this many rows...
-pub const CHUNK_ROWS: usize = 5_000;
+/// Rows of a complete window committed a chunk at a time: at most this many rows... A poller
+/// commits at most once per group-commit gap (`poller::commit::MIN_GAP`, 50 ms), so a
+/// chunk bounds one feed's rate: 12,000 rows → up to 240,000 rows a second (5,000 made it 100,000).
+pub const CHUNK_ROWS: usize = 12_000;
 /// ...and no more once this much row text is taken.
-pub const CHUNK_BYTES: usize = 4 << 20;
+pub const CHUNK_BYTES: usize = 6 << 20;
 
 /// A complete window being committed.
 struct PendingWindow {
     window: Window,
     rows: stream::Rows,
     size: usize,
+    /// Its next chunk, decoded in the background while the one before is committed.
+    ahead: Option<chunks::Ahead>,
 }
 
 impl ReportFeed {
@@ -344,7 +349,7 @@ impl Feed for ReportFeed {
             self.queue.push_front(w);
         }
         if self.pending.is_some() {
-            return self.next_chunk(observed_at);
+            return self.next_chunk(observed_at).await;
         }
         if self.queue.is_empty() && !self.plan_cycle(observed_at) {
             return Ok(PollOutcome::Idle { more: false });
@@ -386,11 +391,12 @@ impl Feed for ReportFeed {
                     window: w,
                     size: rows.len(),
                     rows,
+                    ahead: None,
                 });
                 if let Some(&next) = self.queue.front() {
                     self.prefetch = Some(self.puller().prefetch(next));
                 }
-                self.next_chunk(observed_at)
+                self.next_chunk(observed_at).await
             }
         }
     }
@@ -400,71 +406,5 @@ impl Feed for ReportFeed {
         if let Some(c) = self.pending_cursor.take() {
             self.cursor = Some(c);
         }
-    }
-}
-
-impl ReportFeed {
-    /// The next chunk of the pending window; with its last, the dedupe sweep and the cursor.
-    fn next_chunk(&mut self, now_ms: i64) -> Result<PollOutcome, FeedError> {
-        let Some(mut p) = self.pending.take() else {
-            return Ok(PollOutcome::Idle { more: true });
-        };
-        let derived = p
-            .rows
-            .chunk(CHUNK_ROWS, CHUNK_BYTES)
-            .map_err(|e| FeedError::from(self.spill_error(e.to_string())))
-            .and_then(|rows| self.derive(&p.window, rows, now_ms))
-            .and_then(|mut d| {
-                let mut expire_before = None;
-                if p.rows.is_empty() {
-                    if let Some(r) = self.reconciler(&p.window, now_ms) {
-                        let (events, writes) = r.only_polling(&d.matched, &mut d.counts)?;
-                        d.events.extend(events);
-                        d.writes.extend(writes);
-                    }
-                    let (cutoff, deletes) = self.sweep(now_ms)?;
-                    d.writes.extend(deletes);
-                    expire_before = cutoff;
-                }
-                let marks = std::mem::take(&mut d.marks);
-                d.writes
-                    .extend(self.marks.stage(marks, now_ms, expire_before));
-                Ok(d)
-            });
-        let Derived {
-            events,
-            mut writes,
-            counts,
-            ..
-        } = match derived {
-            Ok(d) => d,
-            Err(e) => {
-                // Pulled again before any later window moves the cursor.
-                self.queue.push_front(p.window);
-                return Err(e);
-            }
-        };
-        let (w, size) = (p.window, p.size);
-        self.count_reconciled(&w, counts);
-        if p.rows.is_empty() {
-            if self.cursor.is_none_or(|c| w.end > c) {
-                writes.push(Write::Put(
-                    self.state_key(),
-                    w.end.format(CURSOR_FORMAT).to_string().into_bytes(),
-                ));
-                self.pending_cursor = Some(w.end);
-            }
-            self.windows_done += 1;
-        } else {
-            self.pending = Some(p);
-        }
-        self.rows_published += events.len() as u64;
-        self.chunk_out = Some(w);
-        Ok(PollOutcome::Commit {
-            writes,
-            events,
-            size,
-            more: self.pending.is_some() || !self.queue.is_empty(),
-        })
     }
 }

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::sources::http::Body;
 use crate::sources::wolkvox::report_stream::{self as stream, body_rows};
 use crate::sources::wolkvox::WolkvoxClient;
 use crate::sources::SourceError;
@@ -53,6 +54,10 @@ impl Puller {
         let (spill, overflow, failed) = self
             .client
             .report_body(self.report, &self.endpoint, &w, move |body| {
+                if let Body::Whole(bytes) = &body {
+                    // Its rows take no more memory than the response did: no file.
+                    spill.keep_in_memory(bytes.len());
+                }
                 let mut failed = None;
                 let overflow = body_rows(&name, &endpoint, body, limit, |row| {
                     if failed.is_none() {

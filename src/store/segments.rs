@@ -4,12 +4,13 @@
 //! 60,000-interaction source commits 60,000 events at once.
 //!
 //! - segment `q` + id (u64, big-endian) → a segment, by its first byte:
-//!   - `0x01` (version 1, written since the outbox's events are binary): `count: u32`, then the
-//!     body, `count` × (`len: u32`, payload), as is. Binary events compress about 2× and LZ4 cost
-//!     more CPU than the bytes it saved (it was a third of a report commit's CPU, and decompressing
-//!     it a sixth of the publisher's read);
-//!   - `0x00` (earlier versions, still read): `count: u32` (at most 2^16, so its first byte is 0),
-//!     then the body LZ4-compressed (its size prepended, little-endian);
+//!   - `0x00` (written): `count: u32` (at most 2^16, so its first byte is 0), then the body,
+//!     `count` × (`len: u32`, payload), LZ4-compressed (its size prepended, little-endian);
+//!   - `0x01` (read, no longer written): `count: u32`, then the body as is. A development build
+//!     of the binary outbox wrote it: without compression a commit used less CPU, but sled keeps
+//!     what is written in its page cache until reads evict it, and a feed committing 250 MB of
+//!     compressible rows with no publisher draining them grew to 308 MB instead of 87 MB
+//!     (BENCHMARKS.md, P2e);
 //! - acknowledgements of a partly delivered segment: `a` + id → a bitmap of its delivered events.
 //!
 //! All integers big-endian unless said otherwise.
@@ -51,34 +52,36 @@ pub fn chunks(events: &[Vec<u8>]) -> Vec<&[Vec<u8>]> {
     out
 }
 
-/// The version byte of the layout this build writes.
-pub const VERSION: u8 = 1;
-/// The first byte of a segment of the earlier, LZ4-compressed layout.
+/// The first byte of the uncompressed layout (read, not written).
+pub const PLAIN_LAYOUT: u8 = 1;
+/// The first byte of the LZ4-compressed layout, the one written.
 const LZ4_LAYOUT: u8 = 0;
 
-/// `0x01`, `count: u32`, then (`len: u32`, payload)*.
+/// `count: u32`, then the LZ4-compressed body (`len: u32`, payload)*: less to copy into sled, to
+/// write, to fsync and for sled to keep in its page cache.
 pub fn encode(events: &[Vec<u8>]) -> Vec<u8> {
     let size = events.iter().map(|e| 4 + e.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(5 + size);
-    out.push(VERSION);
+    let mut body = Vec::with_capacity(size);
+    for e in events {
+        body.extend_from_slice(&(e.len() as u32).to_be_bytes());
+        body.extend_from_slice(e);
+    }
+    let packed = lz4_flex::compress_prepend_size(&body);
+    let mut out = Vec::with_capacity(4 + packed.len());
+    out.extend_from_slice(&(events.len() as u32).to_be_bytes());
+    out.extend_from_slice(&packed);
+    out
+}
+
+/// A segment of the uncompressed layout (for the tests of reading it).
+#[cfg(test)]
+pub fn encode_plain(events: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = vec![PLAIN_LAYOUT];
     out.extend_from_slice(&(events.len() as u32).to_be_bytes());
     for e in events {
         out.extend_from_slice(&(e.len() as u32).to_be_bytes());
         out.extend_from_slice(e);
     }
-    out
-}
-
-/// A segment of the earlier layout (for the tests of reading it).
-#[cfg(test)]
-pub fn encode_lz4(events: &[Vec<u8>]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for e in events {
-        body.extend_from_slice(&(e.len() as u32).to_be_bytes());
-        body.extend_from_slice(e);
-    }
-    let mut out = (events.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(&lz4_flex::compress_prepend_size(&body));
     out
 }
 
@@ -90,7 +93,7 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
 /// The number of events in an encoded segment (without reading its body).
 pub fn count(segment: &[u8]) -> Option<usize> {
     match *segment.first()? {
-        VERSION => read_u32(segment, 1),
+        PLAIN_LAYOUT => read_u32(segment, 1),
         LZ4_LAYOUT => read_u32(segment, 0),
         _ => None,
     }
@@ -115,7 +118,7 @@ pub struct Malformed(String);
 pub fn decode(stored: &[u8]) -> Result<Segment<'_>, Malformed> {
     let malformed = |m: &str| Malformed(m.to_string());
     match stored.first() {
-        Some(&VERSION) => {
+        Some(&PLAIN_LAYOUT) => {
             let count =
                 count(stored).ok_or_else(|| malformed("segment shorter than its header"))?;
             return Ok(Segment {
@@ -210,7 +213,7 @@ mod tests {
             parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
             [1024, 1024, 952]
         );
-        for layout in [encode, encode_lz4] {
+        for layout in [encode, encode_plain] {
             let decoded: Vec<Vec<u8>> = parts
                 .iter()
                 .flat_map(|p| {
@@ -225,7 +228,7 @@ mod tests {
                 .collect();
             assert_eq!(decoded, all);
         }
-        assert_eq!(encode(&all[..2])[0], VERSION);
+        assert_eq!(encode(&all[..2])[0], LZ4_LAYOUT);
 
         let big: Vec<Vec<u8>> = vec![vec![1; 700_000], vec![2; 700_000], vec![3; 10]];
         assert_eq!(
@@ -243,8 +246,8 @@ mod tests {
         assert!(decode(&[]).is_err());
         assert!(decode(&[7, 0, 0, 0, 1]).unwrap_err().0.contains("layout 7"));
         assert_eq!(count(&[7, 0, 0, 0, 1]), None);
-        assert!(decode(&[VERSION, 0, 0]).is_err(), "short header");
-        let enc = encode(&[b"abc".to_vec(), b"def".to_vec()]);
+        assert!(decode(&[PLAIN_LAYOUT, 0, 0]).is_err(), "short header");
+        let enc = encode_plain(&[b"abc".to_vec(), b"def".to_vec()]);
         let events = |b: &[u8]| {
             let seg = decode(b).unwrap();
             let all: Vec<Result<Vec<u8>, Malformed>> =
@@ -261,10 +264,10 @@ mod tests {
         long[5..9].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(events(&long)[0].is_err(), "a length past the end");
 
-        // The earlier layout.
+        // The LZ4 layout.
         assert!(decode(&[0, 0]).is_err());
         assert!(decode(&[0, 0, 0, 1]).is_err(), "no body");
-        let enc = encode_lz4(&[b"abc".to_vec(), b"def".to_vec()]);
+        let enc = encode(&[b"abc".to_vec(), b"def".to_vec()]);
         assert!(decode(&enc[..enc.len() - 2]).is_err(), "truncated");
         let mut huge = enc.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -291,7 +294,7 @@ mod tests {
             .map(|r| r.unwrap().1.to_vec())
             .collect();
         assert_eq!(got, [br#"{"a"}"#.to_vec(), br#"{"b"}"#.to_vec()]);
-        assert_eq!(encode_lz4(&got), stored, "the fixture is that layout");
+        assert_eq!(encode(&got), stored, "the layout this build writes");
     }
 
     #[test]
@@ -310,7 +313,7 @@ mod tests {
         {
             let db = sled::open(dir.path()).unwrap();
             let tree = db.open_tree("state").unwrap();
-            tree.insert(&id_key(SEGMENT_PREFIX, 7)[..], encode_lz4(&v1))
+            tree.insert(&id_key(SEGMENT_PREFIX, 7)[..], encode(&v1))
                 .unwrap();
             db.flush().unwrap();
         }

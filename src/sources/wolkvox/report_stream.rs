@@ -1,7 +1,9 @@
-//! Streaming a report response: the envelope read row by row ([`stream_rows`]), and a complete
-//! window's rows kept until they are committed ([`Spill`]): in memory up to [`SPILL_AT`] bytes of
-//! row text, beyond that in an unnamed temporary file, so a response of the vendor's 256 MB is
-//! never held in memory; the feed then commits them a chunk at a time.
+//! Streaming a report response: the envelope read row by row ([`stream_rows`]; [`body_rows`]
+//! finds the rows of a response read whole in place), and a complete window's rows kept until
+//! they are committed ([`Spill`]): in memory up to [`SPILL_AT`] bytes of row text (or as much as a
+//! response read whole held: [`Spill::keep_in_memory`]), beyond that in an unnamed temporary
+//! file, so a response of the vendor's 256 MB is never held in memory; the feed then commits them
+//! a chunk at a time.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
@@ -169,6 +171,8 @@ pub const SPILL_AT: usize = 4 << 20;
 /// `dir`, unlinked from the start (nothing is left behind, even after a crash).
 pub struct Spill {
     dir: PathBuf,
+    /// Row text kept in memory before the rows move to a file ([`SPILL_AT`] unless raised).
+    spill_at: usize,
     memory: Vec<Box<str>>,
     bytes: usize,
     file: Option<BufWriter<File>>,
@@ -179,11 +183,18 @@ impl Spill {
     pub fn new(dir: PathBuf) -> Self {
         Spill {
             dir,
+            spill_at: SPILL_AT,
             memory: Vec::new(),
             bytes: 0,
             file: None,
             count: 0,
         }
+    }
+
+    /// Keep up to `bytes` of row text in memory (a response already read whole into memory: its
+    /// rows take no more than it did).
+    pub fn keep_in_memory(&mut self, bytes: usize) {
+        self.spill_at = self.spill_at.max(bytes);
     }
 
     pub fn push(&mut self, row: Box<RawValue>) -> std::io::Result<()> {
@@ -194,7 +205,7 @@ impl Spill {
         }
         self.bytes += row.len();
         self.memory.push(row);
-        if self.bytes > SPILL_AT {
+        if self.bytes > self.spill_at {
             let mut f = BufWriter::with_capacity(256 << 10, tempfile::tempfile_in(&self.dir)?);
             // Taken, not drained: the rows and the vector's capacity are released.
             for r in std::mem::take(&mut self.memory) {
@@ -296,6 +307,21 @@ mod tests {
     fn stream(body: &str, limit: usize) -> Result<(bool, usize), SourceError> {
         let mut n = 0;
         let overflow = stream_rows("s", "e", &mut body.as_bytes(), limit, |_| n += 1)?;
+        // A body read whole gives the same rows, overflow and errors.
+        let mut whole = Vec::new();
+        let same = body_rows("s", "e", Body::Whole(body.as_bytes()), limit, |r| {
+            whole.push(r.get().to_string())
+        });
+        let mut streamed = Vec::new();
+        let again = body_rows("s", "e", Body::Stream(&mut body.as_bytes()), limit, |r| {
+            streamed.push(r.get().to_string())
+        });
+        match (&same, &again) {
+            (Ok(a), Ok(b)) => assert_eq!((a, &whole), (b, &streamed)),
+            (Err(a), Err(b)) => assert_eq!(a.kind(), b.kind()),
+            _ => panic!("whole {same:?} against streamed {again:?}"),
+        }
+        assert_eq!(whole.len(), n);
         Ok((overflow, n))
     }
 
@@ -367,6 +393,18 @@ mod tests {
             assert_eq!(i, n);
             assert!(rows.chunk(10, 10).unwrap().is_empty());
         }
+        // The rows of a response read whole stay in memory, as many as it held.
+        let mut s = Spill::new(dir.path().to_path_buf());
+        s.keep_in_memory(32 << 20);
+        for i in 0..60_000 {
+            let row = format!(r#"{{"conn_id":"{i}"}}"#);
+            s.push(RawValue::from_string(row).unwrap()).unwrap();
+        }
+        assert!(!s.spilled());
+        assert_eq!(
+            s.finish().unwrap().chunk(70_000, usize::MAX).unwrap().len(),
+            60_000
+        );
         // The file is unnamed: nothing is left in the directory.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
