@@ -13,11 +13,15 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// How long freed memory may stay resident before mimalloc returns it to the OS. Its default,
 /// 1 s, let a cycle's freed buffers pile up over the next few cycles of a 60,000-interaction
-/// source (peak RSS +20 MB); 100 ms still batches the `madvise` calls. Call first thing in `main`
-/// (mimalloc reads this option at every purge, so it applies from then on).
+/// source (peak RSS +20 MB). P1 (BENCHMARKS.md, seventh round), side by side on one box: 100 ms
+/// peaked at 98–109 MB (a first cycle's response and decoding buffers were still resident while
+/// its 60,000 events were built), 50 ms at 94–95 MB, 20 ms at 88–91 MB; below 50 ms P2e's CPU per
+/// row rose (10.1–11.5 µs at 20 ms against 9.6–10.5 at 50 and 100: more `madvise` calls and page
+/// faults for the report path's large chunk buffers). Call first thing in `main` (mimalloc reads
+/// this option at every purge, so it applies from then on).
 pub fn configure() {
     // SAFETY: sets a plain integer option; no other thread runs yet.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 100) }
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 50) }
 }
 
 /// mimalloc's eager-commit setting in this build (0: on demand; mimalloc's own default is 2).
