@@ -156,7 +156,7 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(no message)".into())
 }
 
-fn type_counts(events: &[Event]) -> Vec<(&'static str, u64)> {
+fn type_counts<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<(&'static str, u64)> {
     let mut out: Vec<(&'static str, u64)> = Vec::new();
     for e in events {
         match out.iter_mut().find(|(t, _)| *t == e.type_name()) {
@@ -279,7 +279,7 @@ impl Poller {
         let outcome = self.feed.poll(now_ms).await?;
         self.polls += 1;
         let heartbeat_due = self.heartbeat_every > 0 && self.polls % self.heartbeat_every == 0;
-        let (writes, mut events, size, more, result) = match outcome {
+        let (writes, events, size, more, result) = match outcome {
             PollOutcome::Commit {
                 writes,
                 events,
@@ -298,20 +298,20 @@ impl Poller {
             }
         };
         let derived = events.len();
-        if heartbeat_due {
-            events.push(self.heartbeat(now_ms, size));
-        }
-        if events.is_empty() {
+        // Not pushed onto `events`: a list built to its exact size would be copied to grow.
+        let heartbeat = heartbeat_due.then(|| self.heartbeat(now_ms, size));
+        if events.is_empty() && heartbeat.is_none() {
             if let Some(r) = result {
                 self.report_success();
                 return Ok(r);
             }
         }
-        let counts = type_counts(&events);
-        let total = events.len();
-        // The first poll of a large source derives tens of thousands of events: release each one
-        // as it is encoded, and keep no spare capacity in the encodings.
-        let encoded: Vec<Vec<u8>> = events.iter().map(outbox::encode).collect();
+        let counts = type_counts(events.iter().chain(heartbeat.iter()));
+        let total = events.len() + usize::from(heartbeat.is_some());
+        // The first poll of a large source derives tens of thousands of events: release them
+        // once encoded, and keep no spare capacity in the encodings.
+        let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(total);
+        encoded.extend(events.iter().chain(heartbeat.iter()).map(outbox::encode));
         drop(events);
         if let Err(e) = self.commit(writes, encoded).await {
             // Failed, or done but not known to be durable: the store decides what was committed.

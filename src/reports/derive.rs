@@ -61,6 +61,10 @@ impl ReportFeed {
             local_to_utc_millis(w.end, tz),
         );
         let mut d = Derived::default();
+        // Sized once: an `Event` is ≈ 400 bytes, and regrowing a chunk's list of 12,000 (copying
+        // it, faulting in new pages) took ≈ 3 % of P2e's CPU.
+        d.events.reserve(rows.len());
+        d.marks.reserve(rows.len());
         let reconciler = self.reconciler(w, now_ms);
         for (raw, decoded) in rows {
             let hash = decoded.hash;

@@ -207,10 +207,10 @@ impl Store for SledStore {
         };
         // Taken before reading: every segment below it is durable and already in the tree.
         let bound = lock(&self.handle.unflushed).bound();
-        let mut out = Vec::new();
         if limit == 0 || first_segment >= bound {
-            return Ok(out);
+            return Ok(Vec::new());
         }
+        let mut out = Vec::with_capacity(limit.min(segments::SEGMENT_EVENTS));
         self.handle.run(Access::Read, |o| {
             let start = id_key(SEGMENT_PREFIX, first_segment);
             let end = id_key(SEGMENT_PREFIX, bound);
