@@ -71,6 +71,9 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
+step "cargo doc -D warnings (the module map in lib.rs and every intra-doc link resolve)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
+
 step "the lean production build (no simulator) compiles"
 cargo check --locked --no-default-features --bins
 

@@ -32,7 +32,7 @@ pub const LAG_BUCKETS: [f64; 14] = [
 ///
 /// The recorder keeps every histogram sample (one per published record, for the publish latency)
 /// until a scrape or an upkeep folds them into buckets, so a thread runs the upkeep every
-/// [`UPKEEP_EVERY`]: without it, memory grew with every record while `/metrics` went unscraped.
+/// `UPKEEP_EVERY`: without it, memory grew with every record while `/metrics` went unscraped.
 pub fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE

@@ -1,6 +1,6 @@
 //! `ccdc demo`: the built-in simulator of every vendor, polled by the real service with the stdout
 //! output. No Kafka, nothing kept. Each record is printed as one JSON object naming its stream
-//! ([`DemoSink`]): `{"topic":…,"type":…,"key":…,"event":{…}}`.
+//! (`DemoSink`): `{"topic":…,"type":…,"key":…,"event":{…}}`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,7 @@ pub const DEMO_VENDORS: &[&str] = &["wolkvox", "comm100", "vonage"];
 
 /// `ccdc demo`: the built-in simulator on loopback, polled every `interval` (metrics every 5×),
 /// events printed as JSON lines on stdout, each wrapped with its topic, type and key
-/// ([`DemoSink`]). Nothing is kept: the state lives in a temporary directory.
+/// (`DemoSink`). Nothing is kept: the state lives in a temporary directory.
 pub async fn demo(
     interval: Duration,
     vendors: &[String],

@@ -6,7 +6,7 @@
 //! a loud error (metric + log) and publishes nothing of it. Every row is published once per identity
 //! and content: identities and content hashes are remembered in the store (expiring after
 //! `dedupe_ttl`), so the look-back re-read publishes only late or changed rows. The marks of one
-//! commit are stored together in one entry and held in memory ([`marks`]). Rows that cannot be
+//! commit are stored together in one entry and held in memory (`marks`). Rows that cannot be
 //! coerced go to the dead-letter topic.
 //!
 //! A complete window's rows are kept in a [`stream::Spill`] (in memory if the response was read
@@ -17,9 +17,9 @@
 //! rows of its committed chunks are found in their dedupe marks and not published twice.
 //!
 //! The next window of a cycle is pulled in the background while the current one's chunks are
-//! derived and committed ([`pull::Prefetch`]); it is used only when that window comes up next
+//! derived and committed (`pull::Prefetch`); it is used only when that window comes up next
 //! (a split or an error before it cancels it). Likewise a window's next chunk is decoded while the
-//! one before is committed ([`chunks`]).
+//! one before is committed (`chunks`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -80,7 +80,7 @@ enum RedirectRefused {
 }
 
 /// The redirect policy of every vendor client: follow a redirect only within the origin of the
-/// request (scheme, host and port), at most [`MAX_REDIRECTS`] times.
+/// request (scheme, host and port), at most `MAX_REDIRECTS` times.
 pub fn same_origin_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let to = attempt.url().origin();

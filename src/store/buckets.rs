@@ -6,7 +6,7 @@
 //! an interactions snapshot is stored as a **base** of [`CHUNKS`] large values and a **log** of
 //! deltas, one value per commit, holding what changed; when the log holds more than a quarter of
 //! the snapshot (at least [`MIN_LOG`] operations), the next commit writes a new base instead and
-//! deletes the old one with its log. Under state key `K` (format 3, binary, [`BinWriter`]):
+//! deletes the old one with its log. Under state key `K` (format 3, binary, `BinWriter`):
 //!
 //! - `K` → the header: format byte `3`, `observed_at`, the entry count, the generation `g` of the
 //!   base, the sequence number of the next delta, and the operations in the log;

@@ -2,7 +2,7 @@
 //! waiting for the broker's acknowledgement. This module owns how an event is stored and read back.
 //!
 //! Encoding, by its first byte:
-//! - `0x02`: version 2, a compact binary form ([`binary`]) of the events that pass through in
+//! - `0x02`: version 2, a compact binary form (`binary`) of the events that pass through in
 //!   bulk (report rows, interaction events, dead letters, heartbeats): no field names, no text
 //!   escaping, nothing for the publisher to parse. Written for those events since it exists;
 //! - `0x01`: version 1, the event as JSON (the [`Event`] serde form) after the version byte;

@@ -1,6 +1,6 @@
 //! The sled implementation of [`Store`]: snapshots and the outbox share one tree so that one
 //! `apply_batch` covers both. The database lives in a [`Handle`], which closes and reopens it after
-//! an I/O error ([`super::handle`]).
+//! an I/O error (`super::handle`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -81,14 +81,14 @@ fn encode_segments(events: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The sled store. See [`super::handle`] for what happens after an I/O error.
+/// The sled store. See `super::handle` for what happens after an I/O error.
 pub struct SledStore {
     handle: Arc<Handle>,
 }
 
 impl SledStore {
     /// Open (or create) the store in `dir`, created owner-only (0700). Waits up to
-    /// [`open::LOCK_WAIT`] for a previous holder of the directory's lock to let go.
+    /// `open::LOCK_WAIT` for a previous holder of the directory's lock to let go.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         Self::open_with_cache(dir, open::DEFAULT_CACHE_BYTES)
     }

@@ -1,6 +1,6 @@
 //! `real_time.php?api=interactions` (seed 000): `data[]` of `{agent_id, active_interactions:
 //! [{conn_id, subject, fromname, date}]}` → [`InteractionSnapshot`]. Decoded straight into the
-//! snapshot's compact form ([`wire`]); every interaction is counted against the poll's decoding
+//! snapshot's compact form (`wire`); every interaction is counted against the poll's decoding
 //! bound as it is read ([`crate::sources::bound`]), the agent id copied into each of them included.
 //! The response is parsed from memory when it announces a length up to
 //! [`crate::sources::http::WHOLE_BODY_MAX`], else streamed.
