@@ -290,3 +290,118 @@ async fn a_fatal_producer_error_recreates_the_producer_and_loses_nothing() {
         .collect();
     assert_eq!(got, want, "every event arrives (repeats allowed)");
 }
+
+/// Reads every record of `topic` (partition 0) until `quiet` passes without one: the payloads.
+fn read_payloads(bootstrap: &str, topic: &str, quiet: Duration) -> Vec<Vec<u8>> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "mock-reader")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            out.push(m.payload().unwrap_or_default().to_vec());
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+/// The broker refuses a record for its timestamp (`INVALID_TIMESTAMP`: outside the topic's
+/// `message.timestamp.*` bounds). Resending cannot help: the record goes to the dead-letter topic,
+/// and the ones after it are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_refused_for_its_timestamp_goes_to_the_dead_letter_topic_and_the_rest_flows() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let cluster = MockCluster::new(1).unwrap();
+    let topics = Topics {
+        interactions: "mock.ts".into(),
+        ..Topics::default()
+    };
+    cluster.create_topic("mock.ts", 1, 1).unwrap();
+    cluster.create_topic(&topics.dead_letter, 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let store = Arc::new(MemoryStore::default());
+    let notify = Arc::new(Notify::new());
+    let encoder = AvroEncoder::new(
+        topics.clone(),
+        &[(Stream::Interactions, 1), (Stream::DeadLetter, 2)],
+    )
+    .unwrap();
+    let sink = Arc::new(KafkaSink::new(&kafka_config(bootstrap.clone())).unwrap());
+    let publisher = Publisher {
+        store: store.clone(),
+        encoder: Arc::new(encoder),
+        sink: sink.clone(),
+        notify: notify.clone(),
+        max_in_flight: 100,
+        max_backoff: Duration::from_millis(200),
+        health: None,
+    };
+    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+    let task = tokio::spawn(publisher.run(stop.clone(), abort.clone()));
+    let drained = |what: &'static str| {
+        let store = store.clone();
+        async move {
+            let start = Instant::now();
+            while store.outbox_len() > 0 {
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "{what}: {} left",
+                    store.outbox_len()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    store.commit(vec![], vec![event(0)]).unwrap();
+    notify.notify_one();
+    drained("the first event").await;
+    // The next produce request is refused for its timestamp.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP],
+    );
+    store.commit(vec![], vec![event(1)]).unwrap();
+    notify.notify_one();
+    drained("the refused event").await;
+    store
+        .commit(vec![], (2..6).map(event).collect::<Vec<_>>())
+        .unwrap();
+    notify.notify_one();
+    drained("the events after it").await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+
+    let dead_topic = topics.dead_letter.clone();
+    let (delivered, dead) = tokio::task::spawn_blocking(move || {
+        let ids = read_ids(&bootstrap, "mock.ts", 5);
+        (
+            ids,
+            read_payloads(&bootstrap, &dead_topic, Duration::from_secs(2)),
+        )
+    })
+    .await
+    .unwrap();
+    let want: Vec<String> = [0, 2, 3, 4, 5]
+        .iter()
+        .map(|i| format!("00000000-0000-5000-8000-{i:012}"))
+        .collect();
+    assert_eq!(delivered, want, "every other event, in order, once");
+    assert_eq!(dead.len(), 1, "one dead letter");
+    let text = String::from_utf8_lossy(&dead[0]);
+    assert!(
+        text.contains("00000000-0000-5000-8000-000000000001"),
+        "the dead letter names the refused event: {text}"
+    );
+    assert!(
+        text.to_lowercase().contains("timestamp"),
+        "the dead letter says why: {text}"
+    );
+}
