@@ -33,6 +33,22 @@ pub const LAG_BUCKETS: [f64; 14] = [
 /// The recorder keeps every histogram sample (one per published record, for the publish latency)
 /// until a scrape or an upkeep folds them into buckets, so a thread runs the upkeep every
 /// `UPKEEP_EVERY`: without it, memory grew with every record while `/metrics` went unscraped.
+/// The counters without labels, exported at 0 from the start: a series that exists before its
+/// first increment lets `increase()` and `rate()` see that increment (labelled counters appear at
+/// their first increment: their label values are not known before).
+pub const COUNTERS_FROM_ZERO: &[&str] = &[
+    "ccdc_checkpoints_written_total",
+    "ccdc_event_fields_cut_total",
+    "ccdc_events_published_total",
+    "ccdc_kafka_connection_errors_total",
+    "ccdc_poller_tasks_ended_total",
+    "ccdc_producer_queue_full_total",
+    "ccdc_records_dead_lettered_total",
+    "ccdc_records_set_aside_total",
+    "ccdc_store_failures_total",
+    "ccdc_store_reopened_total",
+];
+
 pub fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
@@ -52,6 +68,9 @@ pub fn prometheus() -> Option<PrometheusHandle> {
                 .ok()?
                 .install_recorder()
                 .ok()?;
+            for name in COUNTERS_FROM_ZERO {
+                metrics::counter!(*name).increment(0);
+            }
             let upkeep = handle.clone();
             let started = std::thread::Builder::new()
                 .name("metrics-upkeep".into())
@@ -278,6 +297,40 @@ pub async fn serve(
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
+
+    #[test]
+    fn every_counter_without_labels_is_exported_at_zero_from_the_start() {
+        let page = prometheus().expect("the recorder").render();
+        for name in COUNTERS_FROM_ZERO {
+            assert!(
+                page.lines().any(|l| l.starts_with(&format!("{name} "))),
+                "{name} is not on the page:\n{page}"
+            );
+        }
+        // And the list is every counter recorded without labels in src/.
+        let mut unlabelled = std::collections::BTreeSet::new();
+        let mut dirs = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for piece in text.split("metrics::counter!(\"").skip(1) {
+                        if let Some((name, rest)) = piece.split_once('"') {
+                            if rest.starts_with(')') {
+                                unlabelled.insert(name.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let listed: std::collections::BTreeSet<String> =
+            COUNTERS_FROM_ZERO.iter().map(|s| s.to_string()).collect();
+        assert_eq!(listed, unlabelled);
+    }
 
     #[test]
     fn readiness_needs_fresh_feeds_a_running_publisher_and_a_bounded_outbox() {
