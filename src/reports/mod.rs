@@ -10,9 +10,10 @@
 //! coerced go to the dead-letter topic.
 //!
 //! A complete window's rows are kept in a [`stream::Spill`] (in memory if the response was read
-//! whole, else in a temporary file past a few megabytes) and committed with their dedupe marks a chunk at a time (at most [`CHUNK_ROWS`] rows
-//! or [`CHUNK_BYTES`] of row text), each chunk one atomic commit with the outbox; the cursor moves
-//! with the window's last chunk, so it never runs ahead of what will be delivered. A crash or a
+//! whole, else in a temporary file past a few megabytes) and committed with their dedupe marks a
+//! chunk at a time (at most [`CHUNK_ROWS`] rows or [`CHUNK_BYTES`] of row text), each chunk one
+//! atomic commit with the outbox; the cursor moves with the window's last chunk, so it never runs
+//! ahead of what will be delivered. A crash or a
 //! failed commit between chunks leaves the cursor where it was: the window is pulled again, and the
 //! rows of its committed chunks are found in their dedupe marks and not published twice.
 //!
@@ -134,9 +135,9 @@ pub struct ReportFeed {
     pub rows_published: u64,
 }
 
-/// Rows of a complete window committed a chunk at a time: at most this many rows... A poller
-/// commits at most once per group-commit gap (`poller::commit::MIN_GAP`, 50 ms), so a
-/// chunk bounds one feed's rate: 12,000 rows → up to 240,000 rows a second (5,000 made it 100,000).
+/// Rows of a complete window committed a chunk at a time: at most this many rows... (a chunk is
+/// ≈ 3.5 MB of chat_1 events, over `poller::commit::AT_ONCE_BYTES`, so it does not wait for the
+/// group-commit gap; fewer, larger chunks mean fewer flushes per window).
 pub const CHUNK_ROWS: usize = 12_000;
 /// ...and no more once this much row text is taken.
 pub const CHUNK_BYTES: usize = 6 << 20;
