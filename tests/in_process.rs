@@ -746,8 +746,14 @@ async fn registry_outage_at_start_holds_events_in_the_outbox_then_delivers_them_
             assert_eq!(svc.sim.state.advance(), step);
         }
         let want = count(&interactions_upto(step + 1)) + count(&agents_upto(step + 1));
+        // Counted before they are readable (the count goes up before the batch is applied and
+        // flushed): wait for both.
         wait_until(&format!("step {step}: {want} events in the outbox"), || {
             svc.store.outbox_len() >= want
+                && svc
+                    .store
+                    .outbox_after(None, 10_000)
+                    .is_ok_and(|v| v.len() >= want)
         })
         .await;
         assert_eq!(svc.store.outbox_len(), want, "exactly the step's events");
