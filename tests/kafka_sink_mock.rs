@@ -75,7 +75,8 @@ fn event(i: usize) -> Vec<u8> {
     }))
 }
 
-fn read_ids(bootstrap: &str, topic: &str, n: usize) -> Vec<String> {
+/// A consumer of `topic`'s partition 0 from its beginning (no consumer group in use).
+fn reader(bootstrap: &str, topic: &str) -> BaseConsumer {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "mock-reader")
@@ -85,6 +86,11 @@ fn read_ids(bootstrap: &str, topic: &str, n: usize) -> Vec<String> {
     tpl.add_partition_offset(topic, 0, Offset::Beginning)
         .unwrap();
     c.assign(&tpl).unwrap();
+    c
+}
+
+fn read_ids(bootstrap: &str, topic: &str, n: usize) -> Vec<String> {
+    let c = reader(bootstrap, topic);
     let mut ids = Vec::new();
     let start = Instant::now();
     while ids.len() < n && start.elapsed() < Duration::from_secs(60) {
@@ -293,15 +299,7 @@ async fn a_fatal_producer_error_recreates_the_producer_and_loses_nothing() {
 
 /// Reads every record of `topic` (partition 0) until `quiet` passes without one: the payloads.
 fn read_payloads(bootstrap: &str, topic: &str, quiet: Duration) -> Vec<Vec<u8>> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "mock-reader")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    c.assign(&tpl).unwrap();
+    let c = reader(bootstrap, topic);
     let mut out = Vec::new();
     let mut last = Instant::now();
     while last.elapsed() < quiet {
