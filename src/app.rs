@@ -22,6 +22,7 @@ use crate::registry::{resolve_id, subject_for_topic, HttpRegistry, RegistryError
 use crate::retry::{retry, Backoff};
 use crate::shard::Replica;
 use crate::sink::{EventSink, StdoutSink};
+use crate::store::outbox::Recent;
 use crate::store::{SledStore, Store};
 
 mod feeds;
@@ -168,6 +169,9 @@ pub struct Pipeline {
     pub store: Arc<dyn Store>,
     pub notify: Arc<Notify>,
     pub health: Arc<Health>,
+    /// The events just committed by this process's pollers, which the publisher takes instead of
+    /// decoding them again ([`crate::store::outbox::recent`]).
+    pub recent: Arc<Recent>,
     sink: Arc<dyn EventSink>,
     publisher: PublisherTask,
     publish_stop: CancellationToken,
@@ -232,8 +236,10 @@ impl Pipeline {
             config.observability.stale_after_intervals,
         );
         let (publish_stop, publish_abort) = (CancellationToken::new(), CancellationToken::new());
+        let recent = Arc::new(Recent::default());
         let publisher = Publisher {
             store: store.clone(),
+            recent: Some(recent.clone()),
             encoder: Arc::new(
                 JsonEncoder::new(config.topics.clone())
                     .with_record_headers(record_headers(config))
@@ -274,6 +280,7 @@ impl Pipeline {
             store,
             notify,
             health,
+            recent,
             sink,
             publisher,
             publish_stop,
@@ -470,8 +477,9 @@ fn start_pollers(
     stop: &CancellationToken,
 ) -> anyhow::Result<JoinSet<()>> {
     let mut pollers = JoinSet::new();
-    let group = crate::poller::GroupCommit::start(pipeline.store.clone())
-        .context("cannot start the committer thread")?;
+    let group =
+        crate::poller::GroupCommit::start_with(pipeline.store.clone(), pipeline.recent.clone())
+            .context("cannot start the committer thread")?;
     let feeds = feeds(config, &pipeline.store)?;
     let n = feeds.len() as u32;
     for (i, (feed, poll)) in (0u32..).zip(feeds) {

@@ -14,7 +14,6 @@ use crate::event::{id, Event, Heartbeat};
 use crate::feed::{Feed, FeedError, PollOutcome};
 use crate::observability::Health;
 use crate::retry::Backoff;
-use crate::store::outbox;
 use crate::store::{Store, StoreError, Write};
 
 pub mod commit;
@@ -220,11 +219,12 @@ impl Poller {
         &self,
         writes: Vec<Write>,
         events: Vec<Vec<u8>>,
+        fresh: commit::Fresh,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
         let (group, store) = (self.group.clone(), self.store.clone());
         async move {
             if let Some(group) = group {
-                return group.commit(writes, events).await;
+                return group.commit_keeping(writes, events, fresh).await;
             }
             tokio::task::spawn_blocking(move || store.commit(writes, events))
                 .await
@@ -308,12 +308,9 @@ impl Poller {
         }
         let counts = type_counts(events.iter().chain(heartbeat.iter()));
         let total = events.len() + usize::from(heartbeat.is_some());
-        // The first poll of a large source derives tens of thousands of events: release them
-        // once encoded, and keep no spare capacity in the encodings.
-        let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(total);
-        encoded.extend(events.iter().chain(heartbeat.iter()).map(outbox::encode));
-        drop(events);
-        if let Err(e) = self.commit(writes, encoded).await {
+        let room = self.group.as_ref().map_or(0, |g| g.room());
+        let (encoded, fresh) = commit::encode(events, heartbeat, room);
+        if let Err(e) = self.commit(writes, encoded, fresh).await {
             // Failed, or done but not known to be durable: the store decides what was committed.
             self.reload = true;
             return Err(e.into());

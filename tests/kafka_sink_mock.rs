@@ -123,6 +123,7 @@ async fn events_wait_in_the_outbox_while_the_broker_is_down_and_all_arrive_in_or
         .unwrap();
     let publisher = Publisher {
         store: store.clone(),
+        recent: None,
         encoder: interactions_encoder("mock.t"),
         sink: Arc::new(KafkaSink::new(&kafka_config(bootstrap.clone())).unwrap()),
         notify: Arc::new(Notify::new()),
@@ -181,6 +182,7 @@ async fn a_sixty_second_outage_with_the_producer_queue_full_loses_nothing() {
     let notify = Arc::new(Notify::new());
     let publisher = Publisher {
         store: store.clone(),
+        recent: None,
         encoder: interactions_encoder("mock.long"),
         sink: Arc::new(KafkaSink::new(&k).unwrap()),
         notify: notify.clone(),
@@ -245,6 +247,7 @@ async fn a_fatal_producer_error_recreates_the_producer_and_loses_nothing() {
     let sink = Arc::new(KafkaSink::new(&kafka_config(bootstrap.clone())).unwrap());
     let publisher = Publisher {
         store: store.clone(),
+        recent: None,
         encoder: interactions_encoder("mock.fatal"),
         sink: sink.clone(),
         notify: notify.clone(),
@@ -335,6 +338,7 @@ async fn a_record_refused_for_its_timestamp_goes_to_the_dead_letter_topic_and_th
     let sink = Arc::new(KafkaSink::new(&kafka_config(bootstrap.clone())).unwrap());
     let publisher = Publisher {
         store: store.clone(),
+        recent: None,
         encoder: Arc::new(encoder),
         sink: sink.clone(),
         notify: notify.clone(),

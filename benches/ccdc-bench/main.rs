@@ -244,6 +244,8 @@ fn start_publisher(
 ) {
     let publisher = Publisher {
         store: store.clone(),
+        // P1's poller commits on its own, not through the group committer that keeps events.
+        recent: None,
         encoder: Arc::new(encoder),
         sink: Arc::new(sink),
         notify: notify.clone(),

@@ -32,6 +32,7 @@ use ccdc::reports::{Mode, ReportFeed, ReportPlan};
 use ccdc::simulator::{SimMode, SimServer, SimState};
 use ccdc::sink::{EventSink, MemorySink, OutRecord};
 use ccdc::sources::wolkvox::WolkvoxClient;
+use ccdc::store::outbox::Recent;
 use ccdc::store::{SledStore, Store};
 use tokio::sync::Notify;
 
@@ -176,6 +177,7 @@ async fn replay_server(
 /// The service's publisher with its default settings on `sink`, until the token is cancelled.
 fn start_publisher(
     store: &Arc<dyn Store>,
+    recent: Arc<Recent>,
     encoder: AvroEncoder,
     sink: Arc<dyn EventSink>,
     notify: &Arc<Notify>,
@@ -185,6 +187,7 @@ fn start_publisher(
 ) {
     let publisher = ccdc::publisher::Publisher {
         store: store.clone(),
+        recent: Some(recent),
         encoder: Arc::new(encoder),
         sink,
         notify: notify.clone(),
@@ -226,12 +229,17 @@ async fn service_pass(
         &[(Stream::WolkvoxChat1, 2), (Stream::DeadLetter, 3)],
     )
     .expect("encoder");
+    // As `ccdc run` commits: through the process's group committer, which keeps the events it
+    // commits for the publisher.
+    let recent = Arc::new(Recent::default());
+    let group =
+        ccdc::poller::GroupCommit::start_with(store.clone(), recent.clone()).expect("committer");
     let mut publisher = Some((encoder, sink));
     let mut started = None;
     if !apart {
         started = publisher
             .take()
-            .map(|(e, s)| start_publisher(&store, e, s, &notify));
+            .map(|(e, s)| start_publisher(&store, recent.clone(), e, s, &notify));
     }
     let plan = ReportPlan::past_range(ReportKind::Chat1, chrono::Duration::hours(window_hours));
     let feed = ReportFeed::new(
@@ -244,8 +252,6 @@ async fn service_pass(
         },
     )
     .with_spill_dir(dir.path().to_path_buf());
-    // As `ccdc run` commits: through the process's group committer.
-    let group = ccdc::poller::GroupCommit::start(store.clone()).expect("committer");
     let mut poller =
         super::driven_poller(Box::new(feed), &store, notify.clone()).group_commit(group);
     let (t, cpu) = (Instant::now(), thread_cpu_s());
@@ -270,7 +276,7 @@ async fn service_pass(
     let poller_cpu_s = thread_cpu_s() - cpu;
     let drain_from = Instant::now();
     if let Some((e, s)) = publisher.take() {
-        started = Some(start_publisher(&store, e, s, &notify));
+        started = Some(start_publisher(&store, recent, e, s, &notify));
     }
     while store.outbox_len() > 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::event::Event;
+use crate::store::outbox::{self, Recent};
 use crate::store::{Store, StoreError, Write};
 
 /// Groups start at least this far apart: a commit waits at most this long for the group it joins.
@@ -46,6 +48,9 @@ const MAX_GROUP_BYTES: usize = 32 << 20;
 struct Job {
     writes: Vec<Write>,
     events: Vec<Vec<u8>>,
+    /// Some of the events of `events`, by their index (increasing), each what its bytes decode to
+    /// exactly: offered to [`Recent`] once committed.
+    fresh: Fresh,
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -63,15 +68,55 @@ impl Job {
     }
 }
 
+/// Events to keep for the publisher: `(index in the commit's events, event)`, increasing indexes.
+pub type Fresh = Vec<(usize, Event)>;
+
+/// The outbox bytes of `events`, then of the heartbeat if any; and, for
+/// [`GroupCommit::commit_keeping`], those of them whose bytes decode to them exactly, in order,
+/// until they would take more than `room` bytes ([`Recent::room`]; 0 keeps none). Every other
+/// event is released here, once encoded: the first poll of a large source derives tens of
+/// thousands.
+pub fn encode(
+    events: Vec<Event>,
+    heartbeat: Option<Event>,
+    mut room: usize,
+) -> (Vec<Vec<u8>>, Fresh) {
+    let mut encoded = Vec::with_capacity(events.len() + usize::from(heartbeat.is_some()));
+    let mut fresh = Vec::new();
+    for (i, event) in events.into_iter().chain(heartbeat).enumerate() {
+        let (bytes, exact) = outbox::encode_exact(&event);
+        if exact && room > 0 {
+            if bytes.len() <= room {
+                room -= bytes.len();
+                fresh.push((i, event));
+            } else {
+                room = 0;
+            }
+        }
+        encoded.push(bytes);
+    }
+    (encoded, fresh)
+}
+
 /// The committer of one store, shared by its pollers. Its thread ends when the last handle goes.
 pub struct GroupCommit {
     tx: mpsc::Sender<Job>,
+    recent: Arc<Recent>,
 }
 
 impl GroupCommit {
     /// Start the committer thread of `store`.
     pub fn start(store: Arc<dyn Store>) -> std::io::Result<Arc<GroupCommit>> {
+        Self::start_with(store, Arc::default())
+    }
+
+    /// [`GroupCommit::start`], keeping the events it commits in `recent` (the publisher's).
+    pub fn start_with(
+        store: Arc<dyn Store>,
+        recent: Arc<Recent>,
+    ) -> std::io::Result<Arc<GroupCommit>> {
         let (tx, rx) = mpsc::channel::<Job>();
+        let kept = recent.clone();
         std::thread::Builder::new()
             .name("ccdc-commit".into())
             .spawn(move || {
@@ -96,19 +141,50 @@ impl GroupCommit {
                             Err(_) => break,
                         }
                     }
-                    write(&*store, group);
+                    write(&*store, group, &kept);
                 }
             })?;
-        Ok(Arc::new(GroupCommit { tx }))
+        Ok(Arc::new(GroupCommit { tx, recent }))
+    }
+
+    /// The events just committed through this committer, for the publisher ([`Recent`]).
+    pub fn recent(&self) -> Arc<Recent> {
+        self.recent.clone()
+    }
+
+    /// How many outbox bytes' worth of events a commit may hand over to be kept now.
+    pub fn room(&self) -> usize {
+        self.recent.room()
     }
 
     /// [`Store::commit`] of `writes` and `events`, in a group with whatever else is waiting;
     /// durable when it returns `Ok`.
     pub async fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        self.commit_keeping(writes, events, Vec::new()).await
+    }
+
+    /// [`GroupCommit::commit`]; `fresh` are some of the events of `events` by index (each what
+    /// its bytes decode to: [`outbox::encode_exact`]), kept for the publisher once committed.
+    pub async fn commit_keeping(
+        &self,
+        writes: Vec<Write>,
+        events: Vec<Vec<u8>>,
+        fresh: Fresh,
+    ) -> Result<(), StoreError> {
+        debug_assert!(
+            fresh.windows(2).all(|w| w[0].0 < w[1].0)
+                && fresh.iter().all(|(i, e)| {
+                    events
+                        .get(*i)
+                        .is_some_and(|b| outbox::decode(b).is_ok_and(|d| d == *e))
+                }),
+            "a kept event differs from what its outbox bytes decode to"
+        );
         let (done, result) = oneshot::channel();
         let job = Job {
             writes,
             events,
+            fresh,
             done,
         };
         let gone = || StoreError::Task {
@@ -120,16 +196,36 @@ impl GroupCommit {
     }
 }
 
-/// Write `group` as one batch and answer every commit in it.
-fn write(store: &dyn Store, group: Vec<Job>) {
+/// Write `group` as one batch, keep its fresh events in `recent`, and answer every commit in it.
+fn write(store: &dyn Store, group: Vec<Job>, recent: &Recent) {
     let (mut writes, mut events, mut waiting) = (Vec::new(), Vec::new(), Vec::new());
+    // Per job: where its events start in the group, and its fresh events with their sizes.
+    let mut fresh = Vec::new();
     for job in group {
+        let start = events.len();
+        let sizes: Vec<usize> = job
+            .fresh
+            .iter()
+            .map(|(i, _)| job.events[*i].len())
+            .collect();
+        fresh.push((start, job.fresh, sizes));
         writes.extend(job.writes);
         events.extend(job.events);
         waiting.push(job.done);
     }
-    match store.commit(writes, events) {
-        Ok(()) => {
+    match store.commit_numbered(writes, events) {
+        Ok(seqs) => {
+            // Before the answers: a poller wakes the publisher once its commit is answered.
+            if let Some(seqs) = seqs {
+                for (start, events, sizes) in fresh {
+                    recent.offer(
+                        events
+                            .into_iter()
+                            .zip(sizes)
+                            .filter_map(|((i, e), n)| Some((*seqs.get(start + i)?, e, n))),
+                    );
+                }
+            }
             for done in waiting {
                 let _ = done.send(Ok(()));
             }
@@ -168,6 +264,7 @@ fn same(e: &StoreError) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::outbox::recent;
     use crate::store::MemoryStore;
 
     /// A store that counts its commits and holds each until released.
@@ -298,5 +395,74 @@ mod tests {
             reason: "r".into(),
         };
         assert_eq!(same(&corrupt).to_string(), corrupt.to_string());
+    }
+
+    fn started(i: usize) -> Event {
+        crate::event::started_for_tests(&format!("id-{i}"), &format!("c{i}"))
+    }
+
+    #[tokio::test]
+    async fn committed_events_are_kept_under_their_entries_and_failed_ones_are_not() {
+        let store = Arc::new(MemoryStore::default());
+        let recent = Arc::new(Recent::default());
+        let group = GroupCommit::start_with(store.clone(), recent.clone()).unwrap();
+        // Three events, the first two kept; then a commit that fails after being applied.
+        let (bytes, fresh) = encode(
+            (0..2).map(started).collect(),
+            Some(started(2)),
+            group.room(),
+        );
+        assert_eq!(fresh.len(), 3, "all three exact and within the budget");
+        let fresh = fresh.into_iter().take(2).collect();
+        group.commit_keeping(vec![], bytes, fresh).await.unwrap();
+        store.fail_next_commit_after_applying();
+        let (bytes, fresh) = encode(vec![started(3)], None, group.room());
+        assert!(group.commit_keeping(vec![], bytes, fresh).await.is_err());
+        assert_eq!(
+            store.outbox_len(),
+            4,
+            "the failed commit's entry is there all the same"
+        );
+        assert_eq!(
+            recent.take_all([0, 1, 2, 3].into_iter()),
+            vec![Some(started(0)), Some(started(1)), None, None]
+        );
+    }
+
+    #[test]
+    fn the_events_kept_are_the_exact_ones_in_order_within_the_room() {
+        let (bytes, fresh) = encode((0..3).map(started).collect(), None, 0);
+        assert_eq!((bytes.len(), fresh.len()), (3, 0), "no room");
+        // An event stored with its long values cut is not what its bytes decode to: not kept,
+        // the ones around it are.
+        let mut cut = started(1);
+        if let Event::Interaction(x) = &mut cut {
+            x.subject = Some("x".repeat(crate::event::bound::MAX_EVENT_BYTES));
+        }
+        let (bytes, fresh) = encode(
+            vec![started(0), cut, started(2)],
+            None,
+            recent::BUDGET_BYTES,
+        );
+        assert_eq!(bytes.len(), 3);
+        assert_eq!(
+            fresh.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            [0, 2],
+            "the cut one is not kept"
+        );
+        assert_eq!(fresh[1].1, started(2));
+        // The first ones that fit in the room.
+        let each = outbox::encode(&started(0)).len();
+        let n = recent::BUDGET_BYTES / each + 10;
+        let (bytes, fresh) = encode((0..n).map(started).collect(), None, recent::BUDGET_BYTES);
+        let kept: usize = bytes[..fresh.len()].iter().map(Vec::len).sum();
+        assert_eq!(bytes.len(), n);
+        assert!(fresh.iter().enumerate().all(|(k, (i, _))| k == *i));
+        assert!(
+            fresh.len() < n && kept <= recent::BUDGET_BYTES,
+            "{} kept",
+            fresh.len()
+        );
+        assert!(kept + bytes[fresh.len()].len() > recent::BUDGET_BYTES);
     }
 }

@@ -8,6 +8,7 @@ use crate::event::InteractionEventType::{self, *};
 use crate::event::SourceMeta;
 use crate::feed::SnapshotFeed;
 use crate::sources::scripted::{Scripted, Step};
+use crate::store::outbox;
 use crate::store::MemoryStore;
 
 fn snap(pairs: &[(&str, &str)]) -> InteractionSnapshot {

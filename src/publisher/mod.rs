@@ -26,11 +26,14 @@ mod undeliverable;
 use crate::observability::Health;
 use crate::retry::Backoff;
 use crate::sink::{Ack, EventSink, SendError, SinkError};
-use crate::store::outbox::Outbox;
+use crate::store::outbox::{Outbox, Recent};
 use crate::store::{Store, StoreError};
 
 pub struct Publisher {
     pub store: Arc<dyn Store>,
+    /// The events the process's pollers just committed ([`crate::poller::GroupCommit`]): taken
+    /// instead of decoding their outbox bytes again (`None`: always decoded).
+    pub recent: Option<Arc<Recent>>,
     pub encoder: Arc<dyn RecordEncoder>,
     pub sink: Arc<dyn EventSink>,
     /// Signalled by pollers after each commit.
@@ -139,7 +142,7 @@ impl Publisher {
         abort: CancellationToken,
     ) -> Result<PublisherReport, StoreError> {
         let mut d = Delivery {
-            outbox: Outbox::new(self.store.clone()),
+            outbox: Outbox::new(self.store.clone()).with_recent(self.recent.clone()),
             in_flight: 0,
             reported: Vec::new(),
             last_sent: None,

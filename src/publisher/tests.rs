@@ -126,6 +126,7 @@ fn publisher(
 ) -> Publisher {
     Publisher {
         store: store.clone(),
+        recent: None,
         encoder: Arc::new(JsonEncoder::new(Topics::default())),
         sink: Arc::new(sink.clone()),
         notify: Arc::new(Notify::new()),
@@ -263,4 +264,58 @@ async fn an_unusable_store_stops_the_publisher_with_the_reason() {
     .unwrap()
     .unwrap_err();
     assert!(matches!(err, StoreError::Unusable(_)), "{err}");
+}
+
+/// Entries `0..n` committed, with the events a committer would have kept for them, except that
+/// the kept event of entry `i` says `kept-i` where its bytes say `id-i`: which one is published
+/// shows where the publisher took it from.
+fn with_kept(n: usize) -> (Arc<MemoryStore>, Arc<Recent>) {
+    let store = Arc::new(MemoryStore::default());
+    let seqs = store
+        .commit_numbered(vec![], (0..n).map(ev).collect())
+        .unwrap()
+        .unwrap();
+    let recent = Arc::new(Recent::default());
+    recent.offer(seqs.into_iter().enumerate().map(|(i, seq)| {
+        let kept = crate::event::started_for_tests(&format!("kept-{i}"), &format!("c{i}"));
+        (seq, kept, 100)
+    }));
+    (store, recent)
+}
+
+#[tokio::test]
+async fn kept_events_are_published_in_place_of_their_bytes_by_exact_entry() {
+    let (store, recent) = with_kept(6);
+    // Entry 2 was delivered meanwhile (e.g. by an earlier round): its kept event is skipped.
+    store.outbox_remove(&[2]).unwrap();
+    let sink = MemorySink::default();
+    let mut p = publisher(&store, &sink, None);
+    p.recent = Some(recent.clone());
+    let report = drain(p).await;
+    assert_eq!(report.delivered, 5);
+    assert_eq!(
+        ids(&sink),
+        ["kept-0", "kept-1", "kept-3", "kept-4", "kept-5"]
+    );
+    assert!(recent.is_empty(), "every kept event taken or dropped");
+}
+
+#[tokio::test]
+async fn entries_not_kept_are_decoded_and_a_resend_decodes_what_was_taken_before() {
+    let (store, recent) = with_kept(4);
+    // Committed after the kept ones, without keeping: decoded from their bytes.
+    store.commit(vec![], vec![ev(4), ev(5)]).unwrap();
+    let sink = MemorySink::default();
+    sink.fail_next(1);
+    let mut p = publisher(&store, &sink, None);
+    p.recent = Some(recent.clone());
+    let report = drain(p).await;
+    assert_eq!(report.left_in_outbox, 0);
+    // Entry 0's send failed, the others of the first pass were delivered; entry 0 is resent, and
+    // decoded from the store this time (its kept event was taken on the first pass).
+    assert_eq!(
+        ids(&sink),
+        ["kept-1", "kept-2", "kept-3", "id-4", "id-5", "id-0"]
+    );
+    assert!(recent.is_empty());
 }

@@ -88,6 +88,15 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically apply `writes` and append `events` to the outbox; durable on return. Takes both
     /// by value: a first snapshot commits tens of megabytes, released as they are copied in.
     fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError>;
+    /// [`Store::commit`], answering the sequence number each event was given, in their order
+    /// (`None`: this store does not tell).
+    fn commit_numbered(
+        &self,
+        writes: Vec<Write>,
+        events: Vec<Vec<u8>>,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        self.commit(writes, events).map(|()| None)
+    }
     /// Every state entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Add `by` to the counter `key` and return its new value (durable on return).
@@ -210,6 +219,13 @@ impl Store for MemoryStore {
         Ok(self.lock().state.get(key).cloned())
     }
     fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        self.commit_numbered(writes, events).map(drop)
+    }
+    fn commit_numbered(
+        &self,
+        writes: Vec<Write>,
+        events: Vec<Vec<u8>>,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
         self.refusal()?;
         let mut g = self.lock();
         for w in writes {
@@ -218,10 +234,12 @@ impl Store for MemoryStore {
                 Write::Delete(k) => g.state.remove(&k),
             };
         }
+        let mut seqs = Vec::with_capacity(events.len());
         for ev in events {
             let seq = g.next_seq;
             g.next_seq += 1;
             g.outbox.insert(seq, ev);
+            seqs.push(seq);
         }
         if self
             .fail_next
@@ -231,7 +249,7 @@ impl Store for MemoryStore {
                 "write failed: No space left on device (os error 28) (injected)".into(),
             ));
         }
-        Ok(())
+        Ok(Some(seqs))
     }
     fn outbox_after(
         &self,

@@ -11,6 +11,10 @@
 //!
 //! A later encoding takes the next version byte; entries already in an outbox keep theirs, so every
 //! version ever written stays readable here (the tests decode the previous formats' bytes).
+//!
+//! The events this process has just committed are also kept in memory for a while ([`Recent`]):
+//! the publisher takes an entry's event from there, by its exact sequence number, instead of
+//! decoding its bytes. The store still says which entries exist and in which order.
 
 use std::sync::Arc;
 
@@ -20,6 +24,8 @@ use super::{Store, StoreError};
 use crate::event::{bound, Event};
 
 mod binary;
+pub mod recent;
+pub use recent::Recent;
 
 /// The version byte of the binary encoding, which this build writes for the events it covers.
 pub const VERSION: u8 = 2;
@@ -44,21 +50,28 @@ pub enum OutboxError {
 /// An event as stored in the outbox. An event whose JSON form is over [`bound::MAX_EVENT_BYTES`]
 /// is stored with its long vendor values cut ([`bound`]): it must stay deliverable.
 pub fn encode(event: &Event) -> Vec<u8> {
+    encode_exact(event).0
+}
+
+/// [`encode`], and whether the bytes decode to `event` exactly (the binary form, nothing cut): only
+/// then may the event itself stand in for its bytes ([`Recent`]).
+pub fn encode_exact(event: &Event) -> (Vec<u8>, bool) {
     let bytes = to_bytes(event);
     let json_len = match bytes.first() {
         Some(&JSON_VERSION) => bytes.len() - 1,
         // Surely under the bound: not worth making the JSON form to measure it.
         _ if bytes.len() * JSON_PER_BINARY_BYTE + JSON_SLACK <= bound::MAX_EVENT_BYTES => {
-            return bytes
+            return (bytes, true);
         }
         _ => serde_json::to_vec(event).map_or(usize::MAX, |j| j.len()),
     };
+    let exact = bytes.first() == Some(&VERSION);
     if json_len <= bound::MAX_EVENT_BYTES {
-        return bytes;
+        return (bytes, exact);
     }
     let (bounded, cut) = bound::bounded(event.clone(), json_len);
     if cut == 0 {
-        return bytes;
+        return (bytes, exact);
     }
     metrics::counter!("ccdc_event_fields_cut_total").increment(cut as u64);
     tracing::warn!(
@@ -68,7 +81,7 @@ pub fn encode(event: &Event) -> Vec<u8> {
         fields = cut,
         "an oversized vendor value: long fields cut (with a marker) so the record stays deliverable"
     );
-    to_bytes(&bounded)
+    (to_bytes(&bounded), false)
 }
 
 fn to_bytes(event: &Event) -> Vec<u8> {
@@ -114,6 +127,13 @@ fn decode_entry(seq: u64, bytes: &[u8]) -> Result<Event, OutboxError> {
     })
 }
 
+fn decoded(stored: Vec<(u64, Vec<u8>)>) -> Vec<Entry> {
+    stored
+        .into_iter()
+        .map(|(seq, bytes)| (seq, decode_entry(seq, &bytes)))
+        .collect()
+}
+
 /// Where entries set aside are kept: `aside/<seq>` → [`Aside`].
 pub const ASIDE_PREFIX: &str = "aside/";
 
@@ -132,22 +152,46 @@ pub type Entry = (u64, Result<Event, OutboxError>);
 #[derive(Clone)]
 pub struct Outbox {
     store: Arc<dyn Store>,
+    /// Events just committed by this process, taken instead of decoding their bytes.
+    recent: Option<Arc<Recent>>,
 }
 
 impl Outbox {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Outbox { store }
+        Outbox {
+            store,
+            recent: None,
+        }
+    }
+
+    /// Take the events this process just committed from `recent` where it has them.
+    pub fn with_recent(mut self, recent: Option<Arc<Recent>>) -> Self {
+        self.recent = recent;
+        self
     }
 
     /// Up to `limit` entries after sequence number `after` (from the start with `None`), in
     /// commit order.
     pub fn read_after(&self, after: Option<u64>, limit: usize) -> Result<Vec<Entry>, StoreError> {
-        Ok(self
-            .store
-            .outbox_after(after, limit)?
+        let stored = self.store.outbox_after(after, limit)?;
+        let Some(recent) = self.recent.as_ref().filter(|r| !r.is_empty()) else {
+            return Ok(decoded(stored));
+        };
+        let kept = recent.take_all(stored.iter().map(|(seq, _)| *seq));
+        Ok(stored
             .into_iter()
-            .map(|(seq, bytes)| (seq, decode_entry(seq, &bytes)))
+            .zip(kept)
+            .map(|((seq, bytes), kept)| match kept {
+                Some(event) => (seq, Ok(event)),
+                None => (seq, decode_entry(seq, &bytes)),
+            })
             .collect())
+    }
+
+    /// [`Outbox::read_after`] from the store's bytes alone (for reads out of the publisher's
+    /// order, which must not take kept events from [`Recent`]).
+    fn read_stored(&self, after: Option<u64>, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        Ok(decoded(self.store.outbox_after(after, limit)?))
     }
 
     /// Whether anything is stored after `after`.
@@ -173,7 +217,7 @@ impl Outbox {
     pub fn get(&self, seq: u64) -> Result<Option<Entry>, StoreError> {
         let after = seq.checked_sub(1);
         Ok(self
-            .read_after(after, 1)?
+            .read_stored(after, 1)?
             .into_iter()
             .find(|(s, _)| *s == seq))
     }
@@ -213,7 +257,7 @@ impl Outbox {
     /// The event time ([`Event::time_ms`]) of the oldest waiting entry that can be read.
     pub fn oldest_time_ms(&self) -> Result<Option<i64>, StoreError> {
         Ok(self
-            .read_after(None, 1)?
+            .read_stored(None, 1)?
             .into_iter()
             .next()
             .and_then(|(_, e)| e.ok())

@@ -56,7 +56,7 @@ impl Open {
             batch.remove(k);
         }
         let n = events.len();
-        for segment in encode_segments(events) {
+        for (segment, _) in encode_segments(events) {
             let id = self.db.generate_id()?;
             batch.insert(&id_key(SEGMENT_PREFIX, id)[..], segment);
         }
@@ -67,16 +67,16 @@ impl Open {
     }
 }
 
-/// `events` as encoded segments, releasing each segment's events once it is encoded (a first
-/// snapshot commits tens of megabytes).
-fn encode_segments(events: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+/// `events` as encoded segments with the number of events in each, releasing each segment's events
+/// once it is encoded (a first snapshot commits tens of megabytes).
+fn encode_segments(events: Vec<Vec<u8>>) -> Vec<(Vec<u8>, usize)> {
     let sizes: Vec<usize> = segments::chunks(&events).iter().map(|c| c.len()).collect();
     let mut events = events.into_iter();
     sizes
         .into_iter()
         .map(|size| {
             let part: Vec<Vec<u8>> = events.by_ref().take(size).collect();
-            segments::encode(&part)
+            (segments::encode(&part), size)
         })
         .collect()
 }
@@ -175,6 +175,14 @@ impl Store for SledStore {
     }
 
     fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        self.commit_numbered(writes, events).map(drop)
+    }
+
+    fn commit_numbered(
+        &self,
+        writes: Vec<Write>,
+        events: Vec<Vec<u8>>,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
         self.handle.run(Access::Write, |o| {
             let mut batch = sled::Batch::default();
             for w in writes {
@@ -186,10 +194,12 @@ impl Store for SledStore {
             let n = events.len();
             let segments = encode_segments(events);
             let ids = self.allocate(o, segments.len())?;
-            for (id, segment) in ids.iter().zip(segments) {
+            let mut seqs = Vec::with_capacity(n);
+            for (id, (segment, count)) in ids.iter().zip(segments) {
+                seqs.extend((0..count).map(|index| segments::seq(*id, index)));
                 batch.insert(&id_key(SEGMENT_PREFIX, *id)[..], segment);
             }
-            self.apply(o, batch, &ids, n)
+            self.apply(o, batch, &ids, n).map(|()| Some(seqs))
         })
     }
 

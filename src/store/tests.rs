@@ -7,8 +7,8 @@ fn put(k: &str, v: &[u8]) -> Write {
 
 fn exercise(store: &dyn Store) {
     assert_eq!(store.get("a").unwrap(), None);
-    store
-        .commit(
+    let first = store
+        .commit_numbered(
             vec![put("a", b"snap1")],
             vec![b"e1".to_vec(), b"e2".to_vec()],
         )
@@ -24,8 +24,8 @@ fn exercise(store: &dyn Store) {
             vec![],
         )
         .unwrap();
-    store
-        .commit(
+    let third = store
+        .commit_numbered(
             vec![put("a", b"snap2"), Write::Delete("seen/x/2".into())],
             vec![b"e3".to_vec()],
         )
@@ -52,6 +52,10 @@ fn exercise(store: &dyn Store) {
         all.windows(2).all(|w| w[0].0 < w[1].0),
         "sequence numbers increase"
     );
+    // Each commit answered the sequence numbers its events were stored under.
+    let seqs: Vec<u64> = all.iter().map(|(s, _)| *s).collect();
+    assert_eq!(first.as_deref(), Some(&seqs[..2]));
+    assert_eq!(third.as_deref(), Some(&seqs[2..]));
     assert_eq!(store.outbox_len(), 3);
     let tail = store.outbox_after(Some(all[0].0), 1).unwrap();
     assert_eq!(tail, vec![all[1].clone()]);
@@ -74,9 +78,14 @@ fn many_events_span_segments_and_partial_delivery_survives_reopen() {
     let delivered: Vec<u64>;
     {
         let s = SledStore::open(&path).unwrap();
-        s.commit(vec![], events.clone()).unwrap();
+        let seqs = s.commit_numbered(vec![], events.clone()).unwrap();
         let all = s.outbox_after(None, usize::MAX).unwrap();
         assert_eq!(all.len(), 2500);
+        assert_eq!(
+            seqs,
+            Some(all.iter().map(|(q, _)| *q).collect()),
+            "the commit answered every event's sequence number, across segments"
+        );
         assert!(
             all.windows(2).all(|w| w[0].0 < w[1].0),
             "strictly increasing"

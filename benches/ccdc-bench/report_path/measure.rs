@@ -61,8 +61,15 @@ impl Store for Timed {
         writes: Vec<ccdc::store::Write>,
         events: Vec<Vec<u8>>,
     ) -> Result<(), ccdc::store::StoreError> {
+        self.commit_numbered(writes, events).map(drop)
+    }
+    fn commit_numbered(
+        &self,
+        writes: Vec<ccdc::store::Write>,
+        events: Vec<Vec<u8>>,
+    ) -> Result<Option<Vec<u64>>, ccdc::store::StoreError> {
         let (t, cpu) = (Instant::now(), thread_cpu_s());
-        let r = self.inner.commit(writes, events);
+        let r = self.inner.commit_numbered(writes, events);
         let add = |n: &std::sync::atomic::AtomicU64, v: u64| {
             n.fetch_add(v, std::sync::atomic::Ordering::Relaxed)
         };
