@@ -235,6 +235,7 @@ fn driven_poller(
 /// The service's publisher with its default settings, running until the token is cancelled.
 fn start_publisher(
     store: &Arc<dyn Store>,
+    recent: Option<Arc<ccdc::store::outbox::Recent>>,
     encoder: AvroEncoder,
     sink: KafkaSink,
     notify: &Arc<Notify>,
@@ -244,8 +245,7 @@ fn start_publisher(
 ) {
     let publisher = Publisher {
         store: store.clone(),
-        // P1's poller commits on its own, not through the group committer that keeps events.
-        recent: None,
+        recent,
         encoder: Arc::new(encoder),
         sink: Arc::new(sink),
         notify: notify.clone(),

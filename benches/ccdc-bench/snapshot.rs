@@ -135,8 +135,14 @@ async fn ccdc_cycles(base_url: &str, bootstrap: &str, cycles: usize) -> Cycles {
     // The service starts its producer before the first poll: warm it up the same way.
     let sink = KafkaSink::new(&k).expect("producer");
     super::warm_up(&sink, "bench.interactions").await;
+    // As `ccdc run` commits: through the process's group committer, which keeps the events it
+    // commits for the publisher.
+    let recent = Arc::new(ccdc::store::outbox::Recent::default());
+    let group =
+        ccdc::poller::GroupCommit::start_with(store.clone(), recent.clone()).expect("committer");
     let (stop, task) = super::start_publisher(
         &store,
+        Some(recent),
         AvroEncoder::new(topics, &[(Stream::Interactions, 1)]).expect("encoder"),
         sink,
         &notify,
@@ -147,7 +153,7 @@ async fn ccdc_cycles(base_url: &str, bootstrap: &str, cycles: usize) -> Cycles {
         )),
         2,
     );
-    let mut poller = super::driven_poller(Box::new(feed), &store, notify);
+    let mut poller = super::driven_poller(Box::new(feed), &store, notify).group_commit(group);
     let mut m = Cycles {
         wall_ms: vec![],
         cpu_ms: vec![],
