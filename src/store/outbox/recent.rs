@@ -27,6 +27,10 @@ pub const BUDGET_BYTES: usize = 8 << 20;
 /// 60,000-interaction source, are released as soon as they are encoded, as they always were.
 pub const MAX_KEPT_PER_COMMIT: usize = 4 << 20;
 
+/// A commit of this many events or more keeps none (whatever their size): known before they are
+/// encoded, so that each can be released as soon as it is.
+pub const MAX_KEPT_EVENTS: usize = 16_384;
+
 #[derive(Default)]
 pub struct Recent {
     inner: Mutex<Inner>,
