@@ -76,8 +76,7 @@ pub type Fresh = Vec<(usize, Event)>;
 /// them, or none if there are [`recent::MAX_KEPT_EVENTS`] or more, or together they take more than
 /// `room` bytes ([`Recent::room`]; 0 keeps none) or [`recent::MAX_KEPT_PER_COMMIT`]. Every other
 /// event is released here, once encoded: the first poll of a large source derives tens of
-/// thousands, and keeping them alive through its commit would raise the process's peak (P1:
-/// 112–114 MB against 84–91 MB, keeping the first 4 MiB).
+/// thousands, and keeping them alive through its commit would raise the process's peak.
 pub fn encode(events: Vec<Event>, heartbeat: Option<Event>, room: usize) -> (Vec<Vec<u8>>, Fresh) {
     let mut encoded = Vec::with_capacity(events.len() + usize::from(heartbeat.is_some()));
     let mut fresh = Vec::new();
@@ -203,16 +202,16 @@ impl GroupCommit {
 /// Write `group` as one batch, keep its fresh events in `recent`, and answer every commit in it.
 fn write(store: &dyn Store, group: Vec<Job>, recent: &Recent) {
     let (mut writes, mut events, mut waiting) = (Vec::new(), Vec::new(), Vec::new());
-    // Per job: where its events start in the group, and its fresh events with their sizes.
+    // Per job: its fresh events with their place in the group's events and their sizes.
     let mut fresh = Vec::new();
     for job in group {
         let start = events.len();
-        let sizes: Vec<usize> = job
+        let kept: Vec<(usize, Event, usize)> = job
             .fresh
-            .iter()
-            .map(|(i, _)| job.events[*i].len())
+            .into_iter()
+            .filter_map(|(i, e)| Some((start + i, e, job.events.get(i)?.len())))
             .collect();
-        fresh.push((start, job.fresh, sizes));
+        fresh.push(kept);
         writes.extend(job.writes);
         events.extend(job.events);
         waiting.push(job.done);
@@ -221,12 +220,10 @@ fn write(store: &dyn Store, group: Vec<Job>, recent: &Recent) {
         Ok(seqs) => {
             // Before the answers: a poller wakes the publisher once its commit is answered.
             if let Some(seqs) = seqs {
-                for (start, events, sizes) in fresh {
+                for kept in fresh {
                     recent.offer(
-                        events
-                            .into_iter()
-                            .zip(sizes)
-                            .filter_map(|((i, e), n)| Some((*seqs.get(start + i)?, e, n))),
+                        kept.into_iter()
+                            .filter_map(|(i, e, n)| Some((*seqs.get(i)?, e, n))),
                     );
                 }
             }

@@ -55,7 +55,9 @@ impl Recent {
     pub fn offer(&self, events: impl IntoIterator<Item = (u64, Event, usize)>) {
         let mut g = self.lock();
         for (seq, event, bytes) in events {
-            if g.bytes + bytes > BUDGET_BYTES || g.entries.back().is_some_and(|(s, ..)| *s >= seq) {
+            if g.bytes.saturating_add(bytes) > BUDGET_BYTES
+                || g.entries.back().is_some_and(|(s, ..)| *s >= seq)
+            {
                 break;
             }
             g.bytes += bytes;
@@ -99,7 +101,7 @@ impl Inner {
                 return None;
             }
             let (front, event, bytes) = self.entries.pop_front()?;
-            self.bytes -= bytes;
+            self.bytes = self.bytes.saturating_sub(bytes);
             if front == seq {
                 return Some(event);
             }
