@@ -104,19 +104,27 @@ pub fn encode(events: Vec<Event>, heartbeat: Option<Event>, room: usize) -> (Vec
 /// The committer of one store, shared by its pollers. Its thread ends when the last handle goes.
 pub struct GroupCommit {
     tx: mpsc::Sender<Job>,
-    recent: Arc<Recent>,
+    /// Where committed events are kept for the publisher (`None`: none kept).
+    recent: Option<Arc<Recent>>,
 }
 
 impl GroupCommit {
-    /// Start the committer thread of `store`.
+    /// Start the committer thread of `store`, keeping no events.
     pub fn start(store: Arc<dyn Store>) -> std::io::Result<Arc<GroupCommit>> {
-        Self::start_with(store, Arc::default())
+        Self::spawn(store, None)
     }
 
     /// [`GroupCommit::start`], keeping the events it commits in `recent` (the publisher's).
     pub fn start_with(
         store: Arc<dyn Store>,
         recent: Arc<Recent>,
+    ) -> std::io::Result<Arc<GroupCommit>> {
+        Self::spawn(store, Some(recent))
+    }
+
+    fn spawn(
+        store: Arc<dyn Store>,
+        recent: Option<Arc<Recent>>,
     ) -> std::io::Result<Arc<GroupCommit>> {
         let (tx, rx) = mpsc::channel::<Job>();
         let kept = recent.clone();
@@ -144,20 +152,16 @@ impl GroupCommit {
                             Err(_) => break,
                         }
                     }
-                    write(&*store, group, &kept);
+                    write(&*store, group, kept.as_deref());
                 }
             })?;
         Ok(Arc::new(GroupCommit { tx, recent }))
     }
 
-    /// The events just committed through this committer, for the publisher ([`Recent`]).
-    pub fn recent(&self) -> Arc<Recent> {
-        self.recent.clone()
-    }
-
-    /// How many outbox bytes' worth of events a commit may hand over to be kept now.
+    /// How many outbox bytes' worth of events a commit may hand over to be kept now (0 when this
+    /// committer keeps none).
     pub fn room(&self) -> usize {
-        self.recent.room()
+        self.recent.as_ref().map_or(0, |r| r.room())
     }
 
     /// [`Store::commit`] of `writes` and `events`, in a group with whatever else is waiting;
@@ -200,7 +204,7 @@ impl GroupCommit {
 }
 
 /// Write `group` as one batch, keep its fresh events in `recent`, and answer every commit in it.
-fn write(store: &dyn Store, group: Vec<Job>, recent: &Recent) {
+fn write(store: &dyn Store, group: Vec<Job>, recent: Option<&Recent>) {
     let (mut writes, mut events, mut waiting) = (Vec::new(), Vec::new(), Vec::new());
     // Per job: its fresh events with their place in the group's events and their sizes.
     let mut fresh = Vec::new();
@@ -219,7 +223,7 @@ fn write(store: &dyn Store, group: Vec<Job>, recent: &Recent) {
     match store.commit_numbered(writes, events) {
         Ok(seqs) => {
             // Before the answers: a poller wakes the publisher once its commit is answered.
-            if let Some(seqs) = seqs {
+            if let Some(recent) = recent {
                 for kept in fresh {
                     recent.offer(
                         kept.into_iter()
@@ -279,13 +283,17 @@ mod tests {
         fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
             self.inner.get(key)
         }
-        fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        fn commit_numbered(
+            &self,
+            writes: Vec<Write>,
+            events: Vec<Vec<u8>>,
+        ) -> Result<Vec<u64>, StoreError> {
             self.entered
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             if let Some(gate) = self.gate.lock().unwrap().as_ref() {
                 let _ = gate.recv();
             }
-            self.inner.commit(writes, events)
+            self.inner.commit_numbered(writes, events)
         }
         fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
             self.inner.scan_prefix(prefix)
@@ -405,6 +413,11 @@ mod tests {
     async fn committed_events_are_kept_under_their_entries_and_failed_ones_are_not() {
         let store = Arc::new(MemoryStore::default());
         let recent = Arc::new(Recent::default());
+        assert_eq!(
+            GroupCommit::start(store.clone()).unwrap().room(),
+            0,
+            "a committer without a reader keeps nothing"
+        );
         let group = GroupCommit::start_with(store.clone(), recent.clone()).unwrap();
         // Three events, the first two kept; then a commit that fails after being applied.
         let (bytes, fresh) = encode(

@@ -273,7 +273,6 @@ fn with_kept(n: usize) -> (Arc<MemoryStore>, Arc<Recent>) {
     let store = Arc::new(MemoryStore::default());
     let seqs = store
         .commit_numbered(vec![], (0..n).map(ev).collect())
-        .unwrap()
         .unwrap();
     let recent = Arc::new(Recent::default());
     recent.offer(seqs.into_iter().enumerate().map(|(i, seq)| {

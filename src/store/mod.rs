@@ -87,16 +87,15 @@ pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Atomically apply `writes` and append `events` to the outbox; durable on return. Takes both
     /// by value: a first snapshot commits tens of megabytes, released as they are copied in.
-    fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError>;
-    /// [`Store::commit`], answering the sequence number each event was given, in their order
-    /// (`None`: this store does not tell).
+    fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        self.commit_numbered(writes, events).map(drop)
+    }
+    /// [`Store::commit`], answering the sequence number each event was given, in their order.
     fn commit_numbered(
         &self,
         writes: Vec<Write>,
         events: Vec<Vec<u8>>,
-    ) -> Result<Option<Vec<u64>>, StoreError> {
-        self.commit(writes, events).map(|()| None)
-    }
+    ) -> Result<Vec<u64>, StoreError>;
     /// Every state entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Add `by` to the counter `key` and return its new value (durable on return).
@@ -218,14 +217,11 @@ impl Store for MemoryStore {
         self.refusal()?;
         Ok(self.lock().state.get(key).cloned())
     }
-    fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError> {
-        self.commit_numbered(writes, events).map(drop)
-    }
     fn commit_numbered(
         &self,
         writes: Vec<Write>,
         events: Vec<Vec<u8>>,
-    ) -> Result<Option<Vec<u64>>, StoreError> {
+    ) -> Result<Vec<u64>, StoreError> {
         self.refusal()?;
         let mut g = self.lock();
         for w in writes {
@@ -249,7 +245,7 @@ impl Store for MemoryStore {
                 "write failed: No space left on device (os error 28) (injected)".into(),
             ));
         }
-        Ok(Some(seqs))
+        Ok(seqs)
     }
     fn outbox_after(
         &self,

@@ -174,15 +174,11 @@ impl Store for SledStore {
         })
     }
 
-    fn commit(&self, writes: Vec<Write>, events: Vec<Vec<u8>>) -> Result<(), StoreError> {
-        self.commit_numbered(writes, events).map(drop)
-    }
-
     fn commit_numbered(
         &self,
         writes: Vec<Write>,
         events: Vec<Vec<u8>>,
-    ) -> Result<Option<Vec<u64>>, StoreError> {
+    ) -> Result<Vec<u64>, StoreError> {
         self.handle.run(Access::Write, |o| {
             let mut batch = sled::Batch::default();
             for w in writes {
@@ -199,7 +195,7 @@ impl Store for SledStore {
                 seqs.extend((0..count).map(|index| segments::seq(*id, index)));
                 batch.insert(&id_key(SEGMENT_PREFIX, *id)[..], segment);
             }
-            self.apply(o, batch, &ids, n).map(|()| Some(seqs))
+            self.apply(o, batch, &ids, n).map(|()| seqs)
         })
     }
 

@@ -54,8 +54,8 @@ fn exercise(store: &dyn Store) {
     );
     // Each commit answered the sequence numbers its events were stored under.
     let seqs: Vec<u64> = all.iter().map(|(s, _)| *s).collect();
-    assert_eq!(first.as_deref(), Some(&seqs[..2]));
-    assert_eq!(third.as_deref(), Some(&seqs[2..]));
+    assert_eq!(first, seqs[..2]);
+    assert_eq!(third, seqs[2..]);
     assert_eq!(store.outbox_len(), 3);
     let tail = store.outbox_after(Some(all[0].0), 1).unwrap();
     assert_eq!(tail, vec![all[1].clone()]);
@@ -83,7 +83,7 @@ fn many_events_span_segments_and_partial_delivery_survives_reopen() {
         assert_eq!(all.len(), 2500);
         assert_eq!(
             seqs,
-            Some(all.iter().map(|(q, _)| *q).collect()),
+            all.iter().map(|(q, _)| *q).collect::<Vec<_>>(),
             "the commit answered every event's sequence number, across segments"
         );
         assert!(

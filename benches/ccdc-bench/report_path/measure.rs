@@ -56,18 +56,11 @@ impl Store for Timed {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, ccdc::store::StoreError> {
         self.inner.get(key)
     }
-    fn commit(
-        &self,
-        writes: Vec<ccdc::store::Write>,
-        events: Vec<Vec<u8>>,
-    ) -> Result<(), ccdc::store::StoreError> {
-        self.commit_numbered(writes, events).map(drop)
-    }
     fn commit_numbered(
         &self,
         writes: Vec<ccdc::store::Write>,
         events: Vec<Vec<u8>>,
-    ) -> Result<Option<Vec<u64>>, ccdc::store::StoreError> {
+    ) -> Result<Vec<u64>, ccdc::store::StoreError> {
         let (t, cpu) = (Instant::now(), thread_cpu_s());
         let r = self.inner.commit_numbered(writes, events);
         let add = |n: &std::sync::atomic::AtomicU64, v: u64| {
