@@ -13,6 +13,12 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A fresh machine builds everything once: incremental compilation only costs disk there (it kept
+# gigabytes of session files beside ~40 test binaries). Set CARGO_INCREMENTAL=1 to keep it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+disk() { df -h . | awk 'NR == 2 {print "disk: " $4 " free of " $2}'; }
+disk
+
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
@@ -79,6 +85,7 @@ cargo check --locked --no-default-features --bins
 
 step "build tests"
 cargo test --locked --all-targets --no-run
+disk
 
 if [ -n "$tansu_pid" ]; then
   step "waiting for the tansu build"
