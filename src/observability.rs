@@ -34,8 +34,9 @@ pub const LAG_BUCKETS: [f64; 14] = [
 /// until a scrape or an upkeep folds them into buckets, so a thread runs the upkeep every
 /// `UPKEEP_EVERY`: without it, memory grew with every record while `/metrics` went unscraped.
 /// The counters without labels, exported at 0 from the start: a series that exists before its
-/// first increment lets `increase()` and `rate()` see that increment (labelled counters appear at
-/// their first increment: their label values are not known before).
+/// first increment lets `increase()` and `rate()` see that increment. Labelled counters whose
+/// label values are fixed are too ([`LABELLED_FROM_ZERO`]); those labelled by source appear at
+/// their first increment (`ccdc_checkpoint_resumes_total` when its report feed starts).
 pub const COUNTERS_FROM_ZERO: &[&str] = &[
     "ccdc_checkpoints_written_total",
     "ccdc_event_fields_cut_total",
@@ -47,6 +48,40 @@ pub const COUNTERS_FROM_ZERO: &[&str] = &[
     "ccdc_records_set_aside_total",
     "ccdc_store_failures_total",
     "ccdc_store_reopened_total",
+];
+
+/// Labelled counters whose label values are a fixed set, each value set exported at 0 from the
+/// start (for the reason of [`COUNTERS_FROM_ZERO`]): failures by kind, the producer replaced by
+/// reason. Example: `ccdc_checkpoint_errors_total{op="write",kind="retryable"} 0`.
+pub const LABELLED_FROM_ZERO: &[(&str, &[(&str, &str)])] = &[
+    (
+        "ccdc_checkpoint_errors_total",
+        &[("op", "read"), ("kind", "retryable")],
+    ),
+    (
+        "ccdc_checkpoint_errors_total",
+        &[("op", "read"), ("kind", "fatal")],
+    ),
+    (
+        "ccdc_checkpoint_errors_total",
+        &[("op", "read"), ("kind", "malformed")],
+    ),
+    (
+        "ccdc_checkpoint_errors_total",
+        &[("op", "write"), ("kind", "retryable")],
+    ),
+    (
+        "ccdc_checkpoint_errors_total",
+        &[("op", "write"), ("kind", "fatal")],
+    ),
+    ("ccdc_producer_recreated_total", &[("reason", "fatal")]),
+    ("ccdc_producer_recreated_total", &[("reason", "stalled")]),
+    ("ccdc_publish_errors_total", &[("kind", "retryable")]),
+    ("ccdc_publish_errors_total", &[("kind", "fatal")]),
+    ("ccdc_publish_errors_total", &[("kind", "encode")]),
+    ("ccdc_publish_errors_total", &[("kind", "store")]),
+    ("ccdc_registry_errors_total", &[("kind", "unavailable")]),
+    ("ccdc_registry_errors_total", &[("kind", "rejected")]),
 ];
 
 pub fn prometheus() -> Option<PrometheusHandle> {
@@ -70,6 +105,13 @@ pub fn prometheus() -> Option<PrometheusHandle> {
                 .ok()?;
             for name in COUNTERS_FROM_ZERO {
                 metrics::counter!(*name).increment(0);
+            }
+            for (name, labels) in LABELLED_FROM_ZERO {
+                let labels: Vec<metrics::Label> = labels
+                    .iter()
+                    .map(|(k, v)| metrics::Label::new(*k, *v))
+                    .collect();
+                metrics::counter!(*name, labels).increment(0);
             }
             let upkeep = handle.clone();
             let started = std::thread::Builder::new()
@@ -330,6 +372,52 @@ mod tests {
         let listed: std::collections::BTreeSet<String> =
             COUNTERS_FROM_ZERO.iter().map(|s| s.to_string()).collect();
         assert_eq!(listed, unlabelled);
+    }
+
+    #[test]
+    fn labelled_counters_of_fixed_label_values_are_exported_at_zero_from_the_start() {
+        let page = prometheus().expect("the recorder").render();
+        let src = |dir: &str| {
+            let mut text = String::new();
+            let mut dirs = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir)];
+            while let Some(dir) = dirs.pop() {
+                for entry in std::fs::read_dir(dir).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.is_dir() {
+                        dirs.push(path);
+                    } else if path.extension().is_some_and(|x| x == "rs")
+                        && !path.ends_with("observability.rs")
+                    {
+                        text.push_str(&std::fs::read_to_string(&path).unwrap());
+                    }
+                }
+            }
+            text
+        };
+        let code = src("src");
+        for (name, labels) in LABELLED_FROM_ZERO {
+            // Labels render in the order given.
+            let series = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{v}\""))
+                .collect::<Vec<_>>()
+                .join(",");
+            // Other tests of this process may have incremented it since: on the page is enough.
+            assert!(
+                page.lines()
+                    .any(|l| l.starts_with(&format!("{name}{{{series}}} "))),
+                "{name}{{{series}}} is not on the page:\n{page}"
+            );
+            // Each is a counter ccdc records, and each label value one it uses.
+            assert!(
+                code.contains(&format!("metrics::counter!(\"{name}\"")),
+                "{name}"
+            );
+            for (k, v) in *labels {
+                assert!(code.contains(&format!("\"{k}\" =>")), "{name}: {k}");
+                assert!(code.contains(&format!("\"{v}\"")), "{name}: {k} = {v}");
+            }
+        }
     }
 
     #[test]

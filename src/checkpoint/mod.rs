@@ -259,6 +259,10 @@ impl Checkpoints {
         let Some((source, feed)) = feed_of(&key) else {
             return Ok(true);
         };
+        // Exported at 0 from the feed's start, so that a resume's increment shows in increase().
+        let resumes =
+            metrics::counter!("ccdc_checkpoint_resumes_total", "source" => source.clone());
+        resumes.increment(0);
         let Some(map) = self.loaded(stop).await else {
             return Ok(false);
         };
@@ -278,7 +282,7 @@ impl Checkpoints {
             Vec::new(),
         )?;
         poller.load()?;
-        metrics::counter!("ccdc_checkpoint_resumes_total", "source" => source.clone()).increment(1);
+        resumes.increment(1);
         tracing::info!(source = %source, feed = %feed, cursor = %cp.cursor, local = ?local.map(|l| l.to_string()), written_by = %cp.replica, "report feed resumes from the Kafka checkpoint (its look-back window is read again; repeated rows keep their event ids)");
         Ok(true)
     }
