@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::avro::{schema_text, STREAMS};
@@ -16,7 +15,6 @@ use crate::config::{Config, KafkaConfig, OutputKind, SourceConfig, TopicsConfig}
 use crate::encode::{AvroEncoder, JsonEncoder, SourceContexts};
 use crate::event::Stream;
 use crate::observability::Health;
-use crate::poller::Poller;
 use crate::publisher::{Publisher, PublisherReport};
 use crate::registry::{resolve_id, subject_for_topic, HttpRegistry, RegistryError, SchemaRegistry};
 use crate::retry::{retry, Backoff};
@@ -26,7 +24,8 @@ use crate::store::outbox::Recent;
 use crate::store::{SledStore, Store};
 
 mod feeds;
-pub use feeds::feeds;
+use feeds::start_pollers;
+pub use feeds::{feeds, START_SPREAD_PER_FEED};
 
 pub fn registry_client(config: &Config) -> anyhow::Result<HttpRegistry> {
     let r = config
@@ -462,48 +461,3 @@ pub async fn run_parts(
 /// them, and every thread keeps its own allocator pages. A thousand sources polled at once grew
 /// 512 of them, ≈ 0.5 GB (BENCHMARKS.md, P6); a parse or commit that finds them all busy waits.
 pub const MAX_BLOCKING_THREADS: usize = 32;
-
-/// First polls are spread over at most this much time per feed (and never more than a feed's
-/// interval): a thousand sources do not all poll, parse and commit in the same instant, every
-/// interval, and a handful of feeds start at once.
-pub const START_SPREAD_PER_FEED: Duration = Duration::from_millis(5);
-
-/// One poller per enabled feed, each restored from the store (a corrupt stored state fails
-/// start-up) and polling until `stop`; their commits share one group committer
-/// ([`crate::poller::commit`]) and their first polls are spread ([`START_SPREAD_PER_FEED`]).
-fn start_pollers(
-    config: &Config,
-    pipeline: &Pipeline,
-    stop: &CancellationToken,
-) -> anyhow::Result<JoinSet<()>> {
-    let mut pollers = JoinSet::new();
-    let group =
-        crate::poller::GroupCommit::start_with(pipeline.store.clone(), pipeline.recent.clone())
-            .context("cannot start the committer thread")?;
-    let feeds = feeds(config, &pipeline.store)?;
-    let n = feeds.len() as u32;
-    for (i, (feed, poll)) in (0u32..).zip(feeds) {
-        let spread = poll.interval.min(START_SPREAD_PER_FEED * n);
-        let what = format!("source `{}` endpoint `{}`", feed.source(), feed.endpoint());
-        let mut poller = Poller::new(
-            feed,
-            pipeline.store.clone(),
-            pipeline.notify.clone(),
-            poll.interval,
-            poll.max_backoff,
-        )
-        .observe(
-            pipeline.health.clone(),
-            config.observability.heartbeat_every_polls,
-        )
-        .group_commit(group.clone())
-        .start_after(spread / n.max(1) * i);
-        poller.load().with_context(|| what)?;
-        match pipeline.checkpoints.clone() {
-            // A report feed waits for the checkpoint topic (and may resume from it) first.
-            Some(checkpoints) => pollers.spawn(checkpoints.run_poller(poller, stop.clone())),
-            None => pollers.spawn(poller.run(stop.clone())),
-        };
-    }
-    Ok(pollers)
-}

@@ -1,12 +1,18 @@
 //! Which feeds a configuration enables: one snapshot feed per enabled endpoint of every source
 //! (Wolkvox interactions and agents, with agent state joined to the interactions feed's committed
 //! snapshots; Comm100 agents, queues, today and right now; Vonage interactions), and one report
-//! feed per enabled Wolkvox report, each with how it is polled.
+//! feed per enabled Wolkvox report, each with how it is polled; and their pollers started.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, PollConfig, SourceConfig};
 use crate::feed::{Feed, SnapshotFeed};
+use crate::poller::Poller;
 use crate::reports::{Mode, ReportFeed, ReportPlan};
 use crate::sources::agent_state::{InteractionsView, PublishInteractions, WithAgentState};
 use crate::sources::comm100::{Comm100Agents, Comm100Client, Comm100Metrics, MetricsEndpoint};
@@ -128,4 +134,49 @@ pub fn feeds(
         }
     }
     Ok(out)
+}
+
+/// First polls are spread over at most this much time per feed (and never more than a feed's
+/// interval): a thousand sources do not all poll, parse and commit in the same instant, every
+/// interval, and a handful of feeds start at once.
+pub const START_SPREAD_PER_FEED: Duration = Duration::from_millis(5);
+
+/// One poller per enabled feed, each restored from the store (a corrupt stored state fails
+/// start-up) and polling until `stop`; their commits share one group committer
+/// ([`crate::poller::commit`]) and their first polls are spread ([`START_SPREAD_PER_FEED`]).
+pub(super) fn start_pollers(
+    config: &Config,
+    pipeline: &super::Pipeline,
+    stop: &CancellationToken,
+) -> anyhow::Result<JoinSet<()>> {
+    let mut pollers = JoinSet::new();
+    let group =
+        crate::poller::GroupCommit::start_with(pipeline.store.clone(), pipeline.recent.clone())
+            .context("cannot start the committer thread")?;
+    let feeds = feeds(config, &pipeline.store)?;
+    let n = feeds.len() as u32;
+    for (i, (feed, poll)) in (0u32..).zip(feeds) {
+        let spread = poll.interval.min(START_SPREAD_PER_FEED * n);
+        let what = format!("source `{}` endpoint `{}`", feed.source(), feed.endpoint());
+        let mut poller = Poller::new(
+            feed,
+            pipeline.store.clone(),
+            pipeline.notify.clone(),
+            poll.interval,
+            poll.max_backoff,
+        )
+        .observe(
+            pipeline.health.clone(),
+            config.observability.heartbeat_every_polls,
+        )
+        .group_commit(group.clone())
+        .start_after(spread / n.max(1) * i);
+        poller.load().with_context(|| what)?;
+        match pipeline.checkpoints.clone() {
+            // A report feed waits for the checkpoint topic (and may resume from it) first.
+            Some(checkpoints) => pollers.spawn(checkpoints.run_poller(poller, stop.clone())),
+            None => pollers.spawn(poller.run(stop.clone())),
+        };
+    }
+    Ok(pollers)
 }
