@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ccdc::event::{InteractionEvent, InteractionEventType, InteractionEventType::*};
+use ccdc::event::{Derivation, InteractionEvent, InteractionEventType, InteractionEventType::*};
 use ccdc::simulator::{Fault, Route, Scenario, SimMode, VonageLatest};
 use common::{Record, Stack};
 
@@ -43,6 +43,23 @@ fn scenario() -> Scenario {
                 ("a2", Some(("g3", false))),
                 ("a3", Some(("g4", true))),
             ]),
+            // a2 takes an email (g7) while its chat g3 goes on: the vendor shows one of the two
+            // running interactions, g7, then g3 again, then g7 ended (so nothing runs any more).
+            step(&[
+                ("a1", Some(("g5", false))),
+                ("a2", Some(("g7", false))),
+                ("a3", Some(("g4", true))),
+            ]),
+            step(&[
+                ("a1", Some(("g5", false))),
+                ("a2", Some(("g3", false))),
+                ("a3", Some(("g4", true))),
+            ]),
+            step(&[
+                ("a1", Some(("g5", false))),
+                ("a2", Some(("g7", true))),
+                ("a3", Some(("g4", true))),
+            ]),
         ],
         ..Default::default()
     }
@@ -61,6 +78,10 @@ fn expected(step: usize) -> Vec<Brief> {
             b(Ended, "a3", "g4", false),
         ],
         2 => vec![b(Started, "a1", "g5", false)],
+        // Not shown is not ended: g3 neither ends nor starts again until a2 has nothing running.
+        3 => vec![b(Started, "a2", "g7", false)],
+        4 => vec![],
+        5 => vec![b(Ended, "a2", "g3", false), b(Ended, "a2", "g7", false)],
         _ => vec![],
     }
 }
@@ -127,10 +148,13 @@ async fn latest_interactions_with_token_refresh_rate_limits_and_unknown_agents()
         "exactly one refresh after the 401"
     );
 
-    s.sim.state.advance();
-    total += expected(2).len();
-    s.read::<InteractionEvent>(&mut reader, total);
-    s.wait_requests(Route::VonageLatest, 8).await;
+    for step in 2..=5 {
+        s.sim.state.advance();
+        total += expected(step).len();
+        s.read::<InteractionEvent>(&mut reader, total);
+        // Two polls of the four agents on this step before the next one.
+        s.wait_requests(Route::VonageLatest, 8).await;
+    }
     reader.poll_for(Duration::from_secs(1));
     let got: Vec<(Record, InteractionEvent)> = s.read(&mut reader, total);
     assert_eq!(got.len(), total, "no extra records");
@@ -146,9 +170,9 @@ async fn latest_interactions_with_token_refresh_rate_limits_and_unknown_agents()
             )
         })
         .collect();
-    let mut want: Vec<Brief> = (0..3).flat_map(expected).collect();
+    let mut want: Vec<Brief> = (0..6).flat_map(expected).collect();
     // Per interaction, STARTED precedes ENDED.
-    for g in ["g1", "g4"] {
+    for g in ["g1", "g4", "g7"] {
         let seq: Vec<_> = briefs.iter().filter(|b| b.2 == g).map(|b| b.0).collect();
         assert_eq!(seq, vec![Started, Ended], "{g}");
     }
@@ -163,6 +187,17 @@ async fn latest_interactions_with_token_refresh_rate_limits_and_unknown_agents()
             ("vonage", Some(1_795_274_100_000))
         );
     }
+
+    // g3 ended after the last poll that showed it running (step 4) and by the first that showed
+    // a2 with nothing running (step 5).
+    let g3 = got
+        .iter()
+        .map(|(_, e)| e)
+        .find(|e| e.interaction_id == "g3" && e.event_type == Ended)
+        .expect("g3 ended");
+    assert_eq!(g3.derivation, Derivation::ReplacedByNext);
+    let (after, before) = (g3.ended_after.unwrap(), g3.ended_before.unwrap());
+    assert!(after < before && before == g3.observed_at, "{g3:?}");
 
     let log = common::read_to_string(&s.log);
     assert!(

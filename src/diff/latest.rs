@@ -1,10 +1,18 @@
 //! Diff for vendors that only show each agent's latest interaction (Vonage `latestInteractions`):
 //!
-//! - a new guid at an agent → `STARTED` (and the agent's previous interaction, if it had not ended,
-//!   → `ENDED`: the agent moved on);
+//! - a new guid at an agent → `STARTED`;
 //! - the same guid going from `hasEnded: false` to `true` → `ENDED`;
 //! - a new guid already ended when first seen → `STARTED` and `ENDED` together;
 //! - the first observation of a source reports only interactions still running (`initial`).
+//!
+//! **An interaction no longer shown has not necessarily ended.** With several interactions running
+//! at one agent (a chat and an email, say) the vendor shows one of them — a phone call first, else
+//! the one whose state changed last (seed 003) — so which one is shown can change back and forth
+//! while all of them run. An interaction shown running and then replaced by another running one is
+//! kept as *hidden* ([`HiddenInteraction`]): no event. It ends (`ENDED`, `REPLACED_BY_NEXT`) once
+//! the agent shows no running interaction (its latest has ended, or it has none), between the last
+//! poll that showed it running and that poll; or, shown again with `hasEnded`, as usual. Shown
+//! again running, it simply is the latest again (no second `STARTED`).
 //!
 //! Every event is marked `latest_only`: an interaction that starts and ends between two polls, or
 //! that is followed by another before the next poll, is never seen.
@@ -38,6 +46,19 @@ impl LatestInteraction {
     }
 }
 
+/// An interaction shown running at an agent earlier and not shown now, not known to have ended
+/// (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HiddenInteraction {
+    pub interaction: LatestInteraction,
+    /// The last poll that showed it running (UTC ms): it ended, if it has, after that.
+    pub last_shown: i64,
+}
+
+/// The most hidden interactions kept per agent; beyond it the longest hidden are ended (an agent
+/// whose shown interaction is always running, each poll another, would otherwise keep them all).
+pub const MAX_HIDDEN_PER_AGENT: usize = 32;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct LatestSnapshot {
     pub observed_at: i64,
@@ -47,24 +68,68 @@ pub struct LatestSnapshot {
     /// poll's, carried over. Not stored: it describes one poll.
     #[serde(skip)]
     pub not_found: std::collections::BTreeSet<String>,
+    /// By agent id: interactions shown running before and not now, not known to have ended
+    /// ([`LatestSnapshot::settle`] sets them; absent in states stored before they existed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hidden: BTreeMap<String, Vec<HiddenInteraction>>,
 }
 
 impl LatestSnapshot {
-    /// Carry `first_seen` / `seen_after` of a guid already seen at the agent; a new one was first
-    /// seen now, after `previous`'s poll.
+    /// Carry `first_seen` / `seen_after` of a guid already seen at the agent (shown or hidden); a
+    /// new one was first seen now, after `previous`'s poll. Then work out each agent's hidden
+    /// interactions: those of `previous` (hidden, or its latest if running) not shown now, kept
+    /// while the agent shows a running interaction (an agent the vendor did not answer for keeps
+    /// its previous ones).
     pub fn settle(&mut self, previous: Option<&LatestSnapshot>) {
         let (now, before) = (self.observed_at, previous.map(|p| p.observed_at));
+        let mut hidden = BTreeMap::new();
         for (agent, latest) in self.agents.iter_mut() {
-            let Some(cur) = latest else { continue };
-            let was = previous
-                .and_then(|p| p.agents.get(agent))
-                .and_then(|w| w.as_ref())
-                .filter(|w| w.guid == cur.guid);
-            (cur.first_seen, cur.seen_after) = match was {
-                Some(w) => (w.first_seen, w.seen_after),
-                None => (Some(now), before),
+            let was = previous.map(|p| p.seen_at(agent)).unwrap_or_default();
+            if let Some(cur) = latest.as_mut() {
+                let seen = was.iter().find(|(w, _)| w.guid == cur.guid);
+                (cur.first_seen, cur.seen_after) = match seen {
+                    Some((w, _)) => (w.first_seen, w.seen_after),
+                    None => (Some(now), before),
+                };
+            }
+            let kept: Vec<HiddenInteraction> = if self.not_found.contains(agent) {
+                previous
+                    .and_then(|p| p.hidden.get(agent))
+                    .cloned()
+                    .unwrap_or_default()
+            } else if latest.as_ref().is_some_and(|c| !c.has_ended) {
+                let shown = latest.as_ref().map(|c| c.guid.as_str());
+                let mut kept: Vec<HiddenInteraction> = was
+                    .into_iter()
+                    .filter(|(w, _)| !w.has_ended && Some(w.guid.as_str()) != shown)
+                    .map(|(w, last_shown)| HiddenInteraction {
+                        interaction: w.clone(),
+                        last_shown,
+                    })
+                    .collect();
+                // The longest hidden go first (ended by the diff).
+                kept.sort_by_key(|h| std::cmp::Reverse(h.last_shown));
+                kept.truncate(MAX_HIDDEN_PER_AGENT);
+                kept
+            } else {
+                Vec::new()
             };
+            if !kept.is_empty() {
+                hidden.insert(agent.clone(), kept);
+            }
         }
+        self.hidden = hidden;
+    }
+
+    /// The interactions this snapshot knew at `agent`, each with the last poll that showed it
+    /// running: its hidden ones, then its latest (shown at this poll).
+    fn seen_at(&self, agent: &str) -> Vec<(&LatestInteraction, i64)> {
+        let hidden = self.hidden.get(agent).into_iter().flatten();
+        let latest = self.agents.get(agent).and_then(|l| l.as_ref());
+        hidden
+            .map(|h| (&h.interaction, h.last_shown))
+            .chain(latest.map(|l| (l, self.observed_at)))
+            .collect()
     }
 }
 
@@ -108,43 +173,49 @@ pub fn diff_latest(
     let window_end = w.end();
     let mut events = Vec::new();
     for (agent, cur) in &current.agents {
-        let Some(cur) = cur else { continue };
-        let before = previous
-            .and_then(|p| p.agents.get(agent))
-            .and_then(|b| b.as_ref());
-        match before {
-            Some(b) if b.guid == cur.guid => {
-                if !b.has_ended && cur.has_ended {
-                    events.push(ended(
-                        &w,
-                        agent,
-                        cur,
-                        window_end,
-                        Derivation::VendorEndedFlag,
-                    ));
-                }
+        if current.not_found.contains(agent) {
+            continue;
+        }
+        let was = previous.map(|p| p.seen_at(agent)).unwrap_or_default();
+        // Known running before, neither shown nor hidden now: the agent shows no running
+        // interaction (or it is one of the longest hidden beyond the bound).
+        let shown = cur.as_ref().map(|c| c.guid.as_str());
+        let hidden = current.hidden.get(agent);
+        for (b, last_shown) in &was {
+            let still = Some(b.guid.as_str()) == shown
+                || hidden.is_some_and(|h| h.iter().any(|h| h.interaction.guid == b.guid));
+            if !b.has_ended && !still {
+                let end = Bounds::between(Some(*last_shown), w.observed_at);
+                events.push(ended(&w, agent, b, end, Derivation::ReplacedByNext));
             }
-            _ if previous.is_none() => {
-                if !cur.has_ended {
+        }
+        if let Some(cur) = cur {
+            match was.iter().find(|(b, _)| b.guid == cur.guid) {
+                Some((b, last_shown)) => {
+                    if !b.has_ended && cur.has_ended {
+                        // Shown running at `last_shown` (this poll's previous one, or earlier if
+                        // it was hidden meanwhile), ended now.
+                        let end = Bounds::between(Some(*last_shown), w.observed_at);
+                        events.push(ended(&w, agent, cur, end, Derivation::VendorEndedFlag));
+                    }
+                }
+                None if previous.is_none() => {
+                    if !cur.has_ended {
+                        events.push(started(&w, agent, cur));
+                    }
+                }
+                None => {
                     events.push(started(&w, agent, cur));
-                }
-            }
-            _ => {
-                if let Some(b) = before.filter(|b| !b.has_ended) {
-                    // The agent moved on: the earlier one ended at the latest when this one started.
-                    let by = cur.start.map_or(w.observed_at, |s| window_end.clamp(s));
-                    let end = Bounds::between(w.previous_at, by);
-                    events.push(ended(&w, agent, b, end, Derivation::ReplacedByNext));
-                }
-                events.push(started(&w, agent, cur));
-                if cur.has_ended {
-                    // Not the latest at the previous poll: it ended after that and after its start.
-                    let after = match (w.previous_at, cur.start) {
-                        (Some(p), Some(s)) => Some(window_end.clamp(s).max(p)),
-                        (p, s) => p.or(s),
-                    };
-                    let end = Bounds::between(after, w.observed_at);
-                    events.push(ended(&w, agent, cur, end, Derivation::VendorEndedFlag));
+                    if cur.has_ended {
+                        // Not the latest at the previous poll: it ended after that and after its
+                        // start.
+                        let after = match (w.previous_at, cur.start) {
+                            (Some(p), Some(s)) => Some(window_end.clamp(s).max(p)),
+                            (p, s) => p.or(s),
+                        };
+                        let end = Bounds::between(after, w.observed_at);
+                        events.push(ended(&w, agent, cur, end, Derivation::VendorEndedFlag));
+                    }
                 }
             }
         }
@@ -168,6 +239,7 @@ mod tests {
         LatestSnapshot {
             observed_at: at,
             not_found: Default::default(),
+            hidden: Default::default(),
             agents: agents
                 .iter()
                 .map(|(a, l)| {
@@ -219,6 +291,41 @@ mod tests {
         assert!(i.latest_only);
     }
 
+    /// The snapshot polled after `prev`, settled against it as the source does.
+    fn next(
+        prev: &LatestSnapshot,
+        at: i64,
+        agents: &[(&str, Option<(&str, bool)>)],
+    ) -> LatestSnapshot {
+        let mut s = snap(at, agents);
+        s.settle(Some(prev));
+        s
+    }
+
+    /// `(type, guid, derivation, ended_after, ended_before)` of an event.
+    type End = (
+        InteractionEventType,
+        String,
+        Derivation,
+        Option<i64>,
+        Option<i64>,
+    );
+
+    fn ends(ev: &[Event]) -> Vec<End> {
+        ev.iter()
+            .map(|e| match e {
+                Event::Interaction(i) => (
+                    i.event_type,
+                    i.interaction_id.clone(),
+                    i.derivation,
+                    i.ended_after,
+                    i.ended_before,
+                ),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
     #[test]
     fn ended_flag_new_guid_and_short_interactions() {
         let s1 = snap(
@@ -229,7 +336,8 @@ mod tests {
                 ("c", None),
             ],
         );
-        let s2 = snap(
+        let s2 = next(
+            &s1,
             2,
             &[
                 ("a", Some(("g1", true))),
@@ -237,34 +345,138 @@ mod tests {
                 ("c", Some(("g4", true))),
             ],
         );
+        // b's g2 is not shown any more, but g3 runs: g2 may still run too (hidden, no event).
         assert_eq!(
             brief(&diff_latest(&meta(), Some(&s1), &s2)),
             vec![
                 (Ended, "a".into(), "g1".into(), false),
-                (Ended, "b".into(), "g2".into(), false),
                 (Started, "b".into(), "g3".into(), false),
                 (Started, "c".into(), "g4".into(), false),
                 (Ended, "c".into(), "g4".into(), false),
             ]
         );
+        assert_eq!(s2.hidden["b"][0].interaction.guid, "g2");
+        assert_eq!(s2.hidden["b"][0].last_shown, 1);
         // Nothing changes: nothing happens; an ended interaction replaced by a running one starts it.
-        assert!(diff_latest(
-            &meta(),
-            Some(&s2),
-            &snap(
-                3,
-                &[
-                    ("a", Some(("g1", true))),
-                    ("b", Some(("g3", false))),
-                    ("c", Some(("g4", true)))
-                ]
-            )
-        )
-        .is_empty());
-        let s4 = snap(4, &[("a", Some(("g5", false)))]);
+        let s3 = next(
+            &s2,
+            3,
+            &[
+                ("a", Some(("g1", true))),
+                ("b", Some(("g3", false))),
+                ("c", Some(("g4", true))),
+            ],
+        );
+        assert!(diff_latest(&meta(), Some(&s2), &s3).is_empty());
+        let s4 = next(&s2, 4, &[("a", Some(("g5", false)))]);
         assert_eq!(
             brief(&diff_latest(&meta(), Some(&s2), &s4)),
             vec![(Started, "a".into(), "g5".into(), false)]
         );
+    }
+
+    #[test]
+    fn two_running_interactions_shown_in_turn_start_once_and_end_when_none_runs() {
+        use Derivation::*;
+        let s1 = snap(10, &[("a", Some(("chat", false)))]);
+        // An email starts; the vendor now shows it (its state changed last): the chat still runs.
+        let s2 = next(&s1, 20, &[("a", Some(("email", false)))]);
+        assert_eq!(
+            brief(&diff_latest(&meta(), Some(&s1), &s2)),
+            vec![(Started, "a".into(), "email".into(), false)]
+        );
+        // The chat is shown again, then the email: neither starts again, neither ends.
+        let s3 = next(&s2, 30, &[("a", Some(("chat", false)))]);
+        assert!(diff_latest(&meta(), Some(&s2), &s3).is_empty());
+        let s4 = next(&s3, 40, &[("a", Some(("email", false)))]);
+        assert!(diff_latest(&meta(), Some(&s3), &s4).is_empty());
+        assert_eq!(s4.hidden["a"][0].interaction.guid, "chat");
+        assert_eq!(s4.hidden["a"][0].last_shown, 30);
+        // The email ends, shown ended: no interaction runs any more, so the chat has ended too,
+        // after the last poll that showed it running.
+        let s5 = next(&s4, 50, &[("a", Some(("email", true)))]);
+        assert_eq!(
+            ends(&diff_latest(&meta(), Some(&s4), &s5)),
+            vec![
+                (Ended, "chat".into(), ReplacedByNext, Some(30), Some(50)),
+                (Ended, "email".into(), VendorEndedFlag, Some(40), Some(50)),
+            ]
+        );
+        assert!(s5.hidden.is_empty());
+        // A hidden one shown again already ended ends by its flag, after it was last shown; an
+        // agent that then has no interaction at all ends the one it showed running.
+        let s6 = next(&s4, 50, &[("a", Some(("chat", true)))]);
+        assert_eq!(
+            ends(&diff_latest(&meta(), Some(&s4), &s6)),
+            vec![
+                (Ended, "email".into(), ReplacedByNext, Some(40), Some(50)),
+                (Ended, "chat".into(), VendorEndedFlag, Some(30), Some(50)),
+            ]
+        );
+        let s7 = next(&s1, 20, &[("a", None)]);
+        assert_eq!(
+            ends(&diff_latest(&meta(), Some(&s1), &s7)),
+            vec![(Ended, "chat".into(), ReplacedByNext, Some(10), Some(20))]
+        );
+    }
+
+    #[test]
+    fn an_unanswered_agent_keeps_its_hidden_ones_and_the_longest_hidden_end_beyond_the_bound() {
+        let s1 = snap(10, &[("a", Some(("g0", false)))]);
+        let mut prev = next(&s1, 20, &[("a", Some(("g1", false)))]);
+        let mut s = prev.clone();
+        for i in 2..=MAX_HIDDEN_PER_AGENT as i64 {
+            s = next(
+                &prev,
+                10 * (i + 1),
+                &[("a", Some((&format!("g{i}"), false)))],
+            );
+            let ev = diff_latest(&meta(), Some(&prev), &s);
+            assert_eq!(
+                brief(&ev),
+                vec![(Started, "a".into(), format!("g{i}"), false)],
+                "{i}"
+            );
+            prev = s.clone();
+        }
+        assert_eq!(s.hidden["a"].len(), MAX_HIDDEN_PER_AGENT);
+        // One more: the longest hidden (g0, last shown at 10) ends.
+        let n = MAX_HIDDEN_PER_AGENT as i64 + 1;
+        let more = next(
+            &prev,
+            10 * (n + 1),
+            &[("a", Some((&format!("g{n}"), false)))],
+        );
+        let ev = diff_latest(&meta(), Some(&prev), &more);
+        assert_eq!(
+            ends(&ev)[0],
+            (
+                Ended,
+                "g0".into(),
+                Derivation::ReplacedByNext,
+                Some(10),
+                Some(10 * (n + 1))
+            )
+        );
+        assert_eq!(ev.len(), 2, "and the new one starts");
+        // The vendor does not answer for the agent (404): its entry and hidden ones carry over.
+        let mut gone = snap(999, &[("a", Some((&format!("g{n}"), false)))]);
+        gone.not_found.insert("a".into());
+        gone.settle(Some(&more));
+        assert_eq!(gone.hidden, more.hidden);
+        assert!(diff_latest(&meta(), Some(&more), &gone).is_empty());
+    }
+
+    #[test]
+    fn hidden_interactions_round_trip_and_states_stored_before_them_read_as_none() {
+        let s1 = snap(10, &[("a", Some(("chat", false)))]);
+        let s2 = next(&s1, 20, &[("a", Some(("email", false)))]);
+        let json = serde_json::to_string(&s2).unwrap();
+        let back: LatestSnapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.hidden, s2.hidden);
+        let old = serde_json::to_string(&s1).unwrap();
+        assert!(!old.contains("hidden"), "{old}");
+        let read: LatestSnapshot = serde_json::from_str(&old).unwrap();
+        assert!(read.hidden.is_empty());
     }
 }

@@ -63,8 +63,8 @@ pub enum Derivation {
     SnapshotDiff,
     /// The vendor says the interaction ended (Vonage `hasEnded`).
     VendorEndedFlag,
-    /// The agent's latest interaction was replaced by another that the vendor shows instead; the
-    /// earlier one ended at the latest when the next started (Vonage).
+    /// The vendor showed other interactions at the agent instead, then none running: it ended
+    /// after the last poll that showed it running and by that one (Vonage).
     ReplacedByNext,
     /// The agent was missing from two consecutive polls of a paged list (Comm100 `Agents`).
     ConfirmedAbsent,

@@ -357,6 +357,7 @@ impl SnapshotSource for VonageInteractions {
             observed_at,
             not_found: not_found.iter().cloned().collect(),
             agents,
+            hidden: BTreeMap::new(),
         };
         snap.settle(previous);
         Ok(snap)
