@@ -277,13 +277,35 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("conn_id"), "{e}");
-        let e =
-            parse(r#"{"code":200,"data":[{"agent_id":"","active_interactions":[]}]}"#).unwrap_err();
+        let e = parse(
+            r#"{"code":200,"data":[{"agent_id":"","active_interactions":[{"conn_id":"c"}]}]}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("data[0].agent_id"), "{e}");
         let e = parse(r#"{"code":200}"#).unwrap_err();
         assert!(e.to_string().contains("`data`"), "{e}");
         let e = parse(r#"{"data":[]}"#).unwrap_err();
         assert!(e.to_string().contains("`code`"), "{e}");
+    }
+
+    #[test]
+    fn no_interactions_may_be_written_as_an_empty_string_or_null_and_a_row_without_agent_says_nothing(
+    ) {
+        // Wolkvox: every field is a string, and an empty one means "no value".
+        let body = r#"{"code":200,"data":[
+            {"agent_id":"1","active_interactions":""},
+            {"agent_id":"2","active_interactions":null},
+            {"agent_id":"","active_interactions":[]},
+            {"agent_id":"","active_interactions":""},
+            {"agent_id":"3","active_interactions":[{"conn_id":"c"}]}]}"#;
+        let s = parse(body).unwrap();
+        assert_eq!(s.interactions.len(), 1);
+        for none in ["\"\"", "null", "\" \""] {
+            let body = format!(
+                r#"{{"code":200,"data":[{{"agent_id":"1","active_interactions":{none}}}]}}"#
+            );
+            assert!(parse(&body).unwrap().interactions.is_empty(), "{body}");
+        }
     }
 
     #[test]

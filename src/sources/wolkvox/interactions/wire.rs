@@ -213,8 +213,12 @@ impl<'de> Visitor<'de> for Agent<'_> {
             return Err(de::Error::missing_field("active_interactions"));
         }
         if agent == Span::NONE {
+            if self.b.len() == from {
+                // No agent and nothing to attribute to one: a row that says nothing.
+                return Ok(());
+            }
             return Err(de::Error::custom(format!(
-                "data[{i}].agent_id: empty agent id"
+                "data[{i}].agent_id: empty agent id with active interactions"
             )));
         }
         // Each interaction was counted as it was read; every one of its events copies the id.
@@ -234,14 +238,29 @@ struct List<'b> {
 impl<'de> DeserializeSeed<'de> for List<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
+        d.deserialize_any(self)
     }
 }
 
+/// A list; or no interactions written as `""` or `null` (Wolkvox: an empty string means "no
+/// value").
 impl<'de> Visitor<'de> for List<'_> {
     type Value = ();
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a list")
+        f.write_str("a list (or \"\" or null for none)")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        if v.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(E::invalid_value(de::Unexpected::Str(v), &self))
+        }
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut j = 0;

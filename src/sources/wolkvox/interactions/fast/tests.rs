@@ -152,6 +152,18 @@ fn anything_else_gives_up_and_reads_as_serde_reads_it() {
         ),
         envelope(
             "200",
+            &[r#"{"agent_id":"1","active_interactions":""}"#.into()],
+        ),
+        envelope(
+            "200",
+            &[r#"{"agent_id":"1","active_interactions":null}"#.into()],
+        ),
+        envelope(
+            "200",
+            &[r#"{"agent_id":"","active_interactions":[]}"#.into()],
+        ),
+        envelope(
+            "200",
             &[r#"{"agent_id":"1","active_interactions":[],"status":"x"}"#.into()],
         ),
         // Duplicated pairs, error codes, envelopes of other shapes, broken JSON.
