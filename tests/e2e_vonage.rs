@@ -1,6 +1,7 @@
 //! Vonage Contact Center end to end: OAuth2 client credentials (expiry refresh, 401 → refresh once),
-//! 429 + Retry-After, a 404 agent that does not fail the others, and the latest-interaction diff,
-//! read back from tansu and decoded through rivven-schema.
+//! 429 + Retry-After, a 404 or a 500 for one agent that does not fail the others, and the
+//! latest-interaction diff (two interactions of one agent shown in turn), read back from tansu and
+//! decoded through rivven-schema.
 
 mod common;
 
@@ -149,6 +150,13 @@ async fn latest_interactions_with_token_refresh_rate_limits_and_unknown_agents()
     );
 
     for step in 2..=5 {
+        if step == 3 {
+            // One agent's request fails (HTTP 500): that agent keeps its previous state for the
+            // poll, the others go on; nothing is invented for it (the totals below are exact).
+            s.sim
+                .state
+                .inject_at(Route::VonageLatest, Fault::Http500, 1);
+        }
         s.sim.state.advance();
         total += expected(step).len();
         s.read::<InteractionEvent>(&mut reader, total);
@@ -205,6 +213,10 @@ async fn latest_interactions_with_token_refresh_rate_limits_and_unknown_agents()
         "the unknown agent is reported"
     );
     assert!(log.contains("rate limited"), "429 is reported");
+    assert!(
+        log.contains("no answer for this agent"),
+        "one agent's 500 is reported and does not fail the poll"
+    );
     assert!(
         !log.contains(SECRET),
         "the client secret must never be logged"

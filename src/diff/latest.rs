@@ -64,8 +64,8 @@ pub struct LatestSnapshot {
     pub observed_at: i64,
     /// By agent id: the latest interaction, or `None` when the agent has none.
     pub agents: BTreeMap<String, Option<LatestInteraction>>,
-    /// Agents this poll could not observe (the vendor answered 404): their entry is the previous
-    /// poll's, carried over. Not stored: it describes one poll.
+    /// Agents this poll could not observe (the vendor answered 404, or failed for that agent
+    /// alone): their entry is the previous poll's, carried over. Not stored: it describes one poll.
     #[serde(skip)]
     pub not_found: std::collections::BTreeSet<String>,
     /// By agent id: interactions shown running before and not now, not known to have ended

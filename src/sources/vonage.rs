@@ -304,6 +304,20 @@ fn to_latest(r: LatestRow) -> LatestInteraction {
     }
 }
 
+/// Whether `e`, met polling one agent, concerns that agent's answer alone (a server error, a
+/// timeout, a body that does not decode): the agent keeps its previous state for the poll and the
+/// others go on. Credentials, configuration, the account's rate limit and quota fail the poll.
+fn agent_alone(e: &SourceError) -> bool {
+    match e {
+        SourceError::Http { status, .. } => *status >= 500,
+        SourceError::Transport { .. }
+        | SourceError::Parse { .. }
+        | SourceError::TooLarge { .. }
+        | SourceError::OverBound { .. } => true,
+        _ => false,
+    }
+}
+
 /// The interactions feed of one Vonage account.
 pub struct VonageInteractions(pub Arc<VonageSource>);
 
@@ -334,20 +348,43 @@ impl SnapshotSource for VonageInteractions {
                 .await;
         let mut agents = BTreeMap::new();
         let mut not_found = Vec::new();
+        let (mut unanswered, mut answered) = (Vec::new(), 0usize);
         for (agent, r) in results {
-            match r? {
-                AgentResult::Seen(latest) => {
+            let failed = match r {
+                Ok(AgentResult::Seen(latest)) => {
+                    answered += 1;
                     agents.insert(agent, latest);
+                    continue;
                 }
-                AgentResult::NotFound => {
-                    // Unknown is not "no interaction": keep what we knew, emit nothing for it.
-                    if let Some(prev) = previous.and_then(|p| p.agents.get(&agent)) {
-                        agents.insert(agent.clone(), prev.clone());
-                    }
-                    not_found.push(agent);
+                Ok(AgentResult::NotFound) => {
+                    answered += 1;
+                    None
                 }
+                Err(e) if agent_alone(&e) => Some(e),
+                Err(e) => return Err(e),
+            };
+            // Unknown is not "no interaction": keep what we knew, emit nothing for it.
+            if let Some(prev) = previous.and_then(|p| p.agents.get(&agent)) {
+                agents.insert(agent.clone(), prev.clone());
+            }
+            match failed {
+                None => not_found.push(agent),
+                Some(e) => unanswered.push((agent, e)),
             }
         }
+        if answered == 0 && !unanswered.is_empty() {
+            // Nothing answered at all: the account, not an agent, is failing.
+            return Err(unanswered.swap_remove(0).1);
+        }
+        if !unanswered.is_empty() {
+            metrics::counter!("ccdc_agents_unanswered_total", "source" => src.meta.name.clone())
+                .increment(unanswered.len() as u64);
+            for (agent, e) in &unanswered {
+                tracing::warn!(agent = %agent, error = %e, "no answer for this agent: it keeps its previous state this poll, the others go on");
+            }
+        }
+        let unobserved = not_found.iter().chain(unanswered.iter().map(|(a, _)| a));
+        let unobserved: std::collections::BTreeSet<String> = unobserved.cloned().collect();
         if !not_found.is_empty() {
             metrics::counter!("ccdc_agents_not_found_total", "source" => src.meta.name.clone())
                 .increment(not_found.len() as u64);
@@ -355,7 +392,7 @@ impl SnapshotSource for VonageInteractions {
         }
         let mut snap = LatestSnapshot {
             observed_at,
-            not_found: not_found.iter().cloned().collect(),
+            not_found: unobserved,
             agents,
             hidden: BTreeMap::new(),
         };
