@@ -119,8 +119,30 @@ fn first_only<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LatestRow>, D::E
 struct LatestRow {
     guid: String,
     start: Option<String>,
+    /// Version 1: whether it ended.
     #[serde(default)]
-    has_ended: bool,
+    has_ended: Option<bool>,
+    /// The later shape (seed 003): seconds, `null` while the agent is still connected. Outer
+    /// `None`: absent.
+    #[serde(default, deserialize_with = "present")]
+    duration: Option<Option<f64>>,
+}
+
+/// A field that is there, `null` or not: absent stays `None` (through `default`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(d).map(Some)
+}
+
+impl LatestRow {
+    /// Whether it ended: `hasEnded`, else a `duration` (a number once it ended); with neither the
+    /// row cannot say, and running is not assumed.
+    fn ended(&self) -> Result<bool, &'static str> {
+        match (self.has_ended, self.duration) {
+            (Some(ended), _) => Ok(ended),
+            (None, Some(duration)) => Ok(duration.is_some()),
+            (None, None) => Err("neither `hasEnded` nor `duration`: whether it ended is unknown"),
+        }
+    }
 }
 
 /// What one agent's request yielded.
@@ -241,7 +263,17 @@ impl VonageSource {
                 })
                 .await;
             match res {
-                Ok(body) => return Ok(AgentResult::Seen(body.interactions.map(to_latest))),
+                Ok(body) => {
+                    let latest = body.interactions.map(to_latest).transpose();
+                    return latest
+                        .map(AgentResult::Seen)
+                        .map_err(|detail| SourceError::Parse {
+                            source_name: self.meta.name.clone(),
+                            endpoint: ENDPOINT.into(),
+                            field: format!("agent {agent}: interactions[0].hasEnded"),
+                            detail: detail.into(),
+                        });
+                }
                 Err(SourceError::Http { status: 401, .. }) if !retried_401 => {
                     retried_401 = true;
                     self.invalidate(&token).await;
@@ -288,20 +320,21 @@ impl VonageSource {
     }
 }
 
-fn to_latest(r: LatestRow) -> LatestInteraction {
+fn to_latest(r: LatestRow) -> Result<LatestInteraction, &'static str> {
+    let has_ended = r.ended()?;
     let start = r
         .start
         .as_deref()
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.timestamp_millis());
-    LatestInteraction {
+    Ok(LatestInteraction {
         guid: r.guid,
         start,
         start_raw: r.start,
-        has_ended: r.has_ended,
+        has_ended,
         first_seen: None,
         seen_after: None,
-    }
+    })
 }
 
 /// Whether `e`, met polling one agent, concerns that agent's answer alone (a server error, a
@@ -413,6 +446,39 @@ impl SnapshotSource for VonageInteractions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ended_is_has_ended_else_a_duration_else_unknown() {
+        let latest = |row: &str| {
+            let body: LatestBody =
+                serde_json::from_str(&format!(r#"{{"interactions":[{row}]}}"#)).unwrap();
+            body.interactions.map(to_latest).transpose()
+        };
+        let ended = |row: &str| latest(row).map(|l| l.map(|l| l.has_ended));
+        let start = r#""start":"2017-03-30T22:40:15Z","guid":"g""#;
+        // Version 1 (seed 003).
+        assert_eq!(
+            ended(&format!(r#"{{{start},"hasEnded":true}}"#)),
+            Ok(Some(true))
+        );
+        assert_eq!(
+            ended(&format!(r#"{{{start},"hasEnded":false}}"#)),
+            Ok(Some(false))
+        );
+        // The later shape: `duration` null while connected, seconds once ended.
+        let later =
+            |d: &str| format!(r#"{{"type":"Phone",{start},"duration":{d},"direction":"Inbound"}}"#);
+        assert_eq!(ended(&later("null")), Ok(Some(false)));
+        assert_eq!(ended(&later("972")), Ok(Some(true)));
+        // Neither: unknown, not "running".
+        assert!(ended(&format!("{{{start}}}")).is_err());
+        let body: LatestBody = serde_json::from_str(r#"{"interactions":[]}"#).unwrap();
+        assert!(body.interactions.is_none());
+        let l = latest(&format!(r#"{{{start},"hasEnded":false}}"#))
+            .unwrap()
+            .unwrap();
+        assert_eq!(l.start, Some(1_490_913_615_000));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn rate_limiter_spaces_calls_and_429_pauses_everyone() {
