@@ -51,12 +51,13 @@ impl SnapshotSource for WolkvoxAgents {
     ) -> Result<AgentSnapshot, SourceError> {
         let name = self.0.meta.name.clone();
         let bound = self.0.agents_limits.0;
-        let (mut snap, answered) = self
+        let ((mut snap, unknown), answered) = self
             .0
             .real_time("agents", AGENTS_ENDPOINT, move |r| {
-                parse_agents(&name, observed_at, bound, r)
+                parse_agents_and_unknown(&name, observed_at, bound, r)
             })
             .await?;
+        keep_unknown(&mut snap, unknown, previous);
         // The snapshot is of the moment the vendor answered (its `time_state_now` counts to
         // then), not of when the poll began.
         let answered = answered.max(observed_at);
@@ -79,20 +80,47 @@ impl SnapshotSource for WolkvoxAgents {
     }
 }
 
+/// Agents listed without a status: what it is now is unknown, which is neither a change nor a
+/// logout. One seen before keeps its state for this poll; a new one waits for a status.
+fn keep_unknown(snap: &mut AgentSnapshot, unknown: Vec<String>, previous: Option<&AgentSnapshot>) {
+    for id in unknown {
+        if let Some(was) = previous.and_then(|p| p.agents.get(&id)) {
+            snap.agents.insert(id, was.clone());
+        }
+    }
+}
+
 /// Decode one agents response; more than `bound` allows is [`SourceError::OverBound`].
-/// Unparsable counters become null (counted and logged once per poll).
+/// Unparsable counters become null (counted and logged once per poll); agents listed without a
+/// status are left out (see [`parse_agents_and_unknown`]).
 pub fn parse_agents(
     source: &str,
     observed_at: i64,
     bound: PollBound,
     body: &mut dyn Read,
 ) -> Result<AgentSnapshot, SourceError> {
+    parse_agents_and_unknown(source, observed_at, bound, body).map(|(snap, _)| snap)
+}
+
+/// [`parse_agents`], and the ids of the agents listed with an empty or missing `agent_status`
+/// (Wolkvox: an empty string means "no value"), each left out of the snapshot, counted and logged.
+pub fn parse_agents_and_unknown(
+    source: &str,
+    observed_at: i64,
+    bound: PollBound,
+    body: &mut dyn Read,
+) -> Result<(AgentSnapshot, Vec<String>), SourceError> {
     let (env, _): (Envelope<Folded>, _) =
         decode_bounded(source, AGENTS_ENDPOINT, body, bound.tally())?;
     let Folded {
         agents,
         mut unparsable,
+        unknown,
     } = env.into_data(source, AGENTS_ENDPOINT)?;
+    if !unknown.is_empty() {
+        tracing::warn!(source, endpoint = AGENTS_ENDPOINT, field = "agent_status", agents = ?unknown, "agents listed without a status: each keeps its previous state this poll");
+        metrics::counter!("ccdc_field_parse_failures_total", "source" => source.to_string(), "field" => "agent_status").increment(1);
+    }
     let mut snap = AgentSnapshot {
         observed_at,
         agents,
@@ -112,7 +140,7 @@ pub fn parse_agents(
         tracing::warn!(source, endpoint = AGENTS_ENDPOINT, fields = ?unparsable, "counters in no known form; left null, raw row kept");
         metrics::counter!("ccdc_field_parse_failures_total", "source" => source.to_string(), "field" => "agent_counters").increment(1);
     }
-    Ok(snap)
+    Ok((snap, unknown))
 }
 
 /// The `data` array folded into the snapshot's map while it is parsed, one row at a time.
@@ -121,7 +149,12 @@ struct Folded {
     agents: BTreeMap<String, AgentState>,
     /// Counters in no known form (field names).
     unparsable: Vec<&'static str>,
+    /// Agents listed without a status (at most [`MAX_UNKNOWN_LISTED`] kept).
+    unknown: Vec<String>,
 }
+
+/// The most agents without a status named per poll (each is still left out).
+const MAX_UNKNOWN_LISTED: usize = 1_000;
 
 impl<'de> Deserialize<'de> for Folded {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -139,10 +172,21 @@ impl<'de> Deserialize<'de> for Folded {
                     let row: Map<String, Value> = serde_json::from_str(raw.get())
                         .map_err(|e| de::Error::custom(format!("data[{i}]: {e}")))?;
                     drop(raw);
-                    let (id, state) =
-                        agent_from_row(i, &row, &mut out.unparsable).map_err(de::Error::custom)?;
-                    bound::charge(decoded_bytes(&id, &state))?;
-                    out.agents.insert(id, state);
+                    match agent_from_row(i, &row, &mut out.unparsable) {
+                        Ok(Some((id, state))) => {
+                            bound::charge(decoded_bytes(&id, &state))?;
+                            out.agents.insert(id, state);
+                        }
+                        Ok(None) => {
+                            if out.unknown.len() < MAX_UNKNOWN_LISTED {
+                                if let Some(id) = text(&row, "agent_id") {
+                                    bound::charge(map_entry_bytes::<String, ()>() + id.len())?;
+                                    out.unknown.push(id);
+                                }
+                            }
+                        }
+                        Err(e) => return Err(de::Error::custom(e)),
+                    }
                     i += 1;
                 }
                 Ok(out)
@@ -166,17 +210,18 @@ fn decoded_bytes(id: &str, a: &AgentState) -> usize {
         + details
 }
 
-/// One row of `data` (its index `i`) as an agent id and state; the names of counters in no known
-/// form are added to `unparsable`.
+/// One row of `data` (its index `i`) as an agent id and state, or `None` for an agent listed
+/// without a status; the names of counters in no known form are added to `unparsable`.
 fn agent_from_row(
     i: usize,
     row: &Map<String, Value>,
     unparsable: &mut Vec<&'static str>,
-) -> Result<(String, AgentState), String> {
+) -> Result<Option<(String, AgentState)>, String> {
     let id =
         text(row, "agent_id").ok_or_else(|| format!("data[{i}].agent_id: missing or empty"))?;
-    let status = text(row, "agent_status")
-        .ok_or_else(|| format!("data[{i}].agent_status: missing or empty"))?;
+    let Some(status) = text(row, "agent_status") else {
+        return Ok(None);
+    };
     let mut count = |key: &'static str| {
         let raw = text(row, key)?;
         let n = raw.parse::<i64>().ok();
@@ -223,7 +268,7 @@ fn agent_from_row(
         wolkvox: Some(details),
         ..AgentState::default()
     };
-    Ok((id, state))
+    Ok(Some((id, state)))
 }
 
 #[cfg(test)]
@@ -276,15 +321,36 @@ mod tests {
     }
 
     #[test]
-    fn missing_status_names_the_field() {
-        let e = parse_agents(
-            "ops",
-            1,
-            BOUND,
-            &mut r#"{"code":200,"data":[{"agent_id":"1","agent_status":""}]}"#.as_bytes(),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("data[0].agent_status"), "{e}");
+    fn an_agent_without_a_status_keeps_its_state_and_a_missing_id_names_the_field() {
+        let parse = |at: i64, body: &str| {
+            parse_agents_and_unknown("ops", at, BOUND, &mut body.as_bytes()).unwrap()
+        };
+        let row = |id: &str, status: &str| {
+            format!(r#"{{"agent_id":"{id}","agent_status":"{status}","time_state_now":"5"}}"#)
+        };
+        let body = |rows: &[String]| format!(r#"{{"code":200,"data":[{}]}}"#, rows.join(","));
+        let meta = crate::event::SourceMeta {
+            name: "ops".into(),
+            vendor: "wolkvox".into(),
+        };
+        let mut s1 = parse(1_000, &body(&[row("1", "Ready"), row("2", "Busy")])).0;
+        s1.settle(None, Listing::Whole);
+        // Agent 1 without a status (empty, then missing), agent 3 new without one.
+        for empty in [
+            row("1", ""),
+            r#"{"agent_id":"1","time_state_now":"5"}"#.to_string(),
+        ] {
+            let (mut s2, unknown) = parse(2_000, &body(&[empty, row("2", "Busy"), row("3", "")]));
+            assert_eq!(unknown, ["1", "3"]);
+            keep_unknown(&mut s2, unknown, Some(&s1));
+            s2.settle(Some(&s1), Listing::Whole);
+            assert!(
+                diff_agents(&meta, Some(&s1), &s2).is_empty(),
+                "no logout, no change"
+            );
+            assert_eq!(s2.agents["1"].status, "Ready");
+            assert!(!s2.agents.contains_key("3"));
+        }
         let e = parse_agents(
             "ops",
             1,
