@@ -304,3 +304,22 @@ async fn a_panicking_poll_is_a_reported_failure_and_the_feed_goes_on() {
     );
     assert!(health.readiness().is_ok(), "cleared by the next success");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_report_window_overflowing_at_its_minimum_span_is_tried_again_only_an_hour_later() {
+    let store = Arc::new(MemoryStore::default());
+    let p = poller(
+        vec![Step::Overflow, Step::Snapshot(snap(&[("a", "c1")]))],
+        store.clone(),
+    );
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(p.run(stop.clone()));
+    // Not at the back-off's pace (a second here): the same window would overflow again, and each
+    // try spends vendor calls.
+    tokio::time::sleep(Duration::from_secs(3_590)).await;
+    assert!(outbox(&store).is_empty(), "not tried again within the hour");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(outbox(&store), vec![(Started, "c1".into())]);
+    stop.cancel();
+    task.await.unwrap();
+}

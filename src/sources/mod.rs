@@ -192,6 +192,13 @@ pub enum SourceError {
     },
 }
 
+/// How long a report feed waits after a window still overflows at its minimum span. A settled
+/// window answers the same again, and each try repeats the chain of splits that leads to it
+/// (several calls); at the poll back-off's pace that spent thousands of the token's daily calls,
+/// which the real-time feeds share. Lowering `min_window` or raising `row_limit` needs a restart,
+/// which tries at once.
+pub const OVERFLOW_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 impl SourceError {
     /// A short label for metrics (`ccdc_poll_failures_total{kind=...}`).
     pub fn kind(&self) -> &'static str {
@@ -234,10 +241,12 @@ impl SourceError {
         )
     }
 
-    /// The vendor asked us to wait at least this long.
+    /// The vendor asked us to wait at least this long; or, for a report window that overflows at
+    /// its minimum span, [`OVERFLOW_RETRY_AFTER`].
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             SourceError::RateLimited { retry_after, .. } => *retry_after,
+            SourceError::Overflow { .. } => Some(OVERFLOW_RETRY_AFTER),
             _ => None,
         }
     }

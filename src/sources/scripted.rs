@@ -16,6 +16,8 @@ use crate::event::{Event, SourceMeta};
 pub enum Step<T> {
     Snapshot(T),
     Fail(&'static str),
+    /// A report window at the row limit even at its minimum span ([`SourceError::Overflow`]).
+    Overflow,
     Slow(Duration, T),
 }
 
@@ -79,6 +81,14 @@ where
             Some(Step::Slow(wait, s)) => {
                 tokio::time::sleep(wait).await;
                 s
+            }
+            Some(Step::Overflow) => {
+                return Err(SourceError::Overflow {
+                    source_name: self.meta.name.clone(),
+                    endpoint: "scripted".into(),
+                    window: "20261121000000..20261121000059".into(),
+                    limit: 60_000,
+                })
             }
             Some(Step::Fail(detail)) => {
                 return Err(SourceError::Http {
