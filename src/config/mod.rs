@@ -2,7 +2,7 @@
 //! e.g. `CCDC_KAFKA__BOOTSTRAP_SERVERS`). Everything is validated at start-up; errors name the key.
 //! Secrets are references ([`crate::secret::SecretRef`]) resolved during validation.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -387,6 +387,34 @@ impl Config {
                 ));
             }
             s.validate(&format!("sources[{i}]"))?;
+        }
+        self.validate_shared_accounts()
+    }
+
+    /// Vonage sources on one account share its limits (`sources::vonage::account_limits`): they
+    /// must configure the same ones.
+    fn validate_shared_accounts(&self) -> Result<(), ConfigError> {
+        let mut accounts: HashMap<String, (&str, f64, usize)> = HashMap::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            let SourceConfig::Vonage(v) = s else { continue };
+            let id = vonage_account_id(&v.base_url, &v.account_key);
+            let mine = (
+                v.name.as_str(),
+                v.requests_per_second,
+                v.max_concurrent_requests,
+            );
+            let (first, rate, in_flight) = *accounts.entry(id).or_insert(mine);
+            if (rate, in_flight) != (mine.1, mine.2) {
+                return Err(invalid(
+                    format!("sources[{i}].requests_per_second"),
+                    format!(
+                        "source `{}` polls the same Vonage account as `{first}`, whose fair-use \
+                         budget they share: both must set the same requests_per_second and \
+                         max_concurrent_requests",
+                        v.name
+                    ),
+                ));
+            }
         }
         Ok(())
     }

@@ -344,6 +344,16 @@ impl Comm100Config {
     }
 }
 
+/// Which Vonage account a source polls: its host (as configured, without a trailing `/`, in
+/// lower case) and its account key. Sources of one account share its limits.
+pub fn vonage_account_id(base_url: &str, account_key: &str) -> String {
+    format!(
+        "{} {}",
+        base_url.trim_end_matches('/').to_ascii_lowercase(),
+        account_key
+    )
+}
+
 /// Vonage Contact Center `latestInteractions` (seed 003), OAuth2 client credentials.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

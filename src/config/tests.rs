@@ -383,3 +383,39 @@ fn properties_that_break_delivery_silently_are_refused() {
         assert!(e.contains(&format!("kafka.properties.{key}")), "{e}");
     }
 }
+
+#[test]
+fn vonage_sources_of_one_account_must_agree_on_its_limits() {
+    std::env::set_var("CCDC_TEST_CFG_SECRET", "s");
+    let source = |name: &str, base: &str, account: &str, rate: &str| {
+        format!(
+            "[[sources]]\nvendor = \"vonage\"\nname = \"{name}\"\nbase_url = \"{base}\"\naccount_key = \"{account}\"\ntoken_url = \"https://emea.newvoicemedia.com/Auth/connect/token\"\nclient_id = \"id\"\nclient_secret = {{ env = \"CCDC_TEST_CFG_SECRET\" }}\nagent_ids = [\"1\"]\nrequests_per_second = {rate}\n"
+        )
+    };
+    let emea = "https://emea.newvoicemedia.com";
+    let two = |a: String, b: String| format!("output = \"stdout\"\n{a}{b}");
+    // The same account (the host's case and a trailing slash aside) with the same budget: fine.
+    Config::from_toml_str(&two(
+        source("v1", emea, "acc", "2"),
+        source("v2", &format!("{}/", emea.to_uppercase()), "acc", "2"),
+    ))
+    .unwrap();
+    // Another account, or another host: each its own budget.
+    Config::from_toml_str(&two(
+        source("v1", emea, "acc", "2"),
+        source("v2", emea, "other", "5"),
+    ))
+    .unwrap();
+    Config::from_toml_str(&two(
+        source("v1", emea, "acc", "2"),
+        source("v2", "https://nam.newvoicemedia.com", "acc", "5"),
+    ))
+    .unwrap();
+    // One account, two budgets: refused, naming the key and both sources.
+    let e = err_of(&two(
+        source("v1", emea, "acc", "2"),
+        source("v2", emea, "acc", "5"),
+    ));
+    assert!(e.contains("sources[1].requests_per_second"), "{e}");
+    assert!(e.contains("`v2`") && e.contains("`v1`"), "{e}");
+}

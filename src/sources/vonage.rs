@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Mutex;
 
 use super::http::SourceHttp;
 use super::SourceError;
@@ -32,35 +32,8 @@ const TOKEN_ENDPOINT: &str = "oauth token";
 const MAX_TOKEN_LIFE_S: u64 = 24 * 3600;
 const MAX_429_RETRIES: u32 = 3;
 
-/// Requests per second for one account, shared by every call; a 429 pauses everyone.
-pub struct RateLimiter {
-    interval: Duration,
-    next: Mutex<tokio::time::Instant>,
-}
-
-impl RateLimiter {
-    pub fn new(per_second: f64) -> Self {
-        RateLimiter {
-            interval: Duration::from_secs_f64(1.0 / per_second),
-            next: Mutex::new(tokio::time::Instant::now()),
-        }
-    }
-    /// Wait for the next slot.
-    pub async fn acquire(&self) {
-        let slot = {
-            let mut next = self.next.lock().await;
-            let slot = (*next).max(tokio::time::Instant::now());
-            *next = slot + self.interval;
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
-    }
-    /// Nobody calls before `d` from now.
-    pub async fn pause(&self, d: Duration) {
-        let mut next = self.next.lock().await;
-        *next = (*next).max(tokio::time::Instant::now() + d);
-    }
-}
+mod limits;
+pub use limits::{account_limits, RateLimiter};
 
 struct CachedToken {
     token: Secret,
@@ -79,7 +52,8 @@ pub struct VonageSource {
     concurrency: usize,
     /// The longest one poll (every agent's request) may take.
     poll_timeout: Duration,
-    rate: RateLimiter,
+    /// The account's budget: shared by every source of this process on the same account.
+    rate: Arc<RateLimiter>,
     token: Mutex<Option<CachedToken>>,
 }
 
@@ -153,7 +127,12 @@ enum AgentResult {
 
 impl VonageSource {
     pub fn new(cfg: &VonageConfig) -> anyhow::Result<Arc<Self>> {
-        let limiter = Arc::new(Semaphore::new(cfg.max_concurrent_requests));
+        let (rate, limiter) = account_limits(
+            &cfg.base_url,
+            &cfg.account_key,
+            cfg.requests_per_second,
+            cfg.max_concurrent_requests,
+        );
         Ok(Arc::new(VonageSource {
             meta: SourceMeta {
                 name: cfg.name.clone(),
@@ -178,7 +157,7 @@ impl VonageSource {
             agent_ids: cfg.agent_ids.clone(),
             concurrency: cfg.max_concurrent_requests,
             poll_timeout: cfg.interactions.poll_timeout_for(cfg.request_timeout),
-            rate: RateLimiter::new(cfg.requests_per_second),
+            rate,
             token: Mutex::new(None),
         }))
     }
