@@ -209,8 +209,12 @@ struct AgentRow {
     agent_id: String,
     display_name: Option<String>,
     current_status_id: Option<String>,
+    // Integers that may arrive as `1.0`, as the metrics' do (seed 004).
+    #[serde(default, deserialize_with = "wire::opt_int")]
     ongoing_chats: Option<i64>,
+    #[serde(default, deserialize_with = "wire::opt_int")]
     max_concurrent_chats: Option<i64>,
+    #[serde(default, deserialize_with = "wire::opt_int")]
     intraday_chats: Option<i64>,
     intraday_linear_chat_time: Option<String>,
 }

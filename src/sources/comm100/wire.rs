@@ -12,7 +12,7 @@ use crate::sources::bound::{text_len, DecodedSize, Rows};
 use crate::vendor_time::parse_duration_ms;
 
 /// An integer that may be sent as a float with no fraction (`1.0`); `null` → `None`.
-fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+pub(super) fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     let v: Option<serde_json::Number> = Option::deserialize(d)?;
     match v {
         None => Ok(None),
@@ -252,6 +252,26 @@ impl From<RightNowRow> for RightNowMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_counts_sent_as_whole_floats_are_read_and_a_fraction_is_refused() {
+        let page = |n: &str| {
+            format!(
+                r#"{{"total":1,"pageCount":1,"list":[{{"agentId":"a","ongoingChats":{n},"maxConcurrentChats":3,"intradayChats":null}}]}}"#
+            )
+        };
+        let p: super::super::AgentsPage = serde_json::from_str(&page("1.0")).unwrap();
+        let row = p.list.0.into_iter().next().unwrap();
+        assert_eq!(
+            (
+                row.ongoing_chats,
+                row.max_concurrent_chats,
+                row.intraday_chats
+            ),
+            (Some(1), Some(3), None)
+        );
+        assert!(serde_json::from_str::<super::super::AgentsPage>(&page("1.5")).is_err());
+    }
 
     #[test]
     fn seed_queue_today_and_right_now_samples_decode() {
