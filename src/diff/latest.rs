@@ -107,7 +107,8 @@ impl LatestSnapshot {
                         last_shown,
                     })
                     .collect();
-                // The longest hidden go first (ended by the diff).
+                // Newest first: beyond the bound the longest hidden are left out here, and the
+                // diff ends them.
                 kept.sort_by_key(|h| std::cmp::Reverse(h.last_shown));
                 kept.truncate(MAX_HIDDEN_PER_AGENT);
                 kept
