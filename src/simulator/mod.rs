@@ -286,10 +286,11 @@ impl SimState {
         self.lock().comm100_claimed_page_count = Some(n);
     }
 
-    /// Report rows every `spacing_s` seconds and at most `row_limit` rows per response.
+    /// Report rows every `spacing_s` seconds (0: no generated rows, only those added with
+    /// [`Self::add_report_row`]) and at most `row_limit` rows per response.
     pub fn set_report_generation(&self, spacing_s: i64, row_limit: usize) {
         let mut g = self.lock();
-        g.reports.spacing_s = spacing_s.max(1);
+        g.reports.spacing_s = spacing_s.max(0);
         g.reports.row_limit = row_limit.max(1);
     }
 

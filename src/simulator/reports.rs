@@ -19,6 +19,7 @@ use super::{fault_response, InFlight, Route, SimState};
 pub const SIM_TZ: chrono_tz::Tz = chrono_tz::America::Bogota;
 
 pub struct ReportSim {
+    /// Seconds between generated rows (on multiples of it since the epoch, local); 0: none.
     pub spacing_s: i64,
     pub row_limit: usize,
     /// Characters of `comments` in each generated chat_1 row (large responses for benchmarks).
@@ -82,22 +83,25 @@ pub fn report_rows(
     now: NaiveDateTime,
 ) -> Vec<Map<String, Value>> {
     let last = end.min(now);
-    let spacing = sim.spacing_s.max(1);
-    let first = ini.and_utc().timestamp().div_euclid(spacing) * spacing;
-    let mut t = chrono::DateTime::from_timestamp(first, 0)
-        .unwrap_or_default()
-        .naive_utc();
-    if t < ini {
-        t += Duration::seconds(spacing);
-    }
     let mut rows: Vec<(NaiveDateTime, Map<String, Value>)> = Vec::new();
-    while t <= last {
-        let mut row = generated_row(report, t);
-        if sim.padding > 0 && report == "chat_1" {
-            row.insert("comments".into(), Value::String("x".repeat(sim.padding)));
+    // Spacing 0: no generated rows, only the added ones.
+    if sim.spacing_s > 0 {
+        let spacing = sim.spacing_s;
+        let first = ini.and_utc().timestamp().div_euclid(spacing) * spacing;
+        let mut t = chrono::DateTime::from_timestamp(first, 0)
+            .unwrap_or_default()
+            .naive_utc();
+        if t < ini {
+            t += Duration::seconds(spacing);
         }
-        rows.push((t, row));
-        t += Duration::seconds(spacing);
+        while t <= last {
+            let mut row = generated_row(report, t);
+            if sim.padding > 0 && report == "chat_1" {
+                row.insert("comments".into(), Value::String("x".repeat(sim.padding)));
+            }
+            rows.push((t, row));
+            t += Duration::seconds(spacing);
+        }
     }
     for (r, at, row) in &sim.extra {
         if r == report && *at >= ini && *at <= last {
@@ -237,5 +241,28 @@ mod tests {
         );
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1]["agent_name"], json!("Marta"));
+    }
+
+    #[test]
+    fn spacing_zero_serves_only_the_added_rows() {
+        let mut sim = ReportSim {
+            spacing_s: 0,
+            ..ReportSim::default()
+        };
+        let midnight = t("2026-12-03 00:00:00");
+        sim.extra.push((
+            "chat_1".into(),
+            t("2026-12-03 00:00:10"),
+            generated_row("chat_1", t("2026-12-03 00:00:10")),
+        ));
+        let rows = report_rows(
+            &sim,
+            "chat_1",
+            midnight,
+            t("2026-12-03 01:00:00"),
+            midnight + Duration::hours(2),
+        );
+        let ids: Vec<String> = rows.iter().map(|r| identity("chat_1", r)).collect();
+        assert_eq!(ids, vec!["c-20261203000010"]);
     }
 }
