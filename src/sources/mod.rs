@@ -159,6 +159,15 @@ pub enum SourceError {
         window: String,
         limit: usize,
     },
+    /// A real-time answer holding as many rows as the vendor sends per call at most (Wolkvox:
+    /// 60,000 records): rows beyond it may have been left out, and a row left out would read as an
+    /// interaction ended or an agent logged out. Nothing of the poll is used.
+    #[error("{source_name} {endpoint}: the answer holds {rows} rows, the vendor's limit per call: it may be cut short; refused whole, nothing of this poll is used")]
+    AtRowLimit {
+        source_name: String,
+        endpoint: String,
+        rows: u64,
+    },
     /// A report window's rows could not be kept on local disk (the spill file in `state_dir`).
     #[error("{source_name} {endpoint}: keeping the response on local disk failed: {detail}")]
     Spill {
@@ -218,6 +227,7 @@ impl SourceError {
             SourceError::Parse { .. } => "parse",
             SourceError::Config { .. } => "config",
             SourceError::Overflow { .. } => "overflow",
+            SourceError::AtRowLimit { .. } => "row_limit",
             SourceError::Quota { .. } => "quota",
             SourceError::Spill { .. } => "disk",
             SourceError::Store { .. } => "store",

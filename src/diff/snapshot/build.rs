@@ -44,6 +44,12 @@ impl Builder {
         Ok(Span { at, len })
     }
 
+    /// A text kept by [`Builder::text`].
+    pub fn str(&self, s: Span) -> &str {
+        let (at, len) = (s.at as usize, s.len as usize);
+        self.text.get(at..at.saturating_add(len)).unwrap_or("")
+    }
+
     /// Keep `s` if present.
     pub fn opt_text(&mut self, s: Option<&str>) -> Result<Span, TooLarge> {
         s.map_or(Ok(Span::NONE), |s| self.text(s))

@@ -116,7 +116,9 @@ pub fn parse_agents_and_unknown(
         agents,
         mut unparsable,
         unknown,
+        rows,
     } = env.into_data(source, AGENTS_ENDPOINT)?;
+    super::check_row_limit(source, AGENTS_ENDPOINT, rows)?;
     if !unknown.is_empty() {
         tracing::warn!(source, endpoint = AGENTS_ENDPOINT, field = "agent_status", agents = ?unknown, "agents listed without a status: each keeps its previous state this poll");
         metrics::counter!("ccdc_field_parse_failures_total", "source" => source.to_string(), "field" => "agent_status").increment(1);
@@ -151,6 +153,8 @@ struct Folded {
     unparsable: Vec<&'static str>,
     /// Agents listed without a status (at most [`MAX_UNKNOWN_LISTED`] kept).
     unknown: Vec<String>,
+    /// The rows of `data`, each counted.
+    rows: usize,
 }
 
 /// The most agents without a status named per poll (each is still left out).
@@ -189,6 +193,7 @@ impl<'de> Deserialize<'de> for Folded {
                     }
                     i += 1;
                 }
+                out.rows = i;
                 Ok(out)
             }
         }
@@ -413,5 +418,26 @@ mod tests {
         let e = parse_agents("ops", 1, BOUND, &mut body.as_bytes()).unwrap_err();
         assert_eq!(e.kind(), "parse");
         assert!(e.to_string().contains("data[1]"), "{e}");
+    }
+
+    #[test]
+    fn an_answer_of_as_many_rows_as_the_vendor_sends_per_call_is_refused_whole() {
+        let bound = PollBound::new(100_000, 64 << 20);
+        let rows = |n: usize| {
+            let rows: Vec<String> = (0..n)
+                .map(|i| format!(r#"{{"agent_id":"{i}","agent_status":"Ready"}}"#))
+                .collect();
+            format!(r#"{{"code":200,"data":[{}]}}"#, rows.join(","))
+        };
+        let s = parse_agents("ops", 9, bound, &mut rows(59_999).as_bytes()).unwrap();
+        assert_eq!(s.agents.len(), 59_999);
+        let e = parse_agents("ops", 9, bound, &mut rows(60_000).as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), "row_limit");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "ops {AGENTS_ENDPOINT}: the answer holds 60000 rows"
+            )),
+            "{e}"
+        );
     }
 }

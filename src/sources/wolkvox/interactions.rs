@@ -56,6 +56,11 @@ impl SnapshotSource for WolkvoxInteractions {
                 wire::parse(&name, bound, body, room)
             })
             .await?;
+        let decoded = hold(
+            &self.0.meta.name,
+            decoded,
+            previous.map(|p| &p.interactions),
+        )?;
         // Put in order on a blocking thread too, once the body is released.
         let parsed = tokio::task::spawn_blocking(move || decoded.finish())
             .await
@@ -131,7 +136,7 @@ pub fn parse_interactions_body(
     bound: PollBound,
     body: Body<'_>,
 ) -> Result<InteractionSnapshot, SourceError> {
-    let parsed = wire::parse(source, bound, body, (0, 0))?.finish();
+    let parsed = hold(source, wire::parse(source, bound, body, (0, 0))?, None)?.finish();
     let mut snap = InteractionSnapshot {
         observed_at,
         interactions: parsed.interactions,
@@ -158,8 +163,35 @@ pub fn parse_interactions_after(
     let room = previous.map_or((0, 0), |p| {
         (p.interactions.len(), p.interactions.text_bytes())
     });
-    let parsed = wire::parse(source, bound, body, room)?.finish();
+    let decoded = wire::parse(source, bound, body, room)?;
+    let parsed = hold(source, decoded, previous.map(|p| &p.interactions))?.finish();
     Ok(settled(source, tz, parsed, observed_at, previous))
+}
+
+/// Agents listed with an interaction without `conn_id` keep what `previous` had of them
+/// ([`wire::Decoded::carry`]): one unreadable row neither fails every agent's poll nor ends the
+/// agent's other interactions. Warned and counted (`field="conn_id"`).
+fn hold(
+    source: &str,
+    mut decoded: wire::Decoded,
+    previous: Option<&crate::diff::Interactions>,
+) -> Result<wire::Decoded, SourceError> {
+    let held = decoded.held();
+    if !held.is_empty() {
+        let carried = decoded.carry(source, previous)?;
+        let named: Vec<&String> = held.iter().take(20).collect();
+        tracing::warn!(
+            source,
+            endpoint = INTERACTIONS_ENDPOINT,
+            field = "conn_id",
+            agents = held.len(),
+            first = ?named,
+            carried,
+            "interactions without conn_id: each of these agents keeps the interactions it had for this poll (none of them ends); its readable ones are read as usual"
+        );
+        metrics::counter!("ccdc_field_parse_failures_total", "source" => source.to_string(), "field" => "conn_id").increment(held.len() as u64);
+    }
+    Ok(decoded)
 }
 
 /// A decoded response as a snapshot observed at `observed_at`, settled against `previous`.
@@ -273,11 +305,6 @@ mod tests {
         let e = parse(r#"{"code":200,"data":[{"agent_id":"1"}]}"#).unwrap_err();
         assert!(e.to_string().contains("active_interactions"), "{e}");
         let e = parse(
-            r#"{"code":200,"data":[{"agent_id":"1","active_interactions":[{"subject":"x"}]}]}"#,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("conn_id"), "{e}");
-        let e = parse(
             r#"{"code":200,"data":[{"agent_id":"","active_interactions":[{"conn_id":"c"}]}]}"#,
         )
         .unwrap_err();
@@ -382,5 +409,111 @@ mod tests {
                 .len(),
             100
         );
+    }
+
+    #[test]
+    fn an_answer_of_as_many_rows_as_the_vendor_sends_per_call_is_refused_whole() {
+        let bound = PollBound::new(100_000, 64 << 20);
+        let parse_whole = |b: &str| {
+            parse_interactions_body(
+                "ops",
+                "America/Bogota".parse().unwrap(),
+                42,
+                bound,
+                Body::Whole(b.as_bytes()),
+            )
+        };
+        // Agent rows are the records counted; the last may hold the only interaction.
+        let rows = |n: usize| {
+            body(n, 0, |a| a.to_string()).replace(
+                r#""active_interactions":[]}]}"#,
+                r#""active_interactions":[{"conn_id":"c","subject":"Hola"}]}]}"#,
+            )
+        };
+        let under = rows(59_999);
+        assert_eq!(parse_whole(&under).unwrap().interactions.len(), 1);
+        assert_eq!(parse_bounded(&under, bound).unwrap().interactions.len(), 1);
+        // The fast reader (whole), serde from a slice (an escape makes the fast reader give up)
+        // and serde streamed all refuse it.
+        let at = rows(60_000);
+        let escaped = at.replace(r#""subject":"Hola""#, r#""subject":"Ho\u006ca""#);
+        assert_ne!(escaped, at);
+        for e in [
+            parse_whole(&at).unwrap_err(),
+            parse_whole(&escaped).unwrap_err(),
+            parse_bounded(&at, bound).unwrap_err(),
+        ] {
+            assert_eq!(e.kind(), "row_limit");
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!("ops {INTERACTIONS_ENDPOINT}: "))
+                    && text.contains("60000 rows")
+                    && text.contains("nothing of this poll is used"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_agent_with_an_interaction_without_conn_id_keeps_what_it_had_and_the_others_go_on() {
+        let tz: Tz = "America/Bogota".parse().unwrap();
+        let bound = PollBound::new(1000, 1 << 20);
+        let read = |body: &str, at: i64, previous: Option<&InteractionSnapshot>| {
+            parse_interactions_after("ops", tz, at, bound, Body::Whole(body.as_bytes()), previous)
+        };
+        let first = read(
+            r#"{"code":200,"data":[
+                {"agent_id":"1","active_interactions":[{"conn_id":"a1"},{"conn_id":"a2"}]},
+                {"agent_id":"2","active_interactions":[{"conn_id":"b1"}]}]}"#,
+            1_000,
+            None,
+        )
+        .unwrap();
+        // Agent 1: a1 listed, a new a3, and one without an id (a2 under a vendor fault?);
+        // agent 2's b1 has ended, and agent 3 has one with an empty id and no other.
+        for unreadable in [r#"{"subject":"x"}"#, r#"{"conn_id":"","subject":"x"}"#] {
+            let body = format!(
+                r#"{{"code":200,"data":[
+                {{"agent_id":"1","active_interactions":[{{"conn_id":"a1"}},{unreadable},{{"conn_id":"a3"}}]}},
+                {{"agent_id":"2","active_interactions":[]}},
+                {{"agent_id":"3","active_interactions":[{unreadable}]}}]}}"#
+            );
+            let next = read(&body, 2_000, Some(&first)).unwrap();
+            let keys: Vec<(String, String)> = next
+                .interactions
+                .iter()
+                .map(|i| (i.agent_id.to_string(), i.interaction_id.to_string()))
+                .collect();
+            let mut keys = keys;
+            keys.sort();
+            let k = |a: &str, i: &str| (a.to_string(), i.to_string());
+            assert_eq!(
+                keys,
+                vec![k("1", "a1"), k("1", "a2"), k("1", "a3")],
+                "{unreadable}"
+            );
+            // a2 is carried as it was: first seen in the first poll.
+            assert_eq!(
+                next.interactions.get("a2", "1").unwrap().first_seen,
+                Some(1_000)
+            );
+            assert_eq!(
+                next.interactions.get("a3", "1").unwrap().first_seen,
+                Some(2_000)
+            );
+            // Without a previous snapshot there is nothing to keep, and no error.
+            let alone =
+                parse_interactions_body("ops", tz, 2_000, bound, Body::Whole(body.as_bytes()))
+                    .unwrap();
+            assert_eq!(alone.interactions.len(), 2);
+        }
+        // Interactions under an empty agent id still cannot be attributed.
+        let e = read(
+            r#"{"code":200,"data":[{"agent_id":"","active_interactions":[{"subject":"x"}]}]}"#,
+            2_000,
+            Some(&first),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("data[0].agent_id"), "{e}");
     }
 }

@@ -276,6 +276,26 @@ fn limits(cfg: &WolkvoxConfig, poll: &PollConfig) -> (PollBound, Duration) {
     )
 }
 
+/// A real-time answer of `rows` data rows: one with as many as Wolkvox sends per call at most
+/// (60,000 records) may have been cut short, and a row left out would read as an interaction
+/// ended or an agent logged out, so it is refused ([`SourceError::AtRowLimit`]). The limit counts
+/// `data` entries, as a report's rows are counted (an interactions answer's are agent rows).
+pub(crate) fn check_row_limit(
+    source: &str,
+    endpoint: &str,
+    rows: usize,
+) -> Result<(), SourceError> {
+    let rows = u64::try_from(rows).unwrap_or(u64::MAX);
+    if rows < crate::config::limits::WOLKVOX_MAX_ROWS {
+        return Ok(());
+    }
+    Err(SourceError::AtRowLimit {
+        source_name: source.into(),
+        endpoint: endpoint.into(),
+        rows,
+    })
+}
+
 /// The Wolkvox response envelope; `D` is what `data` decodes into (usually a `Vec` of rows).
 #[derive(Debug, Deserialize)]
 #[serde(bound(deserialize = "D: Deserialize<'de>"))]

@@ -15,8 +15,8 @@ use crate::sources::bound;
 
 /// How a fast read ended.
 pub enum Scan {
-    /// The whole body was read into the builder (the envelope said success).
-    Done,
+    /// The whole body was read into the builder (the envelope said success); `rows` agent rows.
+    Done { rows: usize },
     /// Not the usual shape: decode with serde.
     GiveUp,
     /// The poll's bound is exceeded (the tally says which).
@@ -31,8 +31,9 @@ pub fn scan(text: &str, b: &mut Builder) -> Scan {
         at: 0,
     };
     // What follows the document is not read, as serde's readers do not.
-    match r.envelope(b) {
-        Some(true) => Scan::Done,
+    let mut rows = 0;
+    match r.envelope(b, &mut rows) {
+        Some(true) => Scan::Done { rows },
         Some(false) => Scan::Over,
         None => Scan::GiveUp,
     }
@@ -148,7 +149,8 @@ impl<'a> Reader<'a> {
 
     /// `{code, error, msg, data}` of a successful response: `Some(true)` read whole, `Some(false)`
     /// over the bound, `None` given up.
-    fn envelope(&mut self, b: &mut Builder) -> Option<bool> {
+    /// `rows` counts the rows of `data`.
+    fn envelope(&mut self, b: &mut Builder, rows: &mut usize) -> Option<bool> {
         let (mut code, mut error, mut msg, mut data, mut over) =
             (false, false, false, false, false);
         let read = self.object(|r, key| {
@@ -165,7 +167,10 @@ impl<'a> Reader<'a> {
             match key {
                 "code" => r.success_code(),
                 "data" => r.array(|r| match r.agent(b)? {
-                    true => Some(()),
+                    true => {
+                        *rows += 1;
+                        Some(())
+                    }
                     false => {
                         over = true;
                         None

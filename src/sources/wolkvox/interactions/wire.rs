@@ -28,11 +28,52 @@ pub struct Parsed {
 
 /// One read response, its interactions not yet in order ([`Decoded::finish`]: once the body is
 /// released, so a poll's peak holds one of them).
-pub struct Decoded(Builder);
+pub struct Decoded {
+    b: Builder,
+    /// Agents listed with an interaction that has no `conn_id` (each id's place in `b`'s text).
+    held: Vec<Span>,
+}
 
 impl Decoded {
+    /// The ids of the agents listed with an interaction that has no `conn_id` (or an empty one).
+    /// Such an interaction cannot be told from the agent's others, so what the answer says of
+    /// the agent is incomplete: [`Decoded::carry`] keeps what was known of it.
+    pub fn held(&self) -> Vec<String> {
+        self.held
+            .iter()
+            .map(|s| self.b.str(*s).to_string())
+            .collect()
+    }
+
+    /// Add what `previous` had of each held agent ([`Decoded::held`]): for this poll an agent
+    /// with an unreadable interaction keeps every interaction it had, none ended and none
+    /// invented; the ones this answer lists readably come first (of equal keys the first added is
+    /// kept). Answers how many were carried.
+    pub fn carry(
+        &mut self,
+        source: &str,
+        previous: Option<&Interactions>,
+    ) -> Result<usize, SourceError> {
+        let Some(previous) = previous.filter(|_| !self.held.is_empty()) else {
+            return Ok(0);
+        };
+        let held: std::collections::HashSet<String> = self.held().into_iter().collect();
+        let mut carried = 0;
+        for i in previous.iter().filter(|i| held.contains(i.agent_id)) {
+            self.b
+                .add(&i.key(), &i.to_active())
+                .map_err(|_| SourceError::Internal {
+                    source_name: source.into(),
+                    endpoint: EP.into(),
+                    detail: "a snapshot's text over 4 GiB".into(),
+                })?;
+            carried += 1;
+        }
+        Ok(carried)
+    }
+
     pub fn finish(self) -> Parsed {
-        let (interactions, duplicates) = self.0.finish();
+        let (interactions, duplicates) = self.b.finish();
         Parsed {
             interactions,
             duplicates,
@@ -60,8 +101,9 @@ pub fn parse(
         Body::Whole(bytes) => decode_whole(source, bound, bytes)?,
         Body::Stream(r) => decode_bounded::<Envelope<Folded>>(source, EP, r, bound.tally())?,
     };
-    let Folded(builder) = env.into_data(source, EP)?;
-    Ok(Decoded(builder))
+    let Folded { b, rows, held } = env.into_data(source, EP)?;
+    crate::sources::wolkvox::check_row_limit(source, EP, rows)?;
+    Ok(Decoded { b, held })
 }
 
 fn decode_whole(
@@ -100,8 +142,8 @@ fn decode_fast(
     let mut b = builder();
     let read = bound::bounded(source, EP, bound.tally(), || {
         match fast::scan(text, &mut b) {
-            fast::Scan::Done => Ok(true),
-            fast::Scan::GiveUp => Ok(false),
+            fast::Scan::Done { rows } => Ok(Some(rows)),
+            fast::Scan::GiveUp => Ok(None),
             // The count is over: `bounded` reports which bound.
             fast::Scan::Over => Err(SourceError::Internal {
                 source_name: source.into(),
@@ -111,16 +153,20 @@ fn decode_fast(
         }
     });
     match read {
-        Ok((true, tally)) => {
+        Ok((Some(rows), tally)) => {
             let env = Envelope {
                 code: Some("200".into()),
                 error: None,
                 msg: None,
-                data: Some(Folded(b)),
+                data: Some(Folded {
+                    b,
+                    rows,
+                    held: Vec::new(),
+                }),
             };
             Some(Ok((env, tally)))
         }
-        Ok((false, _)) => {
+        Ok((None, _)) => {
             // Given up: the serde decoder starts again from the same room.
             let (entries, text) = (b.capacity(), b.text_capacity());
             ROOM.with(|r| r.set((entries, text)));
@@ -136,8 +182,13 @@ fn builder() -> Builder {
     Builder::with_capacity(entries, text)
 }
 
-/// The `data` list, folded into a [`Builder`] as it is read.
-pub struct Folded(Builder);
+/// The `data` list, folded into a [`Builder`] as it is read; `rows` agent rows; `held` the agents
+/// listed with an interaction without `conn_id`.
+pub struct Folded {
+    b: Builder,
+    rows: usize,
+    held: Vec<Span>,
+}
 
 impl<'de> Deserialize<'de> for Folded {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -148,12 +199,19 @@ impl<'de> Deserialize<'de> for Folded {
                 f.write_str("a list of agents")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Folded, A::Error> {
-                let mut b = builder();
+                let (mut b, mut held) = (builder(), Vec::new());
                 let mut i = 0;
-                while seq.next_element_seed(Agent { b: &mut b, i })?.is_some() {
+                while seq
+                    .next_element_seed(Agent {
+                        b: &mut b,
+                        held: &mut held,
+                        i,
+                    })?
+                    .is_some()
+                {
                     i += 1;
                 }
-                Ok(Folded(b))
+                Ok(Folded { b, rows: i, held })
             }
         }
         d.deserialize_seq(V)
@@ -169,9 +227,11 @@ enum AgentField {
     Other,
 }
 
-/// One agent row `{agent_id, active_interactions: [...]}`, the `i`-th.
+/// One agent row `{agent_id, active_interactions: [...]}`, the `i`-th; added to `held` when one of
+/// its interactions has no `conn_id`.
 struct Agent<'b> {
     b: &'b mut Builder,
+    held: &'b mut Vec<Span>,
     i: usize,
 }
 
@@ -189,7 +249,7 @@ impl<'de> Visitor<'de> for Agent<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let (from, i) = (self.b.len(), self.i);
-        let (mut agent, mut listed) = (None, false);
+        let (mut agent, mut listed, mut unreadable) = (None, false, false);
         while let Some(field) = map.next_key::<AgentField>()? {
             match field {
                 AgentField::AgentId if agent.is_some() => {
@@ -200,7 +260,10 @@ impl<'de> Visitor<'de> for Agent<'_> {
                     return Err(de::Error::duplicate_field("active_interactions"))
                 }
                 AgentField::ActiveInteractions => {
-                    map.next_value_seed(List { b: self.b, i })?;
+                    map.next_value_seed(List {
+                        b: self.b,
+                        unreadable: &mut unreadable,
+                    })?;
                     listed = true;
                 }
                 AgentField::Other => {
@@ -213,7 +276,7 @@ impl<'de> Visitor<'de> for Agent<'_> {
             return Err(de::Error::missing_field("active_interactions"));
         }
         if agent == Span::NONE {
-            if self.b.len() == from {
+            if self.b.len() == from && !unreadable {
                 // No agent and nothing to attribute to one: a row that says nothing.
                 return Ok(());
             }
@@ -225,14 +288,18 @@ impl<'de> Visitor<'de> for Agent<'_> {
         let copies = (self.b.len() - from) as u64;
         bound::charge_bytes((agent.text_len() as u64).saturating_mul(copies))?;
         self.b.set_agent(from, agent);
+        if unreadable {
+            bound::charge(std::mem::size_of::<Span>())?;
+            self.held.push(agent);
+        }
         Ok(())
     }
 }
 
-/// The `active_interactions` list of agent `i`.
+/// The `active_interactions` list of an agent; `unreadable` set when one has no `conn_id`.
 struct List<'b> {
     b: &'b mut Builder,
-    i: usize,
+    unreadable: &'b mut bool,
 }
 
 impl<'de> DeserializeSeed<'de> for List<'_> {
@@ -263,15 +330,8 @@ impl<'de> Visitor<'de> for List<'_> {
         }
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut j = 0;
-        while seq
-            .next_element_seed(One {
-                b: self.b,
-                at: (self.i, j),
-            })?
-            .is_some()
-        {
-            j += 1;
+        while let Some(read) = seq.next_element_seed(One(self.b))? {
+            *self.unreadable |= !read;
         }
         Ok(())
     }
@@ -288,25 +348,23 @@ enum Field {
     Other,
 }
 
-/// One interaction `{conn_id, subject, fromname, date}`, the `at.1`-th of agent `at.0`.
-struct One<'b> {
-    b: &'b mut Builder,
-    at: (usize, usize),
-}
+/// One interaction `{conn_id, subject, fromname, date}`: `true` added, `false` without a
+/// `conn_id` (or with an empty one), not added.
+struct One<'b>(&'b mut Builder);
 
 impl<'de> DeserializeSeed<'de> for One<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for One<'_> {
-    type Value = ();
+    type Value = bool;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("an interaction")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
         let mut texts: [Option<Span>; 4] = [None; 4];
         while let Some(field) = map.next_key::<Field>()? {
             let (slot, name) = match field {
@@ -322,16 +380,14 @@ impl<'de> Visitor<'de> for One<'_> {
             if texts[slot].is_some() {
                 return Err(de::Error::duplicate_field(name));
             }
-            texts[slot] = Some(map.next_value_seed(Text(self.b))?);
+            texts[slot] = Some(map.next_value_seed(Text(self.0))?);
         }
         let [conn, subject, from_name, date] = texts;
-        let conn = conn.ok_or_else(|| de::Error::missing_field("conn_id"))?;
-        if conn == Span::NONE {
-            let (i, j) = self.at;
-            return Err(de::Error::custom(format!(
-                "data[{i}].active_interactions[{j}].conn_id: empty conn_id"
-            )));
-        }
+        // Without its id an interaction cannot be told from the agent's others: the agent is
+        // held at what was known of it ([`Decoded::carry`]). Its texts stay in the buffer unused.
+        let Some(conn) = conn.filter(|c| *c != Span::NONE) else {
+            return Ok(false);
+        };
         let [subject, from_name, date] =
             [subject, from_name, date].map(|s| s.unwrap_or(Span::NONE));
         let texts: usize = [conn, subject, from_name, date]
@@ -340,8 +396,8 @@ impl<'de> Visitor<'de> for One<'_> {
             .sum();
         // The snapshot's text buffer grows by doubling: its share counts twice.
         bound::charge(ENTRY_BYTES + 2 * texts)?;
-        self.b.push(conn, Span::NONE, subject, from_name, date);
-        Ok(())
+        self.0.push(conn, Span::NONE, subject, from_name, date);
+        Ok(true)
     }
 }
 

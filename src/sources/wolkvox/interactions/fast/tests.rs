@@ -20,7 +20,7 @@ fn both(body: &str, bound: PollBound) -> [Result<InteractionSnapshot, String>; 2
 
 /// Whether the fast reader reads `body` whole (outside a bounded decode: nothing is counted).
 fn read_fast(body: &str) -> bool {
-    matches!(scan(body, &mut Builder::default()), Scan::Done)
+    matches!(scan(body, &mut Builder::default()), Scan::Done { .. })
 }
 
 fn agent(id: &str, its: &[String]) -> String {
