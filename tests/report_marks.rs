@@ -177,3 +177,33 @@ async fn rows_marked_one_by_one_by_an_earlier_version_are_not_published_again() 
     );
     assert!(!set.contains("c-20261101025959") && set.contains("c-20261101030000"));
 }
+
+#[tokio::test]
+async fn rows_sharing_a_conn_id_are_each_published_once_however_often_pulled() {
+    // A chat handled by two agents (transferred), listed once per agent under one conn_id.
+    let sim = simulator("MARKS_TOKEN_C").await;
+    sim.state.set_report_generation(0, 60_000);
+    for (agent, at) in [("1001", 60), ("1002", 300)] {
+        let at = from() + chrono::Duration::seconds(at);
+        let mut row = generated_row("chat_1", at);
+        row.insert("conn_id".into(), "shared-7".into());
+        row.insert("agent_id".into(), agent.into());
+        sim.state.add_report_row("chat_1", at, row);
+    }
+    let store = Arc::new(MemoryStore::default());
+    let mut first = feed(&sim, "MARKS_TOKEN_C", &store);
+    assert_eq!(drain(&mut first, &store).await, ["shared-7", "shared-7"]);
+    // The range pulled again, twice (as look-backs would): each row is known by its mark.
+    let mode = Mode::Backfill {
+        from: from(),
+        to: from() + chrono::Duration::hours(HOURS),
+    };
+    let cursor = ccdc::reports::cursor_key("marks", ReportKind::Chat1, mode);
+    for _ in 0..2 {
+        store
+            .commit(vec![Write::Delete(cursor.clone())], vec![])
+            .unwrap();
+        let mut again = feed(&sim, "MARKS_TOKEN_C", &store);
+        assert!(drain(&mut again, &store).await.is_empty());
+    }
+}

@@ -54,7 +54,8 @@ impl ReportFeed {
     ) -> Result<Derived, FeedError> {
         let (kind, tz, source) = (self.plan.kind, self.tz(), &self.client.meta.name);
         let (start_raw, end_raw) = (w.date_ini(), w.date_end());
-        // This chunk's marks (an identity twice in it: the later content counts).
+        // This chunk's marks: a row repeated in it counts once; another content of the same
+        // identity (a changed row, or a chat listed once per agent) is a row of its own.
         let mut in_chunk = Marks::chunk_index(rows.len());
         let (window_start, window_end) = (
             local_to_utc_millis(w.start, tz),
@@ -77,14 +78,9 @@ impl ReportFeed {
                 ),
             };
             let mark = Mark::of(&identity, &hash);
-            let seen = match in_chunk.get(&mark.identity()) {
-                Some(content) => *content == mark.content(),
-                None => self.marks.contains(mark),
-            };
-            if seen {
+            if !in_chunk.insert(mark.pair()) || self.marks.contains(mark) {
                 continue;
             }
-            in_chunk.insert(mark.identity(), mark.content());
             d.marks.push(mark);
             match coerced {
                 Ok(row) => {

@@ -4,10 +4,15 @@
 //! content hash)`. The marks written by one commit are stored together, as one *group*, in one
 //! state entry, instead of one entry per row (sled spends several microseconds per entry in a
 //! batch, and a window commits tens of thousands of rows); every mark is also held in an
-//! in-memory index (identity → content, group), loaded from the store when the feed is restored.
+//! in-memory index ((identity, content) → group), loaded from the store when the feed is restored.
+//!
+//! An identity may have several contents marked: a changed row's earlier content, and rows that
+//! share an identity (a `chat_1` chat handled by two agents is listed once per agent under one
+//! `conn_id`). Keeping only an identity's latest content made every pull of such a window publish
+//! both rows again, each replacing the other's mark.
 //!
 //! Layout: `marks/<source>/<report>/<seq>` (`seq`: 20 decimal digits, increasing in commit order;
-//! a later group's mark of an identity replaces an earlier one's) →
+//! a later group's copy of a mark replaces an earlier one's) →
 //! `0x01` (version), `at` (i64, big-endian: UTC ms of the commit), `count` (u32, big-endian), then
 //! `count` × (identity hash, content hash), each a u128, big-endian: 13 + 32 × count bytes.
 //! A group expires as a whole once `at` is older than the report's `dedupe_ttl`.
@@ -18,7 +23,7 @@
 //! Comparing hashes of the identity and content instead of the text: two different rows would
 //! have to collide in both 128-bit hashes for a row to be taken for one already published.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::Deserialize;
@@ -46,11 +51,9 @@ impl Mark {
             content: xxhash_rust::xxh3::xxh3_128(content_hash.as_bytes()),
         }
     }
-    pub(super) fn identity(self) -> u128 {
-        self.identity
-    }
-    pub(super) fn content(self) -> u128 {
-        self.content
+    /// (identity hash, content hash): how the indexes know it.
+    pub(super) fn pair(self) -> (u128, u128) {
+        (self.identity, self.content)
     }
 }
 
@@ -72,9 +75,10 @@ impl Hasher for Prehashed {
     }
 }
 
-type Index = HashMap<u128, (u128, u64), BuildHasherDefault<Prehashed>>;
-/// Identity hash → content hash.
-pub(super) type ChunkIndex = HashMap<u128, u128, BuildHasherDefault<Prehashed>>;
+/// (identity hash, content hash) → the group holding the mark (hashed by the content's low bits).
+type Index = HashMap<(u128, u128), u64, BuildHasherDefault<Prehashed>>;
+/// One chunk's marks: (identity hash, content hash).
+pub(super) type ChunkIndex = HashSet<(u128, u128), BuildHasherDefault<Prehashed>>;
 
 /// What a chunk's commit will change, applied once it is committed.
 #[derive(Default)]
@@ -124,9 +128,7 @@ impl Marks {
 
     /// Whether this content of this identity was published (and committed) before.
     pub(super) fn contains(&self, m: Mark) -> bool {
-        self.index
-            .get(&m.identity)
-            .is_some_and(|(c, _)| *c == m.content)
+        self.index.contains_key(&m.pair())
     }
 
     /// Marks held.
@@ -167,7 +169,7 @@ impl Marks {
 
     fn insert(&mut self, seq: u64, marks: &[Mark]) {
         for m in marks {
-            self.index.insert(m.identity, (m.content, seq));
+            self.index.insert(m.pair(), seq);
         }
     }
 
@@ -261,8 +263,8 @@ impl Marks {
                 self.groups.remove(seq);
             }
             let groups = &self.groups;
-            // A mark replaced by a later group's stays with that group.
-            self.index.retain(|_, (_, seq)| groups.contains_key(seq));
+            // A mark a later group holds again stays with that group.
+            self.index.retain(|_, seq| groups.contains_key(seq));
         }
         if let Some((seq, at, marks)) = s.group {
             self.groups.insert(seq, at);

@@ -300,7 +300,8 @@ impl SimState {
     }
 
     /// Serve `row` as a row of `report` dated `at` (local) from now on; replaces a generated row with
-    /// the same identity (a late, changed or malformed row).
+    /// the same identity (a late, changed or malformed row). Rows added with one identity are all
+    /// served (a chat listed once per agent).
     pub fn add_report_row(
         &self,
         report: &str,

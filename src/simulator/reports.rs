@@ -25,7 +25,7 @@ pub struct ReportSim {
     /// Characters of `comments` in each generated chat_1 row (large responses for benchmarks).
     pub padding: usize,
     /// (report, local time, row): rows added on top of the generated ones; a row whose identity
-    /// matches a generated one replaces it.
+    /// matches a generated one replaces it (added rows may share an identity).
     pub extra: Vec<(String, NaiveDateTime, Map<String, Value>)>,
 }
 
@@ -103,13 +103,19 @@ pub fn report_rows(
             t += Duration::seconds(spacing);
         }
     }
-    for (r, at, row) in &sim.extra {
-        if r == report && *at >= ini && *at <= last {
-            let id = identity(report, row);
-            rows.retain(|(_, g)| identity(report, g) != id);
-            rows.push((*at, row.clone()));
-        }
-    }
+    // An added row replaces the generated one of its identity; added rows may share one (a chat
+    // listed once per agent that handled it).
+    let added: Vec<&(String, NaiveDateTime, Map<String, Value>)> = sim
+        .extra
+        .iter()
+        .filter(|(r, at, _)| r == report && *at >= ini && *at <= last)
+        .collect();
+    let ids: std::collections::HashSet<String> = added
+        .iter()
+        .map(|(_, _, row)| identity(report, row))
+        .collect();
+    rows.retain(|(_, g)| !ids.contains(&identity(report, g)));
+    rows.extend(added.into_iter().map(|(_, at, row)| (*at, row.clone())));
     rows.sort_by_key(|(at, _)| *at);
     rows.into_iter().map(|(_, r)| r).collect()
 }
