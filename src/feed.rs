@@ -197,6 +197,7 @@ mod tests {
 
     fn snap(ids: &[&str]) -> InteractionSnapshot {
         InteractionSnapshot {
+            held: Default::default(),
             observed_at: 0,
             interactions: ids
                 .iter()

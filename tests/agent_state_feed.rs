@@ -216,6 +216,7 @@ async fn an_unconfirmed_empty_poll_publishes_no_offline_records() {
 
 fn interactions(pairs: &[(&str, &str)]) -> InteractionSnapshot {
     InteractionSnapshot {
+        held: Default::default(),
         observed_at: 0,
         interactions: pairs
             .iter()

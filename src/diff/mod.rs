@@ -61,6 +61,12 @@ pub struct InteractionSnapshot {
     /// When the poll was made (UTC ms).
     pub observed_at: i64,
     pub interactions: Interactions,
+    /// Agents this poll listed incompletely (Wolkvox: an interaction without `conn_id`), each with
+    /// the time of the last poll that listed it completely (UTC ms). Such an agent keeps the
+    /// interactions it had, so what this poll says of it dates from then: an interaction of it
+    /// that ends is bounded as ended after that poll, and one that appears as started after it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<String, i64>,
 }
 
 impl InteractionSnapshot {
@@ -77,9 +83,28 @@ impl InteractionSnapshot {
         self.interactions.settle(
             previous.map(|p| &p.interactions),
             now,
-            previous.map(|p| p.observed_at),
+            |agent| previous.map(|p| p.listed_before(agent)),
             resolve,
         )
+    }
+
+    /// The last poll that listed `agent` completely, as of this snapshot: this one, or for a held
+    /// agent the time [`InteractionSnapshot::held`] keeps.
+    pub fn listed_before(&self, agent: &str) -> i64 {
+        if self.held.is_empty() {
+            return self.observed_at;
+        }
+        self.held.get(agent).copied().unwrap_or(self.observed_at)
+    }
+
+    /// The held agents of a snapshot observed after `self` that lists `incomplete` incompletely:
+    /// each keeps the time it was last listed completely (this poll, or earlier if it was held
+    /// here too).
+    pub fn hold(&self, incomplete: &[String]) -> BTreeMap<String, i64> {
+        incomplete
+            .iter()
+            .map(|a| (a.clone(), self.listed_before(a)))
+            .collect()
     }
 }
 
@@ -104,7 +129,7 @@ pub fn sightings(
             Step::Right(v) => Some((v.key(), sighting(&v))),
             Step::Left(v) => {
                 let mut s = sighting(&v);
-                s.ended_after = previous.map(|p| p.observed_at);
+                s.ended_after = previous.map(|p| p.listed_before(v.agent_id));
                 s.ended_before = Some(current.observed_at);
                 Some((v.key(), s))
             }
@@ -209,7 +234,12 @@ fn diff_into<T>(
         let (ends, starts) = (&ended[from..i], &started[to..j]);
         let counterpart = |side: &[Interaction]| side.first().map(|v| v.agent_id.to_string());
         for v in ends {
-            let e = window.snapshot_event(InteractionEventType::Ended, v, counterpart(starts));
+            let mut e = window.snapshot_event(InteractionEventType::Ended, v, counterpart(starts));
+            // An agent held at the previous poll was last listed completely before it.
+            if let Some(p) = previous.filter(|p| p.held.contains_key(v.agent_id)) {
+                let end = Bounds::between(Some(p.listed_before(v.agent_id)), current.observed_at);
+                Window::close(&mut e, start_bounds(v), end);
+            }
             events.push(wrap(e));
         }
         for v in starts {

@@ -262,13 +262,14 @@ impl Interactions {
 
     /// Carry what `previous` knew into this fresh observation made at `now`: an interaction seen
     /// before keeps its `first_seen` / `seen_after` (and its vendor time, when its values are
-    /// the same: its date is not read again); a new one was first seen `now`, after `before`.
-    /// `resolve` reads a vendor date text. Answers how many date texts could not be read.
+    /// the same: its date is not read again); a new one was first seen `now`, after `before` of
+    /// its agent (the last poll that listed that agent completely). `resolve` reads a vendor date
+    /// text. Answers how many date texts could not be read.
     pub fn settle(
         &mut self,
         previous: Option<&Interactions>,
         now: i64,
-        before: Option<i64>,
+        before: impl Fn(&str) -> Option<i64>,
         mut resolve: impl FnMut(&str) -> Option<i64>,
     ) -> usize {
         let empty = Interactions::default();
@@ -293,7 +294,11 @@ impl Interactions {
                     (w.first_seen, w.seen_after, w.vendor_timestamp)
                 }
                 Some(w) => (w.first_seen, w.seen_after, raw().and_then(&mut resolve)),
-                None => (Some(now), before, raw().and_then(&mut resolve)),
+                None => (
+                    Some(now),
+                    before(self.str(e.agent)),
+                    raw().and_then(&mut resolve),
+                ),
             };
             unread += usize::from(e.date_raw != Span::NONE && ts.is_none());
             let e = &mut self.entries[i];

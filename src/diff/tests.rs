@@ -27,6 +27,7 @@ fn meta() -> SourceMeta {
 
 fn snap(at: i64, pairs: &[(&str, &str)]) -> InteractionSnapshot {
     InteractionSnapshot {
+        held: Default::default(),
         observed_at: at,
         interactions: pairs
             .iter()
@@ -169,6 +170,7 @@ fn diffs_match_a_plain_set_difference_on_random_snapshots() {
 #[test]
 fn settling_reads_only_the_dates_of_new_or_changed_interactions() {
     let with = |at: i64, items: &[(&str, &str, Option<i64>)]| InteractionSnapshot {
+        held: Default::default(),
         observed_at: at,
         interactions: items
             .iter()
@@ -275,4 +277,44 @@ fn snapshot_round_trips_through_json() {
     let back: InteractionSnapshot =
         serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
     assert_eq!(s, back);
+}
+
+#[test]
+fn an_agent_held_at_the_previous_poll_is_bounded_from_its_last_complete_listing() {
+    // The poll at 1,000 listed agent 1 completely; the one at 2,000 did not (an interaction
+    // without an id: its interactions carried, held since 1,000); the one at 3,000 does again.
+    let mut held = snap(2_000, &[("1", "a"), ("2", "b")]);
+    held.held.insert("1".into(), 1_000);
+    let mut now = snap(3_000, &[("1", "c")]);
+    now.settle(Some(&held), |_| None);
+    let ev = diff_interactions(&meta(), Some(&held), &now);
+    let get = |id: &str| ev.iter().find(|e| e.interaction_id == id).unwrap();
+    // a may have ended before the held poll; b's agent was listed completely at 2,000.
+    assert_eq!(
+        (get("a").ended_after, get("a").ended_before),
+        (Some(1_000), Some(3_000))
+    );
+    assert_eq!(
+        (get("b").ended_after, get("b").ended_before),
+        (Some(2_000), Some(3_000))
+    );
+    // c may be the interaction the held poll could not read: it started after 1,000.
+    assert_eq!(get("c").event_type, Started);
+    assert_eq!(
+        now.interactions.get("c", "1").unwrap().seen_after,
+        Some(1_000)
+    );
+    let seen = sightings(Some(&held), &now);
+    let a = seen.iter().find(|(k, _)| k.interaction_id == "a").unwrap();
+    assert_eq!(a.1.ended_after, Some(1_000));
+    // Held again at a later poll: the time stays that of the last complete listing.
+    let next = held.hold(&["1".to_string(), "2".to_string()]);
+    assert_eq!(
+        next,
+        BTreeMap::from([("1".into(), 1_000), ("2".into(), 2_000)])
+    );
+    // Nothing held: every bound is the previous poll, as before.
+    let plain = snap(2_000, &[("1", "a")]);
+    let ev = diff_interactions(&meta(), Some(&plain), &snap(3_000, &[]));
+    assert_eq!(ev[0].ended_after, Some(2_000));
 }

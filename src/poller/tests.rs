@@ -13,6 +13,7 @@ use crate::store::MemoryStore;
 
 fn snap(pairs: &[(&str, &str)]) -> InteractionSnapshot {
     InteractionSnapshot {
+        held: Default::default(),
         observed_at: 0,
         interactions: pairs
             .iter()

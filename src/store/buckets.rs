@@ -9,7 +9,9 @@
 //! deletes the old one with its log. Under state key `K` (format 3, binary, `BinWriter`):
 //!
 //! - `K` → the header: format byte `3`, `observed_at`, the entry count, the generation `g` of the
-//!   base, the sequence number of the next delta, and the operations in the log;
+//!   base, the sequence number of the next delta, and the operations in the log; then, when the
+//!   snapshot holds agents listed incompletely ([`InteractionSnapshot::held`]), their count and
+//!   each agent id with its time;
 //! - `K/c/<g>/<chunk>` → the base's interactions of one chunk (the top 6 of the hash bits that
 //!   order a snapshot, [`crate::diff::snapshot`]): format byte `3`, then per interaction its id,
 //!   agent id, a byte of flags saying which of subject, from name, date text, vendor time, first
@@ -208,6 +210,14 @@ fn header(current: &InteractionSnapshot, layout: Layout) -> Vec<u8> {
         w.u64(next);
         w.u64(logged);
     }
+    // Agents listed incompletely, after what earlier versions wrote (they are read without).
+    if !current.held.is_empty() {
+        w.u64(current.held.len() as u64);
+        for (agent, at) in &current.held {
+            w.str(agent);
+            w.i64(*at);
+        }
+    }
     w.finish()
 }
 
@@ -232,10 +242,16 @@ pub fn load_interactions(
         key: key.to_string(),
         reason,
     };
+    let mut held = std::collections::BTreeMap::new();
     let (observed_at, interactions) = if head.first() == Some(&FORMAT) {
         let mut r = BinReader::new(key, &head, FORMAT)?;
         let (observed_at, entries) = (r.i64()?, r.u64()?);
         let (gen, next, logged) = (r.u64()?, r.u64()?, r.u64()?);
+        if !r.is_done() {
+            for _ in 0..r.u64()? {
+                held.insert(r.str()?.to_string(), r.i64()?);
+            }
+        }
         let interactions = load_log(store, key, gen, next, logged)?;
         if interactions.len() as u64 != entries {
             return Err(corrupt(format!(
@@ -263,6 +279,7 @@ pub fn load_interactions(
         (h.observed_at, interactions)
     };
     let snapshot = InteractionSnapshot {
+        held,
         observed_at,
         interactions,
     };

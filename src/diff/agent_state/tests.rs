@@ -48,6 +48,7 @@ fn agents(
 
 fn interactions(at: i64, pairs: &[(&str, &str)]) -> AgentInteractions {
     let snap = InteractionSnapshot {
+        held: Default::default(),
         observed_at: at,
         interactions: pairs
             .iter()

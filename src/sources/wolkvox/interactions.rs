@@ -56,7 +56,7 @@ impl SnapshotSource for WolkvoxInteractions {
                 wire::parse(&name, bound, body, room)
             })
             .await?;
-        let decoded = hold(
+        let (decoded, held) = hold(
             &self.0.meta.name,
             decoded,
             previous.map(|p| &p.interactions),
@@ -71,7 +71,14 @@ impl SnapshotSource for WolkvoxInteractions {
             })?;
         // The snapshot is of the moment the vendor answered, not of when the poll began.
         let at = answered.max(observed_at);
-        Ok(settled(&self.0.meta.name, self.0.tz, parsed, at, previous))
+        Ok(settled(
+            &self.0.meta.name,
+            self.0.tz,
+            parsed,
+            at,
+            previous,
+            &held,
+        ))
     }
     fn poll_timeout(&self) -> Option<std::time::Duration> {
         Some(self.0.interactions_limits.1)
@@ -136,8 +143,10 @@ pub fn parse_interactions_body(
     bound: PollBound,
     body: Body<'_>,
 ) -> Result<InteractionSnapshot, SourceError> {
-    let parsed = hold(source, wire::parse(source, bound, body, (0, 0))?, None)?.finish();
+    let (decoded, _) = hold(source, wire::parse(source, bound, body, (0, 0))?, None)?;
+    let parsed = decoded.finish();
     let mut snap = InteractionSnapshot {
+        held: Default::default(),
         observed_at,
         interactions: parsed.interactions,
     };
@@ -164,18 +173,19 @@ pub fn parse_interactions_after(
         (p.interactions.len(), p.interactions.text_bytes())
     });
     let decoded = wire::parse(source, bound, body, room)?;
-    let parsed = hold(source, decoded, previous.map(|p| &p.interactions))?.finish();
-    Ok(settled(source, tz, parsed, observed_at, previous))
+    let (decoded, held) = hold(source, decoded, previous.map(|p| &p.interactions))?;
+    let parsed = decoded.finish();
+    Ok(settled(source, tz, parsed, observed_at, previous, &held))
 }
 
 /// Agents listed with an interaction without `conn_id` keep what `previous` had of them
 /// ([`wire::Decoded::carry`]): one unreadable row neither fails every agent's poll nor ends the
-/// agent's other interactions. Warned and counted (`field="conn_id"`).
+/// agent's other interactions. Warned and counted (`field="conn_id"`). Answers the held agents.
 fn hold(
     source: &str,
     mut decoded: wire::Decoded,
     previous: Option<&crate::diff::Interactions>,
-) -> Result<wire::Decoded, SourceError> {
+) -> Result<(wire::Decoded, Vec<String>), SourceError> {
     let held = decoded.held();
     if !held.is_empty() {
         let carried = decoded.carry(source, previous)?;
@@ -191,18 +201,21 @@ fn hold(
         );
         metrics::counter!("ccdc_field_parse_failures_total", "source" => source.to_string(), "field" => "conn_id").increment(held.len() as u64);
     }
-    Ok(decoded)
+    Ok((decoded, held))
 }
 
-/// A decoded response as a snapshot observed at `observed_at`, settled against `previous`.
+/// A decoded response as a snapshot observed at `observed_at`, settled against `previous`; the
+/// agents in `held` were listed incompletely ([`InteractionSnapshot::held`]).
 fn settled(
     source: &str,
     tz: Tz,
     parsed: wire::Parsed,
     observed_at: i64,
     previous: Option<&InteractionSnapshot>,
+    held: &[String],
 ) -> InteractionSnapshot {
     let mut snap = InteractionSnapshot {
+        held: previous.map(|p| p.hold(held)).unwrap_or_default(),
         observed_at,
         interactions: parsed.interactions,
     };

@@ -12,6 +12,7 @@ fn key(i: &str, a: &str) -> InteractionKey {
 
 fn snap(at: i64, items: &[(&str, &str, &str)]) -> InteractionSnapshot {
     InteractionSnapshot {
+        held: Default::default(),
         observed_at: at,
         interactions: items
             .iter()
@@ -48,6 +49,7 @@ fn churn(s: &InteractionSnapshot, at: i64, gone: &[String], new: &[String]) -> I
             .map(|n| (key(n, "b"), ActiveInteraction::default())),
     );
     InteractionSnapshot {
+        held: Default::default(),
         observed_at: at,
         interactions: pairs.into_iter().collect(),
     }
@@ -180,6 +182,7 @@ fn every_field_and_any_characters_round_trip_in_a_base_and_in_a_delta() {
     pairs.push((key("none", "a"), ActiveInteraction::default()));
     pairs[0].1.subject = None;
     let s2 = InteractionSnapshot {
+        held: Default::default(),
         observed_at: 2,
         interactions: pairs.into_iter().collect(),
     };
@@ -323,4 +326,19 @@ fn chunks_follow_the_order_of_a_snapshot_and_the_buckets_of_format_1() {
         })
         .sum();
     assert_eq!(per_chunk, 5_000);
+}
+
+#[test]
+fn agents_listed_incompletely_are_kept_with_the_header_and_dropped_with_it() {
+    let store = MemoryStore::default();
+    let first = many(1_000, 10);
+    step(&store, None, &first);
+    let mut held = churn(&first, 2_000, &[], &[]);
+    held.held = BTreeMap::from([("a".to_string(), 1_000), ("ágent 2".to_string(), 500)]);
+    // Nothing else changed: no delta, the header alone says it.
+    let w = step(&store, Some(&first), &held);
+    assert_eq!(keys_written(&w), BTreeSet::from(["k".to_string()]));
+    let complete = churn(&held, 3_000, &[], &[]);
+    assert!(complete.held.is_empty());
+    step(&store, Some(&held), &complete);
 }

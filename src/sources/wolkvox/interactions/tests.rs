@@ -258,6 +258,22 @@ fn an_agent_with_an_interaction_without_conn_id_keeps_what_it_had_and_the_others
             next.interactions.get("a3", "1").unwrap().first_seen,
             Some(2_000)
         );
+        // Agents 1 and 3 were last listed completely by the first poll.
+        let since: Vec<(&str, i64)> = next.held.iter().map(|(a, t)| (a.as_str(), *t)).collect();
+        assert_eq!(since, [("1", 1_000), ("3", 1_000)]);
+        // Listed completely again: a2 ends, bounded from the first poll; nothing is held.
+        let last = read(
+            r#"{"code":200,"data":[{"agent_id":"1","active_interactions":[{"conn_id":"a1"},{"conn_id":"a3"}]}]}"#,
+            3_000,
+            Some(&next),
+        )
+        .unwrap();
+        assert!(last.held.is_empty());
+        let ended: Vec<_> = crate::diff::diff_interactions(&meta(), Some(&next), &last)
+            .into_iter()
+            .map(|e| (e.interaction_id, e.ended_after))
+            .collect();
+        assert_eq!(ended, [("a2".to_string(), Some(1_000))]);
         // Without a previous snapshot there is nothing to keep, and no error.
         let alone =
             parse_interactions_body("ops", tz, 2_000, bound, Body::Whole(body.as_bytes())).unwrap();
@@ -271,4 +287,11 @@ fn an_agent_with_an_interaction_without_conn_id_keeps_what_it_had_and_the_others
     )
     .unwrap_err();
     assert!(e.to_string().contains("data[0].agent_id"), "{e}");
+}
+
+fn meta() -> crate::event::SourceMeta {
+    crate::event::SourceMeta {
+        name: "ops".into(),
+        vendor: "wolkvox".into(),
+    }
 }
