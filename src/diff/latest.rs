@@ -72,6 +72,12 @@ pub struct LatestSnapshot {
     /// ([`LatestSnapshot::settle`] sets them; absent in states stored before they existed).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hidden: BTreeMap<String, Vec<HiddenInteraction>>,
+    /// By agent id: for an agent this poll could not observe ([`LatestSnapshot::not_found`]), the
+    /// last poll that did (UTC ms). Its carried entry dates from then: an interaction of it that
+    /// ends is bounded from that poll, and one that appears as started after it
+    /// ([`LatestSnapshot::settle`] sets it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unobserved_since: BTreeMap<String, i64>,
 }
 
 impl LatestSnapshot {
@@ -81,7 +87,15 @@ impl LatestSnapshot {
     /// while the agent shows a running interaction (an agent the vendor did not answer for keeps
     /// its previous ones).
     pub fn settle(&mut self, previous: Option<&LatestSnapshot>) {
-        let (now, before) = (self.observed_at, previous.map(|p| p.observed_at));
+        let now = self.observed_at;
+        self.unobserved_since = match previous {
+            Some(p) => self
+                .not_found
+                .iter()
+                .map(|a| (a.clone(), p.last_observed(a)))
+                .collect(),
+            None => BTreeMap::new(),
+        };
         let mut hidden = BTreeMap::new();
         for (agent, latest) in self.agents.iter_mut() {
             let was = previous.map(|p| p.seen_at(agent)).unwrap_or_default();
@@ -89,7 +103,7 @@ impl LatestSnapshot {
                 let seen = was.iter().find(|(w, _)| w.guid == cur.guid);
                 (cur.first_seen, cur.seen_after) = match seen {
                     Some((w, _)) => (w.first_seen, w.seen_after),
-                    None => (Some(now), before),
+                    None => (Some(now), previous.map(|p| p.last_observed(agent))),
                 };
             }
             let kept: Vec<HiddenInteraction> = if self.not_found.contains(agent) {
@@ -129,8 +143,17 @@ impl LatestSnapshot {
         let latest = self.agents.get(agent).and_then(|l| l.as_ref());
         hidden
             .map(|h| (&h.interaction, h.last_shown))
-            .chain(latest.map(|l| (l, self.observed_at)))
+            .chain(latest.map(|l| (l, self.last_observed(agent))))
             .collect()
+    }
+
+    /// The last poll that observed `agent`, as of this snapshot: this one, unless it could not.
+    pub fn last_observed(&self, agent: &str) -> i64 {
+        if self.unobserved_since.is_empty() {
+            return self.observed_at;
+        }
+        let since = self.unobserved_since.get(agent);
+        since.copied().unwrap_or(self.observed_at)
     }
 }
 
@@ -208,9 +231,10 @@ pub fn diff_latest(
                 None => {
                     events.push(started(&w, agent, cur));
                     if cur.has_ended {
-                        // Not the latest at the previous poll: it ended after that and after its
-                        // start.
-                        let after = match (w.previous_at, cur.start) {
+                        // Not the latest at the last poll that observed the agent: it ended
+                        // after that and after its start.
+                        let observed = previous.map(|p| p.last_observed(agent));
+                        let after = match (observed, cur.start) {
                             (Some(p), Some(s)) => Some(window_end.clamp(s).max(p)),
                             (p, s) => p.or(s),
                         };
@@ -241,6 +265,7 @@ mod tests {
             observed_at: at,
             not_found: Default::default(),
             hidden: Default::default(),
+            unobserved_since: BTreeMap::new(),
             agents: agents
                 .iter()
                 .map(|(a, l)| {
@@ -479,5 +504,68 @@ mod tests {
         assert!(!old.contains("hidden"), "{old}");
         let read: LatestSnapshot = serde_json::from_str(&old).unwrap();
         assert!(read.hidden.is_empty());
+    }
+
+    #[test]
+    fn an_agent_the_vendor_did_not_answer_for_is_bounded_from_the_last_poll_that_did() {
+        let s1 = snap(
+            10,
+            &[("a", Some(("g1", false))), ("b", Some(("g2", false)))],
+        );
+        // At 20 the vendor fails for agent a alone: its entry is carried, observed at 10.
+        let mut s2 = snap(
+            20,
+            &[("a", Some(("g1", false))), ("b", Some(("g2", false)))],
+        );
+        s2.not_found.insert("a".into());
+        s2.settle(Some(&s1));
+        assert!(diff_latest(&meta(), Some(&s1), &s2).is_empty());
+        assert_eq!(s2.unobserved_since, BTreeMap::from([("a".to_string(), 10)]));
+        // Not answered at 30 either: still observed last at 10.
+        let mut s3 = snap(
+            30,
+            &[("a", Some(("g1", false))), ("b", Some(("g2", false)))],
+        );
+        s3.not_found.insert("a".into());
+        s3.settle(Some(&s2));
+        assert_eq!(s3.unobserved_since, BTreeMap::from([("a".to_string(), 10)]));
+        // At 40 a shows no running interaction, b none either: g1 may have ended right after
+        // 10, g2 after 30.
+        let s4 = next(&s3, 40, &[("a", None), ("b", None)]);
+        assert!(s4.unobserved_since.is_empty());
+        let mut got = ends(&diff_latest(&meta(), Some(&s3), &s4));
+        got.sort_by(|x, y| x.1.cmp(&y.1));
+        assert_eq!(
+            got,
+            vec![
+                (
+                    Ended,
+                    "g1".into(),
+                    Derivation::ReplacedByNext,
+                    Some(10),
+                    Some(40)
+                ),
+                (
+                    Ended,
+                    "g2".into(),
+                    Derivation::ReplacedByNext,
+                    Some(30),
+                    Some(40)
+                ),
+            ]
+        );
+        // A new one at an agent unobserved at the previous poll started after the last that
+        // observed it.
+        let s4b = next(
+            &s3,
+            40,
+            &[("a", Some(("g9", false))), ("b", Some(("g2", false)))],
+        );
+        let g9 = s4b.agents["a"].as_ref().unwrap();
+        assert_eq!((g9.first_seen, g9.seen_after), (Some(40), Some(10)));
+        // Kept through the store (a restart while the vendor still does not answer).
+        let back: LatestSnapshot =
+            serde_json::from_str(&serde_json::to_string(&s3).unwrap()).unwrap();
+        assert_eq!(back.unobserved_since, s3.unobserved_since);
     }
 }

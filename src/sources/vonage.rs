@@ -407,6 +407,7 @@ impl SnapshotSource for VonageInteractions {
             not_found: unobserved,
             agents,
             hidden: BTreeMap::new(),
+            unobserved_since: BTreeMap::new(),
         };
         snap.settle(previous);
         Ok(snap)

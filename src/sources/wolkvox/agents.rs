@@ -57,7 +57,6 @@ impl SnapshotSource for WolkvoxAgents {
                 parse_agents_and_unknown(&name, observed_at, bound, r)
             })
             .await?;
-        keep_unknown(&mut snap, unknown, previous);
         // The snapshot is of the moment the vendor answered (its `time_state_now` counts to
         // then), not of when the poll began.
         let answered = answered.max(observed_at);
@@ -66,7 +65,7 @@ impl SnapshotSource for WolkvoxAgents {
         for a in snap.agents.values_mut() {
             a.since_hint = a.since_hint.and_then(|t| t.checked_add(shift));
         }
-        snap.settle(previous, Listing::Whole);
+        settle_keeping_unknown(&mut snap, unknown, previous);
         Ok(snap)
     }
     fn poll_timeout(&self) -> Option<std::time::Duration> {
@@ -80,12 +79,26 @@ impl SnapshotSource for WolkvoxAgents {
     }
 }
 
-/// Agents listed without a status: what it is now is unknown, which is neither a change nor a
-/// logout. One seen before keeps its state for this poll; a new one waits for a status.
-fn keep_unknown(snap: &mut AgentSnapshot, unknown: Vec<String>, previous: Option<&AgentSnapshot>) {
+/// Settle `snap` against `previous` ([`AgentSnapshot::settle`]), the agents listed without a
+/// status (`unknown`) kept as they were: what such an agent's status is now is unknown, which is
+/// neither a change nor a logout. One seen before keeps its state for this poll, and the last poll
+/// that saw its status (a change found later began after that one); a new one waits for a status.
+fn settle_keeping_unknown(
+    snap: &mut AgentSnapshot,
+    unknown: Vec<String>,
+    previous: Option<&AgentSnapshot>,
+) {
+    let mut kept = Vec::new();
     for id in unknown {
         if let Some(was) = previous.and_then(|p| p.agents.get(&id)) {
+            kept.push((id.clone(), was.last_seen));
             snap.agents.insert(id, was.clone());
+        }
+    }
+    snap.settle(previous, Listing::Whole);
+    for (id, last_seen) in kept {
+        if let Some(a) = snap.agents.get_mut(&id) {
+            a.last_seen = last_seen;
         }
     }
 }
@@ -347,14 +360,28 @@ mod tests {
         ] {
             let (mut s2, unknown) = parse(2_000, &body(&[empty, row("2", "Busy"), row("3", "")]));
             assert_eq!(unknown, ["1", "3"]);
-            keep_unknown(&mut s2, unknown, Some(&s1));
-            s2.settle(Some(&s1), Listing::Whole);
+            settle_keeping_unknown(&mut s2, unknown, Some(&s1));
             assert!(
                 diff_agents(&meta, Some(&s1), &s2).is_empty(),
                 "no logout, no change"
             );
             assert_eq!(s2.agents["1"].status, "Ready");
+            assert_eq!(
+                s2.agents["1"].last_seen,
+                Some(1_000),
+                "its status was seen at 1,000"
+            );
             assert!(!s2.agents.contains_key("3"));
+            // Its status seen again at 3,000, changed: it began after 1,000, not after 2,000.
+            let (mut s3, unknown) = parse(3_000, &body(&[row("1", "Busy"), row("2", "Busy")]));
+            settle_keeping_unknown(&mut s3, unknown, Some(&s2));
+            let changed = diff_agents(&meta, Some(&s2), &s3);
+            assert_eq!(changed.len(), 1);
+            let crate::event::Event::AgentStatus(e) = &changed[0] else {
+                panic!("{changed:?}")
+            };
+            // (time_state_now, 5 s, points before both polls here, so the polls' bounds stand.)
+            assert_eq!(e.status_since_after, Some(1_000), "{e:?}");
         }
         let e = parse_agents(
             "ops",
