@@ -44,6 +44,9 @@ fn scenario() -> Vec<Step> {
             ("1002", "Busy", &["c3", "c4", "c1"]),
         ]), // S2: c1 moves 1001 → 1002
         step(&[("1002", "Busy", &["c4"])]), // S3: c1, c3 end; 1001 logs out
+        // S4: 1002 lists c5 and one without a conn_id (c4 may be it): c5 starts, c4 is held.
+        step(&[("1002", "Busy", &["", "c5"])]),
+        step(&[("1002", "Busy", &["c5"])]), // S5: listed completely again, c4 has ended
     ]
 }
 
@@ -74,6 +77,8 @@ fn expected(step: usize) -> Vec<Expect> {
             (Ended, "1002", "c1", false, None),
             (Ended, "1002", "c3", false, None),
         ],
+        4 => vec![(Started, "1002", "c5", false, None)],
+        5 => vec![(Ended, "1002", "c4", false, None)],
         _ => vec![],
     }
 }
@@ -264,7 +269,22 @@ async fn scripted_scenario_publishes_exactly_the_implied_events() {
     agents.poll_for(Duration::from_secs(1));
     let got: Vec<(Record, InteractionEvent)> = s.read(&mut interactions, total);
     assert_eq!(got.len(), total, "no extra records");
-    assert_events(&got, &expected_upto(0..4), false);
+    assert_events(&got, &expected_upto(0..scenario().len()), false);
+    // c4 was last listed before S4's first poll (which first saw c5): its end is bounded from
+    // then, not from the polls that listed its agent incompletely.
+    let find = |id: &str, ty| {
+        let mut events = got.iter().map(|(_, e)| e);
+        events
+            .find(|e| e.interaction_id == id && e.event_type == ty)
+            .unwrap()
+    };
+    let (c4, c5) = (find("c4", Ended), find("c5", Started));
+    assert!(
+        c4.ended_after.is_some() && c4.ended_after < Some(c5.observed_at),
+        "c4 ended after {:?}, c5 first seen {}",
+        c4.ended_after,
+        c5.observed_at
+    );
     // Every record says where it comes from (the context fields, decoded by a generic reader).
     let contexts: Vec<(Record, common::RecordContext)> = s.read(&mut interactions, total);
     for (_, c) in &contexts {
@@ -307,7 +327,7 @@ async fn scripted_scenario_publishes_exactly_the_implied_events() {
             )
         })
         .collect();
-    let mut want: Vec<AgentExpect> = (0..4).flat_map(expected_agents).collect();
+    let mut want: Vec<AgentExpect> = (0..scenario().len()).flat_map(expected_agents).collect();
     briefs.sort();
     want.sort();
     assert_eq!(briefs, want);
