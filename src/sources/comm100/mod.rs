@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::bound::{self, decode_bounded, map_entry_bytes, text_len, PollBound, Rows, Tally};
 use super::http::{token_limiter, SourceHttp};
@@ -27,7 +27,7 @@ use super::{decode_json, SourceError};
 use crate::config::{Comm100Config, PollConfig};
 use crate::diff::agents::{diff_agents, AgentSnapshot, AgentState, Listing};
 use crate::event::SourceMeta;
-use crate::event::{id, Comm100AgentDetails, Event, MetricsRecord, MetricsValues};
+use crate::event::{Comm100AgentDetails, Event};
 use crate::secret::Secret;
 use crate::sources::{FeedName, SnapshotSource};
 use crate::vendor_time::parse_duration_ms;
@@ -374,135 +374,6 @@ impl SnapshotSource for Comm100Agents {
     }
 }
 
+mod metric_feeds;
 mod wire;
-use wire::{QueueRow, RightNowRow, TodayRow};
-
-/// Which metrics endpoint a [`Comm100Metrics`] feed polls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricsEndpoint {
-    Queue,
-    Today,
-    RightNow,
-}
-
-impl MetricsEndpoint {
-    pub fn path(self) -> &'static str {
-        match self {
-            MetricsEndpoint::Queue => "livechat/realTime/Queue",
-            MetricsEndpoint::Today => "livechat/realTime/Today",
-            MetricsEndpoint::RightNow => "livechat/realTime/RightNow",
-        }
-    }
-    fn stream(self) -> &'static str {
-        match self {
-            MetricsEndpoint::Queue => "queue",
-            MetricsEndpoint::Today => "today",
-            MetricsEndpoint::RightNow => "right-now",
-        }
-    }
-}
-
-/// The last metrics records of one endpoint (the state of a metrics feed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct MetricsSnapshot {
-    pub observed_at: i64,
-    pub records: Vec<MetricsRecord>,
-}
-
-/// One metrics endpoint of one Comm100 site: every poll publishes what it read.
-pub struct Comm100Metrics {
-    pub client: Arc<Comm100Client>,
-    pub endpoint: MetricsEndpoint,
-}
-
-#[async_trait]
-impl SnapshotSource for Comm100Metrics {
-    type Snapshot = MetricsSnapshot;
-    fn name(&self) -> FeedName<'_> {
-        FeedName {
-            meta: &self.client.meta,
-            endpoint: self.endpoint.path(),
-            stream: self.endpoint.stream(),
-        }
-    }
-    async fn fetch(
-        &self,
-        observed_at: i64,
-        _previous: Option<&MetricsSnapshot>,
-    ) -> Result<MetricsSnapshot, SourceError> {
-        let c = &self.client;
-        let path = self.endpoint.path();
-        let url = c.url(path);
-        let values: Vec<(Option<String>, MetricsValues)> = match self.endpoint {
-            MetricsEndpoint::Queue => {
-                let tally = c.queue_limits.0.tally();
-                let (rows, _): (Rows<QueueRow>, _) =
-                    c.get_bounded(path, url, vec![], tally).await?;
-                rows.0
-                    .into_iter()
-                    .map(|r| {
-                        (
-                            r.route_to_department_id.clone(),
-                            MetricsValues::Comm100Queue(r.into()),
-                        )
-                    })
-                    .collect()
-            }
-            MetricsEndpoint::Today => {
-                let midnight = chrono::Utc::now()
-                    .with_timezone(&c.tz)
-                    .format("%Y-%m-%dT00:00:00")
-                    .to_string();
-                let t: TodayRow = c.get(path, url, vec![("startTime", midnight)]).await?;
-                vec![(None, MetricsValues::Comm100Today(t.into()))]
-            }
-            MetricsEndpoint::RightNow => {
-                let r: RightNowRow = c.get(path, url, vec![]).await?;
-                vec![(None, MetricsValues::Comm100RightNow(r.into()))]
-            }
-        };
-        let records = values
-            .into_iter()
-            .map(|(department_id, values)| MetricsRecord {
-                event_id: id::metrics(
-                    &c.meta.name,
-                    path,
-                    department_id.as_deref().unwrap_or(""),
-                    observed_at,
-                )
-                .to_string(),
-                source: c.meta.name.clone(),
-                vendor: VENDOR.into(),
-                observed_at,
-                department_id,
-                values,
-            })
-            .collect();
-        Ok(MetricsSnapshot {
-            observed_at,
-            records,
-        })
-    }
-    fn poll_timeout(&self) -> Option<Duration> {
-        let c = &self.client;
-        Some(
-            match self.endpoint {
-                MetricsEndpoint::Queue => c.queue_limits,
-                MetricsEndpoint::Today => c.today_limits,
-                MetricsEndpoint::RightNow => c.right_now_limits,
-            }
-            .1,
-        )
-    }
-    fn diff(&self, _previous: Option<&MetricsSnapshot>, current: &MetricsSnapshot) -> Vec<Event> {
-        current
-            .records
-            .iter()
-            .cloned()
-            .map(Event::Metrics)
-            .collect()
-    }
-    fn size(&self, s: &MetricsSnapshot) -> usize {
-        s.records.len()
-    }
-}
+pub use metric_feeds::{Comm100Metrics, MetricsEndpoint, MetricsSnapshot};

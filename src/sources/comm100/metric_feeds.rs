@@ -1,0 +1,144 @@
+//! Comm100's metrics endpoints (`Queue`, `Today`, `RightNow`, seed 004): every poll publishes
+//! what it read, one record per poll (per department for `Queue`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::wire::{QueueRow, RightNowRow, TodayRow};
+use super::{Comm100Client, VENDOR};
+use crate::event::{id, Event, MetricsRecord, MetricsValues};
+use crate::sources::bound::Rows;
+use crate::sources::{FeedName, SnapshotSource, SourceError};
+
+/// Which metrics endpoint a [`Comm100Metrics`] feed polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsEndpoint {
+    Queue,
+    Today,
+    RightNow,
+}
+
+impl MetricsEndpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            MetricsEndpoint::Queue => "livechat/realTime/Queue",
+            MetricsEndpoint::Today => "livechat/realTime/Today",
+            MetricsEndpoint::RightNow => "livechat/realTime/RightNow",
+        }
+    }
+    fn stream(self) -> &'static str {
+        match self {
+            MetricsEndpoint::Queue => "queue",
+            MetricsEndpoint::Today => "today",
+            MetricsEndpoint::RightNow => "right-now",
+        }
+    }
+}
+
+/// The last metrics records of one endpoint (the state of a metrics feed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct MetricsSnapshot {
+    pub observed_at: i64,
+    pub records: Vec<MetricsRecord>,
+}
+
+/// One metrics endpoint of one Comm100 site: every poll publishes what it read.
+pub struct Comm100Metrics {
+    pub client: Arc<Comm100Client>,
+    pub endpoint: MetricsEndpoint,
+}
+
+#[async_trait]
+impl SnapshotSource for Comm100Metrics {
+    type Snapshot = MetricsSnapshot;
+    fn name(&self) -> FeedName<'_> {
+        FeedName {
+            meta: &self.client.meta,
+            endpoint: self.endpoint.path(),
+            stream: self.endpoint.stream(),
+        }
+    }
+    async fn fetch(
+        &self,
+        observed_at: i64,
+        _previous: Option<&MetricsSnapshot>,
+    ) -> Result<MetricsSnapshot, SourceError> {
+        let c = &self.client;
+        let path = self.endpoint.path();
+        let url = c.url(path);
+        let values: Vec<(Option<String>, MetricsValues)> = match self.endpoint {
+            MetricsEndpoint::Queue => {
+                let tally = c.queue_limits.0.tally();
+                let (rows, _): (Rows<QueueRow>, _) =
+                    c.get_bounded(path, url, vec![], tally).await?;
+                rows.0
+                    .into_iter()
+                    .map(|r| {
+                        (
+                            r.route_to_department_id.clone(),
+                            MetricsValues::Comm100Queue(r.into()),
+                        )
+                    })
+                    .collect()
+            }
+            MetricsEndpoint::Today => {
+                let midnight = chrono::Utc::now()
+                    .with_timezone(&c.tz)
+                    .format("%Y-%m-%dT00:00:00")
+                    .to_string();
+                let t: TodayRow = c.get(path, url, vec![("startTime", midnight)]).await?;
+                vec![(None, MetricsValues::Comm100Today(t.into()))]
+            }
+            MetricsEndpoint::RightNow => {
+                let r: RightNowRow = c.get(path, url, vec![]).await?;
+                vec![(None, MetricsValues::Comm100RightNow(r.into()))]
+            }
+        };
+        let records = values
+            .into_iter()
+            .map(|(department_id, values)| MetricsRecord {
+                event_id: id::metrics(
+                    &c.meta.name,
+                    path,
+                    department_id.as_deref().unwrap_or(""),
+                    observed_at,
+                )
+                .to_string(),
+                source: c.meta.name.clone(),
+                vendor: VENDOR.into(),
+                observed_at,
+                department_id,
+                values,
+            })
+            .collect();
+        Ok(MetricsSnapshot {
+            observed_at,
+            records,
+        })
+    }
+    fn poll_timeout(&self) -> Option<Duration> {
+        let c = &self.client;
+        Some(
+            match self.endpoint {
+                MetricsEndpoint::Queue => c.queue_limits,
+                MetricsEndpoint::Today => c.today_limits,
+                MetricsEndpoint::RightNow => c.right_now_limits,
+            }
+            .1,
+        )
+    }
+    fn diff(&self, _previous: Option<&MetricsSnapshot>, current: &MetricsSnapshot) -> Vec<Event> {
+        current
+            .records
+            .iter()
+            .cloned()
+            .map(Event::Metrics)
+            .collect()
+    }
+    fn size(&self, s: &MetricsSnapshot) -> usize {
+        s.records.len()
+    }
+}
