@@ -133,7 +133,8 @@ pub fn parse_agents_and_unknown(
     } = env.into_data(source, AGENTS_ENDPOINT)?;
     super::check_row_limit(source, AGENTS_ENDPOINT, rows)?;
     if !unknown.is_empty() {
-        tracing::warn!(source, endpoint = AGENTS_ENDPOINT, field = "agent_status", agents = ?unknown, "agents listed without a status: each keeps its previous state this poll");
+        let named = &unknown[..unknown.len().min(MAX_UNKNOWN_NAMED)];
+        tracing::warn!(source, endpoint = AGENTS_ENDPOINT, field = "agent_status", agents = unknown.len(), first = ?named, "agents listed without a status: each keeps its previous state this poll");
         metrics::counter!("ccdc_field_parse_failures_total", "source" => source.to_string(), "field" => "agent_status").increment(1);
     }
     let mut snap = AgentSnapshot {
@@ -164,14 +165,15 @@ struct Folded {
     agents: BTreeMap<String, AgentState>,
     /// Counters in no known form (field names).
     unparsable: Vec<&'static str>,
-    /// Agents listed without a status (at most [`MAX_UNKNOWN_LISTED`] kept).
+    /// Agents listed without a status (every one: one left out would read as a logout; each is
+    /// charged to the poll's bound).
     unknown: Vec<String>,
     /// The rows of `data`, each counted.
     rows: usize,
 }
 
-/// The most agents without a status named per poll (each is still left out).
-const MAX_UNKNOWN_LISTED: usize = 1_000;
+/// The most agents without a status named in a poll's warning (every one is kept).
+const MAX_UNKNOWN_NAMED: usize = 20;
 
 impl<'de> Deserialize<'de> for Folded {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -195,11 +197,9 @@ impl<'de> Deserialize<'de> for Folded {
                             out.agents.insert(id, state);
                         }
                         Ok(None) => {
-                            if out.unknown.len() < MAX_UNKNOWN_LISTED {
-                                if let Some(id) = text(&row, "agent_id") {
-                                    bound::charge(map_entry_bytes::<String, ()>() + id.len())?;
-                                    out.unknown.push(id);
-                                }
+                            if let Some(id) = text(&row, "agent_id") {
+                                bound::charge(map_entry_bytes::<String, ()>() + id.len())?;
+                                out.unknown.push(id);
                             }
                         }
                         Err(e) => return Err(de::Error::custom(e)),
@@ -466,5 +466,28 @@ mod tests {
             )),
             "{e}"
         );
+    }
+
+    #[test]
+    fn every_agent_listed_without_a_status_keeps_its_state_however_many() {
+        let meta = crate::event::SourceMeta {
+            name: "ops".into(),
+            vendor: "wolkvox".into(),
+        };
+        let bound = PollBound::new(10_000, 64 << 20);
+        let body = |status: &str| {
+            let rows: Vec<String> = (0..1_500)
+                .map(|i| format!(r#"{{"agent_id":"{i}","agent_status":"{status}"}}"#))
+                .collect();
+            format!(r#"{{"code":200,"data":[{}]}}"#, rows.join(","))
+        };
+        let mut s1 = parse_agents("ops", 1_000, bound, &mut body("Ready").as_bytes()).unwrap();
+        s1.settle(None, Listing::Whole);
+        let (mut s2, unknown) =
+            parse_agents_and_unknown("ops", 2_000, bound, &mut body("").as_bytes()).unwrap();
+        assert_eq!(unknown.len(), 1_500);
+        settle_keeping_unknown(&mut s2, unknown, Some(&s1));
+        assert!(diff_agents(&meta, Some(&s1), &s2).is_empty(), "no logout");
+        assert_eq!(s2.present(), 1_500);
     }
 }
