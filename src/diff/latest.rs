@@ -149,9 +149,6 @@ impl LatestSnapshot {
 
     /// The last poll that observed `agent`, as of this snapshot: this one, unless it could not.
     pub fn last_observed(&self, agent: &str) -> i64 {
-        if self.unobserved_since.is_empty() {
-            return self.observed_at;
-        }
         let since = self.unobserved_since.get(agent);
         since.copied().unwrap_or(self.observed_at)
     }

@@ -91,9 +91,6 @@ impl InteractionSnapshot {
     /// The last poll that listed `agent` completely, as of this snapshot: this one, or for a held
     /// agent the time [`InteractionSnapshot::held`] keeps.
     pub fn listed_before(&self, agent: &str) -> i64 {
-        if self.held.is_empty() {
-            return self.observed_at;
-        }
         self.held.get(agent).copied().unwrap_or(self.observed_at)
     }
 
@@ -235,11 +232,14 @@ fn diff_into<T>(
         let counterpart = |side: &[Interaction]| side.first().map(|v| v.agent_id.to_string());
         for v in ends {
             let mut e = window.snapshot_event(InteractionEventType::Ended, v, counterpart(starts));
-            // An agent held at the previous poll was last listed completely before it.
-            if let Some(p) = previous.filter(|p| p.held.contains_key(v.agent_id)) {
-                let end = Bounds::between(Some(p.listed_before(v.agent_id)), current.observed_at);
-                Window::close(&mut e, start_bounds(v), end);
-            }
+            // After the last poll that listed its agent completely: the previous one, unless
+            // that agent was held there.
+            let after = previous.map(|p| p.listed_before(v.agent_id));
+            Window::close(
+                &mut e,
+                start_bounds(v),
+                Bounds::between(after, current.observed_at),
+            );
             events.push(wrap(e));
         }
         for v in starts {
@@ -336,7 +336,8 @@ impl<'a> Window<'a> {
         Bounds::between(self.previous_at, self.observed_at)
     }
 
-    /// An interaction of a full snapshot (`seen` as the poll that saw it last had it).
+    /// An interaction of a full snapshot (`seen` as the poll that saw it last had it); an `ENDED`
+    /// one's end is the caller's to close.
     fn snapshot_event(
         &self,
         ty: InteractionEventType,
@@ -356,9 +357,6 @@ impl<'a> Window<'a> {
         e.transfer_agent_id = counterpart;
         e.subject = seen.subject.map(str::to_string);
         e.from_name = seen.from_name.map(str::to_string);
-        if ty == InteractionEventType::Ended {
-            Self::close(&mut e, start_bounds(seen), self.end());
-        }
         e
     }
 }

@@ -188,7 +188,7 @@ fn hold(
 ) -> Result<(wire::Decoded, Vec<String>), SourceError> {
     let held = decoded.held();
     if !held.is_empty() {
-        let carried = decoded.carry(source, previous)?;
+        let carried = decoded.carry(source, previous, &held)?;
         let named: Vec<&String> = held.iter().take(20).collect();
         tracing::warn!(
             source,

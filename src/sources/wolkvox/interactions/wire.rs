@@ -45,7 +45,7 @@ impl Decoded {
             .collect()
     }
 
-    /// Add what `previous` had of each held agent ([`Decoded::held`]): for this poll an agent
+    /// Add what `previous` had of each agent in `held` ([`Decoded::held`]): for this poll an agent
     /// with an unreadable interaction keeps every interaction it had, none ended and none
     /// invented; the ones this answer lists readably come first (of equal keys the first added is
     /// kept). Answers how many were carried.
@@ -53,11 +53,12 @@ impl Decoded {
         &mut self,
         source: &str,
         previous: Option<&Interactions>,
+        held: &[String],
     ) -> Result<usize, SourceError> {
-        let Some(previous) = previous.filter(|_| !self.held.is_empty()) else {
+        let Some(previous) = previous.filter(|_| !held.is_empty()) else {
             return Ok(0);
         };
-        let held: std::collections::HashSet<String> = self.held().into_iter().collect();
+        let held: std::collections::HashSet<&str> = held.iter().map(String::as_str).collect();
         let mut carried = 0;
         for i in previous.iter().filter(|i| held.contains(i.agent_id)) {
             self.b
