@@ -85,8 +85,8 @@ impl ReportFeed {
             match coerced {
                 Ok(row) => {
                     if let (Some(r), ReportRow::Chat1(chat)) = (&reconciler, &row) {
-                        let (event, writes) = r.chat(chat, &hash, &mut d.counts)?;
-                        d.matched.insert(chat.conn_id.clone());
+                        let first = d.matched.insert(chat.conn_id.clone());
+                        let (event, writes) = r.chat(chat, &hash, first, &mut d.counts)?;
                         d.events.push(event);
                         d.writes.extend(writes);
                     }

@@ -86,12 +86,21 @@ impl Reconciler<'_> {
     }
 
     /// The record of one report chat (a new or changed row), and its sightings marked reconciled.
+    /// A chat is counted once: `first_in_chunk` is false for its second row in a chunk (a chat
+    /// listed once per agent), and a chat already marked reconciled (an earlier chunk or pull, or
+    /// a changed row) gets its record but is not counted again.
     pub fn chat(
         &self,
         row: &Chat1Row,
         row_hash: &str,
+        first_in_chunk: bool,
         counts: &mut Counts,
     ) -> Result<(Event, Vec<Write>), StoreError> {
+        let counted = !first_in_chunk
+            || self
+                .store
+                .get(&reconciled_key(self.source, &row.conn_id))?
+                .is_some();
         let prefix = format!("{}{}/", sighting_prefix(self.source), row.conn_id);
         let found = self.store.scan_prefix(&prefix)?;
         let mut sightings = Vec::with_capacity(found.len());
@@ -114,10 +123,10 @@ impl Reconciler<'_> {
             .and_then(|(a, d)| a.checked_add(d));
         r.report_row_hash = Some(row_hash.to_string());
         polled(&mut r, sightings);
-        if r.seen_realtime {
-            counts.seen += 1;
-        } else {
-            counts.missed += 1;
+        match (counted, r.seen_realtime) {
+            (true, _) => {}
+            (false, true) => counts.seen += 1,
+            (false, false) => counts.missed += 1,
         }
         Ok((Event::Reconciled(Box::new(r)), writes))
     }
@@ -370,7 +379,7 @@ mod tests {
         };
         let mut counts = Counts::default();
         let (e1, w1) = r
-            .chat(&chat("c1", "1002", at(4, 0), 900), "h1", &mut counts)
+            .chat(&chat("c1", "1002", at(4, 0), 900), "h1", true, &mut counts)
             .unwrap();
         let c1 = record(&e1);
         assert!(c1.in_report && c1.seen_realtime);
@@ -396,7 +405,7 @@ mod tests {
         assert_eq!(w1.len(), 1, "the chat marked reconciled");
         // A chat polling never saw.
         let (e2, w2) = r
-            .chat(&chat("c2", "1001", at(40, 0), 60), "h2", &mut counts)
+            .chat(&chat("c2", "1001", at(40, 0), 60), "h2", true, &mut counts)
             .unwrap();
         assert!(record(&e2).in_report && !record(&e2).seen_realtime && w2.len() == 1);
         assert_eq!(
@@ -407,9 +416,28 @@ mod tests {
                 only_polling: 0
             }
         );
+        // c2 listed a second time, under its other agent: a record of its own, one chat counted.
+        let (e2b, _) = r
+            .chat(
+                &chat("c2", "1003", at(40, 0), 60),
+                "h2b",
+                false,
+                &mut counts,
+            )
+            .unwrap();
+        assert_eq!(record(&e2b).report_agent_id.as_deref(), Some("1003"));
+        assert_ne!(record(&e2b).event_id, record(&e2).event_id);
+        assert_eq!((counts.seen, counts.missed), (1, 1));
         // Commit the first chunk; polling then writes c1's sighting again (its end, late): the
         // mark is apart from the sightings, so c1 stays reconciled.
         store.commit(w1, vec![]).unwrap();
+        // c1's row changed when the look-back pulled the window again: a new record, with a new
+        // id, for a chat already counted.
+        let (e1b, _) = r
+            .chat(&chat("c1", "1002", at(4, 0), 960), "h1b", true, &mut counts)
+            .unwrap();
+        assert_ne!(record(&e1b).event_id, record(&e1).event_id);
+        assert_eq!((counts.seen, counts.missed), (1, 1));
         put(
             &store,
             "c1",
