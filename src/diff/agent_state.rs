@@ -154,9 +154,14 @@ impl AgentViews for LatestSnapshot {
     fn agent_views(&self, _: Option<&AgentInteractions>) -> BTreeMap<String, AgentView> {
         let now = self.observed_at;
         let view = |(id, latest): (&String, &Option<super::latest::LatestInteraction>)| {
+            // Running: the latest, and those listed running after it at this poll (kept among
+            // the hidden ones, last shown now).
+            let listed_now = self.hidden.get(id).into_iter().flatten();
+            let listed_now = listed_now.filter(|h| h.last_shown == now && !h.interaction.has_ended);
             let active: Vec<String> = latest
                 .iter()
                 .filter(|l| !l.has_ended)
+                .chain(listed_now.map(|h| &h.interaction))
                 .map(|l| l.guid.clone())
                 .collect();
             let v = AgentView {

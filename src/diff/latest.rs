@@ -3,7 +3,9 @@
 //! - a new guid at an agent → `STARTED`;
 //! - the same guid going from `hasEnded: false` to `true` → `ENDED`;
 //! - a new guid already ended when first seen → `STARTED` and `ENDED` together;
-//! - the first observation of a source reports only interactions still running (`initial`).
+//! - the first observation of a source, or of an agent no earlier poll observed (its requests
+//!   failed, or it was added to `agent_ids`), reports only interactions still running (`initial`):
+//!   an ended interaction shown then may have ended at any time before.
 //!
 //! **An interaction no longer shown has not necessarily ended.** With several interactions running
 //! at one agent (a chat and an email, say) the vendor shows one of them — a phone call first, else
@@ -13,6 +15,14 @@
 //! the agent shows no running interaction (its latest has ended, or it has none), between the last
 //! poll that showed it running and that poll; or, shown again with `hasEnded`, as usual. Shown
 //! again running, it simply is the latest again (no second `STARTED`).
+//!
+//! **Several rows.** While several interactions run at an agent the vendor may list each of them
+//! (seed 003: a phone call first, then by the time their state changed, newest first), so the
+//! first row can be one that just ended while others still run. Every row listed is evidence: a
+//! known interaction listed running is still running (it is kept like a hidden one, last shown
+//! now), one listed ended ends by its own flag, and a new one listed running starts. The agent
+//! shows no running interaction only when no row is running. A new row beyond the first that is
+//! already ended is not reported: it is older than the latest, and when it ended is unknown.
 //!
 //! Every event is marked `latest_only`: an interaction that starts and ends between two polls, or
 //! that is followed by another before the next poll, is never seen.
@@ -68,6 +78,11 @@ pub struct LatestSnapshot {
     /// alone): their entry is the previous poll's, carried over. Not stored: it describes one poll.
     #[serde(skip)]
     pub not_found: std::collections::BTreeSet<String>,
+    /// By agent id: the rows the vendor listed after the first (several interactions running).
+    /// Not stored: [`LatestSnapshot::settle`] keeps the running ones in `hidden` (last shown now),
+    /// and the diff ends a known one listed as ended.
+    #[serde(skip)]
+    pub listed: BTreeMap<String, Vec<LatestInteraction>>,
     /// By agent id: interactions shown running before and not now, not known to have ended
     /// ([`LatestSnapshot::settle`] sets them; absent in states stored before they existed).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -82,10 +97,11 @@ pub struct LatestSnapshot {
 
 impl LatestSnapshot {
     /// Carry `first_seen` / `seen_after` of a guid already seen at the agent (shown or hidden); a
-    /// new one was first seen now, after `previous`'s poll. Then work out each agent's hidden
-    /// interactions: those of `previous` (hidden, or its latest if running) not shown now, kept
-    /// while the agent shows a running interaction (an agent the vendor did not answer for keeps
-    /// its previous ones).
+    /// new one was first seen now, after the last poll that observed the agent (none: the agent's
+    /// first observation). Then work out each agent's hidden interactions: those of `previous`
+    /// (hidden, or its latest if running) not shown now, and those listed running after the first
+    /// row, kept while the agent shows a running interaction (an agent the vendor did not answer
+    /// for keeps its previous ones).
     pub fn settle(&mut self, previous: Option<&LatestSnapshot>) {
         let now = self.observed_at;
         self.unobserved_since = match previous {
@@ -98,42 +114,64 @@ impl LatestSnapshot {
         };
         let mut hidden = BTreeMap::new();
         for (agent, latest) in self.agents.iter_mut() {
+            let before = previous.and_then(|p| p.observed(agent));
             let was = previous.map(|p| p.seen_at(agent)).unwrap_or_default();
-            if let Some(cur) = latest.as_mut() {
+            let listed = self.listed.get_mut(agent).map(|l| l.as_mut_slice());
+            for cur in latest.iter_mut().chain(listed.into_iter().flatten()) {
                 let seen = was.iter().find(|(w, _)| w.guid == cur.guid);
                 (cur.first_seen, cur.seen_after) = match seen {
                     Some((w, _)) => (w.first_seen, w.seen_after),
-                    None => (Some(now), previous.map(|p| p.last_observed(agent))),
+                    None => (Some(now), before),
                 };
             }
-            let kept: Vec<HiddenInteraction> = if self.not_found.contains(agent) {
-                previous
-                    .and_then(|p| p.hidden.get(agent))
-                    .cloned()
-                    .unwrap_or_default()
-            } else if latest.as_ref().is_some_and(|c| !c.has_ended) {
-                let shown = latest.as_ref().map(|c| c.guid.as_str());
-                let mut kept: Vec<HiddenInteraction> = was
-                    .into_iter()
-                    .filter(|(w, _)| !w.has_ended && Some(w.guid.as_str()) != shown)
-                    .map(|(w, last_shown)| HiddenInteraction {
-                        interaction: w.clone(),
-                        last_shown,
-                    })
-                    .collect();
-                // Newest first: beyond the bound the longest hidden are left out here, and the
-                // diff ends them.
-                kept.sort_by_key(|h| std::cmp::Reverse(h.last_shown));
-                kept.truncate(MAX_HIDDEN_PER_AGENT);
-                kept
-            } else {
-                Vec::new()
-            };
+            let listed = self.listed.get(agent).map_or(&[][..], Vec::as_slice);
+            let running = latest.iter().chain(listed).any(|c| !c.has_ended);
+            let kept: Vec<HiddenInteraction> =
+                if self.not_found.contains(agent) {
+                    previous
+                        .and_then(|p| p.hidden.get(agent))
+                        .cloned()
+                        .unwrap_or_default()
+                } else if running {
+                    let shown = latest.as_ref().map(|c| c.guid.as_str());
+                    let listed_now = |g: &str| listed.iter().any(|l| l.guid == g);
+                    let mut kept: Vec<HiddenInteraction> = was
+                        .into_iter()
+                        .filter(|(w, _)| {
+                            !w.has_ended && Some(w.guid.as_str()) != shown && !listed_now(&w.guid)
+                        })
+                        .map(|(w, last_shown)| HiddenInteraction {
+                            interaction: w.clone(),
+                            last_shown,
+                        })
+                        .collect();
+                    kept.extend(listed.iter().filter(|l| !l.has_ended).map(|l| {
+                        HiddenInteraction {
+                            interaction: l.clone(),
+                            last_shown: now,
+                        }
+                    }));
+                    // Newest first: beyond the bound the longest hidden are left out here, and the
+                    // diff ends them.
+                    kept.sort_by_key(|h| std::cmp::Reverse(h.last_shown));
+                    kept.truncate(MAX_HIDDEN_PER_AGENT);
+                    kept
+                } else {
+                    Vec::new()
+                };
             if !kept.is_empty() {
                 hidden.insert(agent.clone(), kept);
             }
         }
         self.hidden = hidden;
+    }
+
+    /// The last poll that observed `agent` as of this snapshot; `None` when none did (it is not
+    /// in this snapshot: every request for it failed so far, or it was not configured).
+    fn observed(&self, agent: &str) -> Option<i64> {
+        self.agents
+            .contains_key(agent)
+            .then(|| self.last_observed(agent))
     }
 
     /// The interactions this snapshot knew at `agent`, each with the last poll that showed it
@@ -191,15 +229,21 @@ pub fn diff_latest(
     current: &LatestSnapshot,
 ) -> Vec<Event> {
     let w = Window::new(meta, previous.map(|p| p.observed_at), current.observed_at);
+    // An agent no earlier poll observed is at its first observation, like a source's first poll.
+    let first = Window::new(meta, None, current.observed_at);
     let window_end = w.end();
     let mut events = Vec::new();
     for (agent, cur) in &current.agents {
         if current.not_found.contains(agent) {
             continue;
         }
+        let observed = previous.and_then(|p| p.observed(agent));
+        let w = if observed.is_some() { &w } else { &first };
         let was = previous.map(|p| p.seen_at(agent)).unwrap_or_default();
-        // Known running before, neither shown nor hidden now: the agent shows no running
-        // interaction (or it is one of the longest hidden beyond the bound).
+        let listed = current.listed.get(agent).map_or(&[][..], Vec::as_slice);
+        // Known running before, neither shown nor hidden now: listed as ended (a row after the
+        // first), or the agent shows no running interaction (or it is one of the longest hidden
+        // beyond the bound).
         let shown = cur.as_ref().map(|c| c.guid.as_str());
         let hidden = current.hidden.get(agent);
         for (b, last_shown) in &was {
@@ -207,7 +251,17 @@ pub fn diff_latest(
                 || hidden.is_some_and(|h| h.iter().any(|h| h.interaction.guid == b.guid));
             if !b.has_ended && !still {
                 let end = Bounds::between(Some(*last_shown), w.observed_at);
-                events.push(ended(&w, agent, b, end, Derivation::ReplacedByNext));
+                match listed.iter().find(|l| l.guid == b.guid && l.has_ended) {
+                    Some(l) => events.push(ended(w, agent, l, end, Derivation::VendorEndedFlag)),
+                    None => events.push(ended(w, agent, b, end, Derivation::ReplacedByNext)),
+                }
+            }
+        }
+        // New, listed running after the first row (and kept within the bound): started.
+        let known = |g: &str| was.iter().any(|(b, _)| b.guid == g);
+        for l in listed.iter().filter(|l| !l.has_ended && !known(&l.guid)) {
+            if hidden.is_some_and(|h| h.iter().any(|h| h.interaction.guid == l.guid)) {
+                events.push(started(w, agent, l));
             }
         }
         if let Some(cur) = cur {
@@ -217,26 +271,25 @@ pub fn diff_latest(
                         // Shown running at `last_shown` (this poll's previous one, or earlier if
                         // it was hidden meanwhile), ended now.
                         let end = Bounds::between(Some(*last_shown), w.observed_at);
-                        events.push(ended(&w, agent, cur, end, Derivation::VendorEndedFlag));
+                        events.push(ended(w, agent, cur, end, Derivation::VendorEndedFlag));
                     }
                 }
-                None if previous.is_none() => {
+                None if observed.is_none() => {
                     if !cur.has_ended {
-                        events.push(started(&w, agent, cur));
+                        events.push(started(w, agent, cur));
                     }
                 }
                 None => {
-                    events.push(started(&w, agent, cur));
+                    events.push(started(w, agent, cur));
                     if cur.has_ended {
                         // Not the latest at the last poll that observed the agent: it ended
                         // after that and after its start.
-                        let observed = previous.map(|p| p.last_observed(agent));
                         let after = match (observed, cur.start) {
                             (Some(p), Some(s)) => Some(window_end.clamp(s).max(p)),
                             (p, s) => p.or(s),
                         };
                         let end = Bounds::between(after, w.observed_at);
-                        events.push(ended(&w, agent, cur, end, Derivation::VendorEndedFlag));
+                        events.push(ended(w, agent, cur, end, Derivation::VendorEndedFlag));
                     }
                 }
             }

@@ -57,7 +57,8 @@ impl InteractionEventType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Derivation {
-    /// The first snapshot of a source: the state was already there when ccdc started watching.
+    /// The first snapshot of a source (Vonage: the first that observed the agent): the state was
+    /// already there when ccdc started watching.
     InitialSnapshot,
     /// Two consecutive complete snapshots differ.
     SnapshotDiff,

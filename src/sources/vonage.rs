@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
-use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::http::SourceHttp;
@@ -33,7 +31,10 @@ const MAX_TOKEN_LIFE_S: u64 = 24 * 3600;
 const MAX_429_RETRIES: u32 = 3;
 
 mod limits;
+mod wire;
 pub use limits::{account_limits, RateLimiter};
+pub use wire::MAX_LISTED_PER_AGENT;
+use wire::{LatestBody, TokenResponse};
 
 struct CachedToken {
     token: Secret,
@@ -57,71 +58,10 @@ pub struct VonageSource {
     token: Mutex<Option<CachedToken>>,
 }
 
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct LatestBody {
-    /// Only the first (the latest) is used: any others are skipped, never held in memory.
-    #[serde(deserialize_with = "first_only")]
-    interactions: Option<LatestRow>,
-}
-
-/// The first element of a list of interactions, the rest read past.
-fn first_only<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LatestRow>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Option<LatestRow>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a list of interactions")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let first = seq.next_element::<LatestRow>()?;
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(first)
-        }
-    }
-    d.deserialize_seq(V)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LatestRow {
-    guid: String,
-    start: Option<String>,
-    /// Version 1: whether it ended.
-    #[serde(default)]
-    has_ended: Option<bool>,
-    /// The later shape (seed 003): seconds, `null` while the agent is still connected. Outer
-    /// `None`: absent.
-    #[serde(default, deserialize_with = "present")]
-    duration: Option<Option<f64>>,
-}
-
-/// A field that is there, `null` or not: absent stays `None` (through `default`).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<f64>>, D::Error> {
-    Option::<f64>::deserialize(d).map(Some)
-}
-
-impl LatestRow {
-    /// Whether it ended: `hasEnded`, else a `duration` (a number once it ended); with neither the
-    /// row cannot say, and running is not assumed.
-    fn ended(&self) -> Result<bool, &'static str> {
-        match (self.has_ended, self.duration) {
-            (Some(ended), _) => Ok(ended),
-            (None, Some(duration)) => Ok(duration.is_some()),
-            (None, None) => Err("neither `hasEnded` nor `duration`: whether it ended is unknown"),
-        }
-    }
-}
-
 /// What one agent's request yielded.
 enum AgentResult {
-    Seen(Option<LatestInteraction>),
+    /// The rows listed, in the vendor's order (the first is the latest).
+    Seen(Vec<LatestInteraction>),
     NotFound,
 }
 
@@ -243,13 +183,12 @@ impl VonageSource {
                 .await;
             match res {
                 Ok(body) => {
-                    let latest = body.interactions.map(to_latest).transpose();
-                    return latest
+                    return wire::to_latest(body.interactions)
                         .map(AgentResult::Seen)
-                        .map_err(|detail| SourceError::Parse {
+                        .map_err(|(i, detail)| SourceError::Parse {
                             source_name: self.meta.name.clone(),
                             endpoint: ENDPOINT.into(),
-                            field: format!("agent {agent}: interactions[0].hasEnded"),
+                            field: format!("agent {agent}: interactions[{i}].hasEnded"),
                             detail: detail.into(),
                         });
                 }
@@ -299,23 +238,6 @@ impl VonageSource {
     }
 }
 
-fn to_latest(r: LatestRow) -> Result<LatestInteraction, &'static str> {
-    let has_ended = r.ended()?;
-    let start = r
-        .start
-        .as_deref()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.timestamp_millis());
-    Ok(LatestInteraction {
-        guid: r.guid,
-        start,
-        start_raw: r.start,
-        has_ended,
-        first_seen: None,
-        seen_after: None,
-    })
-}
-
 /// Whether `e`, met polling one agent, concerns that agent's answer alone (a server error, a
 /// timeout, a body that does not decode): the agent keeps its previous state for the poll and the
 /// others go on. Credentials, configuration, the account's rate limit and quota fail the poll.
@@ -358,14 +280,19 @@ impl SnapshotSource for VonageInteractions {
                 .buffer_unordered(src.concurrency)
                 .collect()
                 .await;
-        let mut agents = BTreeMap::new();
+        let (mut agents, mut listed) = (BTreeMap::new(), BTreeMap::new());
         let mut not_found = Vec::new();
         let (mut unanswered, mut answered) = (Vec::new(), 0usize);
         for (agent, r) in results {
             let failed = match r {
-                Ok(AgentResult::Seen(latest)) => {
+                Ok(AgentResult::Seen(rows)) => {
                     answered += 1;
-                    agents.insert(agent, latest);
+                    let mut rows = rows.into_iter();
+                    agents.insert(agent.clone(), rows.next());
+                    let rest: Vec<LatestInteraction> = rows.collect();
+                    if !rest.is_empty() {
+                        listed.insert(agent, rest);
+                    }
                     continue;
                 }
                 Ok(AgentResult::NotFound) => {
@@ -406,6 +333,7 @@ impl SnapshotSource for VonageInteractions {
             observed_at,
             not_found: unobserved,
             agents,
+            listed,
             hidden: BTreeMap::new(),
             unobserved_since: BTreeMap::new(),
         };
@@ -426,39 +354,6 @@ impl SnapshotSource for VonageInteractions {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ended_is_has_ended_else_a_duration_else_unknown() {
-        let latest = |row: &str| {
-            let body: LatestBody =
-                serde_json::from_str(&format!(r#"{{"interactions":[{row}]}}"#)).unwrap();
-            body.interactions.map(to_latest).transpose()
-        };
-        let ended = |row: &str| latest(row).map(|l| l.map(|l| l.has_ended));
-        let start = r#""start":"2017-03-30T22:40:15Z","guid":"g""#;
-        // Version 1 (seed 003).
-        assert_eq!(
-            ended(&format!(r#"{{{start},"hasEnded":true}}"#)),
-            Ok(Some(true))
-        );
-        assert_eq!(
-            ended(&format!(r#"{{{start},"hasEnded":false}}"#)),
-            Ok(Some(false))
-        );
-        // The later shape: `duration` null while connected, seconds once ended.
-        let later =
-            |d: &str| format!(r#"{{"type":"Phone",{start},"duration":{d},"direction":"Inbound"}}"#);
-        assert_eq!(ended(&later("null")), Ok(Some(false)));
-        assert_eq!(ended(&later("972")), Ok(Some(true)));
-        // Neither: unknown, not "running".
-        assert!(ended(&format!("{{{start}}}")).is_err());
-        let body: LatestBody = serde_json::from_str(r#"{"interactions":[]}"#).unwrap();
-        assert!(body.interactions.is_none());
-        let l = latest(&format!(r#"{{{start},"hasEnded":false}}"#))
-            .unwrap()
-            .unwrap();
-        assert_eq!(l.start, Some(1_490_913_615_000));
-    }
 
     #[tokio::test(start_paused = true)]
     async fn rate_limiter_spaces_calls_and_429_pauses_everyone() {

@@ -12,6 +12,7 @@ fn snap(at: i64, agents: &[(&str, Option<(&str, bool)>)]) -> LatestSnapshot {
     LatestSnapshot {
         observed_at: at,
         not_found: Default::default(),
+        listed: Default::default(),
         hidden: Default::default(),
         unobserved_since: BTreeMap::new(),
         agents: agents
@@ -310,4 +311,133 @@ fn an_agent_the_vendor_did_not_answer_for_is_bounded_from_the_last_poll_that_did
     // Kept through the store (a restart while the vendor still does not answer).
     let back: LatestSnapshot = serde_json::from_str(&serde_json::to_string(&s3).unwrap()).unwrap();
     assert_eq!(back.unobserved_since, s3.unobserved_since);
+}
+
+/// [`next`] with rows listed after the first: `(agent, [(guid, ended)])`.
+fn next_listed(
+    prev: &LatestSnapshot,
+    at: i64,
+    agents: &[(&str, Option<(&str, bool)>)],
+    listed: &[(&str, &[(&str, bool)])],
+) -> LatestSnapshot {
+    let mut s = snap(at, agents);
+    for (agent, rows) in listed {
+        let rows = rows
+            .iter()
+            .map(|(g, e)| LatestInteraction {
+                guid: g.to_string(),
+                start: Some(5),
+                start_raw: Some("x".into()),
+                has_ended: *e,
+                first_seen: None,
+                seen_after: None,
+            })
+            .collect();
+        s.listed.insert(agent.to_string(), rows);
+    }
+    s.settle(Some(prev));
+    s
+}
+
+#[test]
+fn an_agent_no_earlier_poll_observed_reports_only_what_runs_as_initial() {
+    // b was not observed at the first poll (its request failed, or it was added since).
+    let s1 = snap(1, &[("a", None)]);
+    let s2 = next(
+        &s1,
+        2,
+        &[
+            ("a", None),
+            ("b", Some(("old", true))),
+            ("c", Some(("g1", false))),
+        ],
+    );
+    // b's interaction ended at some time before: no STARTED and ENDED of now. c's runs: an initial
+    // STARTED, not one bounded by a poll that never observed c.
+    let ev = diff_latest(&meta(), Some(&s1), &s2);
+    assert_eq!(brief(&ev), vec![(Started, "c".into(), "g1".into(), true)]);
+    let Event::Interaction(g1) = &ev[0] else {
+        unreachable!()
+    };
+    assert_eq!(g1.derivation, Derivation::InitialSnapshot);
+    assert_eq!(s2.agents["c"].as_ref().unwrap().seen_after, None);
+    // From then on c is observed: its next interaction is bounded by this poll.
+    let s3 = next(&s2, 3, &[("a", None), ("c", Some(("g2", false)))]);
+    assert_eq!(s3.agents["c"].as_ref().unwrap().seen_after, Some(2));
+    assert_eq!(
+        brief(&diff_latest(&meta(), Some(&s2), &s3)),
+        vec![(Started, "c".into(), "g2".into(), false)]
+    );
+}
+
+#[test]
+fn every_row_listed_is_evidence_and_the_first_ending_does_not_end_the_others() {
+    let s1 = snap(1, &[("a", None)]);
+    // A phone call first, a chat listed after it: both start.
+    let s2 = next_listed(
+        &s1,
+        2,
+        &[("a", Some(("p", false)))],
+        &[("a", &[("c", false)])],
+    );
+    assert_eq!(
+        brief(&diff_latest(&meta(), Some(&s1), &s2)),
+        vec![
+            (Started, "a".into(), "c".into(), false),
+            (Started, "a".into(), "p".into(), false)
+        ]
+    );
+    // The call ends: it is listed first (its state changed last), the chat still runs after it.
+    let s3 = next_listed(
+        &s2,
+        3,
+        &[("a", Some(("p", true)))],
+        &[("a", &[("c", false)])],
+    );
+    assert_eq!(
+        ends(&diff_latest(&meta(), Some(&s2), &s3)),
+        vec![(
+            Ended,
+            "p".into(),
+            Derivation::VendorEndedFlag,
+            Some(2),
+            Some(3)
+        )]
+    );
+    // The chat, listed alone: still the same chat, nothing happens.
+    let s4 = next(&s3, 4, &[("a", Some(("c", false)))]);
+    assert!(diff_latest(&meta(), Some(&s3), &s4).is_empty());
+    // A new email listed first, the chat listed after it as ended: the chat ends by its flag,
+    // bounded by the last poll that showed it running.
+    let s5 = next_listed(
+        &s4,
+        5,
+        &[("a", Some(("e", false)))],
+        &[("a", &[("c", true)])],
+    );
+    assert_eq!(
+        ends(&diff_latest(&meta(), Some(&s4), &s5)),
+        vec![
+            (
+                Ended,
+                "c".into(),
+                Derivation::VendorEndedFlag,
+                Some(4),
+                Some(5)
+            ),
+            (Started, "e".into(), Derivation::SnapshotDiff, None, None)
+        ]
+    );
+    // Rows listed running are running at the agent: its state shows them, the chat kept with
+    // the poll that listed it (not ended when the call is listed first and ended, s3).
+    assert_eq!(s3.hidden["a"][0].interaction.guid, "c");
+    assert_eq!(s3.hidden["a"][0].last_shown, 3);
+    // A new row after the first that has ended is older than the latest: not reported.
+    let s6 = next_listed(
+        &s5,
+        6,
+        &[("a", Some(("e", false)))],
+        &[("a", &[("x", true)])],
+    );
+    assert!(diff_latest(&meta(), Some(&s5), &s6).is_empty());
 }
