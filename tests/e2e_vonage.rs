@@ -238,7 +238,8 @@ async fn a_bad_request_is_a_configuration_error_with_the_vendors_message() {
         .inject_at(Route::VonageLatest, Fault::Http400, 1);
     let _ccdc = s.ccdc(&[]);
     let mut reader = s.reader(TOPIC).await;
-    // The failed poll emits nothing; the next one reports S0 normally.
+    // One agent's 400: that agent is not observed by the poll (the others go on), and is at its
+    // first observation on the next one: its running interaction is reported as initial.
     let got: Vec<(Record, InteractionEvent)> = s.read(&mut reader, 1);
     assert_eq!(
         (

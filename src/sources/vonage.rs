@@ -4,7 +4,8 @@
 //!
 //! Limits: bounded concurrency and a per-account request rate (token bucket), paused by 429
 //! `Retry-After`. A 404 for one agent is reported (metric + warning) and that agent keeps its previous
-//! state; a 400 is a configuration error carrying the vendor's message.
+//! state; so does one with a 400 (a configuration error carrying the vendor's message, which fails
+//! the poll when every agent gets it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -200,9 +201,9 @@ impl VonageSource {
                     if retries_429 < MAX_429_RETRIES =>
                 {
                     retries_429 += 1;
-                    let wait = retry_after
-                        .unwrap_or(Duration::from_secs(1))
-                        .min(Duration::from_secs(60));
+                    // The vendor's whole wait (bounded by `MAX_RETRY_AFTER` when read): a poll
+                    // that cannot wait so long times out, and the next one waits for the pause.
+                    let wait = retry_after.unwrap_or(Duration::from_secs(1));
                     metrics::counter!("ccdc_rate_limited_total", "source" => self.meta.name.clone()).increment(1);
                     tracing::warn!(
                         agent,
@@ -239,11 +240,13 @@ impl VonageSource {
 }
 
 /// Whether `e`, met polling one agent, concerns that agent's answer alone (a server error, a
-/// timeout, a body that does not decode): the agent keeps its previous state for the poll and the
-/// others go on. Credentials, configuration, the account's rate limit and quota fail the poll.
+/// timeout, a body that does not decode, a 400 for its request): the agent keeps its previous
+/// state for the poll and the others go on. Credentials, the account's rate limit and quota fail
+/// the poll; so does a 400 for every agent (nothing answered).
 fn agent_alone(e: &SourceError) -> bool {
     match e {
         SourceError::Http { status, .. } => *status >= 500,
+        SourceError::Config { endpoint, .. } => endpoint == ENDPOINT,
         SourceError::Transport { .. }
         | SourceError::Parse { .. }
         | SourceError::TooLarge { .. }
@@ -271,6 +274,16 @@ impl SnapshotSource for VonageInteractions {
         previous: Option<&LatestSnapshot>,
     ) -> Result<LatestSnapshot, SourceError> {
         let src = &self.0;
+        // The token first, once: a failing token endpoint fails the poll with one request, not
+        // one per agent, and its 429 pauses the account like the API's own.
+        if let Err(e) = src.bearer().await {
+            if let SourceError::RateLimited { retry_after, .. } = &e {
+                src.rate
+                    .pause(retry_after.unwrap_or(Duration::from_secs(1)))
+                    .await;
+            }
+            return Err(e);
+        }
         let results: Vec<(String, Result<AgentResult, SourceError>)> =
             futures::stream::iter(src.agent_ids.iter().cloned())
                 .map(|agent| async move {

@@ -35,16 +35,21 @@ pub fn account_limits(
 pub struct RateLimiter {
     interval: Duration,
     next: Mutex<tokio::time::Instant>,
+    /// No call before this (a 429's `Retry-After`): checked again by a call that was given its
+    /// slot before the pause.
+    paused_until: Mutex<tokio::time::Instant>,
 }
 
 impl RateLimiter {
     pub fn new(per_second: f64) -> Self {
+        let now = tokio::time::Instant::now();
         RateLimiter {
             interval: Duration::from_secs_f64(1.0 / per_second),
-            next: Mutex::new(tokio::time::Instant::now()),
+            next: Mutex::new(now),
+            paused_until: Mutex::new(now),
         }
     }
-    /// Wait for the next slot.
+    /// Wait for the next slot, and past any pause.
     pub async fn acquire(&self) {
         let slot = {
             let mut next = self.next.lock().await;
@@ -53,17 +58,46 @@ impl RateLimiter {
             slot
         };
         tokio::time::sleep_until(slot).await;
+        loop {
+            let until = *self.paused_until.lock().await;
+            if tokio::time::Instant::now() >= until {
+                return;
+            }
+            tokio::time::sleep_until(until).await;
+        }
     }
     /// Nobody calls before `d` from now.
     pub async fn pause(&self, d: Duration) {
+        let until = tokio::time::Instant::now() + d;
+        let mut paused = self.paused_until.lock().await;
+        *paused = (*paused).max(until);
         let mut next = self.next.lock().await;
-        *next = (*next).max(tokio::time::Instant::now() + d);
+        *next = (*next).max(until);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_back_calls_already_given_their_slot() {
+        let r = Arc::new(RateLimiter::new(1.0));
+        r.acquire().await;
+        let t0 = tokio::time::Instant::now();
+        // Given the slot at +1 s, then a 429 pauses the account for 5 s.
+        let waiting = tokio::spawn({
+            let r = r.clone();
+            async move {
+                r.acquire().await;
+                tokio::time::Instant::now()
+            }
+        });
+        tokio::task::yield_now().await;
+        r.pause(Duration::from_secs(5)).await;
+        let went = waiting.await.unwrap();
+        assert!(went - t0 >= Duration::from_secs(5), "{:?}", went - t0);
+    }
 
     #[test]
     fn sources_of_one_account_share_its_limits_and_other_accounts_do_not() {
