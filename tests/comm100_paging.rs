@@ -3,6 +3,7 @@
 //! judged — never reported absent — however many polls it lasts.
 
 use ccdc::config::{Config, SourceConfig};
+use ccdc::diff::agents::AgentSnapshot;
 use ccdc::simulator::comm100::ONLINE;
 use ccdc::simulator::{C100Agent, Route, Scenario, SimMode, SimServer, SimState};
 use ccdc::sources::comm100::{Comm100Agents, Comm100Client};
@@ -59,4 +60,156 @@ async fn a_claimed_million_pages_are_read_up_to_max_pages_and_nobody_is_judged_a
         previous = next;
     }
     sim.stop().await;
+}
+
+/// A Comm100 `Agents` endpoint that answers each request with the next of `pages` (by
+/// `pageIndex`), the whole set swapped by the test between polls.
+struct Canned {
+    addr: std::net::SocketAddr,
+    pages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Canned {
+    async fn start() -> Canned {
+        use axum::extract::{Query, State};
+        type Pages = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+        async fn agents(
+            State(pages): State<Pages>,
+            Query(q): Query<std::collections::HashMap<String, String>>,
+        ) -> ([(&'static str, &'static str); 1], String) {
+            let i: usize = q.get("pageIndex").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let pages = pages.lock().unwrap();
+            let body = pages.get(i - 1).cloned().unwrap_or_else(|| "{}".into());
+            ([("content-type", "application/json")], body)
+        }
+        let pages: Pages = Default::default();
+        let app = axum::Router::new()
+            .route("/v4/livechat/realTime/Agents", axum::routing::get(agents))
+            .with_state(pages.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Canned { addr, pages }
+    }
+
+    fn serve(&self, pages: &[&str]) {
+        *self.pages.lock().unwrap() = pages.iter().map(|p| p.to_string()).collect();
+    }
+
+    fn source(&self, dir: &std::path::Path) -> Comm100Agents {
+        let token = dir.join("token");
+        std::fs::write(&token, "tok").unwrap();
+        let config = Config::from_toml_str(&format!(
+            "state_dir = {state:?}\noutput = \"stdout\"\n[[sources]]\nvendor = \"comm100\"\nname = \"c\"\nbase_url = \"http://{addr}/v4\"\ntoken = {{ file = {token:?} }}\nallow_insecure_http = true\npage_size = 2\n",
+            state = dir.join("state").display().to_string(),
+            addr = self.addr,
+            token = token.display().to_string(),
+        ))
+        .unwrap();
+        let SourceConfig::Comm100(c) = &config.sources[0] else {
+            panic!("a Comm100 source")
+        };
+        Comm100Agents(Comm100Client::new(c).unwrap())
+    }
+}
+
+fn row(id: &str, status: &str) -> String {
+    format!(r#"{{"agentId":"{id}","currentStatusId":{status},"ongoingChats":0}}"#)
+}
+
+fn page(total: &str, page_count: &str, rows: &[String]) -> String {
+    format!(
+        r#"{{"total":{total},"pageCount":{page_count},"list":[{}]}}"#,
+        rows.join(",")
+    )
+}
+
+/// `(agent, status)` of every event of a diff.
+fn changes(source: &Comm100Agents, a: &AgentSnapshot, b: &AgentSnapshot) -> Vec<(String, String)> {
+    source
+        .diff(Some(a), b)
+        .into_iter()
+        .map(|e| match e {
+            ccdc::event::Event::AgentStatus(s) => (s.agent_id, s.status),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_but_allowed_pages_neither_stop_the_feed_nor_invent_a_logout() {
+    let server = Canned::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = server.source(dir.path());
+    let on = r#""s-on""#;
+    // Four agents on two pages.
+    server.serve(&[
+        &page("4", "2", &[row("a1", on), row("a2", on)]),
+        &page("4", "2", &[row("a3", on), row("a4", on)]),
+    ]);
+    let s1 = source.fetch(1_000, None).await.unwrap();
+    assert_eq!(s1.present(), 4);
+
+    // The list moves while it is read, two polls in a row, and a3 is on no page either time:
+    // each poll shows it (fewer agents than `total`), and nobody is judged absent.
+    server.serve(&[
+        &page("4", "2", &[row("a1", on), row("a2", on)]),
+        &page("4", "2", &[row("a4", on)]),
+    ]);
+    let s2 = source.fetch(2_000, Some(&s1)).await.unwrap();
+    let s3 = source.fetch(3_000, Some(&s2)).await.unwrap();
+    assert!(changes(&source, &s1, &s2).is_empty() && changes(&source, &s2, &s3).is_empty());
+    assert_eq!(s3.present(), 4);
+
+    // Counts as floats and strings, a null status, an unreadable counter, a row without an id,
+    // a null list: every poll is read, and none of it is a change or a logout.
+    server.serve(&[
+        &page(
+            "4.0",
+            r#""2""#,
+            &[
+                row("a1", "null"),
+                r#"{"agentId":"a2","currentStatusId":"s-on","ongoingChats":1.5}"#.into(),
+            ],
+        ),
+        &page("4", "2", &[row("a3", on), row("a4", on)]),
+    ]);
+    let s4 = source.fetch(4_000, Some(&s3)).await.unwrap();
+    assert!(changes(&source, &s3, &s4).is_empty());
+    assert_eq!(
+        s4.agents["a1"].status, "s-on",
+        "a null status keeps the last one"
+    );
+    assert_eq!(
+        s4.agents["a2"].comm100.as_ref().unwrap().ongoing_chats,
+        None,
+        "an unreadable counter is null"
+    );
+    server.serve(&[
+        &page("4", "2", &[row("a1", on), r#"{"agentId":null}"#.into()]),
+        &page("4", "2", &[row("a3", on), row("a4", on)]),
+    ]);
+    let s5 = source.fetch(5_000, Some(&s4)).await.unwrap();
+    let s6 = source.fetch(6_000, Some(&s5)).await.unwrap();
+    assert!(
+        changes(&source, &s4, &s5).is_empty() && changes(&source, &s5, &s6).is_empty(),
+        "a2 may be the row without an id: not absent"
+    );
+    // A null list said to be whole (`total` 0, one page): read, and every agent logged out.
+    server.serve(&[r#"{"total":0,"pageCount":1,"list":null}"#]);
+    let s7 = source.fetch(7_000, Some(&s6)).await.unwrap();
+    assert_eq!(s7.present(), 0);
+    let gone = changes(&source, &s6, &s7);
+    assert_eq!(gone.len(), 4, "{gone:?}");
+    assert!(
+        gone.iter().all(|(_, s)| s == ccdc::event::ABSENT),
+        "{gone:?}"
+    );
+    // Three are back, on two honest pages.
+    server.serve(&[
+        &page("3", "2", &[row("a1", on), row("a3", on)]),
+        &page("3", "2", &[row("a4", on)]),
+    ]);
+    let s8 = source.fetch(8_000, Some(&s7)).await.unwrap();
+    assert_eq!(changes(&source, &s7, &s8).len(), 3);
 }

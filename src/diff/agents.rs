@@ -146,6 +146,33 @@ impl AgentSnapshot {
     }
 }
 
+impl AgentSnapshot {
+    /// [`AgentSnapshot::settle`], the agents listed without a status (`unknown`) kept as they
+    /// were: what such an agent's status is now is unknown, which is neither a change nor a
+    /// logout. One seen before keeps its state for this poll, and the last poll that saw its
+    /// status (a change found later began after that one); a new one waits for a status.
+    pub fn settle_keeping_unknown(
+        &mut self,
+        unknown: Vec<String>,
+        previous: Option<&AgentSnapshot>,
+        listing: Listing,
+    ) {
+        let mut kept = Vec::new();
+        for id in unknown {
+            if let Some(was) = previous.and_then(|p| p.agents.get(&id)) {
+                kept.push((id.clone(), was.last_seen));
+                self.agents.insert(id, was.clone());
+            }
+        }
+        self.settle(previous, listing);
+        for (id, last_seen) in kept {
+            if let Some(a) = self.agents.get_mut(&id) {
+                a.last_seen = last_seen;
+            }
+        }
+    }
+}
+
 /// The state of an agent that `previous` had and this poll did not list.
 fn missing(was: &AgentState, now: i64, before: Option<i64>, listing: Listing) -> AgentState {
     if was.status == ABSENT || listing == Listing::Partial {

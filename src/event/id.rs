@@ -60,9 +60,11 @@ pub fn agent_state(source: &str, agent: &str, window: &str) -> Uuid {
     event_id(&[source, "agent-state", agent, window])
 }
 
-/// A metrics record of `endpoint` (per `department`, `""` when none) observed at `observed_at`.
-pub fn metrics(source: &str, endpoint: &str, department: &str, observed_at: i64) -> Uuid {
-    event_id(&[source, endpoint, department, &observed_at.to_string()])
+/// A metrics record of `endpoint` observed at `observed_at`; `row` tells it apart from the
+/// poll's other records (`Queue`: its department, routed agent and rank; `""` when the poll has
+/// one record).
+pub fn metrics(source: &str, endpoint: &str, row: &str, observed_at: i64) -> Uuid {
+    event_id(&[source, endpoint, row, &observed_at.to_string()])
 }
 
 /// A heartbeat of `endpoint` at `observed_at`.

@@ -69,18 +69,22 @@ impl SnapshotSource for Comm100Metrics {
         let c = &self.client;
         let path = self.endpoint.path();
         let url = c.url(path);
-        let values: Vec<(Option<String>, MetricsValues)> = match self.endpoint {
+        // Each record with what tells it apart within the poll (its id's basis): the department,
+        // and for `Queue`, whose rows are per department and routed agent, the agent and the
+        // row's rank among rows alike.
+        let values: Vec<(Option<String>, String, MetricsValues)> = match self.endpoint {
             MetricsEndpoint::Queue => {
                 let tally = c.queue_limits.0.tally();
                 let (rows, _): (Rows<QueueRow>, _) =
                     c.get_bounded(path, url, vec![], tally).await?;
+                let mut seen: std::collections::HashMap<String, usize> = Default::default();
                 rows.0
                     .into_iter()
                     .map(|r| {
-                        (
-                            r.route_to_department_id.clone(),
-                            MetricsValues::Comm100Queue(r.into()),
-                        )
+                        let department = r.route_to_department_id.clone();
+                        let agent = r.route_to_agent_id.as_deref();
+                        let basis = queue_row_basis(&mut seen, department.as_deref(), agent);
+                        (department, basis, MetricsValues::Comm100Queue(r.into()))
                     })
                     .collect()
             }
@@ -90,23 +94,21 @@ impl SnapshotSource for Comm100Metrics {
                     .format("%Y-%m-%dT00:00:00")
                     .to_string();
                 let t: TodayRow = c.get(path, url, vec![("startTime", midnight)]).await?;
-                vec![(None, MetricsValues::Comm100Today(t.into()))]
+                vec![(None, String::new(), MetricsValues::Comm100Today(t.into()))]
             }
             MetricsEndpoint::RightNow => {
                 let r: RightNowRow = c.get(path, url, vec![]).await?;
-                vec![(None, MetricsValues::Comm100RightNow(r.into()))]
+                vec![(
+                    None,
+                    String::new(),
+                    MetricsValues::Comm100RightNow(r.into()),
+                )]
             }
         };
         let records = values
             .into_iter()
-            .map(|(department_id, values)| MetricsRecord {
-                event_id: id::metrics(
-                    &c.meta.name,
-                    path,
-                    department_id.as_deref().unwrap_or(""),
-                    observed_at,
-                )
-                .to_string(),
+            .map(|(department_id, basis, values)| MetricsRecord {
+                event_id: id::metrics(&c.meta.name, path, &basis, observed_at).to_string(),
                 source: c.meta.name.clone(),
                 vendor: VENDOR.into(),
                 observed_at,
@@ -140,5 +142,50 @@ impl SnapshotSource for Comm100Metrics {
     }
     fn size(&self, s: &MetricsSnapshot) -> usize {
         s.records.len()
+    }
+}
+
+/// What tells a `Queue` row apart from the poll's others, for its event id: its department and
+/// routed agent, and its rank among the rows before it with both the same (`seen` counts them).
+fn queue_row_basis(
+    seen: &mut std::collections::HashMap<String, usize>,
+    department: Option<&str>,
+    agent: Option<&str>,
+) -> String {
+    let mut basis = department.unwrap_or_default().to_string();
+    if let Some(agent) = agent {
+        basis.push_str("/agent:");
+        basis.push_str(agent);
+    }
+    let n = seen.entry(basis.clone()).or_default();
+    if *n > 0 {
+        basis.push_str(&format!("#{n}"));
+    }
+    *n += 1;
+    basis
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_rows_of_one_department_get_ids_of_their_own() {
+        let mut seen = Default::default();
+        let bases: Vec<String> = [
+            (Some("d1"), None),
+            (Some("d1"), Some("a1")),
+            (Some("d1"), Some("a2")),
+            (None, Some("a1")),
+            (None, Some("a1")),
+            (Some("d1"), None),
+        ]
+        .into_iter()
+        .map(|(d, a)| queue_row_basis(&mut seen, d, a))
+        .collect();
+        let distinct: std::collections::HashSet<&String> = bases.iter().collect();
+        assert_eq!(distinct.len(), bases.len(), "{bases:?}");
+        // A department's single row keeps the basis of before (its id as it was).
+        assert_eq!(bases[0], "d1");
     }
 }

@@ -197,32 +197,40 @@ impl Comm100Client {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AgentsPage {
-    total: u64,
-    page_count: u32,
+    /// Counts as any number (`7`, `7.0`, `1e20`, saturating); `null`, absent or unreadable: not
+    /// said (then the page cannot show the list is whole).
+    #[serde(default, deserialize_with = "wire::opt_count")]
+    total: Option<u64>,
+    #[serde(default, deserialize_with = "wire::opt_count")]
+    page_count: Option<u64>,
+    /// `null` or absent: no rows.
     #[serde(default)]
-    list: Rows<AgentRow>,
+    list: Option<Rows<AgentRow>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct AgentRow {
-    agent_id: String,
+    /// `None` (null, absent): the row cannot be told apart from any agent's; it is left out, and
+    /// the poll judges no one absent.
+    #[serde(default)]
+    agent_id: Option<String>,
     display_name: Option<String>,
     current_status_id: Option<String>,
     // Integers that may arrive as `1.0`, as the metrics' do (seed 004).
-    #[serde(default, deserialize_with = "wire::opt_int")]
-    ongoing_chats: Option<i64>,
-    #[serde(default, deserialize_with = "wire::opt_int")]
-    max_concurrent_chats: Option<i64>,
-    #[serde(default, deserialize_with = "wire::opt_int")]
-    intraday_chats: Option<i64>,
+    #[serde(default)]
+    ongoing_chats: wire::Counter,
+    #[serde(default)]
+    max_concurrent_chats: wire::Counter,
+    #[serde(default)]
+    intraday_chats: wire::Counter,
     intraday_linear_chat_time: Option<String>,
 }
 
 impl bound::DecodedSize for AgentRow {
     /// Its entry in the poll's map of rows, then in the snapshot, with their strings.
     fn decoded_bytes(&self) -> usize {
-        let text = self.agent_id.len()
+        let text = text_len(&self.agent_id)
             + text_len(&self.display_name)
             + text_len(&self.current_status_id)
             + text_len(&self.intraday_linear_chat_time);
@@ -231,28 +239,43 @@ impl bound::DecodedSize for AgentRow {
 }
 
 /// Every page of one poll of `Agents`, the agents deduplicated by id (the first row wins).
+#[derive(Default)]
 struct Pages {
     rows: BTreeMap<String, AgentRow>,
     pages: u32,
-    total: u64,
+    /// The largest `total` a page said (`None`: none said it).
+    total: Option<u64>,
+    /// Pages disagreed on `total` or `pageCount`: the list changed while it was read.
+    disagreed: bool,
     duplicates: usize,
+    /// Rows without an `agentId`.
+    anonymous: usize,
     /// The vendor said there were more pages than `max_pages`: the rest were not read.
     clamped: bool,
 }
 
+impl Pages {
+    /// Whether the pages may have missed a listed agent: the vendor said more pages than were
+    /// read, a row had no id, or the list moved while it was read (an agent on two pages, fewer
+    /// agents than `total` or no `total` at all, pages that disagree). An agent missing from such
+    /// a poll proves nothing: the poll is [`Listing::Partial`].
+    fn incomplete(&self) -> bool {
+        self.clamped
+            || self.anonymous > 0
+            || self.duplicates > 0
+            || self.disagreed
+            || self.total.is_none_or(|t| (self.rows.len() as u64) < t)
+    }
+}
+
 impl Comm100Client {
-    /// Read `Agents` page by page (`pageIndex` 1..`pageCount`, as page 1 says); any failed page
-    /// fails the whole poll, and so do more rows than the poll's bound, over all pages.
+    /// Read `Agents` page by page (`pageIndex` 1..`pageCount`, the largest any page says, at
+    /// most `max_pages`); any failed page fails the whole poll, and so do more rows than the
+    /// poll's bound, over all pages.
     async fn agent_pages(&self) -> Result<Pages, SourceError> {
         let mut tally = self.agents_limits.0.tally();
-        let mut out = Pages {
-            rows: BTreeMap::new(),
-            pages: 0,
-            total: 0,
-            duplicates: 0,
-            clamped: false,
-        };
-        let mut page_count = 1u32;
+        let mut out = Pages::default();
+        let (mut page_count, mut said) = (1u32, None::<(Option<u64>, Option<u64>)>);
         while out.pages < page_count {
             let page = out.pages + 1;
             let mut q = vec![("pageIndex", page.to_string())];
@@ -263,25 +286,31 @@ impl Comm100Client {
                 .get_bounded(AGENTS_ENDPOINT, self.url(AGENTS_ENDPOINT), q, tally)
                 .await?;
             tally = counted;
-            if page == 1 {
-                out.total = p.total;
-                page_count = p.page_count.min(self.max_pages);
-                if p.page_count > self.max_pages {
-                    out.clamped = true;
-                    metrics::counter!("ccdc_vendor_values_clamped_total", "source" => self.meta.name.clone(), "field" => "pageCount").increment(1);
-                    tracing::warn!(
-                        endpoint = AGENTS_ENDPOINT,
-                        page_count = p.page_count,
-                        max_pages = self.max_pages,
-                        "the vendor's pageCount is over max_pages: reading max_pages pages; agents beyond them are not judged this poll"
-                    );
-                }
+            match said {
+                None => said = Some((p.total, p.page_count)),
+                Some(first) => out.disagreed |= first != (p.total, p.page_count),
             }
-            for row in p.list.0 {
-                if out.rows.contains_key(&row.agent_id) {
-                    out.duplicates += 1;
-                } else {
-                    out.rows.insert(row.agent_id.clone(), row);
+            out.total = out.total.max(p.total);
+            let claimed = p.page_count.unwrap_or(1);
+            let max = u64::from(self.max_pages);
+            page_count = page_count.max(u32::try_from(claimed.min(max)).unwrap_or(self.max_pages));
+            if claimed > max && !out.clamped {
+                out.clamped = true;
+                metrics::counter!("ccdc_vendor_values_clamped_total", "source" => self.meta.name.clone(), "field" => "pageCount").increment(1);
+                tracing::warn!(
+                    endpoint = AGENTS_ENDPOINT,
+                    page_count = claimed,
+                    max_pages = self.max_pages,
+                    "the vendor's pageCount is over max_pages: reading max_pages pages; agents beyond them are not judged this poll"
+                );
+            }
+            for row in p.list.unwrap_or_default().0 {
+                match &row.agent_id {
+                    None => out.anonymous += 1,
+                    Some(id) if out.rows.contains_key(id) => out.duplicates += 1,
+                    Some(id) => {
+                        out.rows.insert(id.clone(), row);
+                    }
                 }
             }
             out.pages = page;
@@ -310,28 +339,51 @@ impl SnapshotSource for Comm100Agents {
     ) -> Result<AgentSnapshot, SourceError> {
         let c = &self.0;
         let names = c.status_names().await;
-        let Pages {
-            rows,
-            pages,
-            total,
-            duplicates,
-            clamped,
-        } = c.agent_pages().await?;
-        if duplicates > 0 || (rows.len() as u64) < total {
+        let pages = c.agent_pages().await?;
+        let listing = match (pages.incomplete(), pages.pages > 1) {
+            (true, _) => Listing::Partial,
+            (false, true) => Listing::Paged,
+            (false, false) => Listing::Whole,
+        };
+        if pages.duplicates > 0
+            || pages.disagreed
+            || pages.total.is_some_and(|t| (pages.rows.len() as u64) < t)
+        {
             metrics::counter!("ccdc_list_shifts_total", "source" => c.meta.name.clone(), "endpoint" => AGENTS_ENDPOINT).increment(1);
             tracing::warn!(
-                duplicates,
-                seen = rows.len(),
-                total,
-                "the agent list shifted between pages; an agent missing from this poll is believed gone only if the next poll misses it too"
+                duplicates = pages.duplicates,
+                seen = pages.rows.len(),
+                total = pages.total,
+                "the agent list moved while its pages were read; no agent missing from this poll is judged absent"
+            );
+        }
+        if pages.anonymous > 0 {
+            metrics::counter!("ccdc_field_parse_failures_total", "source" => c.meta.name.clone(), "field" => "agentId").increment(pages.anonymous as u64);
+            tracing::warn!(
+                endpoint = AGENTS_ENDPOINT,
+                rows = pages.anonymous,
+                "agent rows without an agentId left out; no agent missing from this poll is judged absent"
             );
         }
         let mut snap = AgentSnapshot {
             observed_at,
             agents: BTreeMap::new(),
         };
-        for (id, r) in rows {
-            let status = r.current_status_id.clone().unwrap_or_default();
+        let (mut unknown, mut unreadable) = (Vec::new(), 0usize);
+        for (id, r) in pages.rows {
+            let [ongoing_chats, max_concurrent_chats, intraday_chats] =
+                [r.ongoing_chats, r.max_concurrent_chats, r.intraday_chats].map(|c| {
+                    let (v, bad) = c.read();
+                    unreadable += usize::from(bad);
+                    v
+                });
+            let status = match r.current_status_id.as_deref().map(str::trim) {
+                Some(s) if !s.is_empty() => s.to_string(),
+                _ => {
+                    unknown.push(id);
+                    continue;
+                }
+            };
             snap.agents.insert(
                 id,
                 AgentState {
@@ -340,9 +392,9 @@ impl SnapshotSource for Comm100Agents {
                     status,
                     comm100: Some(Comm100AgentDetails {
                         display_name: r.display_name,
-                        ongoing_chats: r.ongoing_chats,
-                        max_concurrent_chats: r.max_concurrent_chats,
-                        intraday_chats: r.intraday_chats,
+                        ongoing_chats,
+                        max_concurrent_chats,
+                        intraday_chats,
                         intraday_linear_chat_time_ms: r
                             .intraday_linear_chat_time
                             .as_deref()
@@ -353,14 +405,26 @@ impl SnapshotSource for Comm100Agents {
                 },
             );
         }
+        if unreadable > 0 {
+            metrics::counter!("ccdc_field_parse_failures_total", "source" => c.meta.name.clone(), "field" => "agent_counters").increment(unreadable as u64);
+            tracing::warn!(
+                endpoint = AGENTS_ENDPOINT,
+                values = unreadable,
+                "agent counters (ongoingChats, maxConcurrentChats, intradayChats) that are not integers are published as null"
+            );
+        }
+        if !unknown.is_empty() {
+            metrics::counter!("ccdc_field_parse_failures_total", "source" => c.meta.name.clone(), "field" => "currentStatusId").increment(unknown.len() as u64);
+            tracing::warn!(
+                endpoint = AGENTS_ENDPOINT,
+                agents = ?unknown.iter().take(20).collect::<Vec<_>>(),
+                count = unknown.len(),
+                "agents listed without a currentStatusId keep their previous state this poll"
+            );
+        }
         // Several pages are several moments: an agent missing from them may have slid between
         // pages; it is believed gone only when the next poll misses it too.
-        let listing = match (clamped, pages > 1) {
-            (true, _) => Listing::Partial,
-            (false, true) => Listing::Paged,
-            (false, false) => Listing::Whole,
-        };
-        snap.settle(previous, listing);
+        snap.settle_keeping_unknown(unknown, previous, listing);
         Ok(snap)
     }
     fn poll_timeout(&self) -> Option<Duration> {

@@ -24,6 +24,60 @@ pub(super) fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D:
     }
 }
 
+/// An agent's counter as sent: an integer (also as a whole float, `1.0`), nothing (`null`,
+/// absent), or something else, which becomes `null` in the record and is counted, so that one
+/// agent's odd value does not fail every agent's poll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum Counter {
+    #[default]
+    Absent,
+    Value(i64),
+    Unreadable,
+}
+
+impl Counter {
+    /// The value, and whether it was unreadable.
+    pub(super) fn read(self) -> (Option<i64>, bool) {
+        match self {
+            Counter::Absent => (None, false),
+            Counter::Value(v) => (Some(v), false),
+            Counter::Unreadable => (None, true),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Counter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Null => Counter::Absent,
+            serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => Counter::Value(i),
+                (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Counter::Value(f as i64),
+                _ => Counter::Unreadable,
+            },
+            _ => Counter::Unreadable,
+        })
+    }
+}
+
+/// A count the vendor controls (`total`, `pageCount`): any JSON number or numeric string, whole,
+/// saturating at `u64::MAX` (negative: 0); `null`, absent or anything else: `None`.
+pub(super) fn opt_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    let f = match &v {
+        serde_json::Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                return Ok(Some(u));
+            }
+            n.as_f64()
+        }
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    // `as` saturates a float out of range; NaN becomes 0.
+    Ok(f.map(|f| if f <= 0.0 { 0 } else { f as u64 }))
+}
+
 fn duration(raw: Option<String>) -> (Option<i64>, Option<String>) {
     (raw.as_deref().and_then(parse_duration_ms), raw)
 }
@@ -57,7 +111,7 @@ impl DecodedSize for VisitorRow {
 pub struct QueueRow {
     pub route_to_department_id: Option<String>,
     route_to_department: Option<NamedRef>,
-    route_to_agent_id: Option<String>,
+    pub route_to_agent_id: Option<String>,
     route_to_agent: Option<NamedRef>,
     #[serde(default, deserialize_with = "opt_int")]
     ongoing_chats: Option<i64>,
@@ -81,8 +135,9 @@ pub struct QueueRow {
         deserialize_with = "opt_int"
     )]
     switched_to_messages_in_last30_mins: Option<i64>,
+    /// `null` or absent: none.
     #[serde(default)]
-    visitors: Rows<VisitorRow>,
+    visitors: Option<Rows<VisitorRow>>,
 }
 
 impl DecodedSize for QueueRow {
@@ -119,6 +174,7 @@ impl From<QueueRow> for QueueMetrics {
             switched_to_messages_last_30_mins: r.switched_to_messages_in_last30_mins,
             visitors: r
                 .visitors
+                .unwrap_or_default()
                 .0
                 .into_iter()
                 .map(|v| {
@@ -254,23 +310,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn agent_counts_sent_as_whole_floats_are_read_and_a_fraction_is_refused() {
+    fn agent_counts_sent_as_whole_floats_are_read_and_anything_else_is_unreadable() {
         let page = |n: &str| {
             format!(
                 r#"{{"total":1,"pageCount":1,"list":[{{"agentId":"a","ongoingChats":{n},"maxConcurrentChats":3,"intradayChats":null}}]}}"#
             )
         };
-        let p: super::super::AgentsPage = serde_json::from_str(&page("1.0")).unwrap();
-        let row = p.list.0.into_iter().next().unwrap();
-        assert_eq!(
+        let counters = |n: &str| {
+            let p: super::super::AgentsPage = serde_json::from_str(&page(n)).unwrap();
+            let row = p.list.unwrap().0.into_iter().next().unwrap();
             (
                 row.ongoing_chats,
                 row.max_concurrent_chats,
-                row.intraday_chats
-            ),
-            (Some(1), Some(3), None)
-        );
-        assert!(serde_json::from_str::<super::super::AgentsPage>(&page("1.5")).is_err());
+                row.intraday_chats,
+            )
+        };
+        use Counter::*;
+        assert_eq!(counters("1.0"), (Value(1), Value(3), Absent));
+        // Not an integer: that counter is unreadable, the row (and the page) is still read.
+        for bad in ["1.5", "1e300", r#""x""#, "[]", "true"] {
+            assert_eq!(counters(bad), (Unreadable, Value(3), Absent), "{bad}");
+        }
+        assert_eq!(Unreadable.read(), (None, true));
     }
 
     #[test]

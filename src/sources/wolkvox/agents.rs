@@ -65,7 +65,7 @@ impl SnapshotSource for WolkvoxAgents {
         for a in snap.agents.values_mut() {
             a.since_hint = a.since_hint.and_then(|t| t.checked_add(shift));
         }
-        settle_keeping_unknown(&mut snap, unknown, previous);
+        snap.settle_keeping_unknown(unknown, previous, Listing::Whole);
         Ok(snap)
     }
     fn poll_timeout(&self) -> Option<std::time::Duration> {
@@ -76,30 +76,6 @@ impl SnapshotSource for WolkvoxAgents {
     }
     fn size(&self, s: &AgentSnapshot) -> usize {
         s.present()
-    }
-}
-
-/// Settle `snap` against `previous` ([`AgentSnapshot::settle`]), the agents listed without a
-/// status (`unknown`) kept as they were: what such an agent's status is now is unknown, which is
-/// neither a change nor a logout. One seen before keeps its state for this poll, and the last poll
-/// that saw its status (a change found later began after that one); a new one waits for a status.
-fn settle_keeping_unknown(
-    snap: &mut AgentSnapshot,
-    unknown: Vec<String>,
-    previous: Option<&AgentSnapshot>,
-) {
-    let mut kept = Vec::new();
-    for id in unknown {
-        if let Some(was) = previous.and_then(|p| p.agents.get(&id)) {
-            kept.push((id.clone(), was.last_seen));
-            snap.agents.insert(id, was.clone());
-        }
-    }
-    snap.settle(previous, Listing::Whole);
-    for (id, last_seen) in kept {
-        if let Some(a) = snap.agents.get_mut(&id) {
-            a.last_seen = last_seen;
-        }
     }
 }
 
@@ -360,7 +336,7 @@ mod tests {
         ] {
             let (mut s2, unknown) = parse(2_000, &body(&[empty, row("2", "Busy"), row("3", "")]));
             assert_eq!(unknown, ["1", "3"]);
-            settle_keeping_unknown(&mut s2, unknown, Some(&s1));
+            s2.settle_keeping_unknown(unknown, Some(&s1), Listing::Whole);
             assert!(
                 diff_agents(&meta, Some(&s1), &s2).is_empty(),
                 "no logout, no change"
@@ -374,7 +350,7 @@ mod tests {
             assert!(!s2.agents.contains_key("3"));
             // Its status seen again at 3,000, changed: it began after 1,000, not after 2,000.
             let (mut s3, unknown) = parse(3_000, &body(&[row("1", "Busy"), row("2", "Busy")]));
-            settle_keeping_unknown(&mut s3, unknown, Some(&s2));
+            s3.settle_keeping_unknown(unknown, Some(&s2), Listing::Whole);
             let changed = diff_agents(&meta, Some(&s2), &s3);
             assert_eq!(changed.len(), 1);
             let crate::event::Event::AgentStatus(e) = &changed[0] else {
@@ -486,7 +462,7 @@ mod tests {
         let (mut s2, unknown) =
             parse_agents_and_unknown("ops", 2_000, bound, &mut body("").as_bytes()).unwrap();
         assert_eq!(unknown.len(), 1_500);
-        settle_keeping_unknown(&mut s2, unknown, Some(&s1));
+        s2.settle_keeping_unknown(unknown, Some(&s1), Listing::Whole);
         assert!(diff_agents(&meta, Some(&s1), &s2).is_empty(), "no logout");
         assert_eq!(s2.present(), 1_500);
     }
