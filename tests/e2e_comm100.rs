@@ -250,7 +250,7 @@ async fn paged_agents_and_metrics_reach_their_topics() {
         "the bearer token must never be logged"
     );
     assert!(
-        log.contains("shifted between pages"),
+        log.contains("the agent list moved while its pages were read"),
         "the shift is reported"
     );
 }

@@ -152,12 +152,12 @@ impl AgentViews for LatestSnapshot {
         self.observed_at
     }
     fn agent_views(&self, _: Option<&AgentInteractions>) -> BTreeMap<String, AgentView> {
-        let now = self.observed_at;
         let view = |(id, latest): (&String, &Option<super::latest::LatestInteraction>)| {
             // Running: the latest, and those listed running after it at this poll (kept among
             // the hidden ones, last shown now).
             let listed_now = self.hidden.get(id).into_iter().flatten();
-            let listed_now = listed_now.filter(|h| h.last_shown == now && !h.interaction.has_ended);
+            let at = self.at(id);
+            let listed_now = listed_now.filter(|h| h.last_shown == at && !h.interaction.has_ended);
             let active: Vec<String> = latest
                 .iter()
                 .filter(|l| !l.has_ended)
@@ -169,7 +169,7 @@ impl AgentViews for LatestSnapshot {
                 observed: !self.not_found.contains(id),
                 interaction_count: count(active.len()),
                 interactions: Some(active),
-                interactions_observed_at: Some(now),
+                interactions_observed_at: Some(self.last_observed(id)),
                 vonage: Some(VonageAgentDetails {
                     latest_interaction_id: latest.as_ref().map(|l| l.guid.clone()),
                     latest_interaction_started_at: latest.as_ref().and_then(|l| l.start),

@@ -93,6 +93,12 @@ pub struct LatestSnapshot {
     /// ([`LatestSnapshot::settle`] sets it).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unobserved_since: BTreeMap<String, i64>,
+    /// By agent id: when the vendor answered for it at this poll (UTC ms), the moment its entry
+    /// describes — with the account's request rate, the last agent of a poll may be answered
+    /// seconds after the poll began. An agent without one (not answered, or a state stored
+    /// before this existed) is taken at `observed_at`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub answered: BTreeMap<String, i64>,
 }
 
 impl LatestSnapshot {
@@ -103,7 +109,6 @@ impl LatestSnapshot {
     /// row, kept while the agent shows a running interaction (an agent the vendor did not answer
     /// for keeps its previous ones).
     pub fn settle(&mut self, previous: Option<&LatestSnapshot>) {
-        let now = self.observed_at;
         self.unobserved_since = match previous {
             Some(p) => self
                 .not_found
@@ -114,6 +119,11 @@ impl LatestSnapshot {
         };
         let mut hidden = BTreeMap::new();
         for (agent, latest) in self.agents.iter_mut() {
+            let now = self
+                .answered
+                .get(agent)
+                .copied()
+                .unwrap_or(self.observed_at);
             let before = previous.and_then(|p| p.observed(agent));
             let was = previous.map(|p| p.seen_at(agent)).unwrap_or_default();
             let listed = self.listed.get_mut(agent).map(|l| l.as_mut_slice());
@@ -185,10 +195,19 @@ impl LatestSnapshot {
             .collect()
     }
 
-    /// The last poll that observed `agent`, as of this snapshot: this one, unless it could not.
+    /// When this poll observed `agent`: when the vendor answered for it.
+    pub fn at(&self, agent: &str) -> i64 {
+        self.answered
+            .get(agent)
+            .copied()
+            .unwrap_or(self.observed_at)
+    }
+
+    /// When `agent` was last observed, as of this snapshot: at this poll ([`Self::at`]), unless
+    /// it could not be.
     pub fn last_observed(&self, agent: &str) -> i64 {
         let since = self.unobserved_since.get(agent);
-        since.copied().unwrap_or(self.observed_at)
+        since.copied().unwrap_or_else(|| self.at(agent))
     }
 }
 
@@ -228,17 +247,16 @@ pub fn diff_latest(
     previous: Option<&LatestSnapshot>,
     current: &LatestSnapshot,
 ) -> Vec<Event> {
-    let w = Window::new(meta, previous.map(|p| p.observed_at), current.observed_at);
-    // An agent no earlier poll observed is at its first observation, like a source's first poll.
-    let first = Window::new(meta, None, current.observed_at);
-    let window_end = w.end();
     let mut events = Vec::new();
     for (agent, cur) in &current.agents {
         if current.not_found.contains(agent) {
             continue;
         }
+        // Each agent's own window: from when it was last observed (none: its first observation,
+        // like a source's first poll) to when the vendor answered for it now.
         let observed = previous.and_then(|p| p.observed(agent));
-        let w = if observed.is_some() { &w } else { &first };
+        let w = &Window::new(meta, observed, current.at(agent));
+        let window_end = w.end();
         let was = previous.map(|p| p.seen_at(agent)).unwrap_or_default();
         let listed = current.listed.get(agent).map_or(&[][..], Vec::as_slice);
         // Known running before, neither shown nor hidden now: listed as ended (a row after the

@@ -61,8 +61,9 @@ pub struct VonageSource {
 
 /// What one agent's request yielded.
 enum AgentResult {
-    /// The rows listed, in the vendor's order (the first is the latest).
-    Seen(Vec<LatestInteraction>),
+    /// The rows listed, in the vendor's order (the first is the latest), and when the vendor
+    /// answered (UTC ms).
+    Seen(Vec<LatestInteraction>, i64),
     NotFound,
 }
 
@@ -178,14 +179,14 @@ impl VonageSource {
             let name = self.meta.name.clone();
             let res = self
                 .http
-                .fetch(ENDPOINT, req, move |r| {
+                .fetch_answered(ENDPOINT, req, move |r| {
                     super::decode_json::<LatestBody>(&name, ENDPOINT, r)
                 })
                 .await;
             match res {
-                Ok(body) => {
+                Ok((body, answered)) => {
                     return wire::to_latest(body.interactions)
-                        .map(AgentResult::Seen)
+                        .map(|rows| AgentResult::Seen(rows, answered))
                         .map_err(|(i, detail)| SourceError::Parse {
                             source_name: self.meta.name.clone(),
                             endpoint: ENDPOINT.into(),
@@ -293,13 +294,16 @@ impl SnapshotSource for VonageInteractions {
                 .buffer_unordered(src.concurrency)
                 .collect()
                 .await;
-        let (mut agents, mut listed) = (BTreeMap::new(), BTreeMap::new());
+        let (mut agents, mut listed, mut answers) =
+            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         let mut not_found = Vec::new();
         let (mut unanswered, mut answered) = (Vec::new(), 0usize);
         for (agent, r) in results {
             let failed = match r {
-                Ok(AgentResult::Seen(rows)) => {
+                Ok(AgentResult::Seen(rows, at)) => {
                     answered += 1;
+                    // Not before the poll began (a clock step back).
+                    answers.insert(agent.clone(), at.max(observed_at));
                     let mut rows = rows.into_iter();
                     agents.insert(agent.clone(), rows.next());
                     let rest: Vec<LatestInteraction> = rows.collect();
@@ -347,6 +351,7 @@ impl SnapshotSource for VonageInteractions {
             not_found: unobserved,
             agents,
             listed,
+            answered: answers,
             hidden: BTreeMap::new(),
             unobserved_since: BTreeMap::new(),
         };

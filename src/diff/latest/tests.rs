@@ -13,6 +13,7 @@ fn snap(at: i64, agents: &[(&str, Option<(&str, bool)>)]) -> LatestSnapshot {
         observed_at: at,
         not_found: Default::default(),
         listed: Default::default(),
+        answered: Default::default(),
         hidden: Default::default(),
         unobserved_since: BTreeMap::new(),
         agents: agents
@@ -440,4 +441,50 @@ fn every_row_listed_is_evidence_and_the_first_ending_does_not_end_the_others() {
         &[("a", &[("x", true)])],
     );
     assert!(diff_latest(&meta(), Some(&s5), &s6).is_empty());
+}
+
+#[test]
+fn each_agent_is_observed_when_the_vendor_answered_for_it() {
+    // The poll began at 10 s; the rate limit answered a at 11 s and b at 19 s.
+    let mut s1 = snap(10_000, &[("a", Some(("g1", false))), ("b", None)]);
+    s1.answered = [("a".to_string(), 11_000), ("b".to_string(), 19_000)].into();
+    s1.settle(None);
+    // The next poll began at 20 s: b was answered at 29 s, showing g2 started (by the vendor) at
+    // 25 s, after this poll began; a at 21 s, g1 ended.
+    let mut s2 = snap(
+        20_000,
+        &[("a", Some(("g1", true))), ("b", Some(("g2", false)))],
+    );
+    s2.answered = [("a".to_string(), 21_000), ("b".to_string(), 29_000)].into();
+    if let Some(Some(g2)) = s2.agents.get_mut("b") {
+        g2.start = Some(25_000);
+    }
+    s2.settle(Some(&s1));
+    let ev = diff_latest(&meta(), Some(&s1), &s2);
+    let [Event::Interaction(ended), Event::Interaction(started)] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    // g1 ended after a's answer at 11 s, by a's answer at 21 s.
+    assert_eq!(
+        (
+            ended.interaction_id.as_str(),
+            ended.ended_after,
+            ended.ended_before
+        ),
+        ("g1", Some(11_000), Some(21_000))
+    );
+    assert_eq!(ended.previous_observed_at, Some(11_000));
+    // g2: first seen at b's answer, after b's previous answer; the vendor's start at 25 s lies
+    // within that, so it stands.
+    assert_eq!(
+        (
+            started.interaction_id.as_str(),
+            started.observed_at,
+            started.previous_observed_at,
+            started.started_at
+        ),
+        ("g2", 29_000, Some(19_000), Some(25_000))
+    );
+    assert_eq!(s2.agents["b"].as_ref().unwrap().first_seen, Some(29_000));
+    assert_eq!(s2.agents["b"].as_ref().unwrap().seen_after, Some(19_000));
 }

@@ -73,6 +73,7 @@ fn latest(at: i64, rows: &[(&str, Option<(&str, bool)>)], not_found: &[&str]) ->
             .collect(),
         not_found: not_found.iter().map(|a| a.to_string()).collect(),
         listed: Default::default(),
+        answered: Default::default(),
         hidden: Default::default(),
         unobserved_since: BTreeMap::new(),
     }
