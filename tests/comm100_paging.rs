@@ -69,6 +69,9 @@ struct Canned {
     pages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// How long the canned server waits before answering a page after the first (ms).
+static LATER_PAGES_DELAY_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl Canned {
     async fn start() -> Canned {
         use axum::extract::{Query, State};
@@ -78,8 +81,14 @@ impl Canned {
             Query(q): Query<std::collections::HashMap<String, String>>,
         ) -> ([(&'static str, &'static str); 1], String) {
             let i: usize = q.get("pageIndex").and_then(|p| p.parse().ok()).unwrap_or(1);
-            let pages = pages.lock().unwrap();
-            let body = pages.get(i - 1).cloned().unwrap_or_else(|| "{}".into());
+            let delay = LATER_PAGES_DELAY_MS.load(std::sync::atomic::Ordering::SeqCst);
+            if i > 1 && delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
+            let body = {
+                let pages = pages.lock().unwrap();
+                pages.get(i - 1).cloned().unwrap_or_else(|| "{}".into())
+            };
             ([("content-type", "application/json")], body)
         }
         let pages: Pages = Default::default();
@@ -212,4 +221,44 @@ async fn odd_but_allowed_pages_neither_stop_the_feed_nor_invent_a_logout() {
     ]);
     let s8 = source.fetch(8_000, Some(&s7)).await.unwrap();
     assert_eq!(changes(&source, &s7, &s8).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_agent_is_seen_when_its_page_was_answered() {
+    let server = Canned::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = server.source(dir.path());
+    let (on, away) = (r#""s-on""#, r#""s-away""#);
+    let serve = |a3: &str| {
+        server.serve(&[
+            &page("3", "2", &[row("a1", on), row("a2", on)]),
+            &page("3", "2", &[row("a3", a3)]),
+        ])
+    };
+    serve(on);
+    let now = || chrono::Utc::now().timestamp_millis();
+    let t0 = now();
+    let s1 = source.fetch(t0, None).await.unwrap();
+    // Page 2 answers 400 ms after page 1: a3's status changes in between, while the poll runs.
+    LATER_PAGES_DELAY_MS.store(400, std::sync::atomic::Ordering::SeqCst);
+    serve(away);
+    let t1 = now();
+    let s2 = source.fetch(t1, Some(&s1)).await.unwrap();
+    LATER_PAGES_DELAY_MS.store(0, std::sync::atomic::Ordering::SeqCst);
+    let (a1, a3) = (&s2.agents["a1"], &s2.agents["a3"]);
+    let (seen1, seen3) = (a1.last_seen.unwrap(), a3.last_seen.unwrap());
+    assert!(seen1 >= t1 && seen3 >= seen1 + 350, "{seen1} {seen3}");
+    // The poll is complete when its last page is answered.
+    assert_eq!(s2.observed_at, seen3);
+    // a3's new status began by the answer of its page, not by the poll's start.
+    assert_eq!(a3.since_bounds.before, Some(seen3));
+    assert_eq!(a3.since_bounds.after, s1.agents["a3"].last_seen);
+    let ev = source.diff(Some(&s1), &s2);
+    let [ccdc::event::Event::AgentStatus(e)] = &ev[..] else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(
+        (e.agent_id.as_str(), e.status_since_before),
+        ("a3", Some(seen3))
+    );
 }

@@ -40,9 +40,14 @@ pub struct AgentState {
     pub since: Option<i64>,
     #[serde(default, skip_serializing_if = "is_unbounded")]
     pub since_bounds: Bounds,
-    /// The last poll that listed the agent.
+    /// The last poll that listed the agent (Comm100: when the page that listed it was answered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<i64>,
+    /// When this observation listed the agent, when that is not the snapshot's `observed_at`
+    /// (Comm100: the answer of its page, before the last page's); set by the source, taken by
+    /// [`AgentSnapshot::settle`]. Not stored.
+    #[serde(skip)]
+    pub seen_hint: Option<i64>,
     /// Consecutive polls of a paged list that did not list the agent (not yet believed absent).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub missed: u32,
@@ -100,7 +105,7 @@ impl AgentSnapshot {
         let now = self.observed_at;
         let before = previous.map(|p| p.observed_at);
         for state in self.agents.values_mut() {
-            state.last_seen = Some(now);
+            state.last_seen = Some(state.seen_hint.take().unwrap_or(now));
         }
         if let Some(p) = previous {
             for (id, was) in &p.agents {
@@ -126,7 +131,8 @@ impl AgentSnapshot {
                         Some(_) => before,
                         None => None,
                     };
-                    let window = Bounds::between(since, now);
+                    // By the moment this poll listed it.
+                    let window = Bounds::between(since, state.last_seen.unwrap_or(now));
                     // The vendor counts whole seconds in the status: it began in the second
                     // before `observed_at − time_state_now`, inside the observation window.
                     let told = state.since_hint.map(|t| Bounds {

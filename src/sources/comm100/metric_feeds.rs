@@ -75,7 +75,7 @@ impl SnapshotSource for Comm100Metrics {
         let values: Vec<(Option<String>, String, MetricsValues)> = match self.endpoint {
             MetricsEndpoint::Queue => {
                 let tally = c.queue_limits.0.tally();
-                let (rows, _): (Rows<QueueRow>, _) =
+                let ((rows, _), _): ((Rows<QueueRow>, _), _) =
                     c.get_bounded(path, url, vec![], tally).await?;
                 let mut seen: std::collections::HashMap<String, usize> = Default::default();
                 rows.0
@@ -89,7 +89,11 @@ impl SnapshotSource for Comm100Metrics {
                     .collect()
             }
             MetricsEndpoint::Today => {
-                let midnight = chrono::Utc::now()
+                // The day of the poll the record is stamped with (not of "now", which may be
+                // the next day by the time this runs).
+                let observed = chrono::DateTime::from_timestamp_millis(observed_at)
+                    .unwrap_or_else(chrono::Utc::now);
+                let midnight = observed
                     .with_timezone(&c.tz)
                     .format("%Y-%m-%dT00:00:00")
                     .to_string();

@@ -133,18 +133,18 @@ impl Comm100Client {
     }
 
     /// [`Comm100Client::get`], every [`Rows`] list in `T` counted in `tally` (carried on from the
-    /// poll's earlier requests).
+    /// poll's earlier requests); and when the vendor answered (UTC ms).
     async fn get_bounded<T: DeserializeOwned + Send + 'static>(
         &self,
         endpoint: &'static str,
         url: String,
         query: Vec<(&'static str, String)>,
         tally: Tally,
-    ) -> Result<(T, Tally), SourceError> {
+    ) -> Result<((T, Tally), i64), SourceError> {
         let req = self.request(url, query);
         let name = self.meta.name.clone();
         self.http
-            .fetch(endpoint, req, move |r| {
+            .fetch_answered(endpoint, req, move |r| {
                 decode_bounded(&name, endpoint, r, tally)
             })
             .await
@@ -241,7 +241,10 @@ impl bound::DecodedSize for AgentRow {
 /// Every page of one poll of `Agents`, the agents deduplicated by id (the first row wins).
 #[derive(Default)]
 struct Pages {
-    rows: BTreeMap<String, AgentRow>,
+    /// Each agent's row, and when the vendor answered the page it was on (UTC ms).
+    rows: BTreeMap<String, (AgentRow, i64)>,
+    /// When the vendor answered the last page.
+    answered: i64,
     pages: u32,
     /// The largest `total` a page said (`None`: none said it).
     total: Option<u64>,
@@ -282,10 +285,11 @@ impl Comm100Client {
             if let Some(size) = self.page_size {
                 q.push(("pageSize", size.to_string()));
             }
-            let (p, counted): (AgentsPage, Tally) = self
+            let ((p, counted), answered): ((AgentsPage, Tally), i64) = self
                 .get_bounded(AGENTS_ENDPOINT, self.url(AGENTS_ENDPOINT), q, tally)
                 .await?;
             tally = counted;
+            out.answered = out.answered.max(answered);
             match said {
                 None => said = Some((p.total, p.page_count)),
                 Some(first) => out.disagreed |= first != (p.total, p.page_count),
@@ -309,7 +313,7 @@ impl Comm100Client {
                     None => out.anonymous += 1,
                     Some(id) if out.rows.contains_key(id) => out.duplicates += 1,
                     Some(id) => {
-                        out.rows.insert(id.clone(), row);
+                        out.rows.insert(id.clone(), (row, answered));
                     }
                 }
             }
@@ -365,12 +369,14 @@ impl SnapshotSource for Comm100Agents {
                 "agent rows without an agentId left out; no agent missing from this poll is judged absent"
             );
         }
+        // The poll is complete when its last page is answered; each agent was seen when its own
+        // page was (both not before the poll began: a clock step back).
         let mut snap = AgentSnapshot {
-            observed_at,
+            observed_at: pages.answered.max(observed_at),
             agents: BTreeMap::new(),
         };
         let (mut unknown, mut unreadable) = (Vec::new(), 0usize);
-        for (id, r) in pages.rows {
+        for (id, (r, seen)) in pages.rows {
             let [ongoing_chats, max_concurrent_chats, intraday_chats] =
                 [r.ongoing_chats, r.max_concurrent_chats, r.intraday_chats].map(|c| {
                     let (v, bad) = c.read();
@@ -401,6 +407,7 @@ impl SnapshotSource for Comm100Agents {
                             .and_then(parse_duration_ms),
                         intraday_linear_chat_time_raw: r.intraday_linear_chat_time,
                     }),
+                    seen_hint: Some(seen.max(observed_at)),
                     ..AgentState::default()
                 },
             );
