@@ -118,6 +118,13 @@ impl Builder {
         }
     }
 
+    /// Remove the interactions added from position `from` on; answers their `conn_id`s (their
+    /// texts stay in the buffer, unused).
+    pub fn take_from(&mut self, from: usize) -> Vec<Span> {
+        let from = from.min(self.entries.len());
+        self.entries.drain(from..).map(|e| e.interaction).collect()
+    }
+
     /// Add a whole interaction, its times included.
     pub fn add(&mut self, k: &InteractionKey, v: &ActiveInteraction) -> Result<(), TooLarge> {
         let (i, a) = (self.text(&k.interaction_id)?, self.text(&k.agent_id)?);

@@ -51,7 +51,7 @@ impl SnapshotSource for WolkvoxAgents {
     ) -> Result<AgentSnapshot, SourceError> {
         let name = self.0.meta.name.clone();
         let bound = self.0.agents_limits.0;
-        let ((mut snap, unknown), answered) = self
+        let ((mut snap, unknown, listing), answered) = self
             .0
             .real_time("agents", AGENTS_ENDPOINT, move |r| {
                 parse_agents_and_unknown(&name, observed_at, bound, r)
@@ -65,7 +65,7 @@ impl SnapshotSource for WolkvoxAgents {
         for a in snap.agents.values_mut() {
             a.since_hint = a.since_hint.and_then(|t| t.checked_add(shift));
         }
-        snap.settle_keeping_unknown(unknown, previous, Listing::Whole);
+        snap.settle_keeping_unknown(unknown, previous, listing);
         Ok(snap)
     }
     fn poll_timeout(&self) -> Option<std::time::Duration> {
@@ -88,26 +88,49 @@ pub fn parse_agents(
     bound: PollBound,
     body: &mut dyn Read,
 ) -> Result<AgentSnapshot, SourceError> {
-    parse_agents_and_unknown(source, observed_at, bound, body).map(|(snap, _)| snap)
+    parse_agents_and_unknown(source, observed_at, bound, body).map(|(snap, ..)| snap)
 }
 
-/// [`parse_agents`], and the ids of the agents listed with an empty or missing `agent_status`
-/// (Wolkvox: an empty string means "no value"), each left out of the snapshot, counted and logged.
+/// [`parse_agents`], the ids of the agents listed with an empty or missing `agent_status`
+/// (Wolkvox: an empty string means "no value"), each left out of the snapshot, counted and
+/// logged; and what the answer proves of agents it does not list: nothing when a row had no
+/// `agent_id` (that row may be any agent's), else that they are gone.
 pub fn parse_agents_and_unknown(
     source: &str,
     observed_at: i64,
     bound: PollBound,
     body: &mut dyn Read,
-) -> Result<(AgentSnapshot, Vec<String>), SourceError> {
+) -> Result<(AgentSnapshot, Vec<String>, Listing), SourceError> {
     let (env, _): (Envelope<Folded>, _) =
         decode_bounded(source, AGENTS_ENDPOINT, body, bound.tally())?;
     let Folded {
         agents,
         mut unparsable,
-        unknown,
+        mut unknown,
         rows,
+        anonymous,
+        duplicates,
     } = env.into_data(source, AGENTS_ENDPOINT)?;
     super::check_row_limit(source, AGENTS_ENDPOINT, rows)?;
+    // An agent listed twice, once with a status: the status stands.
+    unknown.retain(|id| !agents.contains_key(id));
+    unknown.dedup();
+    if duplicates > 0 {
+        tracing::warn!(
+            source,
+            endpoint = AGENTS_ENDPOINT,
+            rows = duplicates,
+            "agents listed more than once: the first row with a status is kept"
+        );
+        metrics::counter!("ccdc_field_parse_failures_total", "source" => source.to_string(), "field" => "agent_id").increment(duplicates as u64);
+    }
+    let listing = if anonymous > 0 {
+        tracing::warn!(source, endpoint = AGENTS_ENDPOINT, rows = anonymous, "agent rows without an agent_id left out; no agent missing from this answer is judged logged out");
+        metrics::counter!("ccdc_field_parse_failures_total", "source" => source.to_string(), "field" => "agent_id").increment(anonymous as u64);
+        Listing::Partial
+    } else {
+        Listing::Whole
+    };
     if !unknown.is_empty() {
         let named = &unknown[..unknown.len().min(MAX_UNKNOWN_NAMED)];
         tracing::warn!(source, endpoint = AGENTS_ENDPOINT, field = "agent_status", agents = unknown.len(), first = ?named, "agents listed without a status: each keeps its previous state this poll");
@@ -132,7 +155,7 @@ pub fn parse_agents_and_unknown(
         tracing::warn!(source, endpoint = AGENTS_ENDPOINT, fields = ?unparsable, "counters in no known form; left null, raw row kept");
         metrics::counter!("ccdc_field_parse_failures_total", "source" => source.to_string(), "field" => "agent_counters").increment(1);
     }
-    Ok((snap, unknown))
+    Ok((snap, unknown, listing))
 }
 
 /// The `data` array folded into the snapshot's map while it is parsed, one row at a time.
@@ -146,6 +169,10 @@ struct Folded {
     unknown: Vec<String>,
     /// The rows of `data`, each counted.
     rows: usize,
+    /// Rows without an `agent_id` (or with an empty one), left out.
+    anonymous: usize,
+    /// Rows of an agent already listed with a status, left out.
+    duplicates: usize,
 }
 
 /// The most agents without a status named in a poll's warning (every one is kept).
@@ -167,18 +194,17 @@ impl<'de> Deserialize<'de> for Folded {
                     let row: Map<String, Value> = serde_json::from_str(raw.get())
                         .map_err(|e| de::Error::custom(format!("data[{i}]: {e}")))?;
                     drop(raw);
-                    match agent_from_row(i, &row, &mut out.unparsable) {
-                        Ok(Some((id, state))) => {
+                    match agent_from_row(&row, &mut out.unparsable) {
+                        Row::Anonymous => out.anonymous += 1,
+                        Row::Listed(id, _) if out.agents.contains_key(&id) => out.duplicates += 1,
+                        Row::Listed(id, state) => {
                             bound::charge(decoded_bytes(&id, &state))?;
-                            out.agents.insert(id, state);
+                            out.agents.insert(id, *state);
                         }
-                        Ok(None) => {
-                            if let Some(id) = text(&row, "agent_id") {
-                                bound::charge(map_entry_bytes::<String, ()>() + id.len())?;
-                                out.unknown.push(id);
-                            }
+                        Row::NoStatus(id) => {
+                            bound::charge(map_entry_bytes::<String, ()>() + id.len())?;
+                            out.unknown.push(id);
                         }
-                        Err(e) => return Err(de::Error::custom(e)),
                     }
                     i += 1;
                 }
@@ -204,17 +230,23 @@ fn decoded_bytes(id: &str, a: &AgentState) -> usize {
         + details
 }
 
-/// One row of `data` (its index `i`) as an agent id and state, or `None` for an agent listed
-/// without a status; the names of counters in no known form are added to `unparsable`.
-fn agent_from_row(
-    i: usize,
-    row: &Map<String, Value>,
-    unparsable: &mut Vec<&'static str>,
-) -> Result<Option<(String, AgentState)>, String> {
-    let id =
-        text(row, "agent_id").ok_or_else(|| format!("data[{i}].agent_id: missing or empty"))?;
+/// What one row of `data` says.
+enum Row {
+    /// An agent and its state.
+    Listed(String, Box<AgentState>),
+    /// An agent listed without a status.
+    NoStatus(String),
+    /// A row without an `agent_id`: nobody's, and maybe anybody's.
+    Anonymous,
+}
+
+/// One row of `data`; the names of counters in no known form are added to `unparsable`.
+fn agent_from_row(row: &Map<String, Value>, unparsable: &mut Vec<&'static str>) -> Row {
+    let Some(id) = text(row, "agent_id") else {
+        return Row::Anonymous;
+    };
     let Some(status) = text(row, "agent_status") else {
-        return Ok(None);
+        return Row::NoStatus(id);
     };
     let mut count = |key: &'static str| {
         let raw = text(row, key)?;
@@ -253,7 +285,7 @@ fn agent_from_row(
         aht_time_s: secs("aht_time"),
         aux_time_s: secs("aux_time"),
         ocupation: text(row, "ocupation"),
-        raw: serde_json::to_string(row).map_err(|e| format!("data[{i}]: {e}"))?,
+        raw: serde_json::to_string(row).unwrap_or_default(),
     };
     let state = AgentState {
         name: text(row, "agent_name"),
@@ -262,7 +294,7 @@ fn agent_from_row(
         wolkvox: Some(details),
         ..AgentState::default()
     };
-    Ok(Some((id, state)))
+    Row::Listed(id, Box::new(state))
 }
 
 #[cfg(test)]
@@ -315,7 +347,7 @@ mod tests {
     }
 
     #[test]
-    fn an_agent_without_a_status_keeps_its_state_and_a_missing_id_names_the_field() {
+    fn an_agent_without_a_status_or_id_or_listed_twice_invents_nothing() {
         let parse = |at: i64, body: &str| {
             parse_agents_and_unknown("ops", at, BOUND, &mut body.as_bytes()).unwrap()
         };
@@ -334,7 +366,8 @@ mod tests {
             row("1", ""),
             r#"{"agent_id":"1","time_state_now":"5"}"#.to_string(),
         ] {
-            let (mut s2, unknown) = parse(2_000, &body(&[empty, row("2", "Busy"), row("3", "")]));
+            let (mut s2, unknown, _) =
+                parse(2_000, &body(&[empty, row("2", "Busy"), row("3", "")]));
             assert_eq!(unknown, ["1", "3"]);
             s2.settle_keeping_unknown(unknown, Some(&s1), Listing::Whole);
             assert!(
@@ -349,7 +382,7 @@ mod tests {
             );
             assert!(!s2.agents.contains_key("3"));
             // Its status seen again at 3,000, changed: it began after 1,000, not after 2,000.
-            let (mut s3, unknown) = parse(3_000, &body(&[row("1", "Busy"), row("2", "Busy")]));
+            let (mut s3, unknown, _) = parse(3_000, &body(&[row("1", "Busy"), row("2", "Busy")]));
             s3.settle_keeping_unknown(unknown, Some(&s2), Listing::Whole);
             let changed = diff_agents(&meta, Some(&s2), &s3);
             assert_eq!(changed.len(), 1);
@@ -359,14 +392,38 @@ mod tests {
             // (time_state_now, 5 s, points before both polls here, so the polls' bounds stand.)
             assert_eq!(e.status_since_after, Some(1_000), "{e:?}");
         }
-        let e = parse_agents(
-            "ops",
-            1,
-            BOUND,
-            &mut r#"{"code":200,"data":[{"agent_status":"Ready"}]}"#.as_bytes(),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("data[0].agent_id"), "{e}");
+        // A row without an agent id is left out, and the answer judges nobody logged out: the
+        // row may be any agent's.
+        for anonymous in [
+            r#"{"agent_status":"Busy"}"#,
+            r#"{"agent_id":"","agent_status":"Busy"}"#,
+        ] {
+            let (mut s2, unknown, listing) =
+                parse(2_000, &body(&[anonymous.to_string(), row("1", "Ready")]));
+            assert_eq!(listing, Listing::Partial);
+            s2.settle_keeping_unknown(unknown, Some(&s1), listing);
+            assert!(
+                diff_agents(&meta, Some(&s1), &s2).is_empty(),
+                "agent 2 is not logged out"
+            );
+            assert_eq!(s2.agents["2"].status, "Busy");
+        }
+        // An agent listed twice: the first row with a status stands, a later one (with another
+        // status, or none) is left out.
+        for second in [row("2", "Ready"), row("2", "")] {
+            let (mut s2, unknown, listing) =
+                parse(2_000, &body(&[row("1", "Ready"), row("2", "Busy"), second]));
+            assert_eq!((listing, unknown.len()), (Listing::Whole, 0));
+            s2.settle_keeping_unknown(unknown, Some(&s1), listing);
+            assert!(diff_agents(&meta, Some(&s1), &s2).is_empty());
+        }
+        let (mut s2, unknown, _) = parse(
+            2_000,
+            &body(&[row("1", "Ready"), row("2", ""), row("2", "Aux")]),
+        );
+        assert!(unknown.is_empty(), "the row with a status stands");
+        s2.settle_keeping_unknown(unknown, Some(&s1), Listing::Whole);
+        assert_eq!(diff_agents(&meta, Some(&s1), &s2).len(), 1, "2: Busy → Aux");
     }
 
     fn rows(n: usize, name: &str) -> String {
@@ -459,7 +516,7 @@ mod tests {
         };
         let mut s1 = parse_agents("ops", 1_000, bound, &mut body("Ready").as_bytes()).unwrap();
         s1.settle(None, Listing::Whole);
-        let (mut s2, unknown) =
+        let (mut s2, unknown, _) =
             parse_agents_and_unknown("ops", 2_000, bound, &mut body("").as_bytes()).unwrap();
         assert_eq!(unknown.len(), 1_500);
         s2.settle_keeping_unknown(unknown, Some(&s1), Listing::Whole);

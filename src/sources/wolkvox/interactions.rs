@@ -178,29 +178,39 @@ pub fn parse_interactions_after(
     Ok(settled(source, tz, parsed, observed_at, previous, &held))
 }
 
-/// Agents listed with an interaction without `conn_id` keep what `previous` had of them
-/// ([`wire::Decoded::carry`]): one unreadable row neither fails every agent's poll nor ends the
-/// agent's other interactions. Warned and counted (`field="conn_id"`). Answers the held agents.
+/// Agents listed with an interaction without `conn_id`, and the agents that had an interaction
+/// now listed under an empty `agent_id`, keep what `previous` had of them
+/// ([`wire::Decoded::carry`]): one unreadable row neither fails every agent's poll nor ends an
+/// interaction that may still run. Warned and counted (`field="conn_id"`, `field="agent_id"`).
+/// Answers the held agents.
 fn hold(
     source: &str,
     mut decoded: wire::Decoded,
     previous: Option<&crate::diff::Interactions>,
 ) -> Result<(wire::Decoded, Vec<String>), SourceError> {
-    let held = decoded.held();
-    if !held.is_empty() {
-        let carried = decoded.carry(source, previous, &held)?;
-        let named: Vec<&String> = held.iter().take(20).collect();
-        tracing::warn!(
-            source,
-            endpoint = INTERACTIONS_ENDPOINT,
-            field = "conn_id",
-            agents = held.len(),
-            first = ?named,
-            carried,
-            "interactions without conn_id: each of these agents keeps the interactions it had for this poll (none of them ends); its readable ones are read as usual"
-        );
-        metrics::counter!("ccdc_field_parse_failures_total", "source" => source.to_string(), "field" => "conn_id").increment(held.len() as u64);
+    let (without_conn_id, orphaned) = (decoded.without_conn_id(), decoded.orphaned());
+    let held = decoded.held(previous);
+    if held.is_empty() && orphaned == 0 {
+        return Ok((decoded, held));
     }
+    let carried = decoded.carry(source, previous, &held)?;
+    let named: Vec<&String> = held.iter().take(20).collect();
+    if without_conn_id > 0 {
+        metrics::counter!("ccdc_field_parse_failures_total", "source" => source.to_string(), "field" => "conn_id").increment(without_conn_id as u64);
+    }
+    if orphaned > 0 {
+        metrics::counter!("ccdc_field_parse_failures_total", "source" => source.to_string(), "field" => "agent_id").increment(orphaned as u64);
+    }
+    tracing::warn!(
+        source,
+        endpoint = INTERACTIONS_ENDPOINT,
+        agents_without_conn_id = without_conn_id,
+        interactions_without_agent_id = orphaned,
+        held = held.len(),
+        first = ?named,
+        carried,
+        "interactions without conn_id, or under an empty agent_id: each held agent keeps the interactions it had for this poll (none of them ends); its readable ones are read as usual, and those without an agent are not started"
+    );
     Ok((decoded, held))
 }
 

@@ -310,8 +310,9 @@ pub struct Envelope<D> {
     pub data: Option<D>,
 }
 
-impl<D> Envelope<D> {
-    /// `code` 200/201/202 (number or string) → the `data` rows; anything else → a vendor error.
+impl<D: Default> Envelope<D> {
+    /// `code` 200/201/202 (number or string) → the `data` rows (`null` or absent: none, as the
+    /// vendor's "0 records were found"); anything else → a vendor error.
     pub fn into_data(self, source: &str, endpoint: &str) -> Result<D, SourceError> {
         let code = self.code.ok_or_else(|| SourceError::Parse {
             source_name: source.into(),
@@ -339,12 +340,7 @@ impl<D> Envelope<D> {
                 message,
             });
         }
-        self.data.ok_or_else(|| SourceError::Parse {
-            source_name: source.into(),
-            endpoint: endpoint.into(),
-            field: "data".into(),
-            detail: "missing or null in a successful response".into(),
-        })
+        Ok(self.data.unwrap_or_default())
     }
 }
 

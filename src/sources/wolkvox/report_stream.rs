@@ -344,12 +344,13 @@ mod tests {
                 .kind(),
             "vendor_code"
         );
-        assert_eq!(
-            stream(r#"{"code":200,"data":null}"#, 10)
-                .unwrap_err()
-                .kind(),
-            "parse"
-        );
+        // A success without rows, `data` written as null or left out: none.
+        for none in [
+            r#"{"code":200,"data":null}"#,
+            r#"{"code":200,"msg":"0 records were found"}"#,
+        ] {
+            assert_eq!(stream(none, 10).unwrap(), (false, 0), "{none}");
+        }
         assert_eq!(
             stream(r#"{"code":200,"data":[{"conn_id":"1"},"#, 10)
                 .unwrap_err()

@@ -63,12 +63,15 @@ fn wrong_types_and_missing_fields_name_the_field() {
     assert!(e.to_string().contains("data[0].active_interactions"), "{e}");
     let e = parse(r#"{"code":200,"data":[{"agent_id":"1"}]}"#).unwrap_err();
     assert!(e.to_string().contains("active_interactions"), "{e}");
-    let e =
+    // An interaction under an empty agent id is nobody's: not started, and no error.
+    let s =
         parse(r#"{"code":200,"data":[{"agent_id":"","active_interactions":[{"conn_id":"c"}]}]}"#)
-            .unwrap_err();
-    assert!(e.to_string().contains("data[0].agent_id"), "{e}");
-    let e = parse(r#"{"code":200}"#).unwrap_err();
-    assert!(e.to_string().contains("`data`"), "{e}");
+            .unwrap();
+    assert!(s.interactions.is_empty());
+    // A success without rows: `data` null or left out is none.
+    for none in [r#"{"code":200}"#, r#"{"code":200,"data":null}"#] {
+        assert!(parse(none).unwrap().interactions.is_empty(), "{none}");
+    }
     let e = parse(r#"{"data":[]}"#).unwrap_err();
     assert!(e.to_string().contains("`code`"), "{e}");
 }
@@ -279,14 +282,37 @@ fn an_agent_with_an_interaction_without_conn_id_keeps_what_it_had_and_the_others
             parse_interactions_body("ops", tz, 2_000, bound, Body::Whole(body.as_bytes())).unwrap();
         assert_eq!(alone.interactions.len(), 2);
     }
-    // Interactions under an empty agent id still cannot be attributed.
-    let e = read(
-        r#"{"code":200,"data":[{"agent_id":"","active_interactions":[{"subject":"x"}]}]}"#,
-        2_000,
-        Some(&first),
-    )
-    .unwrap_err();
-    assert!(e.to_string().contains("data[0].agent_id"), "{e}");
+    // Interactions under an empty agent id are nobody's to start, and may be anybody's: the
+    // agents that had them keep what they had (every agent, for one without a conn_id).
+    let keys = |s: &InteractionSnapshot| {
+        let mut k: Vec<String> = s
+            .interactions
+            .iter()
+            .map(|i| format!("{}/{}", i.agent_id, i.interaction_id))
+            .collect();
+        k.sort();
+        k
+    };
+    let orphan = |its: &str| {
+        format!(
+            r#"{{"code":200,"data":[
+            {{"agent_id":"1","active_interactions":[{{"conn_id":"a1"}}]}},
+            {{"agent_id":"2","active_interactions":[]}},
+            {{"agent_id":"","active_interactions":[{its}]}}]}}"#
+        )
+    };
+    // b1, listed under no agent: agent 2 keeps it; agent 1's a2 (not listed) has ended.
+    let next = read(&orphan(r#"{"conn_id":"b1"}"#), 2_000, Some(&first)).unwrap();
+    assert_eq!(keys(&next), ["1/a1", "2/b1"]);
+    assert_eq!(next.held.keys().collect::<Vec<_>>(), ["2"]);
+    // One without a conn_id either: every agent keeps what it had, nothing ends.
+    let next = read(&orphan(r#"{"subject":"x"}"#), 2_000, Some(&first)).unwrap();
+    assert_eq!(keys(&next), ["1/a1", "1/a2", "2/b1"]);
+    assert!(crate::diff::diff_interactions(&meta(), Some(&first), &next).is_empty());
+    // One nobody had: not started, nobody held.
+    let next = read(&orphan(r#"{"conn_id":"z9"}"#), 2_000, Some(&first)).unwrap();
+    assert_eq!(keys(&next), ["1/a1"]);
+    assert!(next.held.is_empty());
 }
 
 fn meta() -> crate::event::SourceMeta {

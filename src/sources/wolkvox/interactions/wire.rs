@@ -32,17 +32,61 @@ pub struct Decoded {
     b: Builder,
     /// Agents listed with an interaction that has no `conn_id` (each id's place in `b`'s text).
     held: Vec<Span>,
+    /// Interactions listed under an empty `agent_id`: the `conn_id`s of those that have one, and
+    /// how many had none.
+    orphans: Orphans,
+}
+
+/// Interactions under a row without an `agent_id`: nobody's to start, and maybe anybody's, so
+/// the agents they may belong to keep what they had ([`Decoded::held`]).
+#[derive(Default)]
+struct Orphans {
+    /// Their `conn_id`s (places in the builder's text).
+    conn_ids: Vec<Span>,
+    /// How many had no `conn_id` either: they may be any agent's.
+    blank: usize,
 }
 
 impl Decoded {
-    /// The ids of the agents listed with an interaction that has no `conn_id` (or an empty one).
-    /// Such an interaction cannot be told from the agent's others, so what the answer says of
-    /// the agent is incomplete: [`Decoded::carry`] keeps what was known of it.
-    pub fn held(&self) -> Vec<String> {
-        self.held
+    /// The ids of the agents listed with an interaction that has no `conn_id` (or an empty one):
+    /// such an interaction cannot be told from the agent's others. And of the agents that had, in
+    /// `previous`, an interaction listed now under no agent (every agent of `previous` when one
+    /// of those has no `conn_id` either). What the answer says of each is incomplete:
+    /// [`Decoded::carry`] keeps what was known of it.
+    pub fn held(&self, previous: Option<&Interactions>) -> Vec<String> {
+        let mut held: Vec<String> = self
+            .held
             .iter()
             .map(|s| self.b.str(*s).to_string())
-            .collect()
+            .collect();
+        if let Some(previous) = previous.filter(|_| self.orphaned() > 0) {
+            let orphans: std::collections::HashSet<&str> = self
+                .orphans
+                .conn_ids
+                .iter()
+                .map(|s| self.b.str(*s))
+                .collect();
+            let blank = self.orphans.blank > 0;
+            let mut theirs: Vec<String> = previous
+                .iter()
+                .filter(|i| blank || orphans.contains(i.interaction_id))
+                .map(|i| i.agent_id.to_string())
+                .collect();
+            theirs.sort_unstable();
+            theirs.dedup();
+            held.extend(theirs);
+        }
+        held
+    }
+
+    /// Agents listed with an interaction that has no `conn_id`.
+    pub fn without_conn_id(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Interactions listed under an empty `agent_id` (left out).
+    pub fn orphaned(&self) -> usize {
+        self.orphans.conn_ids.len() + self.orphans.blank
     }
 
     /// Add what `previous` had of each agent in `held` ([`Decoded::held`]): for this poll an agent
@@ -102,9 +146,14 @@ pub fn parse(
         Body::Whole(bytes) => decode_whole(source, bound, bytes)?,
         Body::Stream(r) => decode_bounded::<Envelope<Folded>>(source, EP, r, bound.tally())?,
     };
-    let Folded { b, rows, held } = env.into_data(source, EP)?;
+    let Folded {
+        b,
+        rows,
+        held,
+        orphans,
+    } = env.into_data(source, EP)?;
     crate::sources::wolkvox::check_row_limit(source, EP, rows)?;
-    Ok(Decoded { b, held })
+    Ok(Decoded { b, held, orphans })
 }
 
 fn decode_whole(
@@ -163,6 +212,7 @@ fn decode_fast(
                     b,
                     rows,
                     held: Vec::new(),
+                    orphans: Orphans::default(),
                 }),
             };
             Some(Ok((env, tally)))
@@ -185,10 +235,12 @@ fn builder() -> Builder {
 
 /// The `data` list, folded into a [`Builder`] as it is read; `rows` agent rows; `held` the agents
 /// listed with an interaction without `conn_id`.
+#[derive(Default)]
 pub struct Folded {
     b: Builder,
     rows: usize,
     held: Vec<Span>,
+    orphans: Orphans,
 }
 
 impl<'de> Deserialize<'de> for Folded {
@@ -201,18 +253,24 @@ impl<'de> Deserialize<'de> for Folded {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Folded, A::Error> {
                 let (mut b, mut held) = (builder(), Vec::new());
+                let mut orphans = Orphans::default();
                 let mut i = 0;
                 while seq
                     .next_element_seed(Agent {
                         b: &mut b,
                         held: &mut held,
-                        i,
+                        orphans: &mut orphans,
                     })?
                     .is_some()
                 {
                     i += 1;
                 }
-                Ok(Folded { b, rows: i, held })
+                Ok(Folded {
+                    b,
+                    rows: i,
+                    held,
+                    orphans,
+                })
             }
         }
         d.deserialize_seq(V)
@@ -228,12 +286,12 @@ enum AgentField {
     Other,
 }
 
-/// One agent row `{agent_id, active_interactions: [...]}`, the `i`-th; added to `held` when one of
-/// its interactions has no `conn_id`.
+/// One agent row `{agent_id, active_interactions: [...]}`; added to `held` when one of its
+/// interactions has no `conn_id`; its interactions go to `orphans` when it has no `agent_id`.
 struct Agent<'b> {
     b: &'b mut Builder,
     held: &'b mut Vec<Span>,
-    i: usize,
+    orphans: &'b mut Orphans,
 }
 
 impl<'de> DeserializeSeed<'de> for Agent<'_> {
@@ -249,7 +307,7 @@ impl<'de> Visitor<'de> for Agent<'_> {
         f.write_str("an agent row")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let (from, i) = (self.b.len(), self.i);
+        let from = self.b.len();
         let (mut agent, mut listed, mut unreadable) = (None, false, false);
         while let Some(field) = map.next_key::<AgentField>()? {
             match field {
@@ -277,13 +335,10 @@ impl<'de> Visitor<'de> for Agent<'_> {
             return Err(de::Error::missing_field("active_interactions"));
         }
         if agent == Span::NONE {
-            if self.b.len() == from && !unreadable {
-                // No agent and nothing to attribute to one: a row that says nothing.
-                return Ok(());
-            }
-            return Err(de::Error::custom(format!(
-                "data[{i}].agent_id: empty agent id with active interactions"
-            )));
+            // No agent: its interactions are nobody's to start, and may be anybody's.
+            self.orphans.conn_ids.extend(self.b.take_from(from));
+            self.orphans.blank += usize::from(unreadable);
+            return Ok(());
         }
         // Each interaction was counted as it was read; every one of its events copies the id.
         let copies = (self.b.len() - from) as u64;
