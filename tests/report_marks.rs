@@ -207,3 +207,31 @@ async fn rows_sharing_a_conn_id_are_each_published_once_however_often_pulled() {
         assert!(drain(&mut again, &store).await.is_empty());
     }
 }
+
+/// The vendor refuses a window for its size (diagram_9's page: "if your query exceeds 6000
+/// records, reduce the date range", as an error envelope): the window is split and its halves
+/// pulled, every row once, instead of the same window asked again at every poll.
+#[tokio::test]
+async fn a_window_the_vendor_refuses_for_its_size_is_split() {
+    let sim = simulator("MARKS_TOKEN_R").await;
+    sim.state.inject_at(
+        ccdc::simulator::Route::WolkvoxReports,
+        ccdc::simulator::Fault::RangeTooLarge,
+        1,
+    );
+    let store = Arc::new(MemoryStore::default());
+    let mut feed = feed(&sim, "MARKS_TOKEN_R", &store);
+    let first = feed.poll(1_800_000_000_000).await.unwrap();
+    assert!(
+        matches!(first, PollOutcome::Idle { more: true }),
+        "split, not failed"
+    );
+    let published = drain(&mut feed, &store).await;
+    assert_eq!(unique(&published).len(), (HOURS * 3600) as usize);
+    assert_eq!(
+        sim.state
+            .requests_on(ccdc::simulator::Route::WolkvoxReports),
+        3,
+        "the refused window, then its two halves"
+    );
+}

@@ -360,6 +360,10 @@ impl Feed for ReportFeed {
         };
         let pulled = match self.pull(w).await {
             Ok(p) => p,
+            Err(e) if refused_for_size(&e) => {
+                tracing::warn!(window = %format!("{}..{}", w.date_ini(), w.date_end()), error = %e, "the vendor refused the window for its size; it is split like one that reached the row limit");
+                Pulled::Overflow
+            }
             Err(e) => {
                 self.queue.push_front(w);
                 return Err(e.into());
@@ -408,4 +412,15 @@ impl Feed for ReportFeed {
             self.cursor = Some(c);
         }
     }
+}
+
+/// Whether the vendor refused a report window for the rows it holds ("if your query exceeds 6000
+/// records, reduce the date range", diagram_9's page) rather than for another reason: such a
+/// window is split like one that reached the row limit, instead of asked again as it was.
+fn refused_for_size(e: &SourceError) -> bool {
+    let SourceError::Vendor { message, .. } = e else {
+        return false;
+    };
+    let m = message.to_ascii_lowercase();
+    m.contains("reduce the date range") || (m.contains("exceed") && m.contains("record"))
 }

@@ -58,6 +58,9 @@ pub enum Fault {
     Slow,
     /// The normal body, streamed in chunks without a Content-Length.
     Chunked,
+    /// Wolkvox reports: HTTP 200 with an error envelope refusing the window for its size
+    /// (diagram_9's page: "if your query exceeds 6000 records, reduce the date range").
+    RangeTooLarge,
 }
 
 /// Which endpoint a fault applies to.
@@ -404,6 +407,13 @@ pub(crate) async fn fault_response(
             return None;
         }
         Fault::Empty => return None,
+        Fault::RangeTooLarge => Json(json!({
+            "code": "400",
+            "error": "if your query exceeds 6000 records, reduce the date range",
+            "msg": null,
+            "data": null
+        }))
+        .into_response(),
     })
 }
 
