@@ -32,7 +32,8 @@ impl From<String> for RowError {
 /// cannot be typed: it then goes to the dead-letter topic with its raw JSON).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedRow {
-    /// conn_id for chat_1, `session_id/conn_id` for diagram_9; `None` when empty or unreadable.
+    /// conn_id for chat_1, `session_id/conn_id` for diagram_9 (its conn_id may be empty: a
+    /// session that reached no call); `None` when empty or unreadable.
     pub identity: Option<String>,
     /// A hash of every field the row's schema knows (32 hex digits): the same content gives the
     /// same hash whatever the key order or spacing of the vendor's JSON.
@@ -64,11 +65,11 @@ pub fn decode(kind: ReportKind, raw: &str, tz: Tz) -> DecodedRow {
         },
         ReportKind::Diagram9 => match Diagram9Raw::read(raw) {
             Ok(r) => DecodedRow {
+                // A chatbot session that reached no call has no conn_id: `session_id/`.
                 identity: r
                     .session_id
                     .as_str()
-                    .zip(r.conn_id.as_str())
-                    .map(|(s, c)| format!("{s}/{c}")),
+                    .map(|s| format!("{s}/{}", r.conn_id.as_str().unwrap_or_default())),
                 hash: hash(&r.parts()),
                 row: coerce_diagram9(&r, tz).map(ReportRow::Diagram9),
             },
@@ -261,10 +262,7 @@ fn coerce_diagram9(r: &Diagram9Raw, tz: Tz) -> Result<Diagram9Row, RowError> {
         customer_query: r.customer_query.text(),
         routing_answer: r.routing_answer.text(),
         customer_id: r.customer_id.text(),
-        conn_id: r
-            .conn_id
-            .text()
-            .ok_or(RowError::from("`conn_id` is empty"))?,
+        conn_id: r.conn_id.text().unwrap_or_default(),
     })
 }
 

@@ -242,7 +242,7 @@ fn diagram_9_identity_is_session_and_conn() {
     let row = serde_json::json!({"session_id": "s1", "channel": "web", "rp_id": "4", "date": "2026-11-21 10:15:00",
             "customer_name": "", "customer_email": "", "customer_phone": "", "customer_query": "saldo", "routing_answer": "skill 3",
             "customer_id": "", "conn_id": "c9"});
-    let d = decode(ReportKind::Diagram9, row);
+    let d = decode(ReportKind::Diagram9, row.clone());
     assert_eq!(d.identity.as_deref(), Some("s1/c9"));
     let Ok(ReportRow::Diagram9(r)) = d.row else {
         panic!()
@@ -251,6 +251,12 @@ fn diagram_9_identity_is_session_and_conn() {
         (r.customer_query.as_deref(), r.customer_name, r.date),
         (Some("saldo"), None, Some(1_795_274_100_000))
     );
+    // A session that reached no call: its identity is the session's, the row is published.
+    let mut bot = row.clone();
+    bot["conn_id"] = serde_json::json!("");
+    let d = decode(ReportKind::Diagram9, bot);
+    assert_eq!(d.identity.as_deref(), Some("s1/"));
+    assert!(matches!(d.row, Ok(ReportRow::Diagram9(ref r)) if r.conn_id.is_empty()));
     assert_eq!(ReportKind::Diagram9.default_row_limit(), 6_000);
     assert_eq!(ReportKind::parse("diagram_9"), Some(ReportKind::Diagram9));
 }
