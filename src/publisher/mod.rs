@@ -336,7 +336,10 @@ impl Publisher {
             tokio::time::sleep(Duration::from_millis(10)).await;
             return Ok(true);
         }
-        if d.outbox.is_empty() || d.last_sent.is_some() && !d.outbox.has_after(d.last_sent)? {
+        // Nothing to send: wait for new work. Also when the outbox counts entries that cannot be
+        // read yet (a commit is being made durable): without a wait the loop would spin until it
+        // is, or for ever if it never is.
+        if d.outbox.is_empty() || !d.outbox.has_after(d.last_sent)? {
             if stop.is_cancelled() {
                 return Ok(false);
             }
@@ -381,6 +384,9 @@ impl Publisher {
                 }
                 Err(SinkError::Rejected(reason)) => self.refused_on_delivery(d, id, &reason)?,
                 Err(e) => {
+                    // Its dead letter (if this was one) was not delivered: on the resend the
+                    // record itself goes again, and a refusal of it is dead-lettered again.
+                    d.dead_lettering.remove(&id);
                     d.failed.get_or_insert(e);
                 }
             }

@@ -318,3 +318,83 @@ async fn entries_not_kept_are_decoded_and_a_resend_decodes_what_was_taken_before
     );
     assert!(recent.is_empty());
 }
+
+/// A store whose outbox counts an entry that cannot be read yet (a commit being made durable),
+/// counting the publisher's reads of it.
+#[derive(Default)]
+struct Flushing {
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::store::Store for Flushing {
+    fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+    fn commit_numbered(
+        &self,
+        _: Vec<crate::store::Write>,
+        _: Vec<Vec<u8>>,
+    ) -> Result<Vec<u64>, StoreError> {
+        Ok(vec![])
+    }
+    fn scan_prefix(&self, _: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(vec![])
+    }
+    fn increment(&self, _: &str, by: u64) -> Result<u64, StoreError> {
+        Ok(by)
+    }
+    fn outbox_after(
+        &self,
+        _: Option<u64>,
+        _: usize,
+    ) -> Result<Vec<crate::store::OutboxEntry>, StoreError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(vec![])
+    }
+    fn outbox_remove(&self, _: &[u64]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn outbox_len(&self) -> usize {
+        1
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+// Two workers: a spinning publisher would starve a single-threaded runtime's timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_not_readable_yet_is_waited_for_not_spun_on() {
+    let store = Arc::new(Flushing::default());
+    let sink = MemorySink::default();
+    let p = Publisher {
+        store: store.clone(),
+        ..publisher(&Arc::new(MemoryStore::default()), &sink, None)
+    };
+    let abort = CancellationToken::new();
+    let task = tokio::spawn(p.run(CancellationToken::new(), abort.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    abort.cancel();
+    task.await.unwrap().unwrap();
+    let reads = store.reads.load(std::sync::atomic::Ordering::SeqCst);
+    // It waits for new work (a second at most) between reads; spinning read thousands of times.
+    assert!(reads <= 10, "{reads} reads in 300 ms");
+}
+
+/// A refused record whose dead letter fails retryably is dead-lettered again on the resend, not
+/// set aside as if its dead letter had been refused.
+#[tokio::test]
+async fn a_dead_letter_that_failed_for_now_is_sent_again() {
+    let (store, sink, p) = setup(1);
+    let topics = Topics::default();
+    sink.refuse_topic(&topics.interactions);
+    // The next delivery that is not refused, the dead letter's, fails retryably once.
+    sink.fail_next(1);
+    let report = drain(p).await;
+    assert_eq!(report.left_in_outbox, 0);
+    assert_eq!(on(&sink, &topics.dead_letter).len(), 1);
+    assert!(store
+        .scan_prefix(crate::store::outbox::ASIDE_PREFIX)
+        .unwrap()
+        .is_empty());
+}
