@@ -113,31 +113,40 @@ pub struct QueueRow {
     route_to_department: Option<NamedRef>,
     pub route_to_agent_id: Option<String>,
     route_to_agent: Option<NamedRef>,
-    #[serde(default, deserialize_with = "opt_int")]
-    ongoing_chats: Option<i64>,
-    #[serde(default, deserialize_with = "opt_int")]
-    max_concurrent_chats: Option<i64>,
-    #[serde(default, deserialize_with = "opt_int")]
-    current_queue_length: Option<i64>,
+    // Counters: one row's odd value is null in its record, not a failed poll for every row.
+    #[serde(default)]
+    ongoing_chats: Counter,
+    #[serde(default)]
+    max_concurrent_chats: Counter,
+    #[serde(default)]
+    current_queue_length: Counter,
     #[serde(rename = "avgWaitTimeinLast30Mins")]
     avg_wait_time_in_last30_mins: Option<String>,
     #[serde(rename = "avgWaitTimeinLast60Mins")]
     avg_wait_time_in_last60_mins: Option<String>,
-    #[serde(
-        rename = "abandonedChatsinLast30Mins",
-        default,
-        deserialize_with = "opt_int"
-    )]
-    abandoned_chats_in_last30_mins: Option<i64>,
-    #[serde(
-        rename = "switchedtoMessagesinLast30Mins",
-        default,
-        deserialize_with = "opt_int"
-    )]
-    switched_to_messages_in_last30_mins: Option<i64>,
+    #[serde(rename = "abandonedChatsinLast30Mins", default)]
+    abandoned_chats_in_last30_mins: Counter,
+    #[serde(rename = "switchedtoMessagesinLast30Mins", default)]
+    switched_to_messages_in_last30_mins: Counter,
     /// `null` or absent: none.
     #[serde(default)]
     visitors: Option<Rows<VisitorRow>>,
+}
+
+impl QueueRow {
+    /// Its counters that are not integers (published as null).
+    pub fn unreadable(&self) -> usize {
+        [
+            self.ongoing_chats,
+            self.max_concurrent_chats,
+            self.current_queue_length,
+            self.abandoned_chats_in_last30_mins,
+            self.switched_to_messages_in_last30_mins,
+        ]
+        .iter()
+        .filter(|c| c.read().1)
+        .count()
+    }
 }
 
 impl DecodedSize for QueueRow {
@@ -163,15 +172,15 @@ impl From<QueueRow> for QueueMetrics {
             route_to_department_name: r.route_to_department.and_then(|d| d.name),
             route_to_agent_id: r.route_to_agent_id,
             route_to_agent_name: r.route_to_agent.and_then(|a| a.name),
-            ongoing_chats: r.ongoing_chats,
-            max_concurrent_chats: r.max_concurrent_chats,
-            current_queue_length: r.current_queue_length,
+            ongoing_chats: r.ongoing_chats.read().0,
+            max_concurrent_chats: r.max_concurrent_chats.read().0,
+            current_queue_length: r.current_queue_length.read().0,
             avg_wait_time_last_30_mins_ms: w30,
             avg_wait_time_last_30_mins_raw: w30_raw,
             avg_wait_time_last_60_mins_ms: w60,
             avg_wait_time_last_60_mins_raw: w60_raw,
-            abandoned_chats_last_30_mins: r.abandoned_chats_in_last30_mins,
-            switched_to_messages_last_30_mins: r.switched_to_messages_in_last30_mins,
+            abandoned_chats_last_30_mins: r.abandoned_chats_in_last30_mins.read().0,
+            switched_to_messages_last_30_mins: r.switched_to_messages_in_last30_mins.read().0,
             visitors: r
                 .visitors
                 .unwrap_or_default()
@@ -332,6 +341,24 @@ mod tests {
             assert_eq!(counters(bad), (Unreadable, Value(3), Absent), "{bad}");
         }
         assert_eq!(Unreadable.read(), (None, true));
+    }
+
+    #[test]
+    fn a_queue_rows_odd_counter_is_null_and_the_other_rows_are_read() {
+        let q = r#"[{"routeToDepartmentId":"d1","currentQueueLength":1.5,"ongoingChats":"x","visitors":null},
+            {"routeToDepartmentId":"d2","currentQueueLength":3.0,"ongoingChats":2}]"#;
+        let rows: Vec<QueueRow> = serde_json::from_str(q).unwrap();
+        assert_eq!(
+            rows.iter().map(QueueRow::unreadable).collect::<Vec<_>>(),
+            [2, 0]
+        );
+        let m: Vec<QueueMetrics> = rows.into_iter().map(Into::into).collect();
+        assert_eq!(
+            m.iter()
+                .map(|m| (m.current_queue_length, m.ongoing_chats, m.visitors.len()))
+                .collect::<Vec<_>>(),
+            [(None, None, 0), (Some(3), Some(2), 0)]
+        );
     }
 
     #[test]
