@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use ccdc::event::Heartbeat;
-use ccdc::simulator::{Fault, Route, SimAgent, SimInteraction, SimMode};
-use common::{http_status as get, Stack};
+use ccdc::simulator::{Fault, Route, SimMode};
+use common::{http_status as get, sim_agent, Stack};
 
 /// The value of the first sample of `metric` whose labels contain every `label`.
 fn sample(page: &str, metric: &str, labels: &[&str]) -> Option<f64> {
@@ -53,15 +53,9 @@ max_backoff = "200ms"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_readiness_follows_staleness_and_heartbeats_flow() {
-    let it = |c: &str| SimInteraction {
-        conn_id: c.into(),
-        subject: "s".into(),
-        fromname: "f".into(),
-        date: "2026-11-21 10:15:00".into(),
-    };
     let steps = vec![
-        vec![SimAgent::new("1001", "Busy", vec![it("c1")])],
-        vec![SimAgent::new("1001", "Busy", vec![it("c2")])],
+        vec![sim_agent("1001", "Busy", &["c1"])],
+        vec![sim_agent("1001", "Busy", &["c2"])],
     ];
     let s = Stack::start(
         "obs-token-1",
@@ -202,15 +196,9 @@ async fn metrics_move_readiness_follows_staleness_and_heartbeats_flow() {
 /// address, empty (tansu keeps its data in memory only), and every held event reaches it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_fills_the_outbox_pauses_polling_and_drops_nothing() {
-    let it = |c: &str| SimInteraction {
-        conn_id: c.into(),
-        subject: "s".into(),
-        fromname: "f".into(),
-        date: "2026-11-21 10:15:00".into(),
-    };
     let steps: Vec<_> = ["c1", "c2"]
         .iter()
-        .map(|c| vec![SimAgent::new("1001", "Busy", vec![it(c)])])
+        .map(|c| vec![sim_agent("1001", "Busy", &[c])])
         .collect();
     // A bound of 1 and no heartbeats: the outbox can only go over its bound with the two events
     // of the step below (c1 ended, c2 started), so polling cannot pause before that step is seen.

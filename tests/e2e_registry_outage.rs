@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use ccdc::event::InteractionEvent;
-use ccdc::simulator::{Route, SimAgent, SimInteraction, SimMode};
+use ccdc::simulator::{Route, SimAgent, SimMode};
 use common::{free_port, http_status as status, spawn_registry, RegistryDecoder, Stack};
 
 const SOURCES: &str = r#"
@@ -26,16 +26,7 @@ enabled = false
 "#;
 
 fn step(conns: &[&str]) -> Vec<SimAgent> {
-    let its = conns
-        .iter()
-        .map(|c| SimInteraction {
-            conn_id: c.to_string(),
-            subject: "s".into(),
-            fromname: "f".into(),
-            date: "2026-11-21 10:15:00".into(),
-        })
-        .collect();
-    vec![SimAgent::new("1001", "Busy", its)]
+    vec![common::sim_agent("1001", "Busy", conns)]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use ccdc::event::{AgentStatusEvent, InteractionEvent, InteractionEventType};
-use ccdc::simulator::{SimAgent, SimInteraction, SimMode};
-use common::{http_status, Stack};
+use ccdc::simulator::SimMode;
+use common::{http_status, sim_agent as agent, Stack};
 
 /// Wolkvox's documented maximum of records per call.
 const LIMIT: usize = 60_000;
@@ -30,19 +30,6 @@ max_backoff = "300ms"
 interval = "300ms"
 max_backoff = "300ms"
 "#;
-
-fn agent(id: &str, status: &str, conns: &[&str]) -> SimAgent {
-    let its = conns
-        .iter()
-        .map(|c| SimInteraction {
-            conn_id: c.to_string(),
-            subject: "s".into(),
-            fromname: "f".into(),
-            date: "2026-11-21 10:15:00".into(),
-        })
-        .collect();
-    SimAgent::new(id, status, its)
-}
 
 /// `ccdc_poll_failures_total{kind="row_limit"}` of `endpoint` (0 while absent).
 fn row_limit_failures(ops_url: &str, endpoint: &str) -> f64 {

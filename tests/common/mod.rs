@@ -23,6 +23,6 @@ pub use self::{
     infra::{spawn_registry, Infra},
     interop::{python_interop, run_python, RecordContext},
     reader::{Record, RegistryDecoder, TopicReader},
-    stack::{Ccdc, Stack},
+    stack::{sim_agent, Ccdc, Stack},
     util::{free_port, http_get, http_status, read_to_string, Proc},
 };

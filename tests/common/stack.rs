@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ccdc::simulator::{Route, SimMode, SimServer, SimState};
+use ccdc::simulator::{Route, SimAgent, SimInteraction, SimMode, SimServer, SimState};
 use serde::de::DeserializeOwned;
 
 use super::infra::Infra;
@@ -214,4 +214,19 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// A simulated Wolkvox agent in `status` with interactions `conns`, each of subject `s`, from `f`,
+/// dated 2026-11-21 10:15:00 (what most scenarios need of an interaction: its id).
+pub fn sim_agent(id: &str, status: &str, conns: &[&str]) -> SimAgent {
+    let its = conns
+        .iter()
+        .map(|c| SimInteraction {
+            conn_id: c.to_string(),
+            subject: "s".into(),
+            fromname: "f".into(),
+            date: "2026-11-21 10:15:00".into(),
+        })
+        .collect();
+    SimAgent::new(id, status, its)
 }

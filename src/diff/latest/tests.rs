@@ -8,6 +8,18 @@ fn meta() -> SourceMeta {
     }
 }
 
+/// A row of `guid`, ended or not, started (by the vendor) at 5.
+fn row(guid: &str, has_ended: bool) -> LatestInteraction {
+    LatestInteraction {
+        guid: guid.into(),
+        start: Some(5),
+        start_raw: Some("x".into()),
+        has_ended,
+        first_seen: None,
+        seen_after: None,
+    }
+}
+
 fn snap(at: i64, agents: &[(&str, Option<(&str, bool)>)]) -> LatestSnapshot {
     LatestSnapshot {
         observed_at: at,
@@ -18,19 +30,7 @@ fn snap(at: i64, agents: &[(&str, Option<(&str, bool)>)]) -> LatestSnapshot {
         unobserved_since: BTreeMap::new(),
         agents: agents
             .iter()
-            .map(|(a, l)| {
-                (
-                    a.to_string(),
-                    l.map(|(g, e)| LatestInteraction {
-                        guid: g.into(),
-                        start: Some(5),
-                        start_raw: Some("x".into()),
-                        has_ended: e,
-                        first_seen: None,
-                        seen_after: None,
-                    }),
-                )
-            })
+            .map(|(a, l)| (a.to_string(), l.map(|(g, e)| row(g, e))))
             .collect(),
     }
 }
@@ -323,17 +323,7 @@ fn next_listed(
 ) -> LatestSnapshot {
     let mut s = snap(at, agents);
     for (agent, rows) in listed {
-        let rows = rows
-            .iter()
-            .map(|(g, e)| LatestInteraction {
-                guid: g.to_string(),
-                start: Some(5),
-                start_raw: Some("x".into()),
-                has_ended: *e,
-                first_seen: None,
-                seen_after: None,
-            })
-            .collect();
+        let rows = rows.iter().map(|(g, e)| row(g, *e)).collect();
         s.listed.insert(agent.to_string(), rows);
     }
     s.settle(Some(prev));

@@ -78,15 +78,13 @@ impl SnapshotSource for Comm100Metrics {
                 let ((rows, _), _): ((Rows<QueueRow>, _), _) =
                     c.get_bounded(path, url, vec![], tally).await?;
                 let mut seen: std::collections::HashMap<String, usize> = Default::default();
-                let unreadable: usize = rows.0.iter().map(QueueRow::unreadable).sum();
-                if unreadable > 0 {
-                    metrics::counter!("ccdc_field_parse_failures_total", "source" => c.meta.name.clone(), "field" => "queue_counters").increment(unreadable as u64);
-                    tracing::warn!(
-                        endpoint = path,
-                        values = unreadable,
-                        "queue counters that are not integers are published as null"
-                    );
-                }
+                super::unreadable_values(
+                    &c.meta.name,
+                    path,
+                    "queue_counters",
+                    rows.0.iter().map(QueueRow::unreadable).sum(),
+                    "queue counters that are not integers are published as null",
+                );
                 rows.0
                     .into_iter()
                     .map(|r| {

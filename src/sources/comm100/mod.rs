@@ -361,14 +361,13 @@ impl SnapshotSource for Comm100Agents {
                 "the agent list moved while its pages were read; no agent missing from this poll is judged absent"
             );
         }
-        if pages.anonymous > 0 {
-            metrics::counter!("ccdc_field_parse_failures_total", "source" => c.meta.name.clone(), "field" => "agentId").increment(pages.anonymous as u64);
-            tracing::warn!(
-                endpoint = AGENTS_ENDPOINT,
-                rows = pages.anonymous,
-                "agent rows without an agentId left out; no agent missing from this poll is judged absent"
-            );
-        }
+        unreadable_values(
+            &c.meta.name,
+            AGENTS_ENDPOINT,
+            "agentId",
+            pages.anonymous,
+            "agent rows without an agentId left out; no agent missing from this poll is judged absent",
+        );
         // The poll is complete when its last page is answered; each agent was seen when its own
         // page was (both not before the poll began: a clock step back).
         let mut snap = AgentSnapshot {
@@ -412,14 +411,13 @@ impl SnapshotSource for Comm100Agents {
                 },
             );
         }
-        if unreadable > 0 {
-            metrics::counter!("ccdc_field_parse_failures_total", "source" => c.meta.name.clone(), "field" => "agent_counters").increment(unreadable as u64);
-            tracing::warn!(
-                endpoint = AGENTS_ENDPOINT,
-                values = unreadable,
-                "agent counters (ongoingChats, maxConcurrentChats, intradayChats) that are not integers are published as null"
-            );
-        }
+        unreadable_values(
+            &c.meta.name,
+            AGENTS_ENDPOINT,
+            "agent_counters",
+            unreadable,
+            "agent counters (ongoingChats, maxConcurrentChats, intradayChats) that are not integers are published as null",
+        );
         if !unknown.is_empty() {
             metrics::counter!("ccdc_field_parse_failures_total", "source" => c.meta.name.clone(), "field" => "currentStatusId").increment(unknown.len() as u64);
             tracing::warn!(
@@ -443,6 +441,16 @@ impl SnapshotSource for Comm100Agents {
     fn size(&self, s: &AgentSnapshot) -> usize {
         s.present()
     }
+}
+
+/// Count `n` vendor values of `field` that could not be read (`ccdc_field_parse_failures_total`)
+/// and say in one warning what was done with them; nothing when `n` is 0.
+fn unreadable_values(source: &str, endpoint: &str, field: &'static str, n: usize, done: &str) {
+    if n == 0 {
+        return;
+    }
+    metrics::counter!("ccdc_field_parse_failures_total", "source" => source.to_string(), "field" => field).increment(n as u64);
+    tracing::warn!(endpoint, field, values = n, "{done}");
 }
 
 mod metric_feeds;
