@@ -112,8 +112,10 @@ pub fn parse_agents_and_unknown(
         duplicates,
     } = env.into_data(source, AGENTS_ENDPOINT)?;
     super::check_row_limit(source, AGENTS_ENDPOINT, rows)?;
-    // An agent listed twice, once with a status: the status stands.
+    // An agent listed twice, once with a status: the status stands; listed twice without one:
+    // once (`dedup` alone keeps a repeat that is not next to its twin).
     unknown.retain(|id| !agents.contains_key(id));
+    unknown.sort_unstable();
     unknown.dedup();
     if duplicates > 0 {
         tracing::warn!(
