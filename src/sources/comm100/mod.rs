@@ -263,11 +263,15 @@ impl Pages {
     /// agents than `total` or no `total` at all, pages that disagree). An agent missing from such
     /// a poll proves nothing: the poll is [`Listing::Partial`].
     fn incomplete(&self) -> bool {
-        self.clamped
-            || self.anonymous > 0
-            || self.duplicates > 0
+        self.clamped || self.anonymous > 0 || self.moved() || self.total.is_none()
+    }
+
+    /// Whether the list moved while its pages were read: an agent on two pages, fewer agents
+    /// than `total`, pages that disagree.
+    fn moved(&self) -> bool {
+        self.duplicates > 0
             || self.disagreed
-            || self.total.is_none_or(|t| (self.rows.len() as u64) < t)
+            || self.total.is_some_and(|t| (self.rows.len() as u64) < t)
     }
 }
 
@@ -349,10 +353,7 @@ impl SnapshotSource for Comm100Agents {
             (false, true) => Listing::Paged,
             (false, false) => Listing::Whole,
         };
-        if pages.duplicates > 0
-            || pages.disagreed
-            || pages.total.is_some_and(|t| (pages.rows.len() as u64) < t)
-        {
+        if pages.moved() {
             metrics::counter!("ccdc_list_shifts_total", "source" => c.meta.name.clone(), "endpoint" => AGENTS_ENDPOINT).increment(1);
             tracing::warn!(
                 duplicates = pages.duplicates,
